@@ -1,0 +1,112 @@
+"""API-key authentication shared by every public API view, and the balance endpoint."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.core.cache import cache
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import errors, services
+from accounts.envelope import EnvelopeRenderer
+from accounts.models import Account
+
+DEFAULT_RATE_LIMIT_PER_MINUTE = 600
+
+
+def api_key_from_request(request: Request) -> str | None:
+    """The key from `Authorization: Bearer`, or the `api_key` / `api` parameter (query or body)."""
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    for name in ("api_key", "api"):
+        value = request.query_params.get(name)
+        if value:
+            return value
+    try:
+        data = request.data
+    except Exception:  # unparsable body: the view reports it after authentication
+        return None
+    if hasattr(data, "get"):
+        for name in ("api_key", "api"):
+            value = data.get(name)
+            if isinstance(value, str) and value:
+                return value
+    return None
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """Authenticates by API key (code 3) and then checks the key's IP rule (code 4)."""
+
+    def authenticate(self, request: Request) -> tuple[None, services.AuthenticatedKey]:
+        key = services.authenticate_api_key(secret=api_key_from_request(request))
+        # CORS answers follow the key's origins (see ApiCorsMiddleware).
+        request._request.cors_origins = key.cors_origins  # type: ignore[attr-defined]
+        request.api_status_code = services.check_ip(key=key, ip=request._request.client_ip)  # type: ignore[attr-defined]
+        return (None, key)
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+def enforce_rate_limit(key: services.AuthenticatedKey) -> None:
+    """A fixed one-minute window per key in the shared cache; raises RateLimited (429)."""
+    limit = key.rate_limit_per_minute or DEFAULT_RATE_LIMIT_PER_MINUTE
+    window = int(time.time() // 60)
+    name = f"ratelimit:{key.id}:{window}"
+    if cache.add(name, 1, 70):
+        return
+    try:
+        count = cache.incr(name)
+    except ValueError:
+        cache.add(name, 1, 70)
+        return
+    if count > limit:
+        raise errors.RateLimited(
+            f"This API key may make {limit} requests per minute.", retry_after=60 - int(time.time() % 60)
+        )
+
+
+class ApiKeyView(APIView):
+    """Base of every public API operation: key, IP rule, rate limit, the envelope."""
+
+    authentication_classes = [ApiKeyAuthentication]
+    renderer_classes = [EnvelopeRenderer]
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        key = request.auth
+        if not isinstance(key, services.AuthenticatedKey):
+            raise errors.InvalidApiKey()
+        enforce_rate_limit(key)
+
+    @property
+    def key(self) -> services.AuthenticatedKey:
+        return self.request.auth  # type: ignore[return-value]
+
+    def get_account(self) -> Account:
+        return Account.objects.get(pk=self.key.account_id)
+
+
+API_KEY_PARAMETER = OpenApiParameter(
+    "api_key", str, OpenApiParameter.QUERY, required=False, description="The API key (or use a Bearer header)."
+)
+
+
+class BalanceApi(ApiKeyView):
+    """The account's credit balance and its price per SMS part."""
+
+    class OutputSerializer(serializers.Serializer):
+        balance = serializers.IntegerField()
+        price_per_part = serializers.IntegerField()
+
+    @extend_schema(operation_id="balance", parameters=[API_KEY_PARAMETER], responses=OutputSerializer)
+    def get(self, request: Request) -> Response:
+        row = Account.objects.values("balance", "price_per_part").get(pk=self.key.account_id)
+        return Response(self.OutputSerializer(row).data)

@@ -1,0 +1,75 @@
+"""Domain errors raised by services. They know nothing of HTTP: the API envelope
+(`accounts/envelope.py`) maps each one to a SPEC status code in a single table."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base class: the message is a human sentence safe to show the caller."""
+
+    default_message = "The request could not be processed."
+
+    def __init__(self, message: str | None = None, **details: object) -> None:
+        super().__init__(message or self.default_message)
+        self.message = message or self.default_message
+        self.details = details
+
+
+class InvalidApiKey(DomainError):
+    default_message = "Missing or wrong API key."
+
+
+class IpNotAllowed(DomainError):
+    default_message = "This IP address is not on the API key's allow-list."
+
+
+class TargetNotFound(DomainError):
+    default_message = "Unknown list token or device id."
+
+
+class MissingTo(DomainError):
+    default_message = "The destination number `to` is missing."
+
+
+class MissingMsg(DomainError):
+    default_message = "The message text `msg` is missing."
+
+
+class InvalidParameter(DomainError):
+    default_message = "A parameter is invalid."
+
+
+class InsufficientCredit(DomainError):
+    default_message = "Not enough credit for all parts of this message."
+
+
+class SpendingCapReached(DomainError):
+    default_message = "The account's daily spending cap would be exceeded."
+
+
+class NotFound(DomainError):
+    default_message = "Not found."
+
+
+class Conflict(DomainError):
+    default_message = "The request conflicts with the current state."
+
+
+class IdempotencyInProgress(DomainError):
+    default_message = "A request with this Idempotency-Key is still being processed."
+
+
+class IdempotencyMismatch(DomainError):
+    default_message = "This Idempotency-Key was already used with a different request."
+
+
+class RateLimited(DomainError):
+    default_message = "Too many requests; slow down."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 60) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class WrongPin(DomainError):
+    default_message = "Wrong PIN."

@@ -1,0 +1,63 @@
+"""Secret tokens with a visible type prefix and a checksum tail (GitHub-token style).
+
+A token is ``<prefix>_<30 base62 chars><6 base62 chars of CRC32>``: about 178 random
+bits, a typo is caught by the checksum without touching the database, and only an
+HMAC-SHA256 digest is ever stored. Django-free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import zlib
+
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+BODY_LENGTH = 30
+CHECKSUM_LENGTH = 6
+
+
+def _base62(number: int, width: int) -> str:
+    chars = []
+    for _ in range(width):
+        number, rest = divmod(number, 62)
+        chars.append(ALPHABET[rest])
+    return "".join(reversed(chars))
+
+
+def _checksum(body: str) -> str:
+    return _base62(zlib.crc32(body.encode()), CHECKSUM_LENGTH)
+
+
+def generate_token(prefix: str) -> str:
+    """A new random token such as ``pf_live_…``."""
+    body = "".join(secrets.choice(ALPHABET) for _ in range(BODY_LENGTH))
+    return f"{prefix}_{body}{_checksum(body)}"
+
+
+def has_valid_checksum(token: str, prefix: str) -> bool:
+    """True when the token has the prefix, the right length and a matching checksum."""
+    start = prefix + "_"
+    if not token.startswith(start):
+        return False
+    rest = token[len(start) :]
+    if len(rest) != BODY_LENGTH + CHECKSUM_LENGTH or any(c not in ALPHABET for c in rest):
+        return False
+    body, tail = rest[:BODY_LENGTH], rest[BODY_LENGTH:]
+    return hmac.compare_digest(_checksum(body), tail)
+
+
+def token_digest(token: str, secret: str) -> str:
+    """The keyed digest that is stored instead of the token (hex HMAC-SHA256)."""
+    return hmac.new(secret.encode(), token.encode(), hashlib.sha256).hexdigest()
+
+
+def public_id(prefix: str, nbytes: int = 12) -> str:
+    """A public identifier such as ``msg_…``: URL-safe, without dots."""
+    body = "".join(secrets.choice(ALPHABET) for _ in range(nbytes * 4 // 3 + 1))
+    return f"{prefix}_{body}"
+
+
+def random_pin(digits: int = 8) -> str:
+    """A random numeric PIN; leading zeros are kept (it is a string)."""
+    return "".join(secrets.choice("0123456789") for _ in range(digits))

@@ -1,0 +1,59 @@
+"""Client IP detection and CORS for the public API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from accounts.lib.ipnet import client_ip
+
+
+class ClientIpMiddleware:
+    """Sets `request.client_ip`: the socket's address unless trusted proxies say otherwise (R15)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request.client_ip = client_ip(  # type: ignore[attr-defined]
+            request.META.get("REMOTE_ADDR", ""),
+            request.META.get("HTTP_X_FORWARDED_FOR"),
+            settings.TRUSTED_PROXY_COUNT,
+            settings.TRUSTED_PROXIES,
+        )
+        return self.get_response(request)
+
+
+class ApiCorsMiddleware:
+    """CORS for `/api/v1/` and `/tools/api.pl`, by the calling key's own origins.
+
+    A preflight cannot carry the key, so it is answered for any origin; the real call's
+    answer carries `Access-Control-Allow-Origin` only when the key lists that origin
+    (the view records the key's origins on the request).
+    """
+
+    PREFIXES = ("/api/v1/", "/tools/api.pl")
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        origin = request.headers.get("Origin")
+        if not origin or not request.path.startswith(self.PREFIXES):
+            return self.get_response(request)
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            response = HttpResponse(status=204)
+            response["Access-Control-Allow-Origin"] = origin
+            response["Access-Control-Allow-Methods"] = "GET, POST, PUT, DELETE, OPTIONS"
+            response["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Idempotency-Key"
+            response["Access-Control-Max-Age"] = "600"
+            response["Vary"] = "Origin"
+            return response
+        response = self.get_response(request)
+        allowed = getattr(request, "cors_origins", ())
+        if origin in allowed or "*" in allowed:
+            response["Access-Control-Allow-Origin"] = origin
+            response["Vary"] = "Origin"
+        return response

@@ -1,0 +1,143 @@
+"""Lists of phones, the phones themselves, their enrolment tokens and list subscribers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import models
+from django.utils import timezone
+
+# A phone is online while its last sign of life is this recent (R26).
+PRESENCE_TTL = timedelta(seconds=75)
+
+
+class PhoneList(models.Model):
+    """A named group of phones of one account, joined with the list's PIN."""
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="lists")
+    name = models.CharField(max_length=100)
+    # Public token used by API calls: "lst_…".
+    token = models.CharField(max_length=40, unique=True)
+    # Digits; leading zeros matter, so it is a string. Unique: enrolment knows only the PIN.
+    pin = models.CharField(max_length=16, unique=True)
+    default_country = models.CharField(max_length=2, default="IT")
+    # Messages per minute one phone of this list may send (None = no limit).
+    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    # How long a phone may hold an assignment without reporting.
+    lease_seconds = models.PositiveIntegerField(default=120)
+    # Default time-to-live of a message sent through this list.
+    default_ttl_seconds = models.PositiveIntegerField(default=24 * 3600)
+    # Subscriptions by SMS ("OK" / "DEL") and their optional confirmation replies.
+    confirm_subscriptions = models.BooleanField(default=False)
+    subscribe_reply = models.CharField(max_length=160, blank=True, default="You are subscribed. Text DEL to leave.")
+    unsubscribe_reply = models.CharField(max_length=160, blank=True, default="You have left the list.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def phone_settings(self) -> dict[str, object]:
+        """The settings a phone receives in its `hello` frame."""
+        return {
+            "rate_limit_per_minute": self.rate_limit_per_minute,
+            "lease_seconds": self.lease_seconds,
+            "default_country": self.default_country,
+        }
+
+
+class Device(models.Model):
+    """One phone in one list. Its secret token is stored only as a digest."""
+
+    class Kind(models.TextChoices):
+        WEBSOCKET = "ws", "Phonefleet agent (WebSocket)"
+        SMSGATE = "smsgate", "SMSGate Android app"
+        BROWSER = "browser", "Virtual phone (browser)"
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="devices")
+    phone_list = models.ForeignKey(PhoneList, on_delete=models.CASCADE, related_name="devices")
+    # Public id: "dev_…".
+    public_id = models.CharField(max_length=40, unique=True)
+    name = models.CharField(max_length=100)
+    model = models.CharField(max_length=100, blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.WEBSOCKET)
+    sims = models.JSONField(default=list, blank=True)
+    # The phone's own number(s), when known (used as `from` in GenioSms IPN).
+    phone_number = models.CharField(max_length=32, blank=True)
+    token_digest = models.CharField(max_length=64, unique=True)
+    app_version = models.CharField(max_length=40, blank=True)
+    is_enabled = models.BooleanField(default=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    # Presence: a lease, refreshed by pings and frames (R26).
+    last_seen_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    connected_at = models.DateTimeField(null=True, blank=True)
+    is_connected = models.BooleanField(default=False)
+    # The channel-layer name of the current WebSocket connection, if any.
+    channel_name = models.CharField(max_length=200, blank=True)
+    is_available = models.BooleanField(default=True)
+    battery = models.SmallIntegerField(null=True, blank=True)
+    signal = models.SmallIntegerField(null=True, blank=True)
+    # SMSGate phones: the key they sign their webhooks with.
+    webhook_signing_key = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["phone_list", "is_enabled", "last_seen_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.public_id})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.is_enabled and self.removed_at is None
+
+    @property
+    def is_online(self) -> bool:
+        return (
+            self.is_active
+            and self.is_connected
+            and self.last_seen_at is not None
+            and self.last_seen_at >= timezone.now() - PRESENCE_TTL
+        )
+
+
+class EnrolmentToken(models.Model):
+    """A list's private token for SMSGate phones ("Private Token" in the app)."""
+
+    phone_list = models.ForeignKey(PhoneList, on_delete=models.CASCADE, related_name="enrolment_tokens")
+    prefix = models.CharField(max_length=24)
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}…"
+
+
+class Subscriber(models.Model):
+    """A person on a list: joined by texting OK, by the panel, or by the API."""
+
+    class Source(models.TextChoices):
+        SMS = "sms", "SMS keyword"
+        PANEL = "panel", "Panel"
+        API = "api", "API"
+        IMPORT = "import", "Import"
+
+    phone_list = models.ForeignKey(PhoneList, on_delete=models.CASCADE, related_name="subscribers")
+    number = models.CharField(max_length=32)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.PANEL)
+    subscribed_at = models.DateTimeField(default=timezone.now)
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["phone_list", "number"], name="subscriber_unique_per_list")]
+
+    def __str__(self) -> str:
+        return self.number
+
+    @property
+    def is_subscribed(self) -> bool:
+        return self.unsubscribed_at is None

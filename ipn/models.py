@@ -1,0 +1,102 @@
+"""IPN: per-account callback settings, the event outbox and every delivery attempt."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class IpnEndpoint(models.Model):
+    """Where and how an account hears about its messages."""
+
+    class Format(models.TextChoices):
+        STANDARD = "standard", "Standard Webhooks (JSON)"
+        GENIOSMS = "geniosms", "GenioSms (form-encoded)"
+
+    account = models.OneToOneField("accounts.Account", on_delete=models.CASCADE, related_name="ipn")
+    url = models.URLField(max_length=1000, blank=True)
+    enabled = models.BooleanField(default=False)
+    # Event types to send; empty means all.
+    events = models.JSONField(default=list, blank=True)
+    format = models.CharField(max_length=10, choices=Format.choices, default=Format.STANDARD)
+    # "whsec_<base64 of 32 bytes>"; the previous one keeps signing until it expires (R4).
+    secret = models.CharField(max_length=80)
+    previous_secret = models.CharField(max_length=80, blank=True)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
+    # Set when the endpoint was switched off for failing (410, or failures for days).
+    disabled_reason = models.CharField(max_length=200, blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    # Start of the current run of failures (None after a success).
+    failing_since = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"IPN of {self.account_id}: {self.url or '-'}"
+
+
+class IpnEvent(models.Model):
+    """One event in the outbox, written in the transaction that caused it (R5).
+
+    The body is serialised once and stored; every attempt signs and sends exactly
+    these bytes (R3).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed (retries exhausted)"
+        SKIPPED = "skipped", "Skipped (endpoint disabled)"
+
+    # The `webhook-id`: the same on every retry and replay; contains no ".".
+    webhook_id = models.CharField(max_length=40, unique=True)
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="ipn_events")
+    type = models.CharField(max_length=40)
+    message = models.ForeignKey(
+        "messaging.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="ipn_events"
+    )
+    body = models.TextField()
+    content_type = models.CharField(max_length=60, default="application/json")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    # A worker holds the row until this time; after a crash another worker takes it (R5).
+    locked_until = models.DateTimeField(null=True, blank=True)
+    occurred_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["next_attempt_at"], condition=models.Q(status="pending"), name="ipn_event_due"),
+            models.Index(fields=["account", "-created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.webhook_id} ({self.status})"
+
+
+class IpnAttempt(models.Model):
+    """One try at delivering an event, with what the receiver answered."""
+
+    class Outcome(models.TextChoices):
+        SUCCESS = "success", "Success"
+        RETRY = "retry", "Failed, will retry"
+        PERMANENT = "permanent", "Failed permanently"
+
+    event = models.ForeignKey(IpnEvent, on_delete=models.CASCADE, related_name="attempts_log")
+    at = models.DateTimeField(default=timezone.now)
+    url = models.URLField(max_length=1000)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=500, blank=True)
+    # At most 20,000 bytes of the answer (R9).
+    response_body = models.TextField(blank=True)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    is_replay = models.BooleanField(default=False)
+    is_test = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} {self.status_code or self.error} ({self.outcome})"

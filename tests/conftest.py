@@ -1,0 +1,54 @@
+"""Shared fixtures: the test cast is Alice (owner), Bob (another account that must see nothing)."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+
+from tests import factories
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def postgres_only():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: set DATABASE_URL (CI runs this against the real server)")
+
+
+@pytest.fixture
+def alice(db):
+    return factories.make_account(credit=100, email="alice@example.com")
+
+
+@pytest.fixture
+def alice_list(alice):
+    return factories.make_list(account=alice, name="Alice's phones")
+
+
+@pytest.fixture
+def alice_key(alice, alice_list):
+    """(ApiKey, secret) with Alice's list as the default list."""
+    return factories.make_api_key(account=alice, default_list=alice_list)
+
+
+@pytest.fixture
+def bob(db):
+    return factories.make_account(credit=100, email="bob@example.com")
+
+
+@pytest.fixture
+def bob_list(bob):
+    return factories.make_list(account=bob, name="Bob's phones")
+
+
+@pytest.fixture
+def bob_key(bob, bob_list):
+    return factories.make_api_key(account=bob, default_list=bob_list)
