@@ -23,6 +23,6 @@ application = ProtocolTypeRouter(
 
 if settings.EMBEDDED_WORKER:
     # One-process mode: the background worker's step functions run in a thread here.
-    from ipn.worker import start_embedded_worker
+    from messaging.worker import start_embedded_worker
 
     start_embedded_worker()

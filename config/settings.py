@@ -6,6 +6,7 @@ channel layer, a local-memory cache and the worker inside the server process.
 """
 
 import secrets
+import sys
 from pathlib import Path
 
 import environ
@@ -132,7 +133,8 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # The worker runs inside the server process when there is no Redis (one process).
-EMBEDDED_WORKER = env.bool("EMBEDDED_WORKER", default=not REDIS_URL)
+# Not under pytest: tests call the step functions themselves, or start real servers.
+EMBEDDED_WORKER = env.bool("EMBEDDED_WORKER", default=not REDIS_URL and "pytest" not in sys.modules)
 
 # --- Security and client IP ---------------------------------------------------
 # Number of reverse proxies in front of us that append to X-Forwarded-For.
