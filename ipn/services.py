@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts.lib import tokens
 from ipn.models import IpnEndpoint, IpnEvent
-from messaging.models import Message
+from messaging.models import InboundSms, Message
 
 # Event types (SPEC): message.sent, message.delivered, message.failed, message.expired, sms.received.
 MESSAGE_EVENT_TYPES = {
@@ -82,4 +82,40 @@ def record_message_event(*, message: Message, status: str, occurred_at: datetime
         message=message,
         body=serialise_body(payload),
         occurred_at=when,
+    )
+
+
+def inbound_event_data(inbound: InboundSms) -> dict[str, Any]:
+    """The `data` object of an `sms.received` event."""
+    return {
+        "id": inbound.public_id,
+        "from": inbound.sender,
+        "msg": inbound.text,
+        "at": _iso(inbound.received_at),
+        "device_id": inbound.device.public_id if inbound.device else None,
+        "list": inbound.phone_list.token,
+        "sim": inbound.sim,
+    }
+
+
+def record_inbound_event(*, inbound: InboundSms) -> IpnEvent | None:
+    """Writes an `sms.received` event into the outbox, if the account wants it. Call inside
+    the transaction that stored the SMS (R5). Returns the row or None."""
+    event_type = "sms.received"
+    endpoint = IpnEndpoint.objects.filter(account_id=inbound.account_id).first()
+    if not _wants(endpoint, event_type):
+        return None
+    when = timezone.now()
+    payload = {
+        "type": event_type,
+        "timestamp": _iso(when),
+        "occurred_at": _iso(inbound.received_at or when),
+        "data": inbound_event_data(inbound),
+    }
+    return IpnEvent.objects.create(
+        webhook_id=tokens.public_id("evt"),
+        account_id=inbound.account_id,
+        type=event_type,
+        body=serialise_body(payload),
+        occurred_at=inbound.received_at or when,
     )
