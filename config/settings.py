@@ -5,6 +5,7 @@ channel layer, a local-memory cache and the worker inside the server process.
 `DATABASE_URL` and `REDIS_URL` switch it to PostgreSQL and Redis.
 """
 
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -107,6 +108,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+    # A file (one per test run) so servers started by tests can share the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-{os.getpid()}.sqlite3")}
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     if env.bool("DATABASE_POOL", default=False):
         # psycopg pool: for ASGI servers, where persistent connections do not apply.
@@ -153,6 +156,8 @@ DEFAULT_COUNTRY = env.str("DEFAULT_COUNTRY", default="IT")
 DEFAULT_PRICE_PER_PART = env.int("DEFAULT_PRICE_PER_PART", default=1)
 DEMO_CREDIT = env.int("DEMO_CREDIT", default=1000)
 IPN_ALLOW_PRIVATE_NETWORKS = env.bool("IPN_ALLOW_PRIVATE_NETWORKS", default=False)
+# SMSGate Android phones: seconds between keep-alive comments on their event stream.
+SMSGATE_SSE_KEEPALIVE_SECONDS = env.float("SMSGATE_SSE_KEEPALIVE_SECONDS", default=15.0)
 API_KEY_SECRET = env.str("API_KEY_SECRET", default=SECRET_KEY)
 
 # --- REST framework and OpenAPI -----------------------------------------------
