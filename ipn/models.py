@@ -28,6 +28,7 @@ class IpnEndpoint(models.Model):
     disabled_at = models.DateTimeField(null=True, blank=True)
     # Start of the current run of failures (None after a success).
     failing_since = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
@@ -57,7 +58,11 @@ class IpnEvent(models.Model):
     body = models.TextField()
     content_type = models.CharField(max_length=60, default="application/json")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    # Attempts in the current schedule (a manual replay starts a new one).
     attempts = models.PositiveSmallIntegerField(default=0)
+    schedule_started_at = models.DateTimeField(default=timezone.now)
+    # How many times someone asked to deliver it again (panel or API).
+    replays = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     # A worker holds the row until this time; after a crash another worker takes it (R5).
     locked_until = models.DateTimeField(null=True, blank=True)
@@ -89,6 +94,8 @@ class IpnAttempt(models.Model):
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(default=0)
     error = models.CharField(max_length=500, blank=True)
+    # The receiver's `Retry-After`, in seconds, when it sent one.
+    retry_after = models.PositiveIntegerField(null=True, blank=True)
     # At most 20,000 bytes of the answer (R9).
     response_body = models.TextField(blank=True)
     outcome = models.CharField(max_length=10, choices=Outcome.choices)

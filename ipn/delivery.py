@@ -1,0 +1,238 @@
+"""Delivering the outbox: one claimed event per step, signed fresh per attempt, logged.
+
+`deliver_one_due_event` is a worker step (STYLE 12): `messaging/worker.py` runs it in
+`manage.py worker` and in the embedded worker thread. Any number of workers may run it
+side by side: the claim is one conditional UPDATE.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+
+from ipn.lib import safehttp, signing
+from ipn.models import IpnAttempt, IpnEndpoint, IpnEvent
+
+# Waits after the 1st … 7th failed attempt (Svix's schedule); the 8th failure is final (R6).
+RETRY_DELAYS = [5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600]
+JITTER = 0.2
+# The schedule always spans at least this long, whatever the jitter drew.
+MIN_RETRY_SPAN = timedelta(hours=24)
+# After a timeout or a 429, never come back sooner than this.
+MIN_DELAY_AFTER_OVERLOAD = 60
+# Only failures for this long disable an endpoint (R8).
+DISABLE_AFTER = timedelta(days=5)
+SECRET_GRACE_PERIOD = timedelta(hours=24)
+MAX_RESPONSE_BYTES = 20_000
+USER_AGENT = "Phonefleet-IPN/1.0"
+
+DISABLED_GONE = "disabled (410)"
+DISABLED_FAILING = "disabled (failing for 5 days)"
+
+
+def timeout_seconds() -> float:
+    """The per-request timeout: `IPN_TIMEOUT_SECONDS`, 10 s by default (SPEC)."""
+    return float(getattr(settings, "IPN_TIMEOUT_SECONDS", 10.0))
+
+
+def lock_duration() -> timedelta:
+    """How long a claimed event stays with its worker: longer than any attempt can take
+    (connect, write and read each have the timeout), short enough to recover from a crash."""
+    return timedelta(seconds=3 * timeout_seconds() + 5)
+
+
+def active_secrets(endpoint: IpnEndpoint, now: datetime) -> list[str]:
+    """The secrets that sign now: the current one, plus the previous one during its grace period."""
+    found = [endpoint.secret]
+    if endpoint.previous_secret and endpoint.previous_secret_expires_at and endpoint.previous_secret_expires_at > now:
+        found.append(endpoint.previous_secret)
+    return found
+
+
+def is_active(endpoint: IpnEndpoint | None) -> bool:
+    return endpoint is not None and endpoint.enabled and bool(endpoint.url) and endpoint.disabled_at is None
+
+
+# --- One attempt ------------------------------------------------------------------
+
+
+def _retry_after_seconds(value: str | None, now: datetime) -> float | None:
+    """`Retry-After` as seconds (delta-seconds or an HTTP date); None when absent or invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def attempt(*, event: IpnEvent, endpoint: IpnEndpoint, is_test: bool = False) -> IpnAttempt:
+    """Signs the stored body for this moment (R2), POSTs it, and logs the attempt (R9).
+    The outcome says what follows: success, retry, or permanent failure."""
+    now = timezone.now()
+    body = event.body.encode()
+    headers = {
+        "Content-Type": event.content_type,
+        "User-Agent": USER_AGENT,
+        **signing.webhook_headers(
+            secrets=active_secrets(endpoint, now),
+            webhook_id=event.webhook_id,
+            timestamp=int(now.timestamp()),
+            body=body,
+        ),
+    }
+    log = IpnAttempt(event=event, at=now, url=endpoint.url, is_test=is_test, is_replay=event.replays > 0)
+    clock = timezone.now()
+    try:
+        answer = safehttp.post(
+            endpoint.url,
+            content=body,
+            headers=headers,
+            timeout=timeout_seconds(),
+            max_response_bytes=MAX_RESPONSE_BYTES,
+            allow_private=settings.IPN_ALLOW_PRIVATE_NETWORKS,
+        )
+    except safehttp.DeliveryError as exc:
+        log.error = f"{exc.kind}: {exc}"[:500]
+        log.outcome = IpnAttempt.Outcome.PERMANENT if exc.permanent else IpnAttempt.Outcome.RETRY
+    else:
+        log.status_code = answer.status_code
+        log.response_body = answer.body.decode(errors="replace")
+        retry_after = _retry_after_seconds(answer.headers.get("Retry-After"), now)
+        log.retry_after = None if retry_after is None else min(int(retry_after), 10**6)
+        if 200 <= answer.status_code < 300:
+            log.outcome = IpnAttempt.Outcome.SUCCESS
+        elif answer.status_code == 410:
+            log.error = "410 Gone: the endpoint is disabled"
+            log.outcome = IpnAttempt.Outcome.PERMANENT
+        else:
+            # 3xx included: redirects are never followed (R7).
+            log.error = f"HTTP {answer.status_code}"
+            log.outcome = IpnAttempt.Outcome.RETRY
+    log.latency_ms = max(0, int((timezone.now() - clock).total_seconds() * 1000))
+    log.save()
+    return log
+
+
+def next_delay(*, event: IpnEvent, log: IpnAttempt, now: datetime) -> float | None:
+    """Seconds until the next attempt after a failed one, or None when retries are
+    exhausted. `event.attempts` counts the attempt just made (R6)."""
+    if event.attempts > len(RETRY_DELAYS):
+        return None
+    delay = RETRY_DELAYS[event.attempts - 1] * random.uniform(1 - JITTER, 1 + JITTER)
+    if log.status_code == 429 or log.error.startswith(safehttp.Timeout.kind):
+        delay = max(delay, MIN_DELAY_AFTER_OVERLOAD)
+    if log.retry_after is not None:
+        # Honoured, but clamped to 1×–2× our own delay.
+        delay = min(max(float(log.retry_after), delay), 2 * delay)
+    if event.attempts == len(RETRY_DELAYS):
+        # The last retry waits until the schedule has lasted a day, even after short jitters.
+        delay = max(delay, (event.schedule_started_at + MIN_RETRY_SPAN - now).total_seconds())
+    return delay
+
+
+def _record_health(endpoint: IpnEndpoint, log: IpnAttempt, now: datetime) -> None:
+    """Success resets the failing clock; 410, or failing for 5 days, disables (R7, R8)."""
+    endpoints = IpnEndpoint.objects.filter(pk=endpoint.pk)
+    if log.outcome == IpnAttempt.Outcome.SUCCESS:
+        endpoints.update(failing_since=None, last_success_at=now)
+        return
+    if log.status_code == 410:
+        endpoints.filter(disabled_at__isnull=True).update(disabled_at=now, disabled_reason=DISABLED_GONE)
+        return
+    endpoints.filter(failing_since__isnull=True).update(failing_since=now)
+    endpoints.filter(disabled_at__isnull=True, failing_since__lte=now - DISABLE_AFTER).update(
+        disabled_at=now, disabled_reason=DISABLED_FAILING
+    )
+
+
+# --- The worker step ----------------------------------------------------------------
+
+
+def _claim_due_event(now: datetime) -> tuple[IpnEvent | None, bool]:
+    """(the claimed event, whether one was due). The claim pushes `next_attempt_at` to the
+    end of the lock, so a crashed worker's event becomes due again by itself (R5)."""
+    due = (
+        IpnEvent.objects.filter(status=IpnEvent.Status.PENDING, next_attempt_at__lte=now)
+        .order_by("next_attempt_at", "id")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if due is None:
+        return None, False
+    until = now + lock_duration()
+    won = (
+        IpnEvent.objects.filter(pk=due, status=IpnEvent.Status.PENDING, next_attempt_at__lte=now)
+        .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
+        .update(next_attempt_at=until, locked_until=until, attempts=F("attempts") + 1)
+    )
+    if not won:  # another worker got there first
+        return None, True
+    return IpnEvent.objects.select_related("account__ipn").get(pk=due), True
+
+
+def deliver_one_due_event() -> bool:
+    """Claims the oldest due pending event, makes one attempt and schedules what follows.
+    Returns True when an event was due (more may be waiting)."""
+    now = timezone.now()
+    event, was_due = _claim_due_event(now)
+    if event is None:
+        return was_due
+    mine = IpnEvent.objects.filter(pk=event.pk, locked_until=event.locked_until)
+    endpoint = getattr(event.account, "ipn", None)
+    if endpoint is None or not is_active(endpoint):
+        mine.update(status=IpnEvent.Status.SKIPPED, locked_until=None)
+        return True
+    log = attempt(event=event, endpoint=endpoint)
+    finished = timezone.now()
+    _record_health(endpoint, log, finished)
+    if log.outcome == IpnAttempt.Outcome.SUCCESS:
+        mine.update(status=IpnEvent.Status.DELIVERED, delivered_at=finished, locked_until=None)
+        return True
+    delay = None if log.outcome == IpnAttempt.Outcome.PERMANENT else next_delay(event=event, log=log, now=finished)
+    if delay is None:
+        mine.update(status=IpnEvent.Status.FAILED, locked_until=None)
+    else:
+        mine.update(next_attempt_at=finished + timedelta(seconds=delay), locked_until=None)
+    return True
+
+
+# --- Immediate sends (test button, replay) ------------------------------------------
+
+
+def lock_for_replay(*, event: IpnEvent) -> bool:
+    """Takes the event for an immediate send; False while a worker holds it."""
+    now = timezone.now()
+    until = now + lock_duration()
+    won = (
+        IpnEvent.objects.filter(pk=event.pk)
+        .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
+        .update(locked_until=until)
+    )
+    event.locked_until = until
+    return bool(won)
+
+
+def deliver_now(*, event: IpnEvent, endpoint: IpnEndpoint, is_test: bool = False) -> IpnAttempt:
+    """One attempt now for an event the caller locked. Success marks it delivered; a
+    failure leaves a pending event's own schedule as it was. Test sends leave the
+    endpoint's health alone."""
+    event.refresh_from_db(fields=["replays", "status"])
+    log = attempt(event=event, endpoint=endpoint, is_test=is_test)
+    now = timezone.now()
+    if not is_test:
+        _record_health(endpoint, log, now)
+    mine = IpnEvent.objects.filter(pk=event.pk, locked_until=event.locked_until)
+    if log.outcome == IpnAttempt.Outcome.SUCCESS:
+        mine.update(status=IpnEvent.Status.DELIVERED, delivered_at=now, locked_until=None)
+    else:
+        mine.update(locked_until=None)
+    return log

@@ -1,0 +1,232 @@
+"""One outbound POST that cannot be steered into our own network (R10). Django-free.
+
+The host is resolved once, **every** answer is validated, and the connection goes to
+the validated address only: the URL is rewritten to that IP while the `Host` header
+and the TLS SNI name (httpx's `sni_hostname` extension) keep the original host, so a
+second DNS answer (rebinding) can never be used. Redirects are not followed and the
+answer is read by streaming, up to a cap.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+
+import certifi
+import httpx
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+# host, port -> the addresses it resolves to, in the resolver's order.
+Resolver = Callable[[str, int], list[str]]
+
+ALLOWED_SCHEMES = ("http", "https")
+NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
+NAT64_LOCAL_USE = ipaddress.ip_network("64:ff9b:1::/48")
+SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
+TEREDO = ipaddress.ip_network("2001::/32")
+SHARED_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+
+
+class DeliveryError(Exception):
+    """A request that got no HTTP answer. `permanent` ones are not worth retrying."""
+
+    permanent = False
+    kind = "error"
+
+
+class AddressRefused(DeliveryError):
+    """The URL or one of its addresses is not allowed (scheme, private network…)."""
+
+    permanent = True
+    kind = "refused"
+
+
+class Timeout(DeliveryError):
+    kind = "timeout"
+
+
+class ConnectionFailed(DeliveryError):
+    kind = "connection"
+
+
+@dataclass(frozen=True)
+class Answer:
+    status_code: int
+    headers: httpx.Headers
+    # At most `max_response_bytes` of the body.
+    body: bytes
+    truncated: bool
+
+
+def canonical_address(value: str) -> Address:
+    """The address, with IPv4-mapped IPv6 turned into IPv4; raises ValueError."""
+    address = ipaddress.ip_address(value.strip("[]").split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def refusal_reason(address: Address) -> str | None:
+    """Why a callback may not go to this address, or None when it is a public one."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return refusal_reason(address.ipv4_mapped)
+        # Python calls these global, yet they route to an embedded IPv4 address.
+        if address in NAT64_WELL_KNOWN:
+            return refusal_reason(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        if address.sixtofour is not None:
+            return refusal_reason(address.sixtofour)
+        if address in NAT64_LOCAL_USE or address in TEREDO:
+            return f"{address} is a translated address"
+    if address.is_unspecified:
+        return f"{address} is unspecified"
+    if address.is_loopback:
+        return f"{address} is loopback"
+    if address.is_link_local:
+        return f"{address} is link-local"
+    if address.is_multicast:
+        return f"{address} is multicast"
+    if isinstance(address, ipaddress.IPv4Address) and address in SHARED_CGNAT:
+        return f"{address} is carrier-grade NAT space"
+    if address.is_private:
+        return f"{address} is private"
+    if address.is_reserved or not address.is_global:
+        return f"{address} is reserved"
+    return None
+
+
+def parse_url(url: str) -> httpx.URL:
+    """The URL if its scheme is http/https and it has a host; raises AddressRefused."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        raise AddressRefused("not a valid URL")
+    if parsed.scheme not in ALLOWED_SCHEMES:
+        raise AddressRefused("only http:// and https:// URLs are allowed")
+    if not parsed.host:
+        raise AddressRefused("the URL has no host")
+    return parsed
+
+
+def _literal_address(host: str) -> str | None:
+    """The IP of a host written as an address, including legacy IPv4 forms that the C
+    resolver accepts (``2130706433``, ``0x7f.1``, ``127.1``); None for a name."""
+    try:
+        return str(canonical_address(host))
+    except ValueError:
+        pass
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    """Every address the system resolver gives for host (one lookup)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConnectionFailed(f"cannot resolve {host}: {exc}")
+    seen: list[str] = []
+    for info in infos:
+        ip = str(info[4][0])
+        if ip not in seen:
+            seen.append(ip)
+    return seen
+
+
+def resolve_checked(url: httpx.URL, *, allow_private: bool, resolver: Resolver = system_resolver) -> Address:
+    """Resolves the URL's host once and validates every answer; returns the address to
+    connect to. Raises AddressRefused (permanent) or ConnectionFailed (no answer)."""
+    host = url.host
+    port = url.port or (443 if url.scheme == "https" else 80)
+    literal = _literal_address(host)
+    answers = [literal] if literal else resolver(host, port)
+    if not answers:
+        raise ConnectionFailed(f"{host} has no address")
+    addresses = []
+    for answer in answers:
+        try:
+            address = canonical_address(answer)
+        except ValueError:
+            raise AddressRefused(f"{host} resolved to an invalid address")
+        reason = None if allow_private else refusal_reason(address)
+        if reason:
+            # One bad answer refuses the host: a rebinding resolver may rotate them.
+            raise AddressRefused(f"{host} resolves to a forbidden address: {reason}")
+        addresses.append(address)
+    return addresses[0]
+
+
+def check_url(url: str, *, allow_private: bool, resolver: Resolver = system_resolver) -> None:
+    """Save-time check: raises AddressRefused for a bad scheme or a forbidden address.
+    A name that does not resolve (yet) is accepted; send time checks again."""
+    parsed = parse_url(url)
+    try:
+        resolve_checked(parsed, allow_private=allow_private, resolver=resolver)
+    except ConnectionFailed:
+        pass
+
+
+@cache
+def _tls_context() -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def _pinned_request(url: httpx.URL, address: Address) -> tuple[httpx.URL, str, dict[str, str]]:
+    """The URL rewritten to the address, the Host header, and the request extensions."""
+    host_header = url.netloc.decode("ascii").rsplit("@", 1)[-1]
+    extensions = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
+    return url.copy_with(host=str(address)), host_header, extensions
+
+
+def post(
+    url: str,
+    *,
+    content: bytes,
+    headers: Mapping[str, str],
+    timeout: float,
+    max_response_bytes: int,
+    allow_private: bool,
+    resolver: Resolver = system_resolver,
+) -> Answer:
+    """POSTs content to url through the SSRF guard and returns the (capped) answer.
+
+    Raises AddressRefused, Timeout or ConnectionFailed. 3xx answers are returned, not followed.
+    """
+    parsed = parse_url(url)
+    address = resolve_checked(parsed, allow_private=allow_private, resolver=resolver)
+    pinned, host_header, extensions = _pinned_request(parsed, address)
+    # Our headers go last so the caller's mapping cannot replace Host or the encoding.
+    all_headers = {**headers, "Host": host_header, "Accept-Encoding": "identity"}
+    deadline = time.monotonic() + timeout
+    client = httpx.Client(verify=_tls_context(), timeout=timeout, follow_redirects=False, trust_env=False)
+    try:
+        with client.stream("POST", pinned, content=content, headers=all_headers, extensions=extensions) as response:
+            body, truncated = _read_capped(response, max_response_bytes, deadline)
+            return Answer(response.status_code, response.headers, body, truncated)
+    except httpx.TimeoutException as exc:
+        raise Timeout(f"no answer within {timeout:g} s ({type(exc).__name__})")
+    except httpx.HTTPError as exc:
+        raise ConnectionFailed(f"{type(exc).__name__}: {exc}"[:300])
+    finally:
+        client.close()
+
+
+def _read_capped(response: httpx.Response, limit: int, deadline: float) -> tuple[bytes, bool]:
+    """At most `limit` bytes of the body, read as a stream (a 50 MB answer is cut, R9)."""
+    chunks: list[bytes] = []
+    size = 0
+    cut = False
+    for chunk in response.iter_raw(chunk_size=8192):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit or time.monotonic() > deadline:
+            cut = True
+            break
+    return b"".join(chunks)[:limit], cut
