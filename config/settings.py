@@ -156,6 +156,8 @@ DEFAULT_COUNTRY = env.str("DEFAULT_COUNTRY", default="IT")
 DEFAULT_PRICE_PER_PART = env.int("DEFAULT_PRICE_PER_PART", default=1)
 DEMO_CREDIT = env.int("DEMO_CREDIT", default=1000)
 IPN_ALLOW_PRIVATE_NETWORKS = env.bool("IPN_ALLOW_PRIVATE_NETWORKS", default=False)
+# Seconds an IPN receiver has to answer (SPEC: 10).
+IPN_TIMEOUT_SECONDS = env.float("IPN_TIMEOUT_SECONDS", default=10.0)
 # SMSGate Android phones: seconds between keep-alive comments on their event stream.
 SMSGATE_SSE_KEEPALIVE_SECONDS = env.float("SMSGATE_SSE_KEEPALIVE_SECONDS", default=15.0)
 API_KEY_SECRET = env.str("API_KEY_SECRET", default=SECRET_KEY)
