@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from itertools import count
 
+from django.utils import timezone
+
 from accounts import services as account_services
+from accounts.lib import tokens
 from accounts.models import Account, ApiKey
 from devices import services as device_services
-from devices.models import PhoneList
+from devices.models import Device, PhoneList
 
 _seq = count(1)
 
@@ -33,4 +36,19 @@ def make_api_key(
 ) -> tuple[ApiKey, str]:
     return account_services.create_api_key(
         account=account, name=name, default_list=default_list, allowed_ips=allowed_ips, cors_origins=cors_origins
+    )
+
+
+def make_device(*, phone_list: PhoneList, name: str = "Pixel 7", online: bool = False) -> Device:
+    """A phone of the list; `online` = connected and seen just now (R26 presence)."""
+    now = timezone.now()
+    return Device.objects.create(
+        account_id=phone_list.account_id,
+        phone_list=phone_list,
+        public_id=tokens.public_id("dev"),
+        name=name,
+        token_digest=tokens.public_id("digest"),
+        is_connected=online,
+        last_seen_at=now if online else None,
+        connected_at=now if online else None,
     )

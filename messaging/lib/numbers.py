@@ -1,0 +1,30 @@
+"""Phone-number normalisation to E.164 with the `phonenumbers` library. Django-free."""
+
+from __future__ import annotations
+
+import phonenumbers
+
+# Longest input we even try to parse; E.164 itself is at most 15 digits.
+MAX_INPUT_LENGTH = 40
+
+
+class InvalidNumber(ValueError):
+    """The text is not a phone number we can send to."""
+
+
+def normalise_number(text: str, default_country: str) -> str:
+    """`text` as E.164 (``+393331234567``). National numbers are read in
+    `default_country` (ISO 3166 alpha-2); ``00`` prefixes work as usual.
+    Raises InvalidNumber with a sentence safe to show the caller."""
+    cleaned = text.strip()
+    if not cleaned or len(cleaned) > MAX_INPUT_LENGTH:
+        raise InvalidNumber(f"{text!r} is not a phone number.")
+    try:
+        number = phonenumbers.parse(cleaned, (default_country or "").upper() or None)
+    except phonenumbers.NumberParseException:
+        raise InvalidNumber(f"{text!r} is not a phone number (national numbers are read as {default_country}).")
+    # "Possible" (right length for the country), not "valid": numbering plans change
+    # faster than the library, and refusing a real new range would lose the customer's SMS.
+    if not phonenumbers.is_possible_number(number):
+        raise InvalidNumber(f"{text!r} has the wrong length for a phone number of its country.")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

@@ -1,0 +1,185 @@
+"""Reads of messages shared by the API and the panel, and the cached send target.
+
+Every lookup by a customer-supplied id is filtered by the caller's account: another
+account's id is simply not found (R19).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.core.cache import cache
+from django.db.models import Q, QuerySet
+
+from accounts import errors
+from devices import selectors as device_selectors
+from devices.models import PhoneList
+from messaging.models import InboundSms, Message
+
+# How long a list-token lookup is cached; saves and deletes of a list clear it at once.
+LIST_CACHE_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class ListTarget:
+    """What accepting a message needs to know about a list (cached)."""
+
+    id: int
+    account_id: int
+    token: str
+    default_country: str
+    default_ttl_seconds: int
+
+
+@dataclass(frozen=True)
+class SendTarget:
+    """Where a message goes: a list, or one pinned phone (and that phone's list)."""
+
+    phone_list: ListTarget
+    device_id: int | None = None
+    device_public_id: str = ""
+
+
+def _list_cache_names(*, account_id: int, token: str, pk: int) -> list[str]:
+    return [f"sendlist:t:{account_id}:{token}", f"sendlist:i:{pk}"]
+
+
+def _to_target(phone_list: PhoneList) -> ListTarget:
+    return ListTarget(
+        phone_list.pk,
+        phone_list.account_id,
+        phone_list.token,
+        phone_list.default_country,
+        phone_list.default_ttl_seconds,
+    )
+
+
+def _cached_list(cache_name: str, *, account_id: int, **lookup: Any) -> ListTarget:
+    found = cache.get(cache_name)
+    if found is None:
+        row = PhoneList.objects.filter(account_id=account_id, **lookup).first()
+        if row is None:
+            raise errors.TargetNotFound("Unknown list token.")
+        found = _to_target(row)
+        for name in _list_cache_names(account_id=found.account_id, token=found.token, pk=found.id):
+            cache.set(name, found, LIST_CACHE_SECONDS)
+    if found.account_id != account_id:
+        raise errors.TargetNotFound("Unknown list token.")
+    return found
+
+
+def forget_list(phone_list: PhoneList) -> None:
+    """Drops a list's cached send target; runs on every save and delete of a list."""
+    cache.delete_many(_list_cache_names(account_id=phone_list.account_id, token=phone_list.token, pk=phone_list.pk))
+
+
+def forget_list_on_change(sender: type[PhoneList], instance: PhoneList, **kwargs: Any) -> None:
+    # A cache invalidation hook (post_save / post_delete), not domain flow.
+    forget_list(instance)
+
+
+def get_send_target(*, account_id: int, default_list_id: int | None, list_token: str, device_id: str) -> SendTarget:
+    """The list (or pinned phone) a message goes to. A pinned phone must belong to the
+    account, and to `list_token` when both are given. Raises TargetNotFound (code 6)."""
+    if device_id:
+        device = device_selectors.get_device_for_account(account_id=account_id, public_id=device_id)
+        if list_token and device.phone_list.token != list_token:
+            raise errors.TargetNotFound("That device is not in that list.")
+        return SendTarget(_to_target(device.phone_list), device.pk, device.public_id)
+    if list_token:
+        return SendTarget(
+            _cached_list(f"sendlist:t:{account_id}:{list_token}", account_id=account_id, token=list_token)
+        )
+    if default_list_id is not None:
+        return SendTarget(_cached_list(f"sendlist:i:{default_list_id}", pk=default_list_id, account_id=account_id))
+    raise errors.TargetNotFound("Give a list token (`list`) or a `device_id`: this API key has no default list.")
+
+
+# --- Messages -----------------------------------------------------------------
+
+MESSAGE_RELATED = ("phone_list", "device")
+
+
+def get_message_for_account(*, account_id: int, message_id: str) -> Message:
+    """The account's message with this public id; raises NotFound (404, code 6) otherwise."""
+    found = Message.objects.select_related(*MESSAGE_RELATED).filter(account_id=account_id, public_id=message_id).first()
+    if found is None:
+        raise errors.NotFound("Unknown message id.")
+    return found
+
+
+def encode_cursor(at: datetime, pk: int) -> str:
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{pk}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """The (time, id) a cursor points after; raises InvalidParameter for a bad cursor."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, pk = raw.split("|")
+        return datetime.fromisoformat(at), int(pk)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise errors.InvalidParameter("`cursor` is not a cursor this API gave out.")
+
+
+def _after_cursor(queryset: QuerySet[Any], field: str, cursor: str | None) -> QuerySet[Any]:
+    if not cursor:
+        return queryset
+    at, pk = decode_cursor(cursor)
+    return queryset.filter(Q(**{f"{field}__lt": at}) | Q(**{field: at, "pk__lt": pk}))
+
+
+def page(queryset: QuerySet[Any], *, field: str, cursor: str | None, limit: int) -> tuple[list[Any], str | None]:
+    """One page newest first by `field` then id, and the cursor of the next page (or None)."""
+    rows = list(_after_cursor(queryset, field, cursor).order_by(f"-{field}", "-pk")[: limit + 1])
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    last = rows[-1]
+    return rows, encode_cursor(getattr(last, field), last.pk)
+
+
+def messages_for_account(
+    *,
+    account_id: int,
+    status: str | None = None,
+    phone_list_id: int | None = None,
+    ref: str | None = None,
+    created_from: datetime | None = None,
+    created_until: datetime | None = None,
+) -> QuerySet[Message]:
+    """The account's messages matching the filters (unordered)."""
+    queryset = Message.objects.select_related(*MESSAGE_RELATED).filter(account_id=account_id)
+    if status:
+        queryset = queryset.filter(status=status)
+    if phone_list_id is not None:
+        queryset = queryset.filter(phone_list_id=phone_list_id)
+    if ref:
+        queryset = queryset.filter(ref=ref)
+    if created_from is not None:
+        queryset = queryset.filter(created_at__gte=created_from)
+    if created_until is not None:
+        queryset = queryset.filter(created_at__lt=created_until)
+    return queryset
+
+
+def inbox_for_account(
+    *,
+    account_id: int,
+    phone_list_id: int | None = None,
+    received_from: datetime | None = None,
+    received_until: datetime | None = None,
+) -> QuerySet[InboundSms]:
+    """The account's received SMS matching the filters (unordered)."""
+    queryset = InboundSms.objects.select_related("phone_list", "device").filter(account_id=account_id)
+    if phone_list_id is not None:
+        queryset = queryset.filter(phone_list_id=phone_list_id)
+    if received_from is not None:
+        queryset = queryset.filter(received_at__gte=received_from)
+    if received_until is not None:
+        queryset = queryset.filter(received_at__lt=received_until)
+    return queryset

@@ -1,0 +1,33 @@
+import pytest
+
+from messaging.lib.numbers import InvalidNumber, normalise_number
+
+
+@pytest.mark.parametrize(
+    ("text", "country", "expected"),
+    [
+        ("+393331234567", "IT", "+393331234567"),
+        ("3331234567", "IT", "+393331234567"),
+        ("333 123 4567", "IT", "+393331234567"),
+        ("00393331234567", "IT", "+393331234567"),
+        ("+39 (333) 123-4567", "IT", "+393331234567"),
+        ("07700 900123", "GB", "+447700900123"),
+        ("07700900123", "gb", "+447700900123"),
+        ("(202) 555-0142", "US", "+12025550142"),
+        ("+12025550142", "IT", "+12025550142"),
+        ("  +393331234567 ", "IT", "+393331234567"),
+    ],
+)
+def test_it_normalises_numbers_to_e164(text, country, expected):
+    assert normalise_number(text, country) == expected
+
+
+def test_a_national_number_is_read_in_the_default_country():
+    assert normalise_number("0612345678", "FR") == "+33612345678"
+    assert normalise_number("0612345678", "NL") == "+31612345678"
+
+
+@pytest.mark.parametrize("text", ["", "   ", "hello", "12", "+39", "+3933312345678901234", "1" * 41, "++39333"])
+def test_it_refuses_what_is_not_a_phone_number(text):
+    with pytest.raises(InvalidNumber):
+        normalise_number(text, "IT")
