@@ -160,6 +160,10 @@ IPN_ALLOW_PRIVATE_NETWORKS = env.bool("IPN_ALLOW_PRIVATE_NETWORKS", default=Fals
 IPN_TIMEOUT_SECONDS = env.float("IPN_TIMEOUT_SECONDS", default=10.0)
 # SMSGate Android phones: seconds between keep-alive comments on their event stream.
 SMSGATE_SSE_KEEPALIVE_SECONDS = env.float("SMSGATE_SSE_KEEPALIVE_SECONDS", default=15.0)
+# Phone WebSockets: seconds between each connection's database check (open work, presence),
+# and seconds of silence after which a phone is disconnected (close code 4408).
+DEVICE_TICK_SECONDS = env.float("DEVICE_TICK_SECONDS", default=15.0)
+DEVICE_IDLE_SECONDS = env.float("DEVICE_IDLE_SECONDS", default=90.0)
 API_KEY_SECRET = env.str("API_KEY_SECRET", default=SECRET_KEY)
 
 # --- REST framework and OpenAPI -----------------------------------------------

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from accounts import errors
-from accounts.lib import tokens
+from accounts import services as account_services
+from accounts.lib import ipnet, tokens
 from accounts.models import Account
-from devices.models import PhoneList
+from accounts.services import ThrottlePolicy
+from devices.models import Device, PhoneList
+from messaging.services.offers import device_group
+
+logger = logging.getLogger(__name__)
 
 LIST_TOKEN_PREFIX = "lst"
 PIN_DIGITS = 8
+MIN_LEASE_SECONDS = 10
+MAX_LEASE_SECONDS = 3600
 
 
 def create_list(
@@ -41,3 +56,254 @@ def create_list(
             if pin is not None:
                 raise errors.InvalidParameter("That PIN is already used by another list.") from None
     raise RuntimeError("could not find a free PIN")
+
+
+# --- List settings ----------------------------------------------------------------
+
+# Sentinel for "leave this setting as it is".
+UNCHANGED: Any = object()
+
+
+def regenerate_pin(*, phone_list: PhoneList) -> str:
+    """Gives the list a new random PIN and returns it. The old PIN stops new enrolments;
+    phones already enrolled keep working."""
+    for _ in range(5):
+        pin = tokens.random_pin(PIN_DIGITS)
+        try:
+            with transaction.atomic():
+                PhoneList.objects.filter(pk=phone_list.pk).update(pin=pin)
+        except IntegrityError:
+            continue  # that PIN belongs to another list
+        phone_list.pin = pin
+        return pin
+    raise RuntimeError("could not find a free PIN")
+
+
+def update_list_settings(
+    *,
+    phone_list: PhoneList,
+    name: str = UNCHANGED,
+    default_country: str = UNCHANGED,
+    rate_limit_per_minute: int | None = UNCHANGED,
+    lease_seconds: int = UNCHANGED,
+    default_ttl_seconds: int = UNCHANGED,
+) -> PhoneList:
+    """Changes the given settings (others stay); phones get them in their next `hello`.
+    Raises InvalidParameter for an out-of-range value."""
+    checks: dict[str, tuple[object, bool, str]] = {
+        "name": (name, isinstance(name, str) and 0 < len(name.strip()) <= 100, "A name is 1 to 100 characters."),
+        "default_country": (
+            default_country,
+            isinstance(default_country, str) and len(default_country) == 2 and default_country.isalpha(),
+            "A country is a two-letter code such as IT.",
+        ),
+        "rate_limit_per_minute": (
+            rate_limit_per_minute,
+            rate_limit_per_minute is None or (isinstance(rate_limit_per_minute, int) and rate_limit_per_minute > 0),
+            "A rate limit is a positive number of messages per minute, or none.",
+        ),
+        "lease_seconds": (
+            lease_seconds,
+            isinstance(lease_seconds, int) and MIN_LEASE_SECONDS <= lease_seconds <= MAX_LEASE_SECONDS,
+            f"A lease is {MIN_LEASE_SECONDS} to {MAX_LEASE_SECONDS} seconds.",
+        ),
+        "default_ttl_seconds": (
+            default_ttl_seconds,
+            isinstance(default_ttl_seconds, int) and 60 <= default_ttl_seconds <= 30 * 86400,
+            "A time-to-live is 60 seconds to 30 days.",
+        ),
+    }
+    fields = []
+    for field, (value, valid, problem) in checks.items():
+        if value is UNCHANGED:
+            continue
+        if not valid:
+            raise errors.InvalidParameter(problem)
+        if field == "default_country":
+            value = str(value).upper()
+        elif field == "name":
+            value = str(value).strip()
+        setattr(phone_list, field, value)
+        fields.append(field)
+    if fields:
+        phone_list.save(update_fields=fields)
+    return phone_list
+
+
+# --- Enrolment ----------------------------------------------------------------------
+
+DEVICE_ID_PREFIX = "dev"
+DEVICE_TOKEN_PREFIX = "pfd"
+# Wrong PINs from one address (IPv6: one /64): 10 per 15 minutes, then lockouts that double
+# from 15 minutes up to a day. At worst about 10 guesses a day per address.
+ENROL_ADDRESS_POLICY = ThrottlePolicy(
+    max_failures=10, window=timedelta(minutes=15), first_lockout=timedelta(minutes=15), max_lockout=timedelta(days=1)
+)
+# Wrong PINs from everywhere together (the PIN space is shared by all lists): 300 an hour,
+# then doubling lockouts up to 6 hours. Under 2.7 million guesses a year against 10^8 PINs.
+ENROL_GLOBAL_POLICY = ThrottlePolicy(
+    max_failures=300, window=timedelta(hours=1), first_lockout=timedelta(minutes=5), max_lockout=timedelta(hours=6)
+)
+ENROL_GLOBAL_SCOPE = "enrol:global"
+
+
+def enrol_address_scope(client_ip: str) -> str:
+    """The throttle scope of an address; IPv6 addresses count per /64 (one subscriber)."""
+    parsed = ipnet.parse_address(client_ip)
+    if parsed is None:
+        return f"enrol:ip:{client_ip[:60]}"
+    if parsed.version == 6:
+        return f"enrol:ip:{ipaddress.ip_network(f'{parsed}/64', strict=False)}"
+    return f"enrol:ip:{parsed}"
+
+
+def device_token_digest(token: str) -> str:
+    return tokens.token_digest(token, settings.API_KEY_SECRET)
+
+
+def create_device(
+    *,
+    phone_list: PhoneList,
+    name: str,
+    model: str = "",
+    sims: list[Any] | None = None,
+    kind: str = Device.Kind.WEBSOCKET,
+) -> tuple[Device, str]:
+    """A new phone in the list and its secret token (shown this once, stored as a digest).
+    Used by enrolment and by the panel's virtual phone (kind `browser`)."""
+    token = tokens.generate_token(DEVICE_TOKEN_PREFIX)
+    device = Device.objects.create(
+        account_id=phone_list.account_id,
+        phone_list=phone_list,
+        public_id=tokens.public_id(DEVICE_ID_PREFIX),
+        name=(name.strip() or "Phone")[:100],
+        model=(model or "")[:100],
+        kind=kind,
+        sims=sims or [],
+        token_digest=device_token_digest(token),
+    )
+    return device, token
+
+
+def enrol_device(
+    *, pin: str, name: str, client_ip: str, model: str = "", sims: list[Any] | None = None
+) -> tuple[Device, str]:
+    """Joins a phone to the list whose PIN this is; returns the device and its token.
+    Every attempt is counted before it is checked, per address and globally (R17).
+    Raises WrongPin, or RateLimited (with `retry_after`) while locked out."""
+    address_scope = enrol_address_scope(client_ip)
+    account_services.reserve_attempt(scope=address_scope, policy=ENROL_ADDRESS_POLICY)
+    try:
+        account_services.reserve_attempt(scope=ENROL_GLOBAL_SCOPE, policy=ENROL_GLOBAL_POLICY)
+    except errors.RateLimited:
+        account_services.release_attempt(scope=address_scope)
+        raise
+    phone_list = PhoneList.objects.filter(pin=pin).first() if pin.isdigit() else None
+    if phone_list is None:
+        raise errors.WrongPin()
+    account_services.release_attempt(scope=address_scope)
+    account_services.release_attempt(scope=ENROL_GLOBAL_SCOPE)
+    return create_device(phone_list=phone_list, name=name, model=model, sims=sims)
+
+
+def authenticate_device(*, token: str | None) -> Device | None:
+    """The enabled, not removed phone with this token (its list loaded), or None.
+    A malformed token is refused without a database query."""
+    if not token or not tokens.has_valid_checksum(token, DEVICE_TOKEN_PREFIX):
+        return None
+    return (
+        Device.objects.select_related("phone_list")
+        .filter(token_digest=device_token_digest(token), is_enabled=True, removed_at__isnull=True)
+        .first()
+    )
+
+
+# --- Managing phones ------------------------------------------------------------------
+
+# WebSocket close codes the server uses (documented in docs/device-protocol.md).
+CLOSE_BAD_FRAMES = 4400
+CLOSE_DISABLED = 4403
+CLOSE_IDLE = 4408
+CLOSE_REPLACED = 4409
+
+
+def close_device_connection(*, device_id: int, code: int, reason: str) -> None:
+    """Asks the phone's live connection(s), in any server process, to close now."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(
+            device_group(device_id), {"type": "device.close", "code": code, "reason": reason}
+        )
+    except Exception:  # the connection's own periodic check closes it anyway
+        logger.warning("could not ask device %s to close", device_id, exc_info=True)
+
+
+def rename_device(*, device: Device, name: str) -> Device:
+    """Renames the phone; raises InvalidParameter for an empty or too long name."""
+    name = name.strip()
+    if not 0 < len(name) <= 100:
+        raise errors.InvalidParameter("A name is 1 to 100 characters.")
+    device.name = name
+    device.save(update_fields=["name"])
+    return device
+
+
+def disable_device(*, device: Device) -> None:
+    """Stops the phone: its token no longer works and its live connection closes at once."""
+    Device.objects.filter(pk=device.pk).update(is_enabled=False, is_connected=False)
+    device.is_enabled = False
+    transaction.on_commit(lambda: close_device_connection(device_id=device.pk, code=CLOSE_DISABLED, reason="disabled"))
+
+
+def enable_device(*, device: Device) -> None:
+    """Lets a disabled phone connect again (a removed one stays removed)."""
+    Device.objects.filter(pk=device.pk, removed_at__isnull=True).update(is_enabled=True)
+    device.is_enabled = device.removed_at is None
+
+
+def remove_device(*, device: Device) -> None:
+    """Removes the phone for good: its token stops working and its connection closes."""
+    now = timezone.now()
+    Device.objects.filter(pk=device.pk).update(removed_at=now, is_enabled=False, is_connected=False)
+    device.removed_at, device.is_enabled = now, False
+    transaction.on_commit(lambda: close_device_connection(device_id=device.pk, code=CLOSE_DISABLED, reason="removed"))
+
+
+# --- Presence (called by the WebSocket consumer) -----------------------------------------
+
+
+def mark_connected(*, device_id: int, channel_name: str) -> str:
+    """Records a new live connection; returns the channel of the one it replaces ("" if none)."""
+    now = timezone.now()
+    with transaction.atomic():
+        previous = (
+            Device.objects.select_for_update().filter(pk=device_id).values_list("channel_name", flat=True).first()
+        )
+        Device.objects.filter(pk=device_id).update(
+            is_connected=True, connected_at=now, last_seen_at=now, channel_name=channel_name
+        )
+    return previous or ""
+
+
+def mark_disconnected(*, device_id: int, channel_name: str) -> None:
+    """Records that this connection ended, unless a newer one has taken over."""
+    Device.objects.filter(pk=device_id, channel_name=channel_name).update(is_connected=False, channel_name="")
+
+
+def touch_device(*, device_id: int, channel_name: str) -> None:
+    """Refreshes the presence lease (R26) of this connection."""
+    Device.objects.filter(pk=device_id, channel_name=channel_name).update(
+        last_seen_at=timezone.now(), is_connected=True
+    )
+
+
+def set_device_state(*, device_id: int, available: bool, battery: int | None = None, signal: int | None = None) -> None:
+    """Stores what a `state` frame says, and refreshes presence."""
+    fields: dict[str, Any] = {"is_available": available, "last_seen_at": timezone.now()}
+    if battery is not None:
+        fields["battery"] = battery
+    if signal is not None:
+        fields["signal"] = signal
+    Device.objects.filter(pk=device_id).update(**fields)

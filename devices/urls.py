@@ -1,3 +1,7 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from devices import api
+
+urlpatterns = [
+    path("api/device/v1/enroll", api.EnrolDeviceApi.as_view(), name="device-enroll"),
+]

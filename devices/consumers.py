@@ -1,0 +1,326 @@
+"""The phones' WebSocket: SPEC frames in, service calls, SPEC frames out.
+
+Async, because one process holds many idle phones and answers pings and offers without
+a thread hop; the ORM is reached only through the small helpers below (see
+`bench/consumer.py` for the measurement). The database is the truth (R25): on connect,
+on every `state: available`, on `work.available` hints and on a periodic tick the phone
+is offered the open work from the database, so nothing depends on a channel-layer
+message arriving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from devices import services
+from devices.models import Device
+from messaging.models import Message
+from messaging.services import dispatch, inbox
+from messaging.services.offers import device_group, list_group, offer_frame
+
+logger = logging.getLogger(__name__)
+
+MAX_FRAME_CHARS = 64 * 1024
+MAX_BAD_FRAMES = 10
+OFFER_BATCH = 20
+# Presence (last_seen_at) is written at most this often per phone (R26: TTL is 75 s).
+PRESENCE_WRITE_INTERVAL = timedelta(seconds=15)
+
+
+class FrameError(Exception):
+    """A frame that does not follow the protocol; the phone gets an `error` frame."""
+
+
+# --- ORM helpers (each one short database call in a worker thread) -----------------
+
+
+@database_sync_to_async
+def _mark_connected(device_id: int, channel_name: str) -> str:
+    return services.mark_connected(device_id=device_id, channel_name=channel_name)
+
+
+@database_sync_to_async
+def _mark_disconnected(device_id: int, channel_name: str) -> None:
+    services.mark_disconnected(device_id=device_id, channel_name=channel_name)
+
+
+@database_sync_to_async
+def _touch(device_id: int, channel_name: str) -> None:
+    services.touch_device(device_id=device_id, channel_name=channel_name)
+
+
+@database_sync_to_async
+def _set_state(device_id: int, available: bool, battery: int | None, signal: int | None) -> None:
+    services.set_device_state(device_id=device_id, available=available, battery=battery, signal=signal)
+
+
+@database_sync_to_async
+def _reload(device_id: int) -> Device | None:
+    return (
+        Device.objects.select_related("phone_list")
+        .filter(pk=device_id, is_enabled=True, removed_at__isnull=True)
+        .first()
+    )
+
+
+@database_sync_to_async
+def _open_work(device: Device) -> list[Message]:
+    return dispatch.open_messages_for_device(device=device, limit=OFFER_BATCH)
+
+
+@database_sync_to_async
+def _claim(device: Device, message_id: str) -> Message | None:
+    return dispatch.claim_message(device=device, message_id=message_id)
+
+
+@database_sync_to_async
+def _report(device: Device, message_id: str, status: str, error: str, at: datetime | None) -> Message | None:
+    return dispatch.report_message(device=device, message_id=message_id, status=status, error=error, at=at)
+
+
+@database_sync_to_async
+def _incoming(device: Device, sender: str, text: str, at: datetime, sim: int | None) -> str:
+    return inbox.record_incoming_sms(device=device, sender=sender, text=text, received_at=at, sim=sim).public_id
+
+
+# --- Frame field checks ----------------------------------------------------------------
+
+
+def _text(content: dict[str, Any], field: str, *, max_length: int, required: bool = True) -> str:
+    value = content.get(field)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value) or len(value) > max_length:
+        raise FrameError(f"`{field}` must be a string of 1 to {max_length} characters.")
+    return value
+
+
+def _int(content: dict[str, Any], field: str, low: int, high: int) -> int | None:
+    value = content.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise FrameError(f"`{field}` must be a whole number from {low} to {high}.")
+    return value
+
+
+def _time(content: dict[str, Any], field: str) -> datetime | None:
+    value = content.get(field)
+    if value is None:
+        return None
+    parsed = parse_datetime(value) if isinstance(value, str) else None
+    if parsed is None:
+        raise FrameError(f"`{field}` must be an ISO 8601 time such as 2026-01-31T12:00:00Z.")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class DeviceConsumer(AsyncWebsocketConsumer):
+    """One phone's connection. The middleware has authenticated it: `scope["device"]`."""
+
+    device: Device
+    available: bool
+    bad_frames: int
+    last_frame_at: datetime
+    last_presence_write: datetime
+    ticker: asyncio.Task[None] | None = None
+
+    # --- connection lifecycle ---
+
+    async def connect(self) -> None:
+        self.device = self.scope["device"]
+        self.available = self.device.is_available
+        self.bad_frames = 0
+        self.last_frame_at = self.last_presence_write = timezone.now()
+        for group in self._groups():
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+        previous = await _mark_connected(self.device.pk, self.channel_name)
+        if previous and previous != self.channel_name:
+            # The phone reconnected while its old socket still looked alive: close that one.
+            await self.channel_layer.send(
+                previous, {"type": "device.close", "code": services.CLOSE_REPLACED, "reason": "replaced"}
+            )
+        await self.send_frame(
+            {
+                "type": "hello",
+                "device_id": self.device.public_id,
+                "list": self.device.phone_list.token,
+                "settings": self.device.phone_list.phone_settings(),
+            }
+        )
+        await self.offer_open_work()
+        self.ticker = asyncio.create_task(self._tick_forever())
+
+    async def disconnect(self, code: int) -> None:
+        if self.ticker is not None and self.ticker is not asyncio.current_task():
+            self.ticker.cancel()
+        if not hasattr(self, "device"):
+            return
+        for group in self._groups():
+            await self.channel_layer.group_discard(group, self.channel_name)
+        await _mark_disconnected(self.device.pk, self.channel_name)
+
+    def _groups(self) -> list[str]:
+        return [list_group(self.device.phone_list_id), device_group(self.device.pk)]
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(settings.DEVICE_TICK_SECONDS)
+            try:
+                if not await self.tick():
+                    return
+            except Exception:
+                logger.exception("device %s: tick failed", self.device.public_id)
+
+    async def tick(self) -> bool:
+        """Periodic check: idle phones and disabled ones are closed, presence is refreshed,
+        group membership renewed (R28) and open work offered. False when it closed."""
+        now = timezone.now()
+        if now - self.last_frame_at > timedelta(seconds=settings.DEVICE_IDLE_SECONDS):
+            await self.close(code=services.CLOSE_IDLE)
+            return False
+        fresh = await _reload(self.device.pk)
+        if fresh is None:
+            await self.close(code=services.CLOSE_DISABLED)
+            return False
+        self.device = fresh
+        if self.last_frame_at > self.last_presence_write:
+            await self._write_presence(now)
+        for group in self._groups():
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.offer_open_work()
+        return True
+
+    async def _write_presence(self, now: datetime) -> None:
+        self.last_presence_write = now
+        await _touch(self.device.pk, self.channel_name)
+
+    # --- frames from the phone ---
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            content = self._decode(text_data)
+            handler = self.FRAME_HANDLERS.get(content["type"])
+            if handler is None:
+                raise FrameError(f"Unknown frame type {content['type']!r}.")
+            await handler(self, content)
+        except FrameError as exc:
+            await self._bad_frame(str(exc))
+            return
+        except Exception:
+            logger.exception("device %s: frame failed", self.device.public_id)
+            await self.send_frame({"type": "error", "error": "The server could not handle that frame; try again."})
+            return
+        now = timezone.now()
+        self.last_frame_at = now
+        if now - self.last_presence_write >= PRESENCE_WRITE_INTERVAL:
+            await self._write_presence(now)
+
+    def _decode(self, text_data: str | None) -> dict[str, Any]:
+        if text_data is None:
+            raise FrameError("Frames are JSON text, not binary.")
+        if len(text_data) > MAX_FRAME_CHARS:
+            raise FrameError(f"Frames are at most {MAX_FRAME_CHARS} characters.")
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            raise FrameError("A frame must be a JSON object.")
+        if not isinstance(content, dict) or not isinstance(content.get("type"), str):
+            raise FrameError('A frame must be a JSON object with a string "type".')
+        return content
+
+    async def _bad_frame(self, problem: str) -> None:
+        self.bad_frames += 1
+        await self.send_frame({"type": "error", "error": problem})
+        if self.bad_frames >= MAX_BAD_FRAMES:
+            await self.close(code=services.CLOSE_BAD_FRAMES)
+
+    async def on_ping(self, content: dict[str, Any]) -> None:
+        await self.send_frame({"type": "pong"})
+
+    async def on_pong(self, content: dict[str, Any]) -> None:
+        return None
+
+    async def on_claim(self, content: dict[str, Any]) -> None:
+        message_id = _text(content, "message_id", max_length=40)
+        message = await _claim(self.device, message_id)
+        if message is None:
+            await self.send_frame({"type": "taken", "message_id": message_id})
+        else:
+            await self.send_frame({**offer_frame(message), "type": "assign"})
+
+    async def on_report(self, content: dict[str, Any]) -> None:
+        message_id = _text(content, "message_id", max_length=40)
+        status = content.get("status")
+        if status not in dispatch.REPORT_STATUSES:
+            raise FrameError("`status` must be sent, delivered or failed.")
+        error = _text(content, "error", max_length=500, required=False)
+        message = await _report(self.device, message_id, str(status), error, _time(content, "at"))
+        if message is None:
+            await self.send_frame({"type": "error", "error": "Unknown message.", "message_id": message_id})
+        else:
+            await self.send_frame({"type": "ack", "message_id": message_id, "status": status})
+
+    async def on_state(self, content: dict[str, Any]) -> None:
+        available = content.get("available")
+        if not isinstance(available, bool):
+            raise FrameError("`available` must be true or false.")
+        battery, signal = _int(content, "battery", 0, 100), _int(content, "signal", -200, 100)
+        await _set_state(self.device.pk, available, battery, signal)
+        self.available = available
+        self.last_presence_write = timezone.now()
+        if available:
+            await self.offer_open_work()
+
+    async def on_incoming(self, content: dict[str, Any]) -> None:
+        sender = _text(content, "from", max_length=32)
+        text = _text(content, "msg", max_length=10_000)
+        at = _time(content, "at") or timezone.now()
+        sms_id = await _incoming(self.device, sender, text, at, _int(content, "sim", 0, 8))
+        await self.send_frame({"type": "ack", "message_id": sms_id, "status": "received", "id": content.get("id")})
+
+    FRAME_HANDLERS = {
+        "ping": on_ping,
+        "pong": on_pong,
+        "claim": on_claim,
+        "report": on_report,
+        "state": on_state,
+        "incoming": on_incoming,
+    }
+
+    # --- frames to the phone ---
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(frame, ensure_ascii=False, separators=(",", ":")))
+
+    async def offer_open_work(self) -> None:
+        """Offers this phone the open work the database holds for it (if it is available)."""
+        if not self.available:
+            return
+        for message in await _open_work(self.device):
+            await self.send_frame(offer_frame(message))
+
+    # --- channel-layer events (handler names mirror the event types) ---
+
+    async def message_offer(self, event: dict[str, Any]) -> None:
+        if self.available:
+            await self.send_frame(event["frame"])
+
+    async def work_available(self, event: dict[str, Any]) -> None:
+        await self.offer_open_work()
+
+    async def device_close(self, event: dict[str, Any]) -> None:
+        with contextlib.suppress(Exception):
+            await self.send_frame({"type": "error", "error": f"Connection closed: {event.get('reason', '')}."})
+        await self.close(code=int(event.get("code", services.CLOSE_DISABLED)))
