@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from itertools import count
 
 from django.utils import timezone
@@ -11,6 +12,7 @@ from accounts.lib import tokens
 from accounts.models import Account, ApiKey
 from devices import services as device_services
 from devices.models import Device, PhoneList
+from messaging.models import Message
 
 _seq = count(1)
 
@@ -52,3 +54,41 @@ def make_device(*, phone_list: PhoneList, name: str = "Pixel 7", online: bool = 
         last_seen_at=now if online else None,
         connected_at=now if online else None,
     )
+
+
+def make_enrolled_device(
+    *, phone_list: PhoneList, name: str = "Pixel 7", kind: str = Device.Kind.WEBSOCKET
+) -> tuple[Device, str]:
+    """A phone of the list with a real device token: (device, token)."""
+    return device_services.create_device(phone_list=phone_list, name=name, kind=kind)
+
+
+def make_message(
+    *,
+    phone_list: PhoneList | None = None,
+    pinned_device: Device | None = None,
+    to: str = "+393331234567",
+    text: str = "Hello",
+    cost: int = 1,
+    send_at: datetime | None = None,
+    ttl: timedelta = timedelta(hours=1),
+) -> Message:
+    """A queued message whose cost was really debited (as accepting it would)."""
+    target_list = phone_list or (pinned_device.phone_list if pinned_device else None)
+    assert target_list is not None
+    now = timezone.now()
+    message = Message.objects.create(
+        public_id=tokens.public_id("msg"),
+        account_id=target_list.account_id,
+        phone_list=target_list,
+        pinned_device=pinned_device,
+        to=to,
+        text=text,
+        cost=cost,
+        created_at=now,
+        send_at=send_at or now,
+        expires_at=(send_at or now) + ttl,
+    )
+    if cost:
+        account_services.debit_credit(account=target_list.account, amount=cost, message=message)
+    return message

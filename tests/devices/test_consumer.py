@@ -1,0 +1,257 @@
+"""The phones' WebSocket, driven through the real ASGI application."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.utils import timezone
+
+from config.asgi import application
+from devices import services
+from devices.models import Device
+from messaging.models import InboundSms
+from tests import factories
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def phone(alice_list):
+    """(device, token) of one of Alice's phones."""
+    return factories.make_enrolled_device(phone_list=alice_list, name="Pixel 7")
+
+
+def connect_as(token: str | None, path: str = "/ws/device/", headers: list | None = None) -> WebsocketCommunicator:
+    all_headers = list(headers or [])
+    if token is not None:
+        all_headers.append((b"authorization", f"Bearer {token}".encode()))
+    return WebsocketCommunicator(application, path, headers=all_headers)
+
+
+async def open_phone(token: str) -> tuple[WebsocketCommunicator, dict]:
+    ws = connect_as(token)
+    connected, _ = await ws.connect()
+    assert connected
+    return ws, await ws.receive_json_from()
+
+
+@database_sync_to_async
+def reload(device: Device) -> Device:
+    return Device.objects.get(pk=device.pk)
+
+
+async def test_it_refuses_a_bad_token_at_the_handshake(phone):
+    for token in [None, "nonsense", phone[1][:-1] + ("A" if phone[1][-1] != "A" else "B")]:
+        ws = connect_as(token)
+        connected, _ = await ws.connect()
+        assert not connected
+        assert await ws.receive_nothing()
+
+
+async def test_it_sends_hello_with_the_device_list_and_settings(phone, alice_list):
+    device, token = phone
+    ws, hello = await open_phone(token)
+    assert hello == {
+        "type": "hello",
+        "device_id": device.public_id,
+        "list": alice_list.token,
+        "settings": alice_list.phone_settings(),
+    }
+    await ws.disconnect()
+
+
+async def test_it_accepts_a_native_client_without_an_origin_header(phone):
+    ws = connect_as(phone[1], headers=[])
+    connected, _ = await ws.connect()
+    assert connected
+    await ws.disconnect()
+
+
+async def test_it_marks_the_phone_online_while_connected_and_offline_after(phone):
+    device, token = phone
+    ws, _hello = await open_phone(token)
+    connected = await reload(device)
+    assert connected.is_connected and connected.is_online and connected.channel_name
+    await ws.disconnect()
+    gone = await reload(device)
+    assert not gone.is_connected and not gone.is_online
+
+
+async def test_it_treats_a_silent_phone_as_offline_after_the_presence_ttl(phone):
+    device, token = phone
+    ws, _hello = await open_phone(token)
+    with time_machine.travel(timezone.now() + timedelta(seconds=80), tick=False):
+        assert not (await reload(device)).is_online
+    await ws.disconnect()
+
+
+async def test_it_answers_ping_with_pong_and_refreshes_last_seen(phone):
+    device, token = phone
+    ws, _hello = await open_phone(token)
+    later = timezone.now() + timedelta(seconds=30)
+    with time_machine.travel(later, tick=False):
+        await ws.send_json_to({"type": "ping"})
+        assert await ws.receive_json_from() == {"type": "pong"}
+        seen = (await reload(device)).last_seen_at
+    assert seen == later
+    await ws.disconnect()
+
+
+async def test_it_stores_availability_battery_and_signal_from_state(phone):
+    device, token = phone
+    ws, _hello = await open_phone(token)
+    await ws.send_json_to({"type": "state", "available": False, "battery": 57, "signal": -71})
+    await ws.send_json_to({"type": "ping"})
+    assert await ws.receive_json_from() == {"type": "pong"}
+    stored = await reload(device)
+    assert (stored.is_available, stored.battery, stored.signal) == (False, 57, -71)
+    await ws.disconnect()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "not json",
+        "[1, 2]",
+        '{"no": "type"}',
+        '{"type": "dance"}',
+        '{"type": "claim"}',
+        '{"type": "report", "message_id": "msg_x", "status": "eaten"}',
+        '{"type": "state", "available": "yes"}',
+        '{"type": "state", "available": true, "battery": 900}',
+        '{"type": "incoming", "from": "", "msg": "hi"}',
+        '{"type": "report", "message_id": "msg_x", "status": "sent", "at": "yesterday"}',
+    ],
+)
+async def test_it_answers_a_malformed_frame_with_an_error_frame_and_stays_open(phone, frame):
+    ws, _hello = await open_phone(phone[1])
+    await ws.send_to(text_data=frame)
+    answer = await ws.receive_json_from()
+    assert answer["type"] == "error" and answer["error"]
+    await ws.send_json_to({"type": "ping"})
+    assert await ws.receive_json_from() == {"type": "pong"}
+    await ws.disconnect()
+
+
+async def test_it_closes_a_connection_that_keeps_sending_garbage(phone):
+    ws, _hello = await open_phone(phone[1])
+    for _ in range(10):
+        await ws.send_to(text_data="garbage")
+        assert (await ws.receive_json_from())["type"] == "error"
+    assert await ws.receive_output() == {"type": "websocket.close", "code": services.CLOSE_BAD_FRAMES}
+
+
+async def test_it_closes_a_phone_that_stays_silent_past_the_idle_timeout(phone, settings):
+    settings.DEVICE_TICK_SECONDS = 0.01
+    settings.DEVICE_IDLE_SECONDS = 90
+    ws, _hello = await open_phone(phone[1])
+    with time_machine.travel(timezone.now() + timedelta(seconds=91)):
+        closed = await ws.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": services.CLOSE_IDLE}
+
+
+async def test_it_keeps_a_talking_phone_open_across_ticks(phone, settings):
+    settings.DEVICE_TICK_SECONDS = 0.01
+    ws, _hello = await open_phone(phone[1])
+    await ws.send_json_to({"type": "ping"})
+    assert await ws.receive_json_from() == {"type": "pong"}
+    assert await ws.receive_nothing(timeout=0.2)
+    await ws.disconnect()
+
+
+async def test_it_closes_the_live_connection_when_the_phone_is_disabled(phone):
+    device, token = phone
+    ws, _hello = await open_phone(token)
+    await database_sync_to_async(disable_and_commit)(device)
+    assert (await ws.receive_json_from())["type"] == "error"
+    assert await ws.receive_output() == {"type": "websocket.close", "code": services.CLOSE_DISABLED}
+    again = connect_as(token)
+    assert (await again.connect())[0] is False
+
+
+def disable_and_commit(device: Device) -> None:
+    services.disable_device(device=device)
+
+
+async def test_it_closes_the_live_connection_and_refuses_the_token_when_the_phone_is_removed(phone):
+    device, token = phone
+    ws, _hello = await open_phone(token)
+    await database_sync_to_async(services.remove_device)(device=device)
+    assert (await ws.receive_json_from())["type"] == "error"
+    assert await ws.receive_output() == {"type": "websocket.close", "code": services.CLOSE_DISABLED}
+    assert (await connect_as(token).connect())[0] is False
+
+
+async def test_a_disabled_phone_is_closed_by_its_periodic_check_even_without_the_hint(phone, settings):
+    device, token = phone
+    settings.DEVICE_TICK_SECONDS = 0.01
+    ws, _hello = await open_phone(token)
+    # Disabled behind the consumer's back: no channel-layer message is sent.
+    await database_sync_to_async(lambda: Device.objects.filter(pk=device.pk).update(is_enabled=False))()
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": services.CLOSE_DISABLED}
+
+
+async def test_a_reconnecting_phone_replaces_its_old_connection(phone):
+    device, token = phone
+    old, _ = await open_phone(token)
+    new, _ = await open_phone(token)
+    assert (await old.receive_json_from())["type"] == "error"
+    assert await old.receive_output() == {"type": "websocket.close", "code": services.CLOSE_REPLACED}
+    await old.disconnect()
+    assert (await reload(device)).is_connected
+    await new.disconnect()
+    assert not (await reload(device)).is_connected
+
+
+async def test_it_stores_an_incoming_sms_once_and_acks_it(phone, alice_list):
+    ws, _hello = await open_phone(phone[1])
+    frame = {"type": "incoming", "from": "+393330000001", "msg": "OK", "at": "2026-11-25T10:00:00Z", "id": "42"}
+    await ws.send_json_to(frame)
+    first = await ws.receive_json_from()
+    await ws.send_json_to(frame)
+    second = await ws.receive_json_from()
+    assert first["type"] == "ack" and first["status"] == "received" and first["id"] == "42"
+    assert first["message_id"] == second["message_id"]
+    stored = await database_sync_to_async(
+        lambda: list(InboundSms.objects.values_list("sender", "text", "phone_list"))
+    )()
+    assert stored == [("+393330000001", "OK", alice_list.pk)]
+    await ws.disconnect()
+
+
+async def test_group_offers_reach_an_available_phone_only(phone, alice_list):
+    ws, _hello = await open_phone(phone[1])
+    layer = get_channel_layer()
+    frame = {"type": "offer", "message_id": "msg_1", "to": "+39333", "msg": "hi", "parts": 1, "sim": None}
+    await layer.group_send(f"list.{alice_list.pk}", {"type": "message.offer", "frame": frame})
+    assert await ws.receive_json_from() == frame
+    await ws.send_json_to({"type": "state", "available": False})
+    await ws.send_json_to({"type": "ping"})
+    assert await ws.receive_json_from() == {"type": "pong"}
+    await layer.group_send(f"list.{alice_list.pk}", {"type": "message.offer", "frame": frame})
+    assert await ws.receive_nothing()
+    await ws.disconnect()
+
+
+async def test_the_browser_route_takes_a_query_token_from_our_own_origin_only(alice_list):
+    device, token = await database_sync_to_async(factories.make_enrolled_device)(
+        phone_list=alice_list, kind=Device.Kind.BROWSER
+    )
+    path = f"/ws/browser-device/?token={token}"
+    ours = WebsocketCommunicator(application, path, headers=[(b"origin", b"http://localhost"), (b"host", b"localhost")])
+    assert (await ours.connect())[0] is True
+    assert (await ours.receive_json_from())["device_id"] == device.public_id
+    await ours.disconnect()
+    foreign = WebsocketCommunicator(application, path, headers=[(b"origin", b"https://evil.example")])
+    assert (await foreign.connect())[0] is False
+
+
+async def test_the_browser_route_refuses_a_native_phone_token(phone):
+    path = f"/ws/browser-device/?token={phone[1]}"
+    ws = WebsocketCommunicator(application, path, headers=[(b"origin", b"http://localhost")])
+    assert (await ws.connect())[0] is False
