@@ -1,0 +1,337 @@
+"""End-to-end delivery to a real local receiver: signatures, retries, status handling (R1–R9, R11)."""
+
+import json
+import resource
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import standardwebhooks
+import time_machine
+from django.conf import settings as django_settings
+
+from ipn import delivery
+from ipn import services as ipn_services
+from ipn.models import IpnAttempt, IpnEndpoint, IpnEvent
+from tests.ipn.conftest import Reply, make_device, make_message
+
+CURRENT_TIME = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock():
+    traveller = time_machine.travel(CURRENT_TIME, tick=False)
+    yield traveller.start()
+    traveller.stop()
+
+
+def sent_event(alice, alice_list, **message_fields) -> IpnEvent:
+    message = make_message(account=alice, phone_list=alice_list, **message_fields)
+    event = ipn_services.record_message_event(message=message, status=message.status)
+    assert event is not None
+    return event
+
+
+def run_due(clock, event: IpnEvent) -> IpnAttempt:
+    """Moves the clock to the event's next attempt and lets the worker step make it."""
+    event.refresh_from_db()
+    clock.move_to(event.next_attempt_at)
+    assert delivery.deliver_one_due_event() is True
+    return event.attempts_log.order_by("-id").first()
+
+
+def test_an_event_arrives_signed_and_verifies_with_standardwebhooks_and_svix(alice, alice_list, endpoint, receiver):
+    event = sent_event(alice, alice_list, ref="order-42")
+    assert delivery.deliver_one_due_event() is True
+    got = receiver.wait_for(1)[0]
+    assert got.verified, (got.standardwebhooks_error, got.svix_error)
+    assert got.headers["webhook-id"] == event.webhook_id and "." not in event.webhook_id
+    assert got.headers["content-type"] == "application/json"
+    assert got.body == event.body.encode()
+    event.refresh_from_db()
+    assert event.status == IpnEvent.Status.DELIVERED
+    attempt = event.attempts_log.get()
+    assert (attempt.status_code, attempt.outcome, attempt.response_body) == (200, "success", "ok")
+
+
+def test_the_worker_step_says_when_nothing_is_due(db):
+    assert delivery.deliver_one_due_event() is False
+
+
+def test_a_claimed_event_is_not_claimed_again_by_another_worker(alice, alice_list, endpoint, clock):
+    sent_event(alice, alice_list)
+    first, was_due = delivery._claim_due_event(CURRENT_TIME)
+    assert first is not None and was_due
+    assert delivery._claim_due_event(CURRENT_TIME) == (None, False)
+
+
+def test_an_event_held_by_a_crashed_worker_is_delivered_later_with_the_same_id(
+    alice, alice_list, endpoint, receiver, clock
+):
+    event = sent_event(alice, alice_list)
+    claimed, _ = delivery._claim_due_event(CURRENT_TIME)  # ...and the worker dies here
+    assert claimed.pk == event.pk
+    assert delivery.deliver_one_due_event() is False
+    clock.move_to(CURRENT_TIME + delivery.lock_duration())
+    assert delivery.deliver_one_due_event() is True
+    assert receiver.wait_for(1)[0].headers["webhook-id"] == event.webhook_id
+    event.refresh_from_db()
+    assert event.status == IpnEvent.Status.DELIVERED
+
+
+def test_failures_are_retried_on_the_jittered_schedule_for_at_least_a_day_then_given_up(
+    alice, alice_list, endpoint, receiver, clock
+):
+    receiver.default = Reply(500, body=b"boom")
+    event = sent_event(alice, alice_list)
+    attempted_at = []
+    for expected in [*delivery.RETRY_DELAYS, None]:
+        attempt = run_due(clock, event)
+        attempted_at.append(attempt.at)
+        assert attempt.outcome == IpnAttempt.Outcome.RETRY and attempt.status_code == 500
+        event.refresh_from_db()
+        if expected is None:
+            assert event.status == IpnEvent.Status.FAILED
+        else:
+            delay = (event.next_attempt_at - attempt.at).total_seconds()
+            assert expected * 0.8 <= delay <= expected * 1.2
+    assert len(attempted_at) == 8
+    assert attempted_at[-1] - attempted_at[0] >= timedelta(hours=24)
+    requests = receiver.wait_for(8)
+    assert {r.headers["webhook-id"] for r in requests} == {event.webhook_id}
+    stamps = [int(r.headers["webhook-timestamp"]) for r in requests]
+    assert stamps == sorted(stamps) and len(set(stamps)) == 8
+    assert all(r.verified for r in requests)
+
+
+def test_the_schedule_spans_a_day_even_when_every_jitter_draws_short(monkeypatch):
+    monkeypatch.setattr(delivery.random, "uniform", lambda low, high: low)
+    event = IpnEvent(schedule_started_at=CURRENT_TIME)
+    at = CURRENT_TIME
+    for number in range(1, len(delivery.RETRY_DELAYS) + 1):
+        event.attempts = number
+        at += timedelta(seconds=delivery.next_delay(event=event, log=IpnAttempt(), now=at))
+    assert at - CURRENT_TIME >= timedelta(hours=24)
+    event.attempts = len(delivery.RETRY_DELAYS) + 1
+    assert delivery.next_delay(event=event, log=IpnAttempt(), now=at) is None
+
+
+def test_a_retry_six_minutes_later_is_signed_fresh_and_verifies(alice, alice_list, endpoint, receiver, clock):
+    receiver.replies.append(Reply(503))
+    event = sent_event(alice, alice_list)
+    run_due(clock, event)
+    clock.move_to(CURRENT_TIME + timedelta(minutes=6))
+    assert delivery.deliver_one_due_event() is True
+    first, retry = receiver.wait_for(2)
+    assert int(retry.headers["webhook-timestamp"]) - int(first.headers["webhook-timestamp"]) == 360
+    assert retry.verified and first.headers["webhook-id"] == retry.headers["webhook-id"]
+    # The first attempt's signature is now stale for the reference verifier (±5 min).
+    with pytest.raises(standardwebhooks.webhooks.WebhookVerificationError):
+        standardwebhooks.Webhook(receiver.secret).verify(first.body, first.headers)
+
+
+def test_a_receiver_that_does_not_answer_in_time_is_recorded_as_a_timeout(
+    alice, alice_list, endpoint, receiver, settings
+):
+    settings.IPN_TIMEOUT_SECONDS = 0.3  # production waits 10 s; see the next test
+    receiver.replies.append(Reply(200, delay=1.1))
+    event = sent_event(alice, alice_list)
+    assert delivery.deliver_one_due_event() is True
+    attempt = event.attempts_log.get()
+    assert attempt.outcome == IpnAttempt.Outcome.RETRY and attempt.status_code is None
+    assert attempt.error.startswith("timeout:")
+    event.refresh_from_db()
+    # After a timeout the next attempt waits at least 60 s, not the usual 5 s.
+    assert (event.next_attempt_at - attempt.at).total_seconds() >= 60
+
+
+def test_production_waits_ten_seconds_for_an_answer():
+    assert django_settings.IPN_TIMEOUT_SECONDS == 10.0
+    assert delivery.timeout_seconds() == 10.0
+
+
+def test_a_429_with_retry_after_is_honoured(alice, alice_list, endpoint, receiver, clock):
+    receiver.replies.append(Reply(429, headers={"Retry-After": "120"}))
+    event = sent_event(alice, alice_list)
+    attempt = run_due(clock, event)
+    assert (attempt.status_code, attempt.retry_after) == (429, 120)
+    event.refresh_from_db()
+    assert (event.next_attempt_at - attempt.at).total_seconds() >= 120
+
+
+def test_retry_after_is_clamped_to_twice_the_scheduled_delay(alice, alice_list, endpoint, receiver, clock):
+    receiver.replies.append(Reply(503, headers={"Retry-After": "86400"}))
+    event = sent_event(alice, alice_list)
+    attempt = run_due(clock, event)
+    event.refresh_from_db()
+    assert (event.next_attempt_at - attempt.at).total_seconds() <= 2 * 5 * 1.2
+
+
+def test_a_redirect_is_a_failure_and_is_not_followed(alice, alice_list, endpoint, receiver):
+    receiver.replies.append(Reply(302, headers={"Location": "http://127.0.0.1/"}))
+    event = sent_event(alice, alice_list)
+    delivery.deliver_one_due_event()
+    attempt = event.attempts_log.get()
+    assert (attempt.status_code, attempt.outcome) == (302, IpnAttempt.Outcome.RETRY)
+    assert len(receiver.requests) == 1
+    event.refresh_from_db()
+    assert event.status == IpnEvent.Status.PENDING
+
+
+def test_a_410_disables_the_endpoint_at_once(alice, alice_list, endpoint, receiver, clock):
+    receiver.default = Reply(410)
+    event = sent_event(alice, alice_list)
+    later = sent_event(alice, alice_list)
+    attempt = run_due(clock, event)
+    assert attempt.outcome == IpnAttempt.Outcome.PERMANENT
+    endpoint.refresh_from_db()
+    assert endpoint.disabled_reason == "disabled (410)" and endpoint.disabled_at == CURRENT_TIME
+    event.refresh_from_db()
+    assert event.status == IpnEvent.Status.FAILED
+    # Nothing more is attempted: the queued event is skipped, new ones are kept as skipped.
+    assert delivery.deliver_one_due_event() is True
+    later.refresh_from_db()
+    assert later.status == IpnEvent.Status.SKIPPED
+    assert sent_event(alice, alice_list).status == IpnEvent.Status.SKIPPED
+    assert delivery.deliver_one_due_event() is False
+    assert len(receiver.requests) == 1
+
+
+def fail_every_few_hours(alice, alice_list, clock, hours):
+    """A new event (and its first attempt) every 5 hours up to `hours`; all fail."""
+    for hour in range(0, hours + 1, 5):
+        clock.move_to(CURRENT_TIME + timedelta(hours=hour))
+        sent_event(alice, alice_list)
+        while delivery.deliver_one_due_event():
+            pass
+
+
+def test_an_endpoint_failing_for_five_days_is_disabled(alice, alice_list, endpoint, receiver, clock):
+    receiver.default = Reply(500)
+    fail_every_few_hours(alice, alice_list, clock, 119)
+    endpoint.refresh_from_db()
+    assert endpoint.disabled_at is None and endpoint.failing_since == CURRENT_TIME
+    fail_every_few_hours(alice, alice_list, clock, 121)
+    endpoint.refresh_from_db()
+    assert endpoint.disabled_reason == "disabled (failing for 5 days)"
+
+
+def test_one_success_resets_the_failing_clock(alice, alice_list, endpoint, receiver, clock):
+    receiver.default = Reply(500)
+    fail_every_few_hours(alice, alice_list, clock, 95)
+    clock.move_to(CURRENT_TIME + timedelta(hours=100))
+    receiver.replies.append(Reply(200))
+    sent_event(alice, alice_list)
+    delivery.deliver_one_due_event()
+    endpoint.refresh_from_db()
+    assert endpoint.failing_since is None and endpoint.last_success_at is not None
+    receiver.default = Reply(500)
+    for hour in range(101, 122, 5):
+        clock.move_to(CURRENT_TIME + timedelta(hours=hour))
+        sent_event(alice, alice_list)
+        delivery.deliver_one_due_event()
+    endpoint.refresh_from_db()
+    assert endpoint.disabled_at is None
+
+
+def test_a_replay_is_delivered_with_the_same_webhook_id(alice, alice_list, endpoint, receiver):
+    event = sent_event(alice, alice_list)
+    delivery.deliver_one_due_event()
+    attempt = ipn_services.replay_event(account=alice, webhook_id=event.webhook_id)
+    assert attempt.outcome == IpnAttempt.Outcome.SUCCESS and attempt.is_replay
+    first, again = receiver.wait_for(2)
+    assert first.headers["webhook-id"] == again.headers["webhook-id"] == event.webhook_id
+    assert again.body == first.body and again.verified
+
+
+def test_replay_failed_since_sends_each_missed_event_once_oldest_first(alice, alice_list, endpoint, receiver, clock):
+    receiver.default = Reply(410)
+    before = sent_event(alice, alice_list)
+    run_due(clock, before)  # 410: disabled
+    clock.move_to(CURRENT_TIME + timedelta(hours=1))
+    missed = [sent_event(alice, alice_list, ref=f"missed-{n}") for n in range(3)]
+    receiver.default = Reply(200)
+    ipn_services.update_endpoint(account=alice, enabled=True)
+    queued = ipn_services.replay_failed_since(account=alice, since=CURRENT_TIME + timedelta(minutes=30))
+    assert queued == 3
+    while delivery.deliver_one_due_event():
+        pass
+    got = receiver.wait_for(4)[1:]
+    assert [r.headers["webhook-id"] for r in got] == [e.webhook_id for e in missed]
+    assert all(r.verified for r in got)
+    assert ipn_services.replay_failed_since(account=alice, since=CURRENT_TIME) == 1  # only the 410'd one
+    assert IpnEvent.objects.get(pk=before.pk).status == IpnEvent.Status.PENDING
+
+
+def test_during_rotation_both_secrets_sign_and_only_the_new_one_after_a_day(
+    alice, alice_list, endpoint, receiver, clock
+):
+    old_secret = endpoint.secret
+    rotated = ipn_services.rotate_secret(account=alice)
+    assert rotated.secret != old_secret
+    receiver.secret = rotated.secret
+    sent_event(alice, alice_list)
+    delivery.deliver_one_due_event()
+    during = receiver.wait_for(1)[0]
+    assert during.verified
+    standardwebhooks.Webhook(old_secret).verify(during.body, during.headers)
+    clock.move_to(CURRENT_TIME + timedelta(hours=24, seconds=1))
+    sent_event(alice, alice_list)
+    delivery.deliver_one_due_event()
+    after = receiver.wait_for(2)[1]
+    assert after.verified
+    assert len(after.headers["webhook-signature"].split(" ")) == 1
+    with pytest.raises(standardwebhooks.webhooks.WebhookVerificationError):
+        standardwebhooks.Webhook(old_secret).verify(after.body, after.headers)
+
+
+def test_a_huge_answer_is_cut_at_20000_bytes_while_streaming(alice, alice_list, endpoint, receiver):
+    receiver.replies.append(Reply(200, body=b"", stream_bytes=50 * 1024 * 1024))
+    event = sent_event(alice, alice_list)
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    delivery.deliver_one_due_event()
+    peak_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    attempt = event.attempts_log.get()
+    assert attempt.outcome == IpnAttempt.Outcome.SUCCESS
+    assert len(attempt.response_body.encode()) == 20_000
+    assert peak_after - peak_before < 10 * 1024  # kB: the 50 MB never sat in memory
+
+
+def test_events_arrive_even_out_of_order_and_occurred_at_restores_the_order(
+    alice, alice_list, endpoint, receiver, clock
+):
+    message = make_message(account=alice, phone_list=alice_list, status="sent")
+    sent = ipn_services.record_message_event(message=message, status="sent")
+    clock.move_to(CURRENT_TIME + timedelta(seconds=3))
+    message.status, message.delivered_at = "delivered", CURRENT_TIME + timedelta(seconds=3)
+    message.save(update_fields=["status", "delivered_at"])
+    delivered = ipn_services.record_message_event(message=message, status="delivered")
+    receiver.replies.append(Reply(500))  # sent's first attempt fails
+    assert run_due(clock, sent).status_code == 500
+    run_due(clock, delivered)
+    run_due(clock, sent)
+    got = [json.loads(r.body) for r in receiver.wait_for(3)[1:]]
+    assert [g["type"] for g in got] == ["message.delivered", "message.sent"]
+    assert sorted(got, key=lambda g: g["occurred_at"])[0]["type"] == "message.sent"
+    assert all(g["data"]["status"] in ("sent", "delivered") for g in got)
+
+
+def test_a_disabled_endpoint_gets_nothing_and_a_user_disabled_one_records_nothing(
+    alice, alice_list, endpoint, receiver
+):
+    ipn_services.update_endpoint(account=alice, enabled=False)
+    assert (
+        ipn_services.record_message_event(message=make_message(account=alice, phone_list=alice_list), status="sent")
+        is None
+    )
+    assert delivery.deliver_one_due_event() is False
+    assert receiver.requests == []
+
+
+def test_a_device_number_is_the_from_of_geniosms_callbacks(alice, alice_list, endpoint, receiver):
+    ipn_services.update_endpoint(account=alice, format=IpnEndpoint.Format.GENIOSMS)
+    device = make_device(phone_list=alice_list, phone_number="00393331112222")
+    sent_event(alice, alice_list, device=device)
+    delivery.deliver_one_due_event()
+    got = receiver.wait_for(1)[0]
+    assert got.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert b"from=00393331112222" in got.body and got.verified

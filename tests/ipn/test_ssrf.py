@@ -1,0 +1,164 @@
+import ipaddress
+
+import pytest
+
+from accounts import errors
+from ipn import delivery
+from ipn import services as ipn_services
+from ipn.lib import safehttp
+from ipn.models import IpnAttempt, IpnEvent
+from tests.ipn.conftest import make_message
+
+# Addresses in the manner of Svix's `is_allowed` table, plus the R10 cases.
+REFUSED = [
+    "127.0.0.1",
+    "127.255.255.254",
+    "10.0.0.1",
+    "172.16.0.1",
+    "192.168.1.1",
+    "169.254.169.254",  # cloud metadata
+    "100.64.0.1",  # carrier-grade NAT
+    "0.0.0.0",
+    "255.255.255.255",
+    "224.0.0.1",
+    "239.255.255.250",
+    "192.0.0.1",
+    "192.0.2.1",
+    "198.18.0.1",
+    "198.51.100.1",
+    "203.0.113.1",
+    "240.0.0.1",
+    "::1",
+    "::",
+    "fc00::1",
+    "fd12:3456::1",
+    "fe80::1",
+    "ff02::1",
+    "2001:db8::1",
+    "::ffff:127.0.0.1",
+    "::ffff:10.0.0.1",
+    "::ffff:169.254.169.254",
+    "64:ff9b::a00:1",  # NAT64 of 10.0.0.1; Python calls it global
+    "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+    "2002:a00:1::",  # 6to4 of 10.0.0.1; Python calls it global
+    "2002:7f00:1::",  # 6to4 of 127.0.0.1
+    "64:ff9b:1::1",
+    "2001::1",  # Teredo
+]
+ALLOWED = ["8.8.8.8", "1.1.1.1", "93.184.216.34", "2001:4860:4860::8888", "2606:4700:4700::1111", "64:ff9b::808:808"]
+
+
+@pytest.mark.parametrize("address", REFUSED)
+def test_it_refuses_non_public_addresses(address):
+    assert safehttp.refusal_reason(safehttp.canonical_address(address)) is not None
+
+
+@pytest.mark.parametrize("address", ALLOWED)
+def test_it_allows_public_addresses(address):
+    assert safehttp.refusal_reason(ipaddress.ip_address(address)) is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/",
+        "http://localhost/",
+        "http://[::1]:8080/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://[64:ff9b::a00:1]/",
+        "http://[2002:a00:1::]/",
+        "http://100.64.0.1/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://0.0.0.0:8000/",
+        "http://2130706433/",  # 127.0.0.1 as one number
+        "http://0x7f.1/",  # 127.0.0.1 in hex, short form
+        "http://017700000001/",  # 127.0.0.1 in octal
+        "http://127.1/",
+        "ftp://8.8.8.8/",
+        "file:///etc/passwd",
+        "gopher://8.8.8.8/",
+        "javascript:alert(1)",
+        "not a url",
+    ],
+)
+def test_it_refuses_these_urls(url):
+    with pytest.raises(safehttp.AddressRefused):
+        safehttp.check_url(url, allow_private=False)
+
+
+def test_it_accepts_a_public_address_url():
+    safehttp.check_url("https://8.8.8.8/hook", allow_private=False)
+
+
+def test_the_operator_setting_lifts_the_address_block_but_not_the_scheme_rule():
+    safehttp.check_url("http://127.0.0.1:9/", allow_private=True)
+    with pytest.raises(safehttp.AddressRefused):
+        safehttp.check_url("ftp://127.0.0.1/", allow_private=True)
+
+
+def test_a_host_with_one_bad_answer_among_good_ones_is_refused_before_any_connection():
+    calls = []
+
+    def rebinding(host, port):
+        calls.append(host)
+        return ["93.184.216.34", "127.0.0.1"]
+
+    with pytest.raises(safehttp.AddressRefused, match=r"127\.0\.0\.1"):
+        safehttp.post(
+            "http://ipn.example.test/hook",
+            content=b"{}",
+            headers={},
+            timeout=2,
+            max_response_bytes=100,
+            allow_private=False,
+            resolver=rebinding,
+        )
+    assert calls == ["ipn.example.test"]
+
+
+def test_the_connection_goes_to_the_resolved_address_and_keeps_the_host_name(receiver):
+    """Resolved once: a resolver that would answer differently the second time is never asked again."""
+    port = receiver.server.server_address[1]
+    answers = [["127.0.0.1"], ["203.0.113.9"]]
+
+    def resolver(host, port_):
+        return answers.pop(0)
+
+    answer = safehttp.post(
+        f"http://ipn.example.test:{port}/hook",
+        content=b"{}",
+        headers={"Host": "evil.example"},
+        timeout=2,
+        max_response_bytes=100,
+        allow_private=True,
+        resolver=resolver,
+    )
+    assert answer.status_code == 200
+    assert len(answers) == 1
+    got = receiver.wait_for(1)[0]
+    assert got.headers["host"] == f"ipn.example.test:{port}"
+
+
+def test_saving_a_private_url_is_refused_unless_the_operator_allows_it(alice, settings):
+    settings.IPN_ALLOW_PRIVATE_NETWORKS = False
+    with pytest.raises(errors.InvalidParameter, match="not allowed"):
+        ipn_services.update_endpoint(account=alice, url="http://10.1.2.3/ipn", enabled=True)
+    with pytest.raises(errors.InvalidParameter):
+        ipn_services.update_endpoint(account=alice, url="file:///etc/passwd")
+    settings.IPN_ALLOW_PRIVATE_NETWORKS = True
+    assert ipn_services.update_endpoint(account=alice, url="http://10.1.2.3/ipn").url == "http://10.1.2.3/ipn"
+
+
+def test_sending_to_a_private_address_is_refused_at_send_time_as_a_permanent_failure(
+    alice, alice_list, endpoint, receiver, settings
+):
+    message = make_message(account=alice, phone_list=alice_list)
+    event = ipn_services.record_message_event(message=message, status="sent")
+    settings.IPN_ALLOW_PRIVATE_NETWORKS = False  # the URL was saved while it was allowed
+    assert delivery.deliver_one_due_event() is True
+    event.refresh_from_db()
+    attempt = event.attempts_log.get()
+    assert attempt.outcome == IpnAttempt.Outcome.PERMANENT
+    assert attempt.error.startswith("refused:") and "127.0.0.1" in attempt.error
+    assert event.status == IpnEvent.Status.FAILED
+    assert receiver.requests == []
