@@ -5,6 +5,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/mobile/v1/", include("devices.smsgate.urls")),
     path("", include("messaging.urls")),
     path("", include("devices.urls")),
     path("", include("ipn.urls")),

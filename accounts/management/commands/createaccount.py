@@ -12,6 +12,7 @@ from django.db import transaction
 from accounts import services
 from accounts.models import User
 from devices import services as device_services
+from devices.smsgate import services as smsgate_services
 
 
 class Command(BaseCommand):
@@ -53,8 +54,5 @@ def create_account_bundle(*, email: str, password: str, credit: int, rate: int |
             "list": phone_list.token,
             "pin": phone_list.pin,
         }
-        mobile = getattr(device_services, "create_enrolment_token", None)
-        if mobile is not None:
-            _token, mobile_secret = mobile(phone_list=phone_list)
-            result["mobile_token"] = mobile_secret
+        _token, result["mobile_token"] = smsgate_services.create_enrolment_token(phone_list=phone_list)
     return result
