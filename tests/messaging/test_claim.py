@@ -1,0 +1,166 @@
+"""Claiming: exactly one phone is assigned each message (R22)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.utils import timezone
+
+from config.asgi import application
+from devices.models import Device
+from messaging.models import Message, MessageEvent
+from messaging.services import dispatch
+from tests import factories
+
+
+def connect(token: str) -> WebsocketCommunicator:
+    return WebsocketCommunicator(application, "/ws/device/", headers=[(b"authorization", f"Bearer {token}".encode())])
+
+
+@pytest.fixture
+def two_phones(alice_list):
+    return [factories.make_enrolled_device(phone_list=alice_list, name=name) for name in ("A", "B")]
+
+
+def test_the_first_claim_wins_and_the_second_gets_nothing(alice_list, two_phones):
+    (a, _), (b, _) = two_phones
+    message = factories.make_message(phone_list=alice_list)
+    won = dispatch.claim_message(device=a, message_id=message.public_id)
+    assert won is not None and won.pk == message.pk
+    assert dispatch.claim_message(device=b, message_id=message.public_id) is None
+    message.refresh_from_db()
+    assert (message.status, message.device_id, message.attempts) == ("assigned", a.pk, 1)
+    assert message.lease_expires_at == message.assigned_at + timedelta(seconds=alice_list.lease_seconds)
+    assert list(message.events.values_list("status", "device")) == [("assigned", a.pk)]
+
+
+def test_a_claim_takes_a_fixed_number_of_queries(alice_list, two_phones, django_assert_num_queries):
+    (a, _), _ = two_phones
+    message = factories.make_message(phone_list=alice_list)
+    a = Device.objects.select_related("phone_list").get(pk=a.pk)
+    with django_assert_num_queries(5):  # savepoint, UPDATE, SELECT, INSERT event, release
+        assert dispatch.claim_message(device=a, message_id=message.public_id) is not None
+
+
+def test_a_phone_of_another_list_cannot_claim(alice_list, bob_list):
+    intruder, _ = factories.make_enrolled_device(phone_list=bob_list)
+    message = factories.make_message(phone_list=alice_list)
+    assert dispatch.claim_message(device=intruder, message_id=message.public_id) is None
+
+
+def test_a_pinned_message_goes_only_to_its_phone(alice_list, two_phones):
+    (a, _), (b, _) = two_phones
+    message = factories.make_message(pinned_device=b)
+    assert dispatch.open_messages_for_device(device=a) == []
+    assert dispatch.claim_message(device=a, message_id=message.public_id) is None
+    assert [m.pk for m in dispatch.open_messages_for_device(device=b)] == [message.pk]
+    assert dispatch.claim_message(device=b, message_id=message.public_id) is not None
+
+
+def test_an_unavailable_or_disabled_phone_cannot_claim(alice_list, two_phones):
+    (a, _), (b, _) = two_phones
+    message = factories.make_message(phone_list=alice_list)
+    Device.objects.filter(pk=a.pk).update(is_available=False)
+    Device.objects.filter(pk=b.pk).update(is_enabled=False)
+    assert dispatch.claim_message(device=a, message_id=message.public_id) is None
+    assert dispatch.claim_message(device=b, message_id=message.public_id) is None
+    Device.objects.filter(pk=a.pk).update(is_available=True)
+    assert dispatch.claim_message(device=a, message_id=message.public_id) is not None
+
+
+def test_a_phone_over_its_rate_limit_cannot_claim(alice_list, two_phones):
+    (a, _), _ = two_phones
+    alice_list.rate_limit_per_minute = 2
+    alice_list.save(update_fields=["rate_limit_per_minute"])
+    a.phone_list = alice_list
+    messages = [factories.make_message(phone_list=alice_list) for _ in range(3)]
+    results = [dispatch.claim_message(device=a, message_id=m.public_id) for m in messages]
+    assert [r is not None for r in results] == [True, True, False]
+
+
+def test_scheduled_and_expired_messages_cannot_be_claimed(alice_list, two_phones):
+    (a, _), _ = two_phones
+    later = factories.make_message(phone_list=alice_list, send_at=timezone.now() + timedelta(hours=1))
+    gone = factories.make_message(phone_list=alice_list, ttl=timedelta(seconds=-1))
+    assert dispatch.open_messages_for_device(device=a) == []
+    assert dispatch.claim_message(device=a, message_id=later.public_id) is None
+    assert dispatch.claim_message(device=a, message_id=gone.public_id) is None
+
+
+def test_open_messages_are_listed_oldest_first(alice_list, two_phones):
+    (a, _), _ = two_phones
+    first = factories.make_message(phone_list=alice_list, send_at=timezone.now() - timedelta(minutes=2))
+    second = factories.make_message(phone_list=alice_list, send_at=timezone.now() - timedelta(minutes=1))
+    assert [m.pk for m in dispatch.open_messages_for_device(device=a)] == [first.pk, second.pk]
+
+
+def test_claim_next_messages_refetches_held_work_and_claims_new(alice_list, two_phones):
+    (a, _), (b, _) = two_phones
+    messages = [factories.make_message(phone_list=alice_list) for _ in range(3)]
+    first = dispatch.claim_next_messages(device=a, limit=2)
+    assert [m.pk for m in first] == [messages[0].pk, messages[1].pk]
+    again = dispatch.claim_next_messages(device=a, limit=2)
+    assert [m.pk for m in again] == [messages[0].pk, messages[1].pk]
+    assert [m.pk for m in dispatch.claim_next_messages(device=b, limit=5)] == [messages[2].pk]
+    assert MessageEvent.objects.filter(status="assigned").count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_two_phones_are_offered_a_message_and_only_one_is_assigned(alice_list, two_phones):
+    (_, token_a), (_, token_b) = two_phones
+    phones = [connect(token_a), connect(token_b)]
+    for ws in phones:
+        assert (await ws.connect())[0]
+        assert (await ws.receive_json_from())["type"] == "hello"
+    message = await database_sync_to_async(factories.make_message)(phone_list=alice_list)
+    await database_sync_to_async(dispatch.offers.offer_message)(message=message)
+    for ws in phones:
+        offer = await ws.receive_json_from()
+        assert offer == {
+            "type": "offer",
+            "message_id": message.public_id,
+            "to": message.to,
+            "msg": "Hello",
+            "parts": 1,
+            "sim": None,
+        }
+    for ws in phones:
+        await ws.send_json_to({"type": "claim", "message_id": message.public_id})
+    answers = [await ws.receive_json_from() for ws in phones]
+    assert sorted(a["type"] for a in answers) == ["assign", "taken"]
+    assign = next(a for a in answers if a["type"] == "assign")
+    assert assign == {**offer, "type": "assign"}
+    stored = await database_sync_to_async(Message.objects.get)(pk=message.pk)
+    assert stored.status == "assigned"
+    for ws in phones:
+        await ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_phone_is_offered_the_queued_work_when_it_connects(alice_list, two_phones):
+    (_, token), _ = two_phones
+    older = await database_sync_to_async(factories.make_message)(phone_list=alice_list, text="first")
+    newer = await database_sync_to_async(factories.make_message)(phone_list=alice_list, text="second")
+    ws = connect(token)
+    assert (await ws.connect())[0]
+    assert (await ws.receive_json_from())["type"] == "hello"
+    offered = [(await ws.receive_json_from())["message_id"] for _ in range(2)]
+    assert offered == [older.public_id, newer.public_id]
+    await ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_phone_that_becomes_available_is_offered_open_work(alice_list, two_phones):
+    (device, token), _ = two_phones
+    await database_sync_to_async(lambda: Device.objects.filter(pk=device.pk).update(is_available=False))()
+    ws = connect(token)
+    assert (await ws.connect())[0]
+    assert (await ws.receive_json_from())["type"] == "hello"
+    message = await database_sync_to_async(factories.make_message)(phone_list=alice_list)
+    assert await ws.receive_nothing()
+    await ws.send_json_to({"type": "state", "available": True})
+    assert (await ws.receive_json_from())["message_id"] == message.public_id
+    await ws.disconnect()

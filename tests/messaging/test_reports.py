@@ -1,0 +1,170 @@
+"""Reports from phones: the lifecycle moves forward only, refunds happen once (R21, R24)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.utils import timezone
+
+from accounts.models import Account, LedgerEntry
+from config.asgi import application
+from ipn.models import IpnEndpoint, IpnEvent
+from messaging.models import Message
+from messaging.services import dispatch
+from tests import factories
+
+
+@pytest.fixture
+def phone(alice_list):
+    return factories.make_enrolled_device(phone_list=alice_list, name="A")[0]
+
+
+@pytest.fixture
+def assigned(alice_list, phone):
+    message = factories.make_message(phone_list=alice_list)
+    assert dispatch.claim_message(device=phone, message_id=message.public_id)
+    return message
+
+
+@pytest.fixture
+def ipn_on(alice):
+    return IpnEndpoint.objects.create(account=alice, url="https://hooks.example/ipn", enabled=True, secret="whsec_x")
+
+
+def balance(account) -> int:
+    return Account.objects.values_list("balance", flat=True).get(pk=account.pk)
+
+
+def test_sent_then_delivered_records_a_timeline_with_the_device(phone, assigned):
+    dispatch.report_message(device=phone, message_id=assigned.public_id, status="sent")
+    message = dispatch.report_message(device=phone, message_id=assigned.public_id, status="delivered")
+    assert message.status == "delivered" and message.sent_at and message.delivered_at
+    assert list(message.events.values_list("status", "device")) == [
+        ("assigned", phone.pk),
+        ("sent", phone.pk),
+        ("delivered", phone.pk),
+    ]
+    assert message.lease_expires_at is None
+
+
+def test_a_duplicate_report_changes_nothing(phone, assigned):
+    first = dispatch.report_message(device=phone, message_id=assigned.public_id, status="sent")
+    again = dispatch.report_message(device=phone, message_id=assigned.public_id, status="sent")
+    assert again.status == "sent" and again.sent_at == first.sent_at
+    assert assigned.events.filter(status="sent").count() == 1
+
+
+def test_a_report_never_moves_a_message_backwards(phone, assigned):
+    dispatch.report_message(device=phone, message_id=assigned.public_id, status="delivered")
+    for late in ("sent", "failed"):
+        assert dispatch.report_message(device=phone, message_id=assigned.public_id, status=late).status == "delivered"
+    message = Message.objects.get(pk=assigned.pk)
+    assert message.sent_at is not None  # delivered implies sent
+    assert not LedgerEntry.objects.filter(message=message, kind="refund").exists()
+
+
+def test_failed_refunds_the_credit_exactly_once(alice, phone, assigned, ipn_on):
+    before = balance(alice)
+    for _ in range(2):
+        message = dispatch.report_message(
+            device=phone, message_id=assigned.public_id, status="failed", error="SIM blocked"
+        )
+    assert (message.status, message.error) == ("failed", "SIM blocked")
+    assert balance(alice) == before + 1
+    assert LedgerEntry.objects.filter(message=message, kind="refund").count() == 1
+    assert list(IpnEvent.objects.values_list("type", flat=True)) == ["message.failed"]
+
+
+def test_each_transition_writes_its_ipn_event(phone, assigned, ipn_on):
+    dispatch.report_message(device=phone, message_id=assigned.public_id, status="sent")
+    dispatch.report_message(device=phone, message_id=assigned.public_id, status="delivered")
+    assert list(IpnEvent.objects.order_by("id").values_list("type", flat=True)) == [
+        "message.sent",
+        "message.delivered",
+    ]
+
+
+def test_the_status_change_rolls_back_with_a_failing_ipn_write(phone, assigned, ipn_on, monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("outbox down")
+
+    monkeypatch.setattr(dispatch.ipn_services, "record_message_event", broken)
+    with pytest.raises(RuntimeError):
+        dispatch.report_message(device=phone, message_id=assigned.public_id, status="sent")
+    assert Message.objects.get(pk=assigned.pk).status == "assigned"
+    assert not assigned.events.filter(status="sent").exists()
+
+
+def test_a_phone_that_never_held_the_message_cannot_report_it(alice_list, assigned):
+    stranger = factories.make_enrolled_device(phone_list=alice_list, name="B")[0]
+    assert dispatch.report_message(device=stranger, message_id=assigned.public_id, status="sent") is None
+    assert dispatch.report_message(device=stranger, message_id="msg_nope", status="sent") is None
+    assert Message.objects.get(pk=assigned.pk).status == "assigned"
+
+
+def test_a_late_sent_after_the_lease_lapsed_is_accepted_once(alice, alice_list, phone, assigned):
+    other = factories.make_enrolled_device(phone_list=alice_list, name="B")[0]
+    before = balance(alice)
+    with time_machine.travel(timezone.now() + timedelta(seconds=alice_list.lease_seconds + 1), tick=False):
+        assert dispatch.requeue_one_expired_lease()
+        assert dispatch.claim_message(device=other, message_id=assigned.public_id)
+        message = dispatch.report_message(device=phone, message_id=assigned.public_id, status="sent")
+        assert (message.status, message.device_id) == ("sent", phone.pk)
+        # The second holder's report of the same outcome is a duplicate.
+        again = dispatch.report_message(device=other, message_id=assigned.public_id, status="sent")
+    assert (again.status, again.device_id) == ("sent", phone.pk)
+    assert balance(alice) == before
+    assert assigned.events.filter(status="sent").count() == 1
+
+
+def test_a_late_sent_after_expiry_wins_and_reverses_the_refund(alice, phone, assigned, ipn_on):
+    before = balance(alice)
+    with time_machine.travel(assigned.expires_at + timedelta(seconds=1), tick=False):
+        assert dispatch.expire_one_overdue_message()
+        assert balance(alice) == before + 1
+        message = dispatch.report_message(device=phone, message_id=assigned.public_id, status="sent")
+    assert message.status == "sent"
+    assert balance(alice) == before
+    kinds = sorted(LedgerEntry.objects.filter(message=message).values_list("kind", flat=True))
+    assert kinds == ["debit", "refund", "reversal"]
+    assert list(IpnEvent.objects.order_by("id").values_list("type", flat=True)) == ["message.expired", "message.sent"]
+
+
+def test_a_previous_holders_failure_does_not_fail_the_message(alice_list, phone, assigned):
+    with time_machine.travel(timezone.now() + timedelta(seconds=alice_list.lease_seconds + 1), tick=False):
+        dispatch.requeue_one_expired_lease()
+        other = factories.make_enrolled_device(phone_list=alice_list, name="B")[0]
+        dispatch.claim_message(device=other, message_id=assigned.public_id)
+        message = dispatch.report_message(device=phone, message_id=assigned.public_id, status="failed")
+    assert message.status == "assigned" and message.device_id == other.pk
+
+
+def test_a_report_time_from_the_future_is_clamped_to_now(phone, assigned):
+    message = dispatch.report_message(
+        device=phone, message_id=assigned.public_id, status="sent", at=timezone.now() + timedelta(days=1)
+    )
+    assert message.sent_at <= timezone.now()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_report_frame_is_acked_and_stored(alice_list):
+    _device, token = await database_sync_to_async(factories.make_enrolled_device)(phone_list=alice_list)
+    message = await database_sync_to_async(factories.make_message)(phone_list=alice_list)
+    ws = WebsocketCommunicator(application, "/ws/device/", headers=[(b"authorization", f"Bearer {token}".encode())])
+    assert (await ws.connect())[0]
+    assert (await ws.receive_json_from())["type"] == "hello"
+    assert (await ws.receive_json_from())["type"] == "offer"
+    await ws.send_json_to({"type": "claim", "message_id": message.public_id})
+    assert (await ws.receive_json_from())["type"] == "assign"
+    report = {"type": "report", "message_id": message.public_id, "status": "sent", "at": "2020-01-01T00:00:00Z"}
+    await ws.send_json_to(report)
+    assert await ws.receive_json_from() == {"type": "ack", "message_id": message.public_id, "status": "sent"}
+    await ws.send_json_to({"type": "report", "message_id": "msg_unknown", "status": "sent"})
+    assert (await ws.receive_json_from())["type"] == "error"
+    stored = await database_sync_to_async(Message.objects.get)(pk=message.pk)
+    assert stored.status == "sent" and stored.sent_at >= stored.created_at
+    await ws.disconnect()
