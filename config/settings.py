@@ -166,6 +166,11 @@ DEVICE_TICK_SECONDS = env.float("DEVICE_TICK_SECONDS", default=15.0)
 DEVICE_IDLE_SECONDS = env.float("DEVICE_IDLE_SECONDS", default=90.0)
 API_KEY_SECRET = env.str("API_KEY_SECRET", default=SECRET_KEY)
 
+# --- Email (password resets): printed to the console unless an SMTP URL is given ----
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="phonefleet@localhost")
+
 # --- REST framework and OpenAPI -----------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],

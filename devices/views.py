@@ -1,0 +1,227 @@
+"""Panel pages of the devices app: lists (PIN, QR code, settings), phones, the virtual phone."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import segno
+from django import forms
+from django.contrib import messages
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from accounts import errors
+from accounts.views import account_required, base_url_for, current_account
+from devices import services
+from devices.models import PRESENCE_TTL, Device, PhoneList
+
+
+def _get_list_for_account(request: HttpRequest, token: str) -> PhoneList:
+    return get_object_or_404(PhoneList, account=current_account(request), token=token)
+
+
+def _get_device_for_account(request: HttpRequest, public_id: str) -> Device:
+    return get_object_or_404(
+        Device.objects.select_related("phone_list"),
+        account=current_account(request),
+        public_id=public_id,
+        removed_at__isnull=True,
+    )
+
+
+def _back(request: HttpRequest, fallback: str) -> HttpResponse:
+    target = request.POST.get("next", "")
+    return redirect(target if target.startswith("/") and not target.startswith("//") else fallback)
+
+
+# --- Lists ---------------------------------------------------------------------------
+
+
+class ListForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    default_country = forms.CharField(max_length=2, initial="IT", help_text="For national numbers, e.g. IT")
+    rate_limit_per_minute = forms.IntegerField(
+        required=False, min_value=1, label="Per-phone limit (SMS a minute)", help_text="Empty: no limit"
+    )
+
+
+class ListSettingsForm(ListForm):
+    lease_seconds = forms.IntegerField(
+        min_value=1, label="Lease (seconds)", help_text="How long a phone may hold a message before it is re-offered"
+    )
+    default_ttl_seconds = forms.IntegerField(
+        min_value=1, label="Message time-to-live (seconds)", help_text="Unsent messages then expire and are refunded"
+    )
+
+
+@account_required
+def lists(request: HttpRequest) -> HttpResponse:
+    account = current_account(request)
+    form = ListForm(request.POST or None, initial={"default_country": "IT"})
+    if request.method == "POST" and form.is_valid():
+        try:
+            phone_list = services.create_list(
+                account=account,
+                name=form.cleaned_data["name"],
+                default_country=form.cleaned_data["default_country"],
+                rate_limit_per_minute=form.cleaned_data["rate_limit_per_minute"],
+            )
+        except errors.DomainError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"Created “{phone_list.name}”. Join phones to it with the PIN below.")
+            return redirect("list", token=phone_list.token)
+    online = Q(
+        devices__removed_at__isnull=True,
+        devices__is_enabled=True,
+        devices__is_connected=True,
+        devices__last_seen_at__gte=timezone.now() - PRESENCE_TTL,
+    )
+    rows = PhoneList.objects.filter(account=account).annotate(
+        phones=Count("devices", filter=Q(devices__removed_at__isnull=True)), online=Count("devices", filter=online)
+    )
+    return render(request, "panel/lists.html", {"lists": rows, "form": form})
+
+
+def _phone_link(request: HttpRequest, phone_list: PhoneList) -> str:
+    return f"{base_url_for(request)}{reverse('virtual-phone')}?{urlencode({'pin': phone_list.pin})}"
+
+
+@account_required
+def list_detail(request: HttpRequest, token: str) -> HttpResponse:
+    phone_list = _get_list_for_account(request, token)
+    form = ListSettingsForm(
+        request.POST or None,
+        initial={
+            "name": phone_list.name,
+            "default_country": phone_list.default_country,
+            "rate_limit_per_minute": phone_list.rate_limit_per_minute,
+            "lease_seconds": phone_list.lease_seconds,
+            "default_ttl_seconds": phone_list.default_ttl_seconds,
+        },
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.update_list_settings(phone_list=phone_list, **form.cleaned_data)
+        except errors.DomainError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, "Saved. Phones get the new settings when they next connect.")
+            return redirect("list", token=phone_list.token)
+    link = _phone_link(request, phone_list)
+    context = {
+        "list": phone_list,
+        "form": form,
+        "phone_link": link,
+        "qr_svg": segno.make(link, error="m").svg_inline(scale=4, dark="#111827"),
+        "devices": _devices(request, phone_list=phone_list),
+    }
+    return render(request, "panel/list_detail.html", context)
+
+
+@require_POST
+@account_required
+def list_regenerate_pin(request: HttpRequest, token: str) -> HttpResponse:
+    phone_list = _get_list_for_account(request, token)
+    services.regenerate_pin(phone_list=phone_list)
+    messages.success(request, "New PIN. Phones already joined keep working; the old PIN no longer joins new ones.")
+    return redirect("list", token=phone_list.token)
+
+
+# --- Phones ----------------------------------------------------------------------------
+
+
+def _devices(request: HttpRequest, phone_list: PhoneList | None = None) -> list[Device]:
+    queryset = Device.objects.select_related("phone_list").filter(
+        account=current_account(request), removed_at__isnull=True
+    )
+    if phone_list is not None:
+        queryset = queryset.filter(phone_list=phone_list)
+    return list(queryset.order_by("phone_list__name", "created_at"))
+
+
+@account_required
+def phones(request: HttpRequest) -> HttpResponse:
+    return render(request, "panel/phones.html", {"devices": _devices(request)})
+
+
+@account_required
+def phones_live(request: HttpRequest) -> HttpResponse:
+    """The phones table alone, for live refresh (all phones, or one list's with ?list=)."""
+    token = request.GET.get("list", "")
+    phone_list = _get_list_for_account(request, token) if token else None
+    back = reverse("list", args=[token]) if phone_list else reverse("phones")
+    context = {"devices": _devices(request, phone_list=phone_list), "back": back}
+    return render(request, "panel/_phones_table.html", context)
+
+
+@require_POST
+@account_required
+def phone_rename(request: HttpRequest, public_id: str) -> HttpResponse:
+    device = _get_device_for_account(request, public_id)
+    try:
+        services.rename_device(device=device, name=request.POST.get("name", ""))
+    except errors.DomainError as exc:
+        messages.error(request, exc.message)
+    return _back(request, reverse("phones"))
+
+
+@require_POST
+@account_required
+def phone_disable(request: HttpRequest, public_id: str) -> HttpResponse:
+    device = _get_device_for_account(request, public_id)
+    if device.is_enabled:
+        services.disable_device(device=device)
+        messages.success(request, f"Disabled “{device.name}”: it is disconnected and gets no messages.")
+    else:
+        services.enable_device(device=device)
+        messages.success(request, f"Enabled “{device.name}” again.")
+    return _back(request, reverse("phones"))
+
+
+@require_POST
+@account_required
+def phone_remove(request: HttpRequest, public_id: str) -> HttpResponse:
+    device = _get_device_for_account(request, public_id)
+    services.remove_device(device=device)
+    messages.success(request, f"Removed “{device.name}”.")
+    return _back(request, reverse("phones"))
+
+
+# --- Virtual phone ---------------------------------------------------------------------
+
+
+@account_required
+def virtual_phone(request: HttpRequest) -> HttpResponse:
+    account = current_account(request)
+    return render(
+        request,
+        "panel/virtual_phone.html",
+        {"pin": request.GET.get("pin", ""), "lists": PhoneList.objects.filter(account=account)},
+    )
+
+
+@require_POST
+@account_required
+def virtual_phone_join(request: HttpRequest) -> JsonResponse:
+    """Joins a browser phone to one of the account's own lists by its PIN (so the PIN
+    cannot be used to guess other accounts' lists); answers like the enrol API."""
+    pin = request.POST.get("pin", "").strip()
+    phone_list = PhoneList.objects.filter(account=current_account(request), pin=pin).first() if pin else None
+    if phone_list is None:
+        return JsonResponse({"error": "No list of yours has that PIN."}, status=403)
+    name = request.POST.get("name", "").strip() or "Virtual phone"
+    device, token = services.create_device(phone_list=phone_list, name=name, model="Browser", kind=Device.Kind.BROWSER)
+    body: dict[str, Any] = {
+        "device_id": device.public_id,
+        "device_token": token,
+        "list": phone_list.token,
+        "list_name": phone_list.name,
+        "ws_url": "/ws/browser-device/",
+    }
+    return JsonResponse(body)
