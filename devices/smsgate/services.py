@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
@@ -137,7 +139,9 @@ def issue_login_code(*, credential: EnrolmentToken) -> tuple[str, datetime]:
     valid_until = timezone.now() + CODE_TTL
     while True:
         code = f"{secrets.randbelow(10**6):06d}"
-        if cache.add(f"smsgate:code:{code}", credential.pk, int(CODE_TTL.total_seconds())):
+        # The cache's own expiry only cleans up; validity is checked against our clock.
+        entry = (credential.pk, valid_until.timestamp())
+        if cache.add(f"smsgate:code:{code}", entry, int(CODE_TTL.total_seconds()) + 60):
             return code, valid_until
 
 
@@ -147,9 +151,12 @@ def resolve_login_code(*, code: str, ip: str) -> EnrolmentToken:
 
     def check() -> EnrolmentToken:
         name = f"smsgate:code:{code.strip()}"
-        credential_id = cache.get(name)
+        entry = cache.get(name)
         # delete() answers False when another request consumed the code first.
-        if credential_id is None or not cache.delete(name):
+        if entry is None or not cache.delete(name):
+            raise InvalidCredentials()
+        credential_id, valid_until = entry
+        if timezone.now().timestamp() > valid_until:
             raise InvalidCredentials()
         found = EnrolmentToken.objects.select_related("phone_list").filter(pk=credential_id).first()
         if found is None or found.revoked_at is not None:
@@ -274,11 +281,21 @@ def notify_webhooks_updated(*, phone_list_id: int | None = None, device_id: int 
     _notify(WEBHOOKS_UPDATED, phone_list_id=phone_list_id, device_id=device_id)
 
 
+def stream_group(phone_list_id: int) -> str:
+    """The SMSGate streams of a list. Not `list.<id>`: WebSocket consumers there have no
+    handler for these events."""
+    return f"smsgate.list.{phone_list_id}"
+
+
 def _notify(event_type: str, *, phone_list_id: int | None, device_id: int | None) -> None:
-    if phone_list_id is not None:
-        offers._group_send(offers.list_group(phone_list_id), {"type": event_type})
-    if device_id is not None:
-        offers._group_send(offers.device_group(device_id), {"type": event_type})
+    layer = get_channel_layer()
+    groups = [stream_group(phone_list_id)] if phone_list_id is not None else []
+    groups += [offers.device_group(device_id)] if device_id is not None else []
+    for group in groups if layer is not None else []:
+        try:
+            async_to_sync(layer.group_send)(group, {"type": event_type})
+        except Exception:  # a hint only: the app also re-reads settings and webhooks every 24 h
+            logger.warning("could not send %s to %s", event_type, group, exc_info=True)
 
 
 def rotate_signing_key(*, device: Device) -> str:

@@ -51,7 +51,11 @@ async def events(request: HttpRequest) -> HttpResponseBase:
 
 async def _stream(device: Device) -> AsyncIterator[bytes]:
     layer = get_channel_layer()
-    groups = [offers.list_group(device.phone_list_id), offers.device_group(device.pk)]
+    groups = [
+        offers.list_group(device.phone_list_id),
+        offers.device_group(device.pk),
+        services.stream_group(device.phone_list_id),
+    ]
     channel = await layer.new_channel() if layer is not None else f"sse.{id(groups)}"
     receiver: asyncio.Future[Any] | None = None
     try:
