@@ -15,7 +15,7 @@ from typing import Any
 from django.db.models import Count, Q
 from django.http import QueryDict
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema, extend_schema_view
 from rest_framework import serializers
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -275,6 +275,13 @@ class SendMessageApi(IdempotentMixin, ApiKeyView):
             ref=data.get("ref", ""),
         )
         return ok(request, self.OutputSerializer(accepted).data)
+
+
+@extend_schema_view(
+    post=extend_schema(operation_id="geniosms_send"), get=extend_schema(operation_id="geniosms_send_get")
+)
+class GenioSmsSendApi(SendMessageApi):
+    """The send operation at GenioSms's path, so its clients only change the host."""
 
 
 class SendBulkApi(IdempotentMixin, ApiKeyView):

@@ -13,5 +13,5 @@ urlpatterns = [
     path("api/v1/devices", api.DeviceListApi.as_view(), name="api-devices"),
     path("api/v1/inbox", api.InboxApi.as_view(), name="api-inbox"),
     # Drop-in for GenioSms clients: the same operation at the original path.
-    path("tools/api.pl", api.SendMessageApi.as_view(), name="geniosms-send"),
+    path("tools/api.pl", api.GenioSmsSendApi.as_view(), name="geniosms-send"),
 ]

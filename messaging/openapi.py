@@ -1,0 +1,110 @@
+"""The OpenAPI description of the public API's envelope and authentication.
+
+Views describe only their own fields; this hook wraps every answer of the public API in
+the SPEC envelope (`response` and `status_code` as strings) and documents the error
+answers every operation may give, so a schema-driven checker (schemathesis) can validate
+real answers against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+
+PUBLIC_PREFIXES = ("/api/v1/", "/tools/api.pl")
+
+ERROR_ANSWERS = {
+    "400": "Invalid parameter (5), unknown list or device (6), missing `to` (7) or `msg` (8).",
+    "401": "Missing or wrong API key (3).",
+    "402": "Not enough credit for all parts (9).",
+    "403": "The caller's IP is not on the key's allow-list (4).",
+    "404": "Unknown id, or another account's (6).",
+    "405": "Method not allowed (5).",
+    "409": "Conflict: the message left `queued`, or the Idempotency-Key is still in use (5).",
+    "413": "Request body too large (5).",
+    "415": "Unsupported media type (5).",
+    "422": "Idempotency-Key reused with different parameters (5).",
+    "429": "Too many requests for this API key; see Retry-After (5).",
+}
+
+ENVELOPE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "response": {"type": "string", "description": "The HTTP status, as a string.", "example": "200"},
+        "status_code": {
+            "type": "string",
+            "enum": [str(code) for code in range(1, 10)],
+            "description": "1 ok_ip, 2 ok_over_ip, 3 api_key_error, 4 unauthorized_ip, 5 param_error, "
+            "6 token_or_id_device_error, 7 missing_to_number, 8 missing_msg, 9 balance_error.",
+        },
+    },
+    "required": ["response", "status_code"],
+}
+
+ERROR_SCHEMA = {
+    "allOf": [
+        {"$ref": "#/components/schemas/Envelope"},
+        {
+            "type": "object",
+            "properties": {"error": {"type": "string", "description": "A human sentence."}},
+            "required": ["error"],
+        },
+    ]
+}
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """Names nested serializers after their view (`SendMessageApiOutput`), so every
+    view's `InputSerializer`/`OutputSerializer` (STYLE 9) gets its own component."""
+
+    def _get_serializer_name(self, serializer: Any, direction: Any, bypass_extensions: bool = False) -> str:
+        name = super()._get_serializer_name(serializer, direction, bypass_extensions)
+        cls = serializer if isinstance(serializer, type) else type(serializer)
+        outer = cls.__qualname__.split(".")[:-1]
+        default = cls.__name__.removesuffix("Serializer")
+        if outer and name in (default, default + "Request"):
+            return "".join(outer) + name
+        return name
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    """`Authorization: Bearer <key>`; the `api_key` (or `api`) parameter works too."""
+
+    target_class = "accounts.api.ApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "http", "scheme": "bearer", "description": "The API key (or pass `api_key`)."}
+
+
+def _wrap_success(responses: dict[str, Any]) -> None:
+    for status, answer in responses.items():
+        if not status.startswith("2"):
+            continue
+        for media in answer.get("content", {}).values():
+            media["schema"] = {"allOf": [{"$ref": "#/components/schemas/Envelope"}, media.get("schema", {})]}
+
+
+def add_envelope(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular POSTPROCESSING_HOOK: envelope on every public answer, error answers listed."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Envelope"] = ENVELOPE_SCHEMA
+    schemas["Error"] = ERROR_SCHEMA
+    for path, operations in result.get("paths", {}).items():
+        if not path.startswith(PUBLIC_PREFIXES):
+            continue
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            _wrap_success(operation["responses"])
+            for status, description in ERROR_ANSWERS.items():
+                operation["responses"].setdefault(
+                    status,
+                    {
+                        "description": description,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                    },
+                )
+    return result
