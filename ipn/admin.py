@@ -1,1 +1,36 @@
-from django.contrib import admin  # noqa: F401
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from ipn.models import IpnAttempt, IpnEndpoint, IpnEvent
+
+
+@admin.register(IpnEndpoint)
+class IpnEndpointAdmin(admin.ModelAdmin):
+    list_display = ("account", "url", "enabled", "format", "disabled_reason", "failing_since", "last_success_at")
+    list_filter = ("enabled", "format")
+    search_fields = ("account__name", "url")
+    # Secrets are shown in the panel to their owner; never here.
+    exclude = ("secret", "previous_secret")
+    readonly_fields = ("disabled_at", "failing_since", "last_success_at", "previous_secret_expires_at")
+
+
+class AttemptInline(admin.TabularInline):
+    model = IpnAttempt
+    extra = 0
+    fields = ("at", "url", "status_code", "latency_ms", "outcome", "error", "retry_after", "is_replay", "is_test")
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(IpnEvent)
+class IpnEventAdmin(admin.ModelAdmin):
+    list_display = ("webhook_id", "account", "type", "status", "attempts", "next_attempt_at", "created_at")
+    list_filter = ("status", "type")
+    search_fields = ("webhook_id", "account__name")
+    readonly_fields = ("webhook_id", "account", "type", "message", "body", "content_type", "occurred_at", "created_at")
+    inlines = [AttemptInline]

@@ -18,7 +18,7 @@ from django.utils import timezone
 from accounts import errors
 from accounts.lib import tokens
 from accounts.models import Account
-from ipn import delivery
+from ipn import delivery, selectors
 from ipn.lib import safehttp, signing
 from ipn.models import IpnAttempt, IpnEndpoint, IpnEvent
 from messaging.models import InboundSms, Message
@@ -358,7 +358,7 @@ def send_test_event(*, account: Account) -> IpnAttempt:
 def replay_event(*, account: Account, webhook_id: str) -> IpnAttempt:
     """Delivers one event again now, with its original `webhook-id`, and returns the
     attempt. Raises NotFound (other accounts' ids too) or Conflict (in flight)."""
-    event = IpnEvent.objects.filter(account=account, webhook_id=webhook_id).first()
+    event = selectors.get_event_for_account(account_id=account.pk, webhook_id=webhook_id)
     if event is None:
         raise errors.NotFound("Unknown IPN event.")
     endpoint = get_or_create_endpoint(account=account)

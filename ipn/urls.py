@@ -1,3 +1,12 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from ipn import api
+
+urlpatterns = [
+    path("api/v1/ipn", api.IpnSettingsApi.as_view(), name="api-ipn"),
+    path("api/v1/ipn/secret/rotate", api.IpnRotateSecretApi.as_view(), name="api-ipn-rotate-secret"),
+    path("api/v1/ipn/test", api.IpnTestApi.as_view(), name="api-ipn-test"),
+    path("api/v1/ipn/events", api.IpnEventListApi.as_view(), name="api-ipn-events"),
+    path("api/v1/ipn/events/replay-failed", api.IpnReplayFailedApi.as_view(), name="api-ipn-replay-failed"),
+    path("api/v1/ipn/events/<str:webhook_id>/replay", api.IpnReplayApi.as_view(), name="api-ipn-replay"),
+]

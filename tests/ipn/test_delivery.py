@@ -36,7 +36,9 @@ def run_due(clock, event: IpnEvent) -> IpnAttempt:
     event.refresh_from_db()
     clock.move_to(event.next_attempt_at)
     assert delivery.deliver_one_due_event() is True
-    return event.attempts_log.order_by("-id").first()
+    made = event.attempts_log.order_by("-id").first()
+    assert made is not None
+    return made
 
 
 def test_an_event_arrives_signed_and_verifies_with_standardwebhooks_and_svix(alice, alice_list, endpoint, receiver):
@@ -69,7 +71,7 @@ def test_an_event_held_by_a_crashed_worker_is_delivered_later_with_the_same_id(
 ):
     event = sent_event(alice, alice_list)
     claimed, _ = delivery._claim_due_event(CURRENT_TIME)  # ...and the worker dies here
-    assert claimed.pk == event.pk
+    assert claimed is not None and claimed.pk == event.pk
     assert delivery.deliver_one_due_event() is False
     clock.move_to(CURRENT_TIME + delivery.lock_duration())
     assert delivery.deliver_one_due_event() is True
@@ -109,7 +111,9 @@ def test_the_schedule_spans_a_day_even_when_every_jitter_draws_short(monkeypatch
     at = CURRENT_TIME
     for number in range(1, len(delivery.RETRY_DELAYS) + 1):
         event.attempts = number
-        at += timedelta(seconds=delivery.next_delay(event=event, log=IpnAttempt(), now=at))
+        delay = delivery.next_delay(event=event, log=IpnAttempt(), now=at)
+        assert delay is not None
+        at += timedelta(seconds=delay)
     assert at - CURRENT_TIME >= timedelta(hours=24)
     event.attempts = len(delivery.RETRY_DELAYS) + 1
     assert delivery.next_delay(event=event, log=IpnAttempt(), now=at) is None
@@ -305,6 +309,7 @@ def test_events_arrive_even_out_of_order_and_occurred_at_restores_the_order(
     message.status, message.delivered_at = "delivered", CURRENT_TIME + timedelta(seconds=3)
     message.save(update_fields=["status", "delivered_at"])
     delivered = ipn_services.record_message_event(message=message, status="delivered")
+    assert sent is not None and delivered is not None
     receiver.replies.append(Reply(500))  # sent's first attempt fails
     assert run_due(clock, sent).status_code == 500
     run_due(clock, delivered)

@@ -154,6 +154,7 @@ def test_sending_to_a_private_address_is_refused_at_send_time_as_a_permanent_fai
 ):
     message = make_message(account=alice, phone_list=alice_list)
     event = ipn_services.record_message_event(message=message, status="sent")
+    assert event is not None
     settings.IPN_ALLOW_PRIVATE_NETWORKS = False  # the URL was saved while it was allowed
     assert delivery.deliver_one_due_event() is True
     event.refresh_from_db()
