@@ -27,7 +27,7 @@ from accounts import errors, services
 from accounts.forms import ApiKeyForm, ThrottledLoginForm
 from accounts.models import Account, ApiKey
 from devices.models import PRESENCE_TTL, Device, PhoneList
-from ipn.models import IpnEndpoint
+from ipn.models import IpnEndpoint, IpnEvent
 from messaging.lib import snippets
 from messaging.models import Message
 
@@ -233,6 +233,7 @@ def _snippet_context(request: HttpRequest, account: Account, key: ApiKey | None 
     message = Message.objects.filter(account=account).order_by("-created_at").only("public_id").first()
     device = Device.objects.filter(account=account, removed_at__isnull=True).only("public_id").first()
     endpoint = IpnEndpoint.objects.filter(account=account).only("secret", "url").first()
+    event = IpnEvent.objects.filter(account=account).order_by("-created_at").only("webhook_id").first()
     values: dict[str, Any] = {"base_url": base_url_for(request)}
     if phone_list:
         values["list_token"] = phone_list.token
@@ -240,6 +241,8 @@ def _snippet_context(request: HttpRequest, account: Account, key: ApiKey | None 
         values["message_id"] = message.public_id
     if device:
         values["device_id"] = device.public_id
+    if event:
+        values["webhook_id"] = event.webhook_id
     if endpoint and endpoint.secret:
         values["ipn_secret"] = endpoint.secret
     if endpoint and endpoint.url:

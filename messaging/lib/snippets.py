@@ -66,6 +66,7 @@ class Context:
     list_token: str = "lst_YOUR_LIST_TOKEN"
     api_key: str = KEY_PLACEHOLDER
     message_id: str = "msg_YOUR_MESSAGE_ID"
+    webhook_id: str = "evt_YOUR_EVENT_ID"
     device_id: str = "dev_YOUR_DEVICE_ID"
     ipn_secret: str = "whsec_YOUR_IPN_SECRET"
     ipn_url: str = "https://example.com/phonefleet/ipn"
@@ -75,6 +76,7 @@ class Context:
         values = {
             "list": self.list_token,
             "message_id": self.message_id,
+            "webhook_id": self.webhook_id,
             "device_id": self.device_id,
             "ipn_url": self.ipn_url,
             **self.extra,
@@ -209,6 +211,21 @@ OPERATIONS: tuple[Operation, ...] = (
         method="POST",
         path="/api/v1/ipn/test",
         summary="Sends a signed `test` event to your receiver and returns its answer.",
+    ),
+    Operation(
+        slug="ipn_events",
+        title="IPN delivery log",
+        method="GET",
+        path="/api/v1/ipn/events",
+        summary="Recent events with their delivery status and attempts.",
+    ),
+    Operation(
+        slug="ipn_replay",
+        title="Replay an IPN event",
+        method="POST",
+        path="/api/v1/ipn/events/{webhook_id}/replay",
+        summary="Delivers one event again now, with its original webhook-id.",
+        path_params=(Param("webhook_id", "{webhook_id}", "The event's webhook-id", required=True),),
     ),
     Operation(
         slug="broadcast",
