@@ -1,0 +1,206 @@
+"""Exactly one phone sends each message, proven with real connections (R22).
+
+Two levels: many threads (each its own database connection) racing the claim UPDATE on
+PostgreSQL, and real agent phones against a live Daphne server started here.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from accounts import services as account_services
+from devices.models import Device
+from messaging.models import Message, MessageEvent
+from messaging.services import accept, dispatch
+from tests import factories
+
+ROOT = Path(settings.BASE_DIR)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_threads_racing_to_claim_the_same_messages_never_both_win(postgres_only):
+    account = factories.make_account(credit=2000)
+    phone_list = factories.make_list(account=account)
+    phones = [factories.make_enrolled_device(phone_list=phone_list, name=f"P{n}")[0] for n in range(5)]
+    messages = [factories.make_message(phone_list=phone_list, cost=0).public_id for _ in range(1000)]
+    barrier = threading.Barrier(len(phones))
+    wins: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def race(device: Device) -> None:
+        device = Device.objects.select_related("phone_list").get(pk=device.pk)
+        try:
+            for message_id in messages:
+                barrier.wait()  # all threads fire at the same message together
+                if dispatch.claim_message(device=device, message_id=message_id) is not None:
+                    with lock:
+                        wins.append((message_id, device.pk))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=race, args=(phone,)) for phone in phones]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = Counter(message_id for message_id, _ in wins)
+    assert len(winners) == len(messages)  # none lost
+    assert max(winners.values()) == 1  # never two winners
+    assert MessageEvent.objects.filter(status="assigned").count() == len(messages)
+    assert len({device for _, device in wins}) > 1  # it really was a race
+
+
+# --- A live server with real agent phones ------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url() -> str:
+    """The test database, as a URL the server process can open."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def wait_for(condition, *, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def live_server_url(tmp_path):
+    """Daphne serving config.asgi on a free port with the embedded worker, on the test DB."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "SECRET_KEY": settings.SECRET_KEY,
+        "EMBEDDED_WORKER": "true",
+        "DEVICE_TICK_SECONDS": "1",
+        "DEBUG": "false",
+    }
+    log = (tmp_path / "daphne.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            urllib.request.urlopen(f"{url}/api/device/v1/enroll", timeout=1)
+        except urllib.error.HTTPError:
+            return True  # any HTTP answer means it is up
+        except OSError:
+            return server.poll() is not None and pytest.fail((tmp_path / "daphne.log").read_text())
+        return True
+
+    try:
+        wait_for(answers, timeout=30, what="daphne to start")
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+@pytest.fixture
+def agent_phones(tmp_path, live_server_url):
+    """Starts `python -m agent` with N simulated phones; yields a starter."""
+    started: list[subprocess.Popen] = []
+
+    def start(*, pin: str, count: int, sent_log: Path) -> subprocess.Popen:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "agent",
+                "--server",
+                live_server_url,
+                "--pin",
+                pin,
+                "--count",
+                str(count),
+                "--send-time",
+                "0.01",
+                "--delivery-delay",
+                "-1",
+                "--token-file",
+                str(tmp_path / "phones" / "phone.json"),
+                "--sent-log",
+                str(sent_log),
+                "--log-level",
+                "WARNING",
+            ],
+            cwd=ROOT,
+            stdout=(tmp_path / "agent.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_five_agent_phones_send_every_message_exactly_once(tmp_path, agent_phones):
+    account = factories.make_account(credit=1000)
+    phone_list = factories.make_list(account=account)
+    _key, secret = factories.make_api_key(account=account, default_list=phone_list)
+    key = account_services.authenticate_api_key(secret=secret)
+    sent_log = tmp_path / "sent.log"
+    agent_phones(pin=phone_list.pin, count=5, sent_log=sent_log)
+    online = Device.objects.filter(phone_list=phone_list, is_connected=True)
+    wait_for(lambda: online.count() == 5, timeout=30, what="five phones online")
+
+    ids = []
+    for n in range(200):
+        accepted = accept.accept_message(
+            key=key, list_token=None, device_id=None, to=f"+39333{n:07d}", text=f"Message {n}"
+        )
+        ids.append(accepted.message.public_id)
+
+    done = Message.objects.filter(public_id__in=ids, status="sent")
+    wait_for(lambda: done.count() == len(ids), timeout=90, what="every message sent")
+    radio = Counter(sent_log.read_text().split())
+    assert set(radio) == set(ids)  # 0 lost
+    assert max(radio.values()) == 1  # 0 sent twice
+    senders = set(Message.objects.filter(public_id__in=ids).values_list("device", flat=True))
+    assert len(senders) > 1
+    assert MessageEvent.objects.filter(message__public_id__in=ids, status="sent").count() == len(ids)
