@@ -21,7 +21,7 @@ run: $(VENV)/.installed
 	  $(VENV)/bin/daphne --bind $(HOST) --port $(PORT) config.asgi:application & \
 	  if [ -n "$$REDIS_URL" ]; then $(PY) manage.py worker & fi; \
 	  if [ "$(PHONES)" -gt 0 ]; then \
-	    $(PY) -m agent --server http://$(HOST):$(PORT) --pin "$$($(PY) manage.py bootstrap_demo --json | $(PY) -c "import json,sys; print(json.load(sys.stdin)[\"pin\"])")" --count $(PHONES) --backend simulate & \
+	    $(PY) -m agent --server http://$(HOST):$(PORT) --pin "$$($(PY) manage.py bootstrap_demo --json | $(PY) -c "import json,sys; print(json.load(sys.stdin)[\"pin\"])")" --count $(PHONES) --backend simulate --token-file var/agent/demo-phone.json & \
 	  fi; \
 	  wait'
 
