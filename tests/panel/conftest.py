@@ -64,3 +64,13 @@ def alice_client(alice):
 @pytest.fixture
 def bob_client(bob):
     return signed_in(bob)
+
+
+@pytest.fixture(scope="session")
+def live_phonefleet(tmp_path_factory):
+    """A real server (Daphne, embedded worker, its own SQLite) shared by the live tests."""
+    from tests.panel import live
+
+    server = live.start(tmp_path_factory.mktemp("live"))
+    yield server
+    live.stop(server)
