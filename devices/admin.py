@@ -1,1 +1,57 @@
-from django.contrib import admin  # noqa: F401
+"""Operator views of lists and phones. Secrets (device tokens) exist only as digests."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from devices.models import Device, EnrolmentToken, PhoneList, Subscriber
+
+
+class DeviceInline(admin.TabularInline):
+    model = Device
+    fields = ["public_id", "name", "kind", "is_enabled", "is_connected", "last_seen_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+
+@admin.register(PhoneList)
+class PhoneListAdmin(admin.ModelAdmin):
+    list_display = ["name", "token", "account", "rate_limit_per_minute", "lease_seconds", "created_at"]
+    search_fields = ["name", "token", "account__name"]
+    readonly_fields = ["token", "created_at"]
+    raw_id_fields = ["account"]
+    inlines = [DeviceInline]
+
+
+@admin.register(Device)
+class DeviceAdmin(admin.ModelAdmin):
+    list_display = ["name", "public_id", "phone_list", "kind", "is_enabled", "is_connected", "last_seen_at", "battery"]
+    list_filter = ["kind", "is_enabled", "is_connected"]
+    search_fields = ["name", "public_id", "phone_list__token", "account__name"]
+    readonly_fields = [
+        "public_id",
+        "token_digest",
+        "channel_name",
+        "last_seen_at",
+        "connected_at",
+        "is_connected",
+        "created_at",
+        "removed_at",
+    ]
+    raw_id_fields = ["account", "phone_list"]
+
+
+@admin.register(EnrolmentToken)
+class EnrolmentTokenAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "phone_list", "created_at", "revoked_at"]
+    readonly_fields = ["prefix", "digest", "created_at"]
+    raw_id_fields = ["phone_list"]
+
+
+@admin.register(Subscriber)
+class SubscriberAdmin(admin.ModelAdmin):
+    list_display = ["number", "phone_list", "source", "subscribed_at", "unsubscribed_at"]
+    search_fields = ["number", "phone_list__token"]
+    raw_id_fields = ["phone_list"]
