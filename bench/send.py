@@ -1,0 +1,471 @@
+"""Send benchmark: accepted messages/s, accept and dispatch latency, against a bare view.
+
+    .venv/bin/python bench/send.py            # or: make bench
+
+Starts everything itself on 127.0.0.1 (a fresh PostgreSQL database `phonefleet_bench`,
+Redis db 15): for each way of serving the HTTP API (gunicorn = WSGI with persistent
+database connections; daphne = ASGI with DATABASE_POOL=true) it measures
+
+1. a bare Django view doing one INSERT (`bench/bare_urls.py`): the ceiling;
+2. single sends (`POST /api/v1/send`) from concurrent keep-alive clients: msg/s, p50/p99;
+3. bulk sends (`POST /api/v1/send/bulk`, 10,000 recipients): msg/s;
+4. dispatch: N simulated phones on daphne's `/ws/device/` (they speak the SPEC frames:
+   claim every offer, report `sent` on assign) while sends arrive at a fixed rate; the
+   latency from the API answer to the `assign` frame at a phone, p50/p99, duplicates, lost.
+
+Environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/phonefleet_bench;
+the database is dropped and re-created), BENCH_REDIS_URL (default redis://127.0.0.1:6379/15).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import http.client
+import json
+import multiprocessing as mp
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/phonefleet_bench"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/15"
+
+
+# --- Infrastructure ------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def base_env(db_url: str, redis_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=db_url,
+        REDIS_URL=redis_url,
+        SECRET_KEY="bench-only-secret-key-0123456789abcdef",
+        DJANGO_SETTINGS_MODULE="bench.bare_settings",
+        PYTHONPATH=str(ROOT),
+        LOG_LEVEL="WARNING",
+        EMBEDDED_WORKER="false",
+    )
+    env.pop("DATABASE_POOL", None)
+    return env
+
+
+def reset_database(db_url: str) -> None:
+    import psycopg
+
+    parts = urllib.parse.urlsplit(db_url)
+    name = parts.path.lstrip("/")
+    admin = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def sql(db_url: str, statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def flush_redis(redis_url: str) -> None:
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    return done.stdout
+
+
+def setup_data(env: dict[str, str], db_url: str) -> dict[str, Any]:
+    manage(env, "migrate", "--noinput")
+    sql(db_url, "CREATE TABLE bench_bare (id bigserial PRIMARY KEY, body text, at timestamptz DEFAULT now())")
+    creds = json.loads(manage(env, "createaccount", "--email", "bench@example.com", "--credit", "1000000000", "--json"))
+    # The per-key rate limit would cap the benchmark, not the server.
+    sql(db_url, "UPDATE accounts_apikey SET rate_limit_per_minute = 1000000000")
+    return creds
+
+
+@contextlib.contextmanager
+def server(kind: str, env: dict[str, str], workers: int) -> Iterator[int]:
+    """Runs the project under gunicorn (WSGI) or daphne (ASGI + psycopg pool); yields its port."""
+    port = free_port()
+    env = dict(env)
+    if kind == "gunicorn":
+        cmd = [PY, "-m", "gunicorn", "config.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", str(workers)]
+        cmd += ["--log-level", "warning", "--keep-alive", "5"]
+    else:
+        env["DATABASE_POOL"] = "true"
+        cmd = [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
+    process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/api/v1/balance")
+                conn.getresponse().read()
+                break
+            if process.poll() is not None:
+                raise RuntimeError(f"{kind} exited: {process.stderr.read().decode() if process.stderr else ''}")
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"{kind} did not start")
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# --- HTTP load ------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadResult:
+    seconds: float
+    latencies: list[float] = field(default_factory=list)  # seconds, successful requests
+    failures: int = 0
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.seconds
+
+    def pct(self, p: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+
+
+def _load_process(job: tuple[int, str, bytes, dict[str, str], float, int]) -> tuple[list[float], int]:
+    port, path, body, headers, seconds, threads = job
+    latencies: list[float] = []
+    failures = [0]
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def run() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine: list[float] = []
+        bad = 0
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                conn.request("POST", path, body, headers)
+                response = conn.getresponse()
+                response.read()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                bad += 1
+                continue
+            if response.status == 200:
+                mine.append(time.perf_counter() - started)
+            else:
+                bad += 1
+        with lock:
+            latencies.extend(mine)
+            failures[0] += bad
+
+    pool = [threading.Thread(target=run) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return latencies, failures[0]
+
+
+def load(port: int, path: str, form: dict[str, str], seconds: float, processes: int, threads: int) -> LoadResult:
+    """Keep-alive clients posting `form` for `seconds`: processes × threads at once."""
+    body = urllib.parse.urlencode(form).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    jobs = [(port, path, body, headers, seconds, threads)] * processes
+    with mp.get_context("spawn").Pool(processes) as pool:
+        parts = pool.map(_load_process, jobs)
+    result = LoadResult(seconds)
+    for latencies, failures in parts:
+        result.latencies += latencies
+        result.failures += failures
+    return result
+
+
+def post_json(port: int, path: str, payload: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    conn.request("POST", path, json.dumps(payload).encode(), {"Content-Type": "application/json", **headers})
+    response = conn.getresponse()
+    return response.status, json.loads(response.read())
+
+
+# --- Simulated phones -------------------------------------------------------------------------------
+
+
+def enrol_phones(port: int, pin: str, count: int) -> list[str]:
+    tokens = []
+    for n in range(count):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        body = urllib.parse.urlencode({"pin": pin, "name": f"bench phone {n}"}).encode()
+        conn.request("POST", "/api/device/v1/enroll", body, {"Content-Type": "application/x-www-form-urlencoded"})
+        response = conn.getresponse()
+        data = json.loads(response.read())
+        if response.status != 200:
+            raise RuntimeError(f"enrolment failed: {data}")
+        tokens.append(data["device_token"])
+    return tokens
+
+
+async def _phone(
+    url: str, token: str, assigns: list[tuple[str, float]], ready: asyncio.Event, stop: asyncio.Event
+) -> None:
+    import websockets
+
+    async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}, max_queue=None) as ws:
+        await ws.send(json.dumps({"type": "state", "available": True}))
+        ready.set()
+        while not stop.is_set():
+            try:
+                raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
+            except TimeoutError:
+                continue
+            frame = json.loads(raw)
+            kind = frame.get("type")
+            if kind == "offer":
+                await ws.send(json.dumps({"type": "claim", "message_id": frame["message_id"]}))
+            elif kind == "assign":
+                assigns.append((frame["message_id"], time.time()))
+                await ws.send(json.dumps({"type": "report", "message_id": frame["message_id"], "status": "sent"}))
+            elif kind == "ping":
+                await ws.send(json.dumps({"type": "pong"}))
+
+
+def _phones_process(url: str, tokens: list[str], ready: Any, stop: Any, out: Any) -> None:
+    async def main() -> None:
+        assigns: list[tuple[str, float]] = []
+        stop_event = asyncio.Event()
+        readies = [asyncio.Event() for _ in tokens]
+        tasks = [
+            asyncio.create_task(_phone(url, t, assigns, r, stop_event)) for t, r in zip(tokens, readies, strict=True)
+        ]
+        await asyncio.gather(*(r.wait() for r in readies))
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.1)
+        stop_event.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        out.put(assigns)
+
+    asyncio.run(main())
+
+
+def wait_until_dispatched(db_url: str, timeout: float) -> None:
+    """Polls until no dispatch-run message is still queued or assigned (or the timeout)."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT count(*) FROM messaging_message"
+                " WHERE status IN ('queued', 'assigned') AND text LIKE 'dispatch %'"
+            ).fetchone()
+            if row is not None and row[0] == 0:
+                return
+            time.sleep(0.2)
+
+
+def dispatch_run(
+    api_port: int, ws_port: int, db_url: str, secret: str, tokens: list[str], rate: float, seconds: float
+) -> dict[str, Any]:
+    """Sends at `rate` msg/s for `seconds` with the phones attached; API answer → assign latency."""
+    ctx = mp.get_context("spawn")
+    ready, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
+    phones = ctx.Process(
+        target=_phones_process, args=(f"ws://127.0.0.1:{ws_port}/ws/device/", tokens, ready, stop, out)
+    )
+    phones.start()
+    if not ready.wait(30):
+        raise RuntimeError("phones did not connect")
+    answers: dict[str, float] = {}
+    accept: list[float] = []
+    local = threading.local()
+
+    def one(n: int) -> None:
+        conn = getattr(local, "conn", None) or http.client.HTTPConnection("127.0.0.1", api_port, timeout=30)
+        local.conn = conn
+        body = urllib.parse.urlencode({"api_key": secret, "to": "+393331234567", "msg": f"dispatch {n}"}).encode()
+        started = time.perf_counter()
+        try:
+            conn.request("POST", "/api/v1/send", body, {"Content-Type": "application/x-www-form-urlencoded"})
+            response = conn.getresponse()
+            data = json.loads(response.read())
+        except (OSError, http.client.HTTPException):
+            local.conn = None
+            return
+        answered = time.time()
+        accept.append(time.perf_counter() - started)
+        if response.status == 200:
+            answers[data["message_id"]] = answered
+
+    total = int(rate * seconds)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        for n in range(total):
+            delay = start + n / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(one, n)
+    wait_until_dispatched(db_url, timeout=30)
+    stop.set()
+    assigns: list[tuple[str, float]] = out.get(timeout=30)
+    phones.join(10)
+    first: dict[str, float] = {}
+    duplicates = 0
+    for message_id, at in assigns:
+        if message_id in first:
+            duplicates += 1
+        else:
+            first[message_id] = at
+    latencies = sorted((first[m] - answers[m]) * 1000 for m in answers if m in first)
+    lost = sum(1 for m in answers if m not in first)
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] if latencies else float("nan")
+
+    return {
+        "sent": len(answers),
+        "assigned": len(latencies),
+        "duplicates": duplicates,
+        "lost": lost,
+        "p50_ms": pct(50),
+        "p99_ms": pct(99),
+        "accept_p50_ms": statistics.median(accept) * 1000 if accept else float("nan"),
+    }
+
+
+# --- The run -----------------------------------------------------------------------------------
+
+
+def bulk_run(port: int, secret: str, rows: int, repeats: int) -> list[float]:
+    rates = []
+    for n in range(repeats):
+        recipients = [{"to": f"+3933{(n * rows + i) % 10**8:08d}"} for i in range(rows)]
+        started = time.perf_counter()
+        status, body = post_json(
+            port,
+            "/api/v1/send/bulk",
+            {"msg": "Bulk benchmark", "recipients": recipients},
+            {"Authorization": f"Bearer {secret}"},
+        )
+        elapsed = time.perf_counter() - started
+        if status != 200 or body.get("accepted") != rows:
+            raise RuntimeError(f"bulk failed: {status} {str(body)[:300]}")
+        rates.append(rows / elapsed)
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--servers", default="gunicorn,daphne", help="comma-separated: gunicorn, daphne")
+    parser.add_argument("--seconds", type=float, default=10, help="duration of each throughput run")
+    parser.add_argument("--processes", type=int, default=2, help="load-generating processes")
+    parser.add_argument("--threads", type=int, default=8, help="keep-alive clients per process")
+    parser.add_argument("--gunicorn-workers", type=int, default=4)
+    parser.add_argument("--phones", type=int, default=10)
+    parser.add_argument("--rate", type=float, default=100, help="msg/s during the dispatch run")
+    parser.add_argument("--dispatch-seconds", type=float, default=10)
+    parser.add_argument("--bulk-rows", type=int, default=10_000)
+    parser.add_argument("--bulk-repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    db_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
+    redis_url = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS)
+    env = base_env(db_url, redis_url)
+    print(f"machine: {os.cpu_count()} CPUs; database {db_url.rsplit('/', 1)[-1]}; redis {redis_url}")
+    reset_database(db_url)
+    flush_redis(redis_url)
+    creds = setup_data(env, db_url)
+    secret = creds["api_key"]
+    clients = f"{args.processes}×{args.threads} keep-alive clients, {args.seconds:.0f} s"
+    results: dict[str, dict[str, Any]] = {}
+    tokens: list[str] = []
+    for kind in args.servers.split(","):
+        with contextlib.ExitStack() as stack:
+            ws_port = stack.enter_context(server("daphne", env, 1))
+            # daphne: one process serves the API and the phones, as `make run` does.
+            api_port = ws_port if kind == "daphne" else stack.enter_context(server(kind, env, args.gunicorn_workers))
+            row: dict[str, Any] = {}
+            bare = load(api_port, "/bench/bare", {"msg": "bare"}, args.seconds, args.processes, args.threads)
+            single = load(
+                api_port,
+                "/api/v1/send",
+                {"api_key": secret, "to": "+393331234567", "msg": "Benchmark"},
+                args.seconds,
+                args.processes,
+                args.threads,
+            )
+            row.update(
+                bare_rps=bare.rate,
+                bare_failures=bare.failures,
+                single_rps=single.rate,
+                single_failures=single.failures,
+                ratio=single.rate / bare.rate if bare.rate else float("nan"),
+                accept_p50_ms=single.pct(50),
+                accept_p99_ms=single.pct(99),
+            )
+            bulk = bulk_run(api_port, secret, args.bulk_rows, args.bulk_repeats)
+            row.update(bulk_rate_best=max(bulk), bulk_rate_median=statistics.median(bulk))
+            # Start the dispatch run from an empty queue (the runs above left work queued).
+            sql(db_url, "UPDATE messaging_message SET status = 'cancelled' WHERE status IN ('queued', 'assigned')")
+            if not tokens:
+                tokens = enrol_phones(ws_port, creds["pin"], args.phones)
+            row["dispatch"] = dispatch_run(api_port, ws_port, db_url, secret, tokens, args.rate, args.dispatch_seconds)
+            sql(db_url, "UPDATE messaging_message SET status = 'cancelled' WHERE status IN ('queued', 'assigned')")
+            results[kind] = row
+        print_row(kind, row, clients, args)
+    print(json.dumps(results, indent=2, default=float))
+
+
+def print_row(kind: str, row: dict[str, Any], clients: str, args: argparse.Namespace) -> None:
+    d = row["dispatch"]
+    print(f"\n== API served by {kind} ({clients}) ==")
+    print(f"bare view (1 INSERT):  {row['bare_rps']:8.0f} req/s   (failures {row['bare_failures']})")
+    print(f"single send:           {row['single_rps']:8.0f} msg/s   (failures {row['single_failures']})")
+    print(f"single / bare:         {row['ratio']:8.2f}")
+    print(f"accept latency:        p50 {row['accept_p50_ms']:.1f} ms   p99 {row['accept_p99_ms']:.1f} ms")
+    print(
+        f"bulk ({args.bulk_rows} rows):     best {row['bulk_rate_best']:.0f} msg/s   "
+        f"median {row['bulk_rate_median']:.0f}"
+    )
+    print(
+        f"dispatch ({args.phones} phones, {args.rate:.0f} msg/s): "
+        f"p50 {d['p50_ms']:.1f} ms   p99 {d['p99_ms']:.1f} ms   "
+        f"sent {d['sent']}  assigned {d['assigned']}  duplicates {d['duplicates']}  lost {d['lost']}"
+    )
+
+
+if __name__ == "__main__":
+    main()
