@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -86,7 +87,13 @@ def _event(request: HttpRequest, webhook_id: str) -> IpnEvent:
 @account_required
 def ipn_event(request: HttpRequest, webhook_id: str) -> HttpResponse:
     event = _event(request, webhook_id)
-    context: dict[str, Any] = {"event": event, "attempts": event.attempts_log.order_by("-at", "-id")}
+    body = event.body
+    if event.content_type.startswith("application/json"):
+        try:
+            body = json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+        except ValueError:
+            pass  # shown as stored
+    context: dict[str, Any] = {"event": event, "body": body, "attempts": event.attempts_log.order_by("-at", "-id")}
     return render(request, "panel/ipn_event.html", context)
 
 

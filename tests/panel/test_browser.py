@@ -4,12 +4,17 @@ delivered, and watch the message's status change live on the messages page."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
+from standardwebhooks.webhooks import Webhook
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -40,12 +45,58 @@ def browser():
         browser.close()
 
 
+class Receiver:
+    """A local IPN receiver that verifies every call with the `standardwebhooks` library."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+        self.secret = ""
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                try:
+                    Webhook(outer.secret).verify(body, headers)
+                except Exception:
+                    self.send_response(401)
+                else:
+                    outer.calls.append((headers["webhook-id"], json.loads(body)))
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/ipn"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def types(self) -> list[str]:
+        return [event["type"] for _id, event in self.calls]
+
+
+def wait_until(condition, what: str, seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)  # polling a condition with a deadline
+
+
+@pytest.fixture
+def receiver():
+    found = Receiver()
+    yield found
+    found.server.shutdown()
+
+
 def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def test_a_newcomer_sees_the_whole_flow_live(browser, live_phonefleet):
+def test_a_newcomer_sees_the_whole_flow_live(browser, live_phonefleet, receiver):
     base, account = live_phonefleet.url, live_phonefleet.account
     context = browser.new_context(base_url=base, viewport={"width": 1360, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
@@ -85,12 +136,30 @@ def test_a_newcomer_sees_the_whole_flow_live(browser, live_phonefleet):
     page.goto("/lists/")
     page.click(f"text={'Default'}")
     shot(page, "05-list")
+    link = page.locator("#phone-link").get_attribute("href")
+
+    # IPN: point callbacks at a local receiver and send it a test event.
+    page.goto("/ipn/")
+    receiver.secret = page.locator("#ipn-secret").inner_text()
+    page.fill("#id_url", receiver.url)
+    page.check("#id_enabled")
+    page.click("form button.primary")
+    page.click("#ipn-test")
+    page.locator(".messages li", has_text="HTTP 204").wait_for()
+    assert receiver.types() == ["test"]
+
+    # The phones page is open while the virtual phone joins: it appears online live.
+    page.goto("/phones/")
+    page.evaluate("window.__noReload = true")
     phone_page = context.new_page()
-    phone_page.goto(page.locator("#phone-link").get_attribute("href"))
+    phone_page.goto(link)
     assert phone_page.input_value("#pin") == account["pin"]
     phone_page.fill("#phone-name", "Browser phone")
     phone_page.click("#join")
     phone_page.locator("#conn-text", has_text="Online").wait_for()
+    page.wait_for_selector("tr[data-online=true]")
+    assert page.evaluate("window.__noReload") is True
+    shot(page, "09-phones")
 
     # The messages page is open and stays open (no reload) while things happen.
     page.goto("/messages/")
@@ -115,7 +184,20 @@ def test_a_newcomer_sees_the_whole_flow_live(browser, live_phonefleet):
     page.wait_for_selector(f"#row-{message_id}[data-status=delivered]")
     assert page.evaluate("window.__noReload") is True
     shot(page, "06-messages-live")
+
+    # Automatic mode: the phone claims, sends and delivers by itself.
+    phone_page.check("#auto")
+    second = httpx.post(
+        f"{base}/api/v1/send",
+        data={"to": "+393331113333", "msg": "Automatic"},
+        headers={"Authorization": f"Bearer {secret}"},
+    ).json()
+    page.wait_for_selector(f"#row-{second['message_id']}[data-status=delivered]")
     shot(phone_page, "07-virtual-phone")
+
+    # The receiver heard about both messages, signed.
+    wait_until(lambda: receiver.types().count("message.delivered") == 2, "two message.delivered callbacks")
+    assert receiver.types().count("message.sent") == 2
 
     # The message's page: its timeline and the phone that sent it.
     page.goto(f"/messages/{message_id}/")
@@ -124,11 +206,20 @@ def test_a_newcomer_sees_the_whole_flow_live(browser, live_phonefleet):
     assert re.search(r"Assigned.*Sent.*Delivered", timeline, re.S), timeline
     shot(page, "08-message-detail")
 
-    # Presence is live too: the phones page shows it online, then offline once it leaves.
+    # Presence is live too: the phone goes offline on the open phones page once it leaves.
     page.goto("/phones/")
     page.wait_for_selector("tr[data-online=true]")
-    shot(page, "09-phones")
     phone_page.close()
+    page.wait_for_selector("tr[data-online=false]")
+
+    # The delivery log shows each attempt; a replay sends the same webhook-id again.
+    page.goto("/ipn/")
+    page.locator("td a", has_text="evt_").first.click()
+    webhook_id = page.url.rstrip("/").split("/")[-1]
+    page.click("#ipn-replay")
+    page.locator(".messages li", has_text="HTTP 204").wait_for()
+    assert [wid for wid, _ in receiver.calls].count(webhook_id) == 2
+    shot(page, "15-ipn-event")
 
     for path, name in [
         ("/", "10-dashboard-after"),
