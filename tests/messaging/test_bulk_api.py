@@ -152,3 +152,14 @@ def test_ten_thousand_recipients_are_accepted_in_one_request(client, db):
     assert Account.objects.get(pk=account.pk).balance == 0
     # Generous bound for CI; bench/send.py measures the real rate.
     assert elapsed < 30
+
+
+def test_recipients_that_are_not_an_array_are_code_5(bulk):
+    response = bulk(msg="hi", recipients={"to": "+393331111111"})
+    assert (response.status_code, response.json()["status_code"]) == (400, "5")
+
+
+def test_a_row_that_is_not_an_object_is_reported_not_fatal(bulk):
+    body = bulk(msg="hi", recipients=["+393331111111", {"to": "+393332222222"}]).json()
+    assert (body["accepted"], body["rejected"]) == (1, 1)
+    assert body["errors"][0]["row"] == 1

@@ -450,7 +450,7 @@ def test_a_body_over_the_size_limit_is_a_4xx_not_a_5xx(client, alice_key, settin
         content_type="application/json",
         HTTP_AUTHORIZATION=f"Bearer {secret}",
     )
-    assert 400 <= response.status_code < 500
+    assert_envelope(response, 400, 5)
     assert not Message.objects.exists()
 
 
