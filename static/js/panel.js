@@ -13,8 +13,10 @@
       .then(function (html) { if (el.innerHTML !== html) el.innerHTML = html; })
       .catch(function () { /* next tick will try again */ });
   }
+  var override = null;
+  try { override = localStorage.getItem("phonefleet.live-every"); } catch (e) { /* private mode */ }
   document.querySelectorAll("[data-live]").forEach(function (el) {
-    setInterval(function () { refresh(el); }, parseInt(el.dataset.every || "2000", 10));
+    setInterval(function () { refresh(el); }, parseInt(override || el.dataset.every || "2000", 10));
   });
 
   // Copy buttons: data-copy="#id" copies that element's text.

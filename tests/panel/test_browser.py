@@ -100,6 +100,8 @@ def test_a_newcomer_sees_the_whole_flow_live(browser, live_phonefleet, receiver)
     base, account = live_phonefleet.url, live_phonefleet.account
     context = browser.new_context(base_url=base, viewport={"width": 1360, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
+    # Live parts poll every 2 s; a quicker beat keeps this test short.
+    context.add_init_script("localStorage.setItem('phonefleet.live-every', '250')")
     page = context.new_page()
 
     # Sign in.
@@ -161,7 +163,11 @@ def test_a_newcomer_sees_the_whole_flow_live(browser, live_phonefleet, receiver)
     assert page.evaluate("window.__noReload") is True
     shot(page, "09-phones")
 
-    # The messages page is open and stays open (no reload) while things happen.
+    # The dashboard and the messages page are open and stay open (no reload) while things happen.
+    dashboard = context.new_page()
+    dashboard.goto("/")
+    dashboard.evaluate("window.__noReload = true")
+    today_before = int(dashboard.locator("#stat-today").inner_text())
     page.goto("/messages/")
     page.evaluate("window.__noReload = true")
 
@@ -176,6 +182,7 @@ def test_a_newcomer_sees_the_whole_flow_live(browser, live_phonefleet, receiver)
 
     row = page.locator(f"#row-{message_id}")
     row.wait_for()  # appeared without a reload
+    dashboard.wait_for_function(f"document.querySelector('#stat-today').textContent.trim() === '{today_before + 1}'")
     offer = phone_page.locator(f"#offer-{message_id}")
     offer.locator("[data-action=claim]").click()
     offer.locator("[data-action=sent]").click()
@@ -183,6 +190,9 @@ def test_a_newcomer_sees_the_whole_flow_live(browser, live_phonefleet, receiver)
     offer.locator("[data-action=delivered]").click()
     page.wait_for_selector(f"#row-{message_id}[data-status=delivered]")
     assert page.evaluate("window.__noReload") is True
+    dashboard.wait_for_function("document.querySelector('#today-delivered').textContent.trim() === '1'")
+    assert dashboard.evaluate("window.__noReload") is True
+    dashboard.close()
     shot(page, "06-messages-live")
 
     # Automatic mode: the phone claims, sends and delivers by itself.

@@ -243,3 +243,27 @@ def test_the_developers_page_lists_every_operation_and_every_active_key(alice_wo
     for op in snippets.OPERATIONS:
         assert f'id="op-{op.slug}"' in html
     assert alice_world["key"].name in html and "CODE" in html
+
+
+def test_the_api_guide_states_every_status_code_as_the_envelope_answers_it(alice_world, alice_client):
+    from accounts import envelope, errors
+    from accounts.views import STATUS_CODES
+
+    html = alice_client.get(reverse("api-guide")).content.decode()
+    primary = {
+        errors.InvalidApiKey: 3,
+        errors.IpNotAllowed: 4,
+        errors.InvalidParameter: 5,
+        errors.TargetNotFound: 6,
+        errors.MissingTo: 7,
+        errors.MissingMsg: 8,
+        errors.InsufficientCredit: 9,
+    }
+    guide = {code: (name, http) for code, name, _meaning, http in STATUS_CODES}
+    assert sorted(guide) == list(range(1, 10))
+    for error, code in primary.items():
+        assert envelope.ERROR_TABLE[error] == (code, guide[code][1]), error
+    assert (envelope.OK_IP, envelope.OK_OVER_IP) == (1, 2)
+    for _code, (name, _http) in guide.items():
+        assert name in html
+    assert "webhook-signature" in html and "hmac" in html.lower()
