@@ -10,6 +10,7 @@ pair is never split.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 GSM7 = "gsm7"
 UCS2 = "ucs2"
@@ -57,6 +58,8 @@ def _pack(sizes: list[int], capacity: int) -> int:
     return parts
 
 
+# Bulk sends count the same text for every recipient.
+@lru_cache(maxsize=256)
 def count_segments(text: str) -> Segments:
     """The encoding, number of parts and total units of `text` (an empty text is 1 part)."""
     encoding, sizes = _unit_sizes(text)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts import errors
@@ -266,13 +266,37 @@ def accept_bulk(
     if not result.messages:
         raise NoValidRecipients(result.errors)
     with transaction.atomic():
-        Message.objects.bulk_create(result.messages, batch_size=BULK_BATCH_SIZE)
+        insert_messages(result.messages)
         account_services.debit_credit_for_messages(account=account, messages=result.messages)
         if options.send_at <= timezone.now():
             lists = set() if target.device_id else {target.phone_list.id}
             devices = {target.device_id} if target.device_id else set()
             transaction.on_commit(lambda: offers.announce_work(phone_list_ids=lists, device_ids=devices))
     return result
+
+
+def insert_messages(messages: list[Message]) -> None:
+    """Inserts new messages and sets their primary keys. On PostgreSQL one
+    `INSERT … SELECT FROM unnest(arrays)` per batch: bulk_create's per-value preparation
+    costs more than the database work at 10,000 rows (bench/send.py)."""
+    if connection.vendor != "postgresql":
+        Message.objects.bulk_create(messages, batch_size=BULK_BATCH_SIZE)
+        return
+    fields = [f for f in Message._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
+    statement = (
+        # Only identifiers from the model are formatted in; every value is a parameter.
+        f"INSERT INTO {Message._meta.db_table} ({columns}) SELECT * FROM unnest({arrays}) RETURNING id, public_id"  # noqa: S608
+    )
+    for start in range(0, len(messages), BULK_BATCH_SIZE * 5):
+        batch = messages[start : start + BULK_BATCH_SIZE * 5]
+        with connection.cursor() as cursor:
+            cursor.execute(statement, [[getattr(m, f.attname) for m in batch] for f in fields])
+            ids = dict((public_id, pk) for pk, public_id in cursor.fetchall())
+        for message in batch:
+            message.pk = ids[message.public_id]
+            message._state.adding = False
 
 
 # --- Cancel ------------------------------------------------------------------------

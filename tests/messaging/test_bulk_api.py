@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pytest
@@ -163,3 +164,26 @@ def test_a_row_that_is_not_an_object_is_reported_not_fatal(bulk):
     body = bulk(msg="hi", recipients=["+393331111111", {"to": "+393332222222"}]).json()
     assert (body["accepted"], body["rejected"]) == (1, 1)
     assert body["errors"][0]["row"] == 1
+
+
+def test_common_options_are_stored_on_every_row(bulk, alice, alice_list):
+    phone = factories.make_device(phone_list=alice_list)
+    body = bulk(
+        device_id=phone.public_id,
+        msg="Ciao 👋",
+        sim=2,
+        ttl=600,
+        recipients=[{"to": "+393331111111", "ref": "r1"}, {"to": "+393332222222"}],
+    ).json()
+    rows = list(Message.objects.filter(batch_id=body["batch_id"]).order_by("pk"))
+    assert [m.public_id for m in rows] == [m["message_id"] for m in body["messages"]]
+    for message in rows:
+        assert (message.sim, message.encoding, message.parts, message.status) == (2, "ucs2", 1, "queued")
+        assert (message.pinned_device_id, message.phone_list_id, message.account_id) == (
+            phone.pk,
+            alice_list.pk,
+            alice.pk,
+        )
+        assert message.expires_at - message.send_at == dt.timedelta(seconds=600)
+    assert rows[0].ref == "r1"
+    assert LedgerEntry.objects.filter(message__in=rows, kind="debit").count() == 2
