@@ -283,7 +283,7 @@ def insert_messages(messages: list[Message]) -> None:
         Message.objects.bulk_create(messages, batch_size=BULK_BATCH_SIZE)
         return
     fields = [f for f in Message._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
     arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
     statement = (
         # Only identifiers from the model are formatted in; every value is a parameter.
