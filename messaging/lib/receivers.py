@@ -2,7 +2,7 @@
 
 The same algorithm in seven languages (cURL has none: the developers page shows it the
 test-event call instead). `SECRET_LITERAL` is replaced by the account's secret, quoted
-for the language. Django-free.
+for the language, and `RECEIVER_PORT` by the port to listen on. Django-free.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Receiver(BaseHTTPRequestHandler):
         self.end_headers()
 
 
-HTTPServer(("", 8080), Receiver).serve_forever()
+HTTPServer(("", RECEIVER_PORT), Receiver).serve_forever()
 """,
     "php": """\
 <?php
@@ -100,7 +100,7 @@ http.createServer((req, res) => {
     console.log(event.type, event.data);
     res.writeHead(204).end();
   });
-}).listen(8080);
+}).listen(RECEIVER_PORT);
 """,
     "java": """\
 import com.sun.net.httpserver.HttpServer;
@@ -133,7 +133,7 @@ public class IpnReceiver {
     }
 
     public static void main(String[] args) throws Exception {
-        HttpServer server = HttpServer.create(new InetSocketAddress(8080), 0);
+        HttpServer server = HttpServer.create(new InetSocketAddress(RECEIVER_PORT), 0);
         server.createContext("/", exchange -> {
             byte[] body = exchange.getRequestBody().readAllBytes();
             var h = exchange.getRequestHeaders();
@@ -183,7 +183,7 @@ app.MapPost("/phonefleet/ipn", async (HttpRequest request) =>
     return Results.Unauthorized();
 });
 
-app.Run("http://0.0.0.0:8080");
+app.Run("http://0.0.0.0:RECEIVER_PORT");
 """,
     "go": """\
 package main
@@ -233,7 +233,7 @@ func main() {
 \t\tfmt.Println(string(body))
 \t\tw.WriteHeader(http.StatusNoContent)
 \t})
-\thttp.ListenAndServe(":8080", nil)
+\thttp.ListenAndServe(":RECEIVER_PORT", nil)
 }
 """,
     "ruby": """\
@@ -251,7 +251,7 @@ def verify(id, timestamp, signatures, body)
   signatures.to_s.split(" ").any? { |sig| OpenSSL.secure_compare(expected, sig.split(",", 2)[1].to_s) }
 end
 
-server = WEBrick::HTTPServer.new(Port: 8080)
+server = WEBrick::HTTPServer.new(Port: RECEIVER_PORT)
 server.mount_proc "/" do |req, res|
   if verify(req["webhook-id"], req["webhook-timestamp"], req["webhook-signature"], req.body)
     event = JSON.parse(req.body)

@@ -72,6 +72,7 @@ class Context:
     device_id: str = "dev_YOUR_DEVICE_ID"
     ipn_secret: str = "whsec_YOUR_IPN_SECRET"
     ipn_url: str = "https://example.com/phonefleet/ipn"
+    receiver_port: int = 8080
     extra: dict[str, str] = field(default_factory=dict)
 
     def fill(self, text: str) -> str:
@@ -638,7 +639,8 @@ def _receiver(lang: str, context: Context) -> str:
         test = build_call(OPERATIONS_BY_SLUG["ipn_test"], context)
         return "# Ask Phonefleet to send a signed test event to your receiver:\n" + _curl(test)
     literal = php(context.ipn_secret) if lang == "php" else dq(context.ipn_secret)
-    return receivers.RECEIVERS[lang].replace("SECRET_LITERAL", literal)
+    code = receivers.RECEIVERS[lang].replace("SECRET_LITERAL", literal)
+    return code.replace("RECEIVER_PORT", str(context.receiver_port))
 
 
 def render(op: Operation, lang: str, context: Context) -> str:
