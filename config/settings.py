@@ -128,7 +128,14 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 60, "group_expiry": 86400},
+            "CONFIG": {
+                # redis-py 8 reads with a 5 s socket timeout by default, the same as the layer's
+                # blocking BZPOPMIN: idle consumers then crash with TimeoutError (channels_redis#422).
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                "capacity": 1000,
+                "expiry": 60,
+                "group_expiry": 86400,
+            },
         }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}

@@ -43,6 +43,11 @@ def _database_url() -> str:
 class LiveServer:
     url: str
     process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log_tail(self, chars: int = 5000) -> str:
+        """The end of the server's stderr, for failure messages."""
+        return self.log_path.read_text(errors="replace")[-chars:]
 
     @property
     def mobile(self) -> str:
@@ -50,12 +55,14 @@ class LiveServer:
 
 
 @pytest.fixture(scope="module")
-def daphne_process(django_db_setup, django_db_blocker) -> Iterator[LiveServer]:
+def daphne_process(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[LiveServer]:
     """Daphne running `config.asgi` against the test database (module-scoped: tests
     create their own data, which the server sees once committed)."""
     with django_db_blocker.unblock():
         database_url = _database_url()
     port = _free_port()
+    log_path = tmp_path_factory.mktemp("daphne") / "stderr.log"
+    log = log_path.open("wb")
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -70,9 +77,9 @@ def daphne_process(django_db_setup, django_db_blocker) -> Iterator[LiveServer]:
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
-    server = LiveServer(url=f"http://127.0.0.1:{port}", process=process)
+    server = LiveServer(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -81,7 +88,7 @@ def daphne_process(django_db_setup, django_db_blocker) -> Iterator[LiveServer]:
         except httpx.TransportError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError(f"daphne did not start: {process.stderr.read().decode()[-3000:]}")  # type: ignore[union-attr]
+                raise RuntimeError(f"daphne did not start: {server.log_tail()}")
             time.sleep(0.05)
     yield server
     process.terminate()
@@ -90,6 +97,7 @@ def daphne_process(django_db_setup, django_db_blocker) -> Iterator[LiveServer]:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+    log.close()
 
 
 @pytest.fixture
