@@ -267,3 +267,11 @@ def test_the_api_guide_states_every_status_code_as_the_envelope_answers_it(alice
     for _code, (name, _http) in guide.items():
         assert name in html
     assert "webhook-signature" in html and "hmac" in html.lower()
+
+
+def test_phone_actions_return_only_to_pages_of_this_site(alice_world, alice_client):
+    device = alice_world["device"]
+    url = reverse("phone-rename", args=[device.public_id])
+    assert alice_client.post(url, {"name": "A", "next": "https://evil.example/"}).url == reverse("phones")
+    assert alice_client.post(url, {"name": "A", "next": "/\\evil.example"}).url == reverse("phones")
+    assert alice_client.post(url, {"name": "A", "next": "/lists/"}).url == "/lists/"

@@ -49,8 +49,9 @@ RUNNERS = {
     "node": lambda path, port: ["node", str(path)],
     "php": lambda path, port: ["php", "-S", f"127.0.0.1:{port}", str(path)],
     "java": lambda path, port: ["java", str(path)],
+    "ruby": lambda path, port: ["ruby", str(path)],
 }
-FILES = {"python": "receiver.py", "node": "receiver.js", "php": "ipn.php", "java": "IpnReceiver.java"}
+FILES = {"python": "receiver.py", "node": "receiver.js", "php": "ipn.php", "java": "IpnReceiver.java", "ruby": "r.rb"}
 
 
 @pytest.mark.parametrize("lang", list(RUNNERS))

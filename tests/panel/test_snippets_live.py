@@ -20,6 +20,7 @@ RUNNERS = {
     "node": (["node"], "send.js"),
     "php": (["php"], "send.php"),
     "java": (["java"], "PhonefleetExample.java"),
+    "ruby": (["ruby"], "send.rb"),
 }
 
 
