@@ -184,7 +184,7 @@ def keys(request: HttpRequest) -> HttpResponse:
                 {"key": key, "secret": secret, "examples": _examples(send, context)},
             )
     rows = ApiKey.objects.filter(account=account).select_related("default_list").order_by("revoked_at", "-created_at")
-    return render(request, "panel/keys.html", {"form": form, "keys": rows})
+    return render(request, "panel/keys.html", {"form": form, "keys": rows, "client_ip": request.client_ip})  # type: ignore[attr-defined]
 
 
 @account_required
@@ -208,7 +208,8 @@ def key_detail(request: HttpRequest, pk: int) -> HttpResponse:
         else:
             messages.success(request, f"Saved “{key.name}”. It applies from the next request.")
             return redirect("key", pk=key.pk)
-    return render(request, "panel/key_detail.html", {"key": key, "form": form})
+    context = {"key": key, "form": form, "client_ip": request.client_ip}  # type: ignore[attr-defined]
+    return render(request, "panel/key_detail.html", context)
 
 
 @require_POST

@@ -9,8 +9,8 @@ import segno
 from django import forms
 from django.contrib import messages
 from django.db.models import Count, Q
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -18,21 +18,22 @@ from django.views.decorators.http import require_POST
 
 from accounts import errors
 from accounts.views import account_required, base_url_for, current_account
-from devices import services
+from devices import selectors, services
 from devices.models import PRESENCE_TTL, Device, PhoneList
 
 
 def _get_list_for_account(request: HttpRequest, token: str) -> PhoneList:
-    return get_object_or_404(PhoneList, account=current_account(request), token=token)
+    try:
+        return selectors.get_list_for_account(account_id=current_account(request).pk, token=token)
+    except errors.TargetNotFound:
+        raise Http404
 
 
 def _get_device_for_account(request: HttpRequest, public_id: str) -> Device:
-    return get_object_or_404(
-        Device.objects.select_related("phone_list"),
-        account=current_account(request),
-        public_id=public_id,
-        removed_at__isnull=True,
-    )
+    try:
+        return selectors.get_device_for_account(account_id=current_account(request).pk, public_id=public_id)
+    except errors.TargetNotFound:
+        raise Http404
 
 
 def _back(request: HttpRequest, fallback: str) -> HttpResponse:
