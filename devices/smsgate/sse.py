@@ -9,8 +9,10 @@ happens. Events are hints (R25): on every (re)connect the app fetches anyway.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -24,6 +26,8 @@ from devices.services import CLOSE_REPLACED
 from devices.smsgate import services, wire
 from devices.smsgate.api import authenticate_phone
 from messaging.services import offers
+
+logger = logging.getLogger(__name__)
 
 # Channel-layer event type → SSE event name the app acts on.
 EVENT_NAMES = {
@@ -49,27 +53,70 @@ async def events(request: HttpRequest) -> HttpResponseBase:
     return response
 
 
-async def _stream(device: Device) -> AsyncIterator[bytes]:
-    layer = get_channel_layer()
-    groups = [
-        offers.list_group(device.phone_list_id),
-        offers.device_group(device.pk),
-        services.stream_group(device.phone_list_id),
-    ]
-    channel = await layer.new_channel() if layer is not None else f"sse.{id(groups)}"
-    receiver: asyncio.Future[Any] | None = None
-    try:
-        await _join(layer, groups, channel)
-        replaced = await database_sync_to_async(services.mark_stream_open)(device=device, channel_name=channel)
-        if replaced and layer is not None:
+class _PhoneStream:
+    """One open `/events` connection: its channel, its groups and its presence."""
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
+        self.layer = get_channel_layer()
+        self.groups = [
+            offers.list_group(device.phone_list_id),
+            offers.device_group(device.pk),
+            services.stream_group(device.phone_list_id),
+        ]
+        self.channel = ""
+        self.receiver: asyncio.Future[Any] | None = None
+
+    async def open(self) -> None:
+        self.channel = await self.layer.new_channel() if self.layer is not None else f"sse.{id(self)}"
+        await self.join()
+        replaced = await database_sync_to_async(services.mark_stream_open)(
+            device=self.device, channel_name=self.channel
+        )
+        if replaced and self.layer is not None:
             # The phone reconnected: its previous stream is dead or about to be.
-            await layer.send(replaced, {"type": "device.close", "code": CLOSE_REPLACED, "reason": "replaced"})
+            await self.layer.send(replaced, {"type": "device.close", "code": CLOSE_REPLACED, "reason": "replaced"})
+
+    async def join(self) -> None:
+        # Re-joining also renews the membership before the layer's group_expiry (R28).
+        for group in self.groups if self.layer is not None else []:
+            await self.layer.group_add(group, self.channel)
+
+    async def refresh(self) -> None:
+        await database_sync_to_async(services.refresh_stream)(device=self.device, channel_name=self.channel)
+        await self.join()
+
+    async def next_event(self, timeout: float) -> str | None:
+        """The next channel-layer event type, or None if nothing came within `timeout`."""
+        if self.layer is None:
+            await asyncio.sleep(timeout)
+            return None
+        if self.receiver is None:
+            # Never cancelled on a timeout: the pending receive is reused by the next call.
+            self.receiver = asyncio.ensure_future(self.layer.receive(self.channel))
+        done, _ = await asyncio.wait({self.receiver}, timeout=timeout)
+        if not done:
+            return None
+        event, self.receiver = self.receiver.result(), None
+        return str(event.get("type", ""))
+
+    async def close(self) -> None:
+        if self.receiver is not None:
+            self.receiver.cancel()
+        with contextlib.suppress(Exception):
+            for group in self.groups if self.layer is not None else []:
+                await self.layer.group_discard(group, self.channel)
+        await database_sync_to_async(services.mark_stream_closed)(device=self.device, channel_name=self.channel)
+
+
+async def _stream(device: Device) -> AsyncGenerator[bytes]:
+    stream = _PhoneStream(device)
+    keepalive = float(settings.SMSGATE_SSE_KEEPALIVE_SECONDS)
+    try:
+        await stream.open()
         # Sent at once, so the client sees the headers before the first event.
         yield wire.sse_comment("connected")
-        keepalive = float(settings.SMSGATE_SSE_KEEPALIVE_SECONDS)
-        next_keepalive = time.monotonic() + keepalive
-        quiet_until = 0.0
-        enqueued_waiting = False
+        next_keepalive, quiet_until, enqueued_waiting = time.monotonic() + keepalive, 0.0, False
         while True:
             now = time.monotonic()
             if enqueued_waiting and now >= quiet_until:
@@ -78,37 +125,18 @@ async def _stream(device: Device) -> AsyncIterator[bytes]:
             if now >= next_keepalive:
                 next_keepalive = now + keepalive
                 yield wire.sse_comment("keepalive")
-                await database_sync_to_async(services.refresh_stream)(device=device, channel_name=channel)
-                # Re-joining refreshes the membership before the layer's group_expiry (R28).
-                await _join(layer, groups, channel)
+                await stream.refresh()
             deadline = min(next_keepalive, quiet_until) if enqueued_waiting else next_keepalive
-            if layer is None:
-                await asyncio.sleep(max(0.0, deadline - time.monotonic()))
-                continue
-            if receiver is None:
-                receiver = asyncio.ensure_future(layer.receive(channel))
-            done, _ = await asyncio.wait({receiver}, timeout=max(0.0, deadline - time.monotonic()))
-            if not done:
-                continue
-            event_type = receiver.result().get("type", "")
-            receiver = None
+            event_type = await stream.next_event(max(0.0, deadline - time.monotonic()))
             if event_type == "device.close":
                 return  # disabled, removed, or replaced by a newer stream of this phone
-            name = EVENT_NAMES.get(event_type)
+            name = EVENT_NAMES.get(event_type or "")
             if name == "MessageEnqueued":
-                enqueued_waiting = True
+                enqueued_waiting = True  # sent at the top of the loop, once per burst
             elif name:
                 yield wire.sse_event(name)
+    except Exception:
+        # Ending the stream is safe: the app reconnects and fetches its work at once (R25).
+        logger.warning("SMSGate event stream of %s failed", device.public_id, exc_info=True)
     finally:
-        if receiver is not None:
-            receiver.cancel()
-        if layer is not None:
-            for group in groups:
-                await layer.group_discard(group, channel)
-        await database_sync_to_async(services.mark_stream_closed)(device=device, channel_name=channel)
-
-
-async def _join(layer: Any, groups: list[str], channel: str) -> None:
-    if layer is not None:
-        for group in groups:
-            await layer.group_add(group, channel)
+        await stream.close()

@@ -1,0 +1,101 @@
+"""The `/events` generator driven directly through the channel layer: bursts, closing, presence."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import time_machine
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from devices.models import Device
+from devices.smsgate import services as smsgate
+from devices.smsgate import sse, wire
+from messaging.services.offers import device_group, list_group
+from tests import factories
+
+ENQUEUED = wire.sse_event("MessageEnqueued")
+
+
+@pytest.fixture
+def stream_settings(settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.SMSGATE_SSE_KEEPALIVE_SECONDS = 60
+
+
+def make_phone() -> Device:
+    account = factories.make_account()
+    phone_list = factories.make_list(account=account)
+    _row, secret = smsgate.create_enrolment_token(phone_list=phone_list)
+    credential = smsgate.resolve_private_token(secret=secret)
+    return smsgate.register_device(credential=credential, name="Pixel").device
+
+
+async def next_chunk(stream, timeout: float = 3.0) -> bytes:
+    return await asyncio.wait_for(stream.__anext__(), timeout)
+
+
+async def test_a_burst_of_offers_wakes_the_phone_once_now_and_once_after_the_burst(transactional_db, stream_settings):
+    device = await database_sync_to_async(make_phone)()
+    stream = sse._stream(device)
+    assert await next_chunk(stream) == wire.sse_comment("connected")
+    layer = get_channel_layer()
+    for _ in range(20):
+        await layer.group_send(list_group(device.phone_list_id), {"type": "message.offer", "frame": {}})
+    started = time.monotonic()
+    assert await next_chunk(stream) == ENQUEUED
+    assert await next_chunk(stream) == ENQUEUED
+    assert time.monotonic() - started >= sse.COALESCE_SECONDS * 0.9
+    with pytest.raises(TimeoutError):
+        await next_chunk(stream, timeout=sse.COALESCE_SECONDS * 2)
+    await stream.aclose()
+
+
+async def test_settings_and_webhook_notices_become_their_events(transactional_db, stream_settings):
+    device = await database_sync_to_async(make_phone)()
+    stream = sse._stream(device)
+    await next_chunk(stream)
+    await database_sync_to_async(smsgate.notify_webhooks_updated)(phone_list_id=device.phone_list_id)
+    assert await next_chunk(stream) == wire.sse_event("WebhooksUpdated")
+    await database_sync_to_async(smsgate.rotate_signing_key)(device=device)
+    assert await next_chunk(stream) == wire.sse_event("SettingsUpdated")
+    await stream.aclose()
+
+
+async def test_the_phone_is_online_while_its_stream_is_open_and_a_close_event_ends_it(
+    transactional_db, stream_settings
+):
+    device = await database_sync_to_async(make_phone)()
+    stream = sse._stream(device)
+    await next_chunk(stream)
+    fresh = await Device.objects.aget(pk=device.pk)
+    assert fresh.is_connected and fresh.is_online and fresh.channel_name
+
+    await get_channel_layer().group_send(device_group(device.pk), {"type": "device.close", "code": 4403})
+    with pytest.raises(StopAsyncIteration):
+        await next_chunk(stream)
+    assert not (await Device.objects.aget(pk=device.pk)).is_connected
+
+
+async def test_a_reconnect_closes_the_previous_stream_of_the_same_phone(transactional_db, stream_settings):
+    device = await database_sync_to_async(make_phone)()
+    old, new = sse._stream(device), sse._stream(device)
+    await next_chunk(old)
+    await next_chunk(new)
+    with pytest.raises(StopAsyncIteration):
+        await next_chunk(old)
+    # The old stream's end does not take the phone offline: the new one holds it.
+    assert (await Device.objects.aget(pk=device.pk)).is_connected
+    await new.aclose()
+    assert not (await Device.objects.aget(pk=device.pk)).is_connected
+
+
+def test_every_authenticated_request_marks_the_phone_as_seen(client, alice_list):
+    _row, secret = smsgate.create_enrolment_token(phone_list=alice_list)
+    registration = smsgate.register_device(credential=smsgate.resolve_private_token(secret=secret), name="Pixel")
+    with time_machine.travel("2026-06-01T08:00:00Z", tick=False):
+        client.get("/api/mobile/v1/settings", HTTP_AUTHORIZATION=f"Bearer {registration.token}")
+    seen = Device.objects.get(pk=registration.device.pk).last_seen_at
+    assert seen is not None and seen.isoformat() == "2026-06-01T08:00:00+00:00"
