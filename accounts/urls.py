@@ -33,6 +33,7 @@ urlpatterns = [
     path("lists/", device_views.lists, name="lists"),
     path("lists/<str:token>/", device_views.list_detail, name="list"),
     path("lists/<str:token>/pin/", device_views.list_regenerate_pin, name="list-pin"),
+    path("lists/<str:token>/subscribers.csv", device_views.list_subscribers_csv, name="list-subscribers-csv"),
     path("phones/", device_views.phones, name="phones"),
     path("live/phones/", device_views.phones_live, name="phones-live"),
     path("phones/<str:public_id>/rename/", device_views.phone_rename, name="phone-rename"),

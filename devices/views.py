@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from typing import Any
 from urllib.parse import urlencode
 
@@ -125,8 +126,26 @@ def list_detail(request: HttpRequest, token: str) -> HttpResponse:
         "phone_link": link,
         "qr_svg": segno.make(link, error="m").svg_inline(scale=4, dark="#111827"),
         "devices": _devices(request, phone_list=phone_list),
+        "subscribers": phone_list.subscribers.filter(unsubscribed_at__isnull=True).order_by("-subscribed_at")[:50],
+        "subscriber_count": phone_list.subscribers.filter(unsubscribed_at__isnull=True).count(),
     }
     return render(request, "panel/list_detail.html", context)
+
+
+@account_required
+def list_subscribers_csv(request: HttpRequest, token: str) -> HttpResponse:
+    """Every subscriber of the list, current and former, as CSV."""
+    phone_list = _get_list_for_account(request, token)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="subscribers-{phone_list.token}.csv"'
+    writer = csv.writer(response)
+    writer.writerow(["number", "source", "subscribed_at", "unsubscribed_at"])
+    for row in phone_list.subscribers.order_by("subscribed_at").iterator():
+        left = row.unsubscribed_at.isoformat() if row.unsubscribed_at else ""
+        # A leading = + - @ would make a spreadsheet run it as a formula.
+        number = f"'{row.number}" if row.number[:1] in ("=", "+", "-", "@") else row.number
+        writer.writerow([number, row.source, row.subscribed_at.isoformat(), left])
+    return response
 
 
 @require_POST

@@ -205,6 +205,15 @@ def test_a_newcomer_sees_the_whole_flow_live(browser, live_phonefleet, receiver)
     page.wait_for_selector(f"#row-{second['message_id']}[data-status=delivered]")
     shot(phone_page, "07-virtual-phone")
 
+    # The phone receives an SMS: it lands in the inbox.
+    phone_page.fill("#incoming-msg", "Hello back")
+    phone_page.click("#incoming-send")
+    phone_page.locator("#frame-log", has_text='"status":"received"').wait_for()
+    inbox = context.new_page()
+    inbox.goto("/inbox/")
+    assert "Hello back" in inbox.locator("table").inner_text()
+    inbox.close()
+
     # The receiver heard about both messages, signed.
     wait_until(lambda: receiver.types().count("message.delivered") == 2, "two message.delivered callbacks")
     assert receiver.types().count("message.sent") == 2

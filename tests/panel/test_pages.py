@@ -275,3 +275,18 @@ def test_phone_actions_return_only_to_pages_of_this_site(alice_world, alice_clie
     assert alice_client.post(url, {"name": "A", "next": "https://evil.example/"}).url == reverse("phones")
     assert alice_client.post(url, {"name": "A", "next": "/\\evil.example"}).url == reverse("phones")
     assert alice_client.post(url, {"name": "A", "next": "/lists/"}).url == "/lists/"
+
+
+def test_the_list_page_shows_subscribers_and_exports_them_as_csv(alice_world, alice_client, bob_client):
+    from django.utils import timezone
+
+    phone_list = alice_world["list"]
+    phone_list.subscribers.create(number="+393331230000", source="sms")
+    phone_list.subscribers.create(number="+393331230001", source="panel", unsubscribed_at=timezone.now())
+    html = alice_client.get(reverse("list", args=[phone_list.token])).content.decode()
+    assert "+393331230000" in html and "+393331230001" not in html and "Subscribers (1)" in html
+    csv_answer = alice_client.get(reverse("list-subscribers-csv", args=[phone_list.token]))
+    rows = csv_answer.content.decode().splitlines()
+    assert rows[0] == "number,source,subscribed_at,unsubscribed_at" and len(rows) == 3
+    assert rows[1].startswith("'+393331230000,sms,")  # a leading + is not a formula in spreadsheets
+    assert bob_client.get(reverse("list-subscribers-csv", args=[phone_list.token])).status_code == 404
