@@ -17,6 +17,17 @@ def _fast_tests(settings):
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _close_async_test_connections():
+    """Async tests reach the ORM in asgiref's shared sync thread; close its connection
+    afterwards so PostgreSQL can drop the test database at the end."""
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+
+
 @pytest.fixture
 def postgres_only():
     if connection.vendor != "postgresql":
