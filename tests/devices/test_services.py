@@ -1,0 +1,84 @@
+"""Managing lists and phones: settings, rename, disable, enable, remove."""
+
+from __future__ import annotations
+
+import pytest
+
+from accounts import errors
+from devices import services
+from devices.models import Device, PhoneList
+from tests import factories
+
+
+@pytest.fixture
+def phone(alice_list):
+    return factories.make_enrolled_device(phone_list=alice_list, name="Old name")
+
+
+def test_it_updates_only_the_given_list_settings(alice_list):
+    services.update_list_settings(phone_list=alice_list, rate_limit_per_minute=6, lease_seconds=300)
+    stored = PhoneList.objects.get(pk=alice_list.pk)
+    assert (stored.rate_limit_per_minute, stored.lease_seconds, stored.default_country) == (6, 300, "IT")
+    assert stored.phone_settings() == {"rate_limit_per_minute": 6, "lease_seconds": 300, "default_country": "IT"}
+    services.update_list_settings(phone_list=alice_list, rate_limit_per_minute=None, default_country="de")
+    stored.refresh_from_db()
+    assert (stored.rate_limit_per_minute, stored.lease_seconds, stored.default_country) == (None, 300, "DE")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"lease_seconds": 1},
+        {"lease_seconds": 10**6},
+        {"rate_limit_per_minute": 0},
+        {"default_country": "Italy"},
+        {"name": "  "},
+        {"default_ttl_seconds": 5},
+    ],
+)
+def test_it_refuses_out_of_range_list_settings(alice_list, change):
+    with pytest.raises(errors.InvalidParameter):
+        services.update_list_settings(phone_list=alice_list, **change)
+    assert PhoneList.objects.get(pk=alice_list.pk).lease_seconds == 120
+
+
+def test_it_renames_a_phone(phone):
+    device, _ = phone
+    services.rename_device(device=device, name="  Kitchen phone ")
+    assert Device.objects.get(pk=device.pk).name == "Kitchen phone"
+    with pytest.raises(errors.InvalidParameter):
+        services.rename_device(device=device, name="")
+
+
+def test_a_disabled_phone_token_stops_working_until_it_is_enabled_again(phone):
+    device, token = phone
+    services.disable_device(device=device)
+    assert services.authenticate_device(token=token) is None
+    services.enable_device(device=device)
+    assert services.authenticate_device(token=token) == device
+
+
+def test_a_removed_phone_stays_removed(phone):
+    device, token = phone
+    services.remove_device(device=device)
+    services.enable_device(device=device)
+    assert services.authenticate_device(token=token) is None
+    assert Device.objects.get(pk=device.pk).removed_at is not None
+
+
+def test_a_malformed_token_is_refused_without_a_query(phone, django_assert_num_queries):
+    _device, token = phone
+    with django_assert_num_queries(0):
+        assert services.authenticate_device(token=token[:-1] + ("x" if token[-1] != "x" else "y")) is None
+        assert services.authenticate_device(token="pf_live_notadevice") is None
+        assert services.authenticate_device(token=None) is None
+
+
+def test_a_disconnect_of_a_replaced_connection_keeps_the_phone_online(phone):
+    device, _ = phone
+    services.mark_connected(device_id=device.pk, channel_name="old")
+    assert services.mark_connected(device_id=device.pk, channel_name="new") == "old"
+    services.mark_disconnected(device_id=device.pk, channel_name="old")
+    assert Device.objects.get(pk=device.pk).is_connected
+    services.mark_disconnected(device_id=device.pk, channel_name="new")
+    assert not Device.objects.get(pk=device.pk).is_connected
