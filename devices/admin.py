@@ -10,7 +10,7 @@ from devices.models import Device, EnrolmentToken, PhoneList, Subscriber
 class DeviceInline(admin.TabularInline):
     model = Device
     fields = ["public_id", "name", "kind", "is_enabled", "is_connected", "last_seen_at"]
-    readonly_fields = fields
+    readonly_fields = ["public_id", "name", "kind", "is_enabled", "is_connected", "last_seen_at"]
     extra = 0
     can_delete = False
     show_change_link = True

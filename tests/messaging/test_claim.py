@@ -33,6 +33,7 @@ def test_the_first_claim_wins_and_the_second_gets_nothing(alice_list, two_phones
     assert dispatch.claim_message(device=b, message_id=message.public_id) is None
     message.refresh_from_db()
     assert (message.status, message.device_id, message.attempts) == ("assigned", a.pk, 1)
+    assert message.assigned_at is not None
     assert message.lease_expires_at == message.assigned_at + timedelta(seconds=alice_list.lease_seconds)
     assert list(message.events.values_list("status", "device")) == [("assigned", a.pk)]
 

@@ -35,13 +35,19 @@ def ipn_on(alice):
     return IpnEndpoint.objects.create(account=alice, url="https://hooks.example/ipn", enabled=True, secret="whsec_x")
 
 
+def report(**kwargs) -> Message:
+    message = dispatch.report_message(**kwargs)
+    assert message is not None
+    return message
+
+
 def balance(account) -> int:
     return Account.objects.values_list("balance", flat=True).get(pk=account.pk)
 
 
 def test_sent_then_delivered_records_a_timeline_with_the_device(phone, assigned):
-    dispatch.report_message(device=phone, message_id=assigned.public_id, status="sent")
-    message = dispatch.report_message(device=phone, message_id=assigned.public_id, status="delivered")
+    report(device=phone, message_id=assigned.public_id, status="sent")
+    message = report(device=phone, message_id=assigned.public_id, status="delivered")
     assert message.status == "delivered" and message.sent_at and message.delivered_at
     assert list(message.events.values_list("status", "device")) == [
         ("assigned", phone.pk),
@@ -52,16 +58,16 @@ def test_sent_then_delivered_records_a_timeline_with_the_device(phone, assigned)
 
 
 def test_a_duplicate_report_changes_nothing(phone, assigned):
-    first = dispatch.report_message(device=phone, message_id=assigned.public_id, status="sent")
-    again = dispatch.report_message(device=phone, message_id=assigned.public_id, status="sent")
+    first = report(device=phone, message_id=assigned.public_id, status="sent")
+    again = report(device=phone, message_id=assigned.public_id, status="sent")
     assert again.status == "sent" and again.sent_at == first.sent_at
     assert assigned.events.filter(status="sent").count() == 1
 
 
 def test_a_report_never_moves_a_message_backwards(phone, assigned):
-    dispatch.report_message(device=phone, message_id=assigned.public_id, status="delivered")
+    report(device=phone, message_id=assigned.public_id, status="delivered")
     for late in ("sent", "failed"):
-        assert dispatch.report_message(device=phone, message_id=assigned.public_id, status=late).status == "delivered"
+        assert report(device=phone, message_id=assigned.public_id, status=late).status == "delivered"
     message = Message.objects.get(pk=assigned.pk)
     assert message.sent_at is not None  # delivered implies sent
     assert not LedgerEntry.objects.filter(message=message, kind="refund").exists()
@@ -70,9 +76,7 @@ def test_a_report_never_moves_a_message_backwards(phone, assigned):
 def test_failed_refunds_the_credit_exactly_once(alice, phone, assigned, ipn_on):
     before = balance(alice)
     for _ in range(2):
-        message = dispatch.report_message(
-            device=phone, message_id=assigned.public_id, status="failed", error="SIM blocked"
-        )
+        message = report(device=phone, message_id=assigned.public_id, status="failed", error="SIM blocked")
     assert (message.status, message.error) == ("failed", "SIM blocked")
     assert balance(alice) == before + 1
     assert LedgerEntry.objects.filter(message=message, kind="refund").count() == 1
@@ -80,8 +84,8 @@ def test_failed_refunds_the_credit_exactly_once(alice, phone, assigned, ipn_on):
 
 
 def test_each_transition_writes_its_ipn_event(phone, assigned, ipn_on):
-    dispatch.report_message(device=phone, message_id=assigned.public_id, status="sent")
-    dispatch.report_message(device=phone, message_id=assigned.public_id, status="delivered")
+    report(device=phone, message_id=assigned.public_id, status="sent")
+    report(device=phone, message_id=assigned.public_id, status="delivered")
     assert list(IpnEvent.objects.order_by("id").values_list("type", flat=True)) == [
         "message.sent",
         "message.delivered",
@@ -94,7 +98,7 @@ def test_the_status_change_rolls_back_with_a_failing_ipn_write(phone, assigned, 
 
     monkeypatch.setattr(dispatch.ipn_services, "record_message_event", broken)
     with pytest.raises(RuntimeError):
-        dispatch.report_message(device=phone, message_id=assigned.public_id, status="sent")
+        report(device=phone, message_id=assigned.public_id, status="sent")
     assert Message.objects.get(pk=assigned.pk).status == "assigned"
     assert not assigned.events.filter(status="sent").exists()
 
@@ -112,10 +116,10 @@ def test_a_late_sent_after_the_lease_lapsed_is_accepted_once(alice, alice_list, 
     with time_machine.travel(timezone.now() + timedelta(seconds=alice_list.lease_seconds + 1), tick=False):
         assert dispatch.requeue_one_expired_lease()
         assert dispatch.claim_message(device=other, message_id=assigned.public_id)
-        message = dispatch.report_message(device=phone, message_id=assigned.public_id, status="sent")
+        message = report(device=phone, message_id=assigned.public_id, status="sent")
         assert (message.status, message.device_id) == ("sent", phone.pk)
         # The second holder's report of the same outcome is a duplicate.
-        again = dispatch.report_message(device=other, message_id=assigned.public_id, status="sent")
+        again = report(device=other, message_id=assigned.public_id, status="sent")
     assert (again.status, again.device_id) == ("sent", phone.pk)
     assert balance(alice) == before
     assert assigned.events.filter(status="sent").count() == 1
@@ -126,7 +130,7 @@ def test_a_late_sent_after_expiry_wins_and_reverses_the_refund(alice, phone, ass
     with time_machine.travel(assigned.expires_at + timedelta(seconds=1), tick=False):
         assert dispatch.expire_one_overdue_message()
         assert balance(alice) == before + 1
-        message = dispatch.report_message(device=phone, message_id=assigned.public_id, status="sent")
+        message = report(device=phone, message_id=assigned.public_id, status="sent")
     assert message.status == "sent"
     assert balance(alice) == before
     kinds = sorted(LedgerEntry.objects.filter(message=message).values_list("kind", flat=True))
@@ -139,15 +143,13 @@ def test_a_previous_holders_failure_does_not_fail_the_message(alice_list, phone,
         dispatch.requeue_one_expired_lease()
         other = factories.make_enrolled_device(phone_list=alice_list, name="B")[0]
         dispatch.claim_message(device=other, message_id=assigned.public_id)
-        message = dispatch.report_message(device=phone, message_id=assigned.public_id, status="failed")
+        message = report(device=phone, message_id=assigned.public_id, status="failed")
     assert message.status == "assigned" and message.device_id == other.pk
 
 
 def test_a_report_time_from_the_future_is_clamped_to_now(phone, assigned):
-    message = dispatch.report_message(
-        device=phone, message_id=assigned.public_id, status="sent", at=timezone.now() + timedelta(days=1)
-    )
-    assert message.sent_at <= timezone.now()
+    message = report(device=phone, message_id=assigned.public_id, status="sent", at=timezone.now() + timedelta(days=1))
+    assert message.sent_at is not None and message.sent_at <= timezone.now()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -166,5 +168,5 @@ async def test_a_report_frame_is_acked_and_stored(alice_list):
     await ws.send_json_to({"type": "report", "message_id": "msg_unknown", "status": "sent"})
     assert (await ws.receive_json_from())["type"] == "error"
     stored = await database_sync_to_async(Message.objects.get)(pk=message.pk)
-    assert stored.status == "sent" and stored.sent_at >= stored.created_at
+    assert stored.status == "sent" and stored.sent_at is not None and stored.sent_at >= stored.created_at
     await ws.disconnect()
