@@ -21,6 +21,7 @@ from django.db.models.functions import TruncDate
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_POST
 
 from accounts import errors, services
@@ -178,11 +179,13 @@ def keys(request: HttpRequest) -> HttpResponse:
             # The secret is shown in this answer only: it is never stored or put in the session.
             send = snippets.OPERATIONS_BY_SLUG["send"]
             context = snippets.with_key(_snippet_context(request, account, key), secret)
-            return render(
+            response = render(
                 request,
                 "panel/key_created.html",
                 {"key": key, "secret": secret, "examples": _examples(send, context)},
             )
+            patch_cache_control(response, no_store=True)  # the secret must not land in any cache
+            return response
     rows = ApiKey.objects.filter(account=account).select_related("default_list").order_by("revoked_at", "-created_at")
     return render(request, "panel/keys.html", {"form": form, "keys": rows, "client_ip": request.client_ip})  # type: ignore[attr-defined]
 

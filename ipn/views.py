@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_POST
 
 from accounts import errors
@@ -55,7 +56,9 @@ def ipn_settings(request: HttpRequest) -> HttpResponse:
             return redirect("ipn")
     events = IpnEvent.objects.filter(account=account).select_related("message").order_by("-created_at", "-id")
     page = Paginator(events, 50).get_page(request.GET.get("page"))
-    return render(request, "panel/ipn.html", {"endpoint": endpoint, "form": form, "page": page})
+    response = render(request, "panel/ipn.html", {"endpoint": endpoint, "form": form, "page": page})
+    patch_cache_control(response, no_store=True)  # it shows the signing secret
+    return response
 
 
 @require_POST

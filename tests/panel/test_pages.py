@@ -69,6 +69,7 @@ def test_creating_a_key_shows_its_secret_once_and_stores_only_a_digest(alice, al
         },
     )
     assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
     secret = response.context["secret"]
     key = ApiKey.objects.get(account=alice, name="OTP service")
     assert key.allowed_ips == ["203.0.113.7/32", "2001:db8::/48"]
