@@ -1,0 +1,315 @@
+"""The production stack in processes: Daphne servers, `manage.py worker`, agent phones and
+raw-protocol phones, all on the test database (PostgreSQL) and the shared Redis.
+
+Every process is started in its own session (process group) and is killed at teardown,
+whatever the test did. `kill_hard()` is `kill -9`: no cleanup runs in the victim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(settings.BASE_DIR)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, every: float = 0.1) -> Any:
+    """Polls `condition` until it is truthy (returns it) or fails the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    return (
+        f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    )
+
+
+@pytest.fixture
+def redis_only(postgres_only) -> str:
+    """The shared Redis (REDIS_URL); skips without it, as `postgres_only` does without PostgreSQL."""
+    url = os.environ.get("REDIS_URL", "")
+    if not url:
+        pytest.skip("needs Redis: set REDIS_URL (CI runs this against the real server)")
+    return url
+
+
+# --- Processes ----------------------------------------------------------------------------
+
+
+@dataclass
+class Proc:
+    name: str
+    process: subprocess.Popen
+    log: Path
+    url: str = ""
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill_hard(self) -> None:
+        """`kill -9`: the process gets no chance to clean up."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def terminate(self, timeout: float = 15) -> int:
+        """SIGTERM, then waits; returns the exit code (SIGKILL if it does not stop in time)."""
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill_hard()
+        return self.process.returncode
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+
+@dataclass
+class Stack:
+    """Starts and tracks the processes of one test."""
+
+    folder: Path
+    env: dict[str, str]
+    procs: list[Proc] = field(default_factory=list)
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> Proc:
+        log = self.folder / f"{name}.log"
+        process = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env={**self.env, **(env or {})},
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        proc = Proc(name, process, log)
+        self.procs.append(proc)
+        return proc
+
+    def daphne(self, name: str, **env: str) -> Proc:
+        port = free_port()
+        proc = self._spawn(
+            name,
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+            env,
+        )
+        proc.url = f"http://127.0.0.1:{port}"
+
+        def answers() -> bool:
+            try:
+                urllib.request.urlopen(f"{proc.url}/api/v1/balance", timeout=2)
+            except urllib.error.HTTPError:
+                return True  # any HTTP answer: it is serving
+            except OSError:
+                if not proc.alive():
+                    raise AssertionError(f"{name} exited:\n{proc.tail()}")
+                return False
+            return True
+
+        wait_for(answers, timeout=30, what=f"{name} to serve")
+        return proc
+
+    def worker(self, name: str = "worker", **env: str) -> Proc:
+        return self._spawn(name, [sys.executable, "manage.py", "worker"], env)
+
+    def agents(self, name: str, *, server: str, pin: str, count: int, sent_log: Path, send_time: float = 0.01) -> Proc:
+        """`python -m agent` with `count` simulated phones; radio sends are logged to `sent_log`."""
+        return self._spawn(
+            name,
+            [
+                sys.executable,
+                "-m",
+                "agent",
+                "--server",
+                server,
+                "--pin",
+                pin,
+                "--count",
+                str(count),
+                "--backend",
+                "simulate",
+                "--send-time",
+                str(send_time),
+                "--delivery-delay",
+                "-1",
+                "--token-file",
+                str(self.folder / name / "phone.json"),
+                "--sent-log",
+                str(sent_log),
+                "--log-level",
+                "WARNING",
+            ],
+        )
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.alive():
+                with contextlib.suppress(Exception):
+                    proc.terminate(timeout=5)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.process.pid, signal.SIGKILL)  # anything it left in its group
+
+
+@pytest.fixture
+def stack(tmp_path, redis_only) -> Iterator[Stack]:
+    """Processes on the test database and the shared Redis; all stopped at teardown."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_CURRENT_TEST", "PYTEST_XDIST_WORKER")}
+    env.update(
+        DATABASE_URL=database_url(),
+        REDIS_URL=redis_only,
+        SECRET_KEY=settings.SECRET_KEY,
+        DEBUG="false",
+        EMBEDDED_WORKER="false",
+        DEVICE_TICK_SECONDS="1",
+        IPN_ALLOW_PRIVATE_NETWORKS="true",
+        LOG_LEVEL="WARNING",
+        DJANGO_SETTINGS_MODULE="config.settings",
+    )
+    running = Stack(tmp_path, env)
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+# --- HTTP -------------------------------------------------------------------------------------
+
+
+def api(
+    method: str, url: str, *, secret: str = "", body: dict[str, Any] | None = None, timeout: float = 30
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """One JSON API call: (HTTP status, decoded body, headers)."""
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json"}
+    if secret:
+        headers["Authorization"] = f"Bearer {secret}"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, json.loads(answer.read() or b"{}"), dict(answer.headers)
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            decoded = json.loads(raw)
+        except ValueError:
+            decoded = {"_raw": raw.decode(errors="replace")[:500]}
+        return exc.code, decoded, dict(exc.headers)
+
+
+def enrol(server: str, pin: str, name: str) -> str:
+    status, body, _ = api("POST", f"{server}/api/device/v1/enroll", body={"pin": pin, "name": name})
+    assert status == 200, body
+    return body["device_token"]
+
+
+# --- Raw-protocol phones ------------------------------------------------------------------------
+
+
+class RawPhones:
+    """Phones speaking the SPEC frames with `websockets`, on an event loop in a thread.
+
+    mode "send": claim every offer, "radio-send" on assign (counted), report `sent`.
+    mode "hold": claim every offer and never report (a phone that took work and then died).
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.lock = threading.Lock()
+        self.assigned: Counter[str] = Counter()  # message id → assign frames received
+        self.radio: Counter[str] = Counter()  # message id → SMS "sent" by a phone in send mode
+        self.connected: set[str] = set()
+        self.errors: list[str] = []
+        self.tasks: list[asyncio.Future[Any]] = []
+
+    def start(self, url: str, tokens: list[str], *, mode: str) -> None:
+        ws_url = url.replace("http://", "ws://") + "/ws/device/"
+        for token in tokens:
+            self.tasks.append(asyncio.run_coroutine_threadsafe(self._phone(ws_url, token, mode), self.loop))
+
+    async def _phone(self, url: str, token: str, mode: str) -> None:
+        import websockets
+
+        try:
+            async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+                await ws.send(json.dumps({"type": "state", "available": True}))
+                with self.lock:
+                    self.connected.add(token)
+                async for raw in ws:
+                    frame = json.loads(raw)
+                    kind = frame.get("type")
+                    if kind == "offer":
+                        await ws.send(json.dumps({"type": "claim", "message_id": frame["message_id"]}))
+                    elif kind == "assign":
+                        message_id = frame["message_id"]
+                        with self.lock:
+                            self.assigned[message_id] += 1
+                            if mode == "send":
+                                self.radio[message_id] += 1
+                        if mode == "send":
+                            await ws.send(json.dumps({"type": "report", "message_id": message_id, "status": "sent"}))
+                    elif kind == "ping":
+                        await ws.send(json.dumps({"type": "pong"}))
+        except Exception as exc:  # the connection ends when a server dies: recorded, not raised
+            with self.lock:
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            with self.lock:
+                self.connected.discard(token)
+
+    def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(asyncio.sleep(0), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.fixture
+def raw_phones() -> Iterator[RawPhones]:
+    phones = RawPhones()
+    try:
+        yield phones
+    finally:
+        phones.close()

@@ -1,0 +1,88 @@
+"""Scale-out (R22 on the real stack): two Daphne processes and one worker share PostgreSQL
+and Redis; phones on server 1 get what is sent through server 2, exactly once each."""
+
+from __future__ import annotations
+
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connection
+
+from accounts.models import ApiKey
+from messaging.models import Message
+from tests import factories
+from tests.production.conftest import api, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+PHONES = 5
+MESSAGES = 200
+
+
+def sql(query: str, *params: object) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        return cursor.fetchall()
+
+
+def test_phones_on_one_server_send_exactly_once_what_another_server_accepted(stack, tmp_path):
+    account = factories.make_account(credit=MESSAGES)
+    phone_list = factories.make_list(account=account)
+    key, secret = factories.make_api_key(account=account, default_list=phone_list)
+    ApiKey.objects.filter(pk=key.pk).update(rate_limit_per_minute=100_000)
+    server1, server2 = stack.daphne("daphne-1"), stack.daphne("daphne-2")
+    stack.worker()
+    sent_log = tmp_path / "radio.log"
+    stack.agents("agents", server=server1.url, pin=phone_list.pin, count=PHONES, sent_log=sent_log)
+
+    def online_through_server2() -> list[dict]:
+        status, body, _ = api("GET", f"{server2.url}/api/v1/devices", secret=secret)
+        assert status == 200, body
+        return [d for d in body["devices"] if d["online"] and d["available"]]
+
+    # Presence written by server 1's connections is what server 2's API reports.
+    assert (
+        len(
+            wait_for(
+                lambda: len(online_through_server2()) == PHONES and online_through_server2(),
+                timeout=30,
+                what="five phones online through server 2",
+            )
+        )
+        == PHONES
+    )
+
+    def send(n: int) -> str:
+        status, body, _ = api(
+            "POST", f"{server2.url}/api/v1/send", secret=secret, body={"to": f"+39333{n:07d}", "msg": f"scale-out {n}"}
+        )
+        assert status == 200, body
+        return body["message_id"]
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(send, range(MESSAGES)))
+    assert len(set(ids)) == MESSAGES
+
+    done = Message.objects.filter(public_id__in=ids, status="sent")
+    wait_for(lambda: done.count() == MESSAGES, timeout=90, what="every message sent", every=0.3)
+
+    radio = Counter(sent_log.read_text().split())
+    assert set(radio) == set(ids)  # 0 lost
+    assert max(radio.values()) == 1  # no SMS sent twice
+    # The database agrees: one assignment and one `sent` per message, spread over the phones.
+    per_message = sql(
+        "SELECT m.public_id,"
+        " count(*) FILTER (WHERE e.status = 'assigned'), count(*) FILTER (WHERE e.status = 'sent')"
+        " FROM messaging_message m JOIN messaging_messageevent e ON e.message_id = m.id"
+        " WHERE m.account_id = %s GROUP BY m.public_id",
+        account.pk,
+    )
+    assert len(per_message) == MESSAGES
+    assert {(assigned, sent) for _id, assigned, sent in per_message} == {(1, 1)}
+    senders = sql("SELECT count(DISTINCT device_id) FROM messaging_message WHERE account_id = %s", account.pk)
+    assert senders[0][0] > 1
+    # Credit: exactly one debit per message, nothing refunded.
+    status, body, _ = api("GET", f"{server2.url}/api/v1/balance", secret=secret)
+    assert (status, body["balance"]) == (200, 0)
+    assert all(proc.alive() for proc in stack.procs), [p.tail() for p in stack.procs if not p.alive()]
