@@ -97,6 +97,13 @@ def create_enrolment_token(*, phone_list: PhoneList) -> tuple[EnrolmentToken, st
     return row, secret
 
 
+def list_private_tokens(*, phone_list: PhoneList) -> list[EnrolmentToken]:
+    """The list's private tokens (active and revoked), without the login credentials that
+    share the table (prefix `login:`), newest first."""
+    rows = EnrolmentToken.objects.filter(phone_list=phone_list).exclude(prefix__startswith=LOGIN_PREFIX)
+    return list(rows.order_by("-created_at", "-id"))
+
+
 def revoke_enrolment_token(*, token: EnrolmentToken) -> None:
     """Stops the token (or login) enrolling phones; phones already enrolled keep working."""
     EnrolmentToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())

@@ -52,6 +52,14 @@ def test_createaccount_prints_a_private_token_that_enrols_a_phone(db, client):
     assert Device.objects.get(public_id=answer.json()["id"]).phone_list.token == data["list"]
 
 
+def test_the_panel_lists_private_tokens_but_not_login_credentials(client, alice_list):
+    older, secret = smsgate.create_enrolment_token(phone_list=alice_list)
+    sign_up(client, f"Bearer {secret}")  # also creates a login for the list
+    newer, _secret = smsgate.create_enrolment_token(phone_list=alice_list)
+    assert smsgate.list_private_tokens(phone_list=alice_list) == [newer, older]
+    assert EnrolmentToken.objects.filter(phone_list=alice_list).count() == 3
+
+
 def test_a_revoked_private_token_is_refused_but_its_phones_keep_working(client, alice_list):
     row, secret = smsgate.create_enrolment_token(phone_list=alice_list)
     token = sign_up(client, f"Bearer {secret}").json()["token"]

@@ -75,6 +75,12 @@ def test_the_fetch_honours_lifo_and_fifo(client, phone, alice_list):
     assert [job["id"] for job in answer] == [second.public_id, first.public_id]
 
 
+def test_messages_is_an_alias_of_message(client, phone, alice_list):
+    message = factories.make_message(phone_list=alice_list)
+    answer = client.get("/api/mobile/v1/messages", HTTP_AUTHORIZATION=f"Bearer {phone.token}")
+    assert [job["id"] for job in answer.json()] == [message.public_id]
+
+
 def test_a_fetch_returns_the_sim_when_the_message_asks_for_one(client, phone, alice_list):
     message = factories.make_message(phone_list=alice_list)
     Message.objects.filter(pk=message.pk).update(sim=2)
