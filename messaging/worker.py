@@ -33,11 +33,14 @@ def load_steps() -> list[Callable[[], bool]]:
     return [import_string(path) for path in STEPS]
 
 
-def run_tick(steps: list[Callable[[], bool]]) -> bool:
-    """Runs every step until it has no more work (or BATCH units); True if any did work."""
+def run_tick(steps: list[Callable[[], bool]], stop: threading.Event | None = None) -> bool:
+    """Runs every step until it has no more work (or BATCH units); True if any did work.
+    Once `stop` is set it returns after the unit in progress (graceful shutdown)."""
     did_work = False
     for step in steps:
         for _ in range(BATCH):
+            if stop is not None and stop.is_set():
+                return did_work
             try:
                 more = step()
             except Exception:
@@ -55,7 +58,7 @@ def run_forever(stop: threading.Event, idle_sleep: float = IDLE_SLEEP) -> None:
     steps = load_steps()
     while not stop.is_set():
         close_old_connections()
-        busy = run_tick(steps)
+        busy = run_tick(steps, stop)
         if not busy:
             stop.wait(idle_sleep)
     close_old_connections()

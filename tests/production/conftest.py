@@ -298,12 +298,17 @@ class RawPhones:
                 self.connected.discard(token)
 
     def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
+        async def cancel_all() -> None:
+            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
         with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(asyncio.sleep(0), self.loop).result(5)
+            asyncio.run_coroutine_threadsafe(cancel_all(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        self.loop.close()
 
 
 @pytest.fixture
@@ -313,3 +318,7 @@ def raw_phones() -> Iterator[RawPhones]:
         yield phones
     finally:
         phones.close()
+
+
+# The local IPN receiver of the IPN tests (a real HTTP server in a thread).
+from tests.ipn.conftest import private_ok, receiver  # noqa: E402, F401
