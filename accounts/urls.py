@@ -34,6 +34,12 @@ urlpatterns = [
     path("lists/<str:token>/", device_views.list_detail, name="list"),
     path("lists/<str:token>/pin/", device_views.list_regenerate_pin, name="list-pin"),
     path("lists/<str:token>/subscribers.csv", device_views.list_subscribers_csv, name="list-subscribers-csv"),
+    path("lists/<str:token>/mobile-tokens/", device_views.list_mobile_token_create, name="list-mobile-token"),
+    path(
+        "lists/<str:token>/mobile-tokens/<int:pk>/revoke/",
+        device_views.list_mobile_token_revoke,
+        name="list-mobile-token-revoke",
+    ),
     path("phones/", device_views.phones, name="phones"),
     path("live/phones/", device_views.phones_live, name="phones-live"),
     path("phones/<str:public_id>/rename/", device_views.phone_rename, name="phone-rename"),

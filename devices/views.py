@@ -14,6 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import patch_cache_control
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -21,6 +22,7 @@ from accounts import errors
 from accounts.views import account_required, base_url_for, current_account
 from devices import selectors, services
 from devices.models import PRESENCE_TTL, Device, PhoneList
+from devices.smsgate import services as smsgate
 
 
 def _get_list_for_account(request: HttpRequest, token: str) -> PhoneList:
@@ -119,17 +121,54 @@ def list_detail(request: HttpRequest, token: str) -> HttpResponse:
         else:
             messages.success(request, "Saved. Phones get the new settings when they next connect.")
             return redirect("list", token=phone_list.token)
+    return _render_list(request, phone_list, form)
+
+
+def _render_list(request: HttpRequest, phone_list: PhoneList, form: ListSettingsForm, **extra: Any) -> HttpResponse:
     link = _phone_link(request, phone_list)
+    subscribed = phone_list.subscribers.filter(unsubscribed_at__isnull=True)
     context = {
         "list": phone_list,
         "form": form,
         "phone_link": link,
         "qr_svg": segno.make(link, error="m").svg_inline(scale=4, dark="#111827"),
         "devices": _devices(request, phone_list=phone_list),
-        "subscribers": phone_list.subscribers.filter(unsubscribed_at__isnull=True).order_by("-subscribed_at")[:50],
-        "subscriber_count": phone_list.subscribers.filter(unsubscribed_at__isnull=True).count(),
+        "subscribers": subscribed.order_by("-subscribed_at")[:50],
+        "subscriber_count": subscribed.count(),
+        "mobile_tokens": smsgate.list_private_tokens(phone_list=phone_list),
+        "mobile_api_url": f"{base_url_for(request)}/api/mobile/v1",
+        **extra,
     }
-    return render(request, "panel/list_detail.html", context)
+    response = render(request, "panel/list_detail.html", context)
+    if extra:
+        patch_cache_control(response, no_store=True)  # it shows a new secret
+    return response
+
+
+def _list_settings_form(phone_list: PhoneList) -> ListSettingsForm:
+    fields = ("name", "default_country", "rate_limit_per_minute", "lease_seconds", "default_ttl_seconds")
+    return ListSettingsForm(initial={name: getattr(phone_list, name) for name in fields})
+
+
+@require_POST
+@account_required
+def list_mobile_token_create(request: HttpRequest, token: str) -> HttpResponse:
+    """A new private token for SMSGate Android phones, shown in this answer only."""
+    phone_list = _get_list_for_account(request, token)
+    _row, secret = smsgate.create_enrolment_token(phone_list=phone_list)
+    return _render_list(request, phone_list, _list_settings_form(phone_list), new_mobile_token=secret)
+
+
+@require_POST
+@account_required
+def list_mobile_token_revoke(request: HttpRequest, token: str, pk: int) -> HttpResponse:
+    phone_list = _get_list_for_account(request, token)
+    found = next((row for row in smsgate.list_private_tokens(phone_list=phone_list) if row.pk == pk), None)
+    if found is None:
+        raise Http404
+    smsgate.revoke_enrolment_token(token=found)
+    messages.success(request, "Revoked: it no longer signs up new phones (phones already joined keep working).")
+    return redirect("list", token=phone_list.token)
 
 
 @account_required

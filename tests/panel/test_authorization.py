@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.urls import reverse
 
 from accounts.models import ApiKey
-from devices.models import Device, PhoneList
+from devices.models import Device, EnrolmentToken, PhoneList
 from ipn.models import IpnAttempt
 from messaging.models import Message
 
@@ -16,6 +16,7 @@ def alices_pages(world) -> list[str]:
         reverse("key", args=[world["key"].pk]),
         reverse("developers-code", args=["send"]) + f"?key={world['key'].pk}",
         reverse("list", args=[world["list"].token]),
+        reverse("list-subscribers-csv", args=[world["list"].token]),
         reverse("phones-live") + f"?list={world['list'].token}",
         reverse("message", args=[world["message"].public_id]),
         reverse("message-live", args=[world["message"].public_id]),
@@ -32,6 +33,7 @@ def alices_actions(world) -> list[tuple[str, dict]]:
             {"name": "pwned", "default_country": "IT", "lease_seconds": 60, "default_ttl_seconds": 3600},
         ),
         (reverse("list-pin", args=[world["list"].token]), {}),
+        (reverse("list-mobile-token", args=[world["list"].token]), {}),
         (reverse("phone-rename", args=[world["device"].public_id]), {"name": "pwned"}),
         (reverse("phone-disable", args=[world["device"].public_id]), {}),
         (reverse("phone-remove", args=[world["device"].public_id]), {}),
@@ -59,6 +61,7 @@ def test_bob_cannot_change_any_of_alices_objects(alice_world, bob_client):
     assert device.name != "pwned" and device.is_enabled and device.removed_at is None
     assert Message.objects.get(pk=alice_world["message"].pk).status == Message.Status.QUEUED
     assert IpnAttempt.objects.filter(event=alice_world["event"]).count() == 1
+    assert not EnrolmentToken.objects.filter(phone_list=alice_world["list"]).exists()
 
 
 def test_bobs_own_pages_show_nothing_of_alices(alice_world, bob_client):

@@ -18,6 +18,7 @@ def test_every_action_refuses_a_post_without_a_csrf_token(alice_world):
         reverse("lists"),
         reverse("list", args=[alice_world["list"].token]),
         reverse("list-pin", args=[alice_world["list"].token]),
+        reverse("list-mobile-token", args=[alice_world["list"].token]),
         reverse("phone-rename", args=[alice_world["device"].public_id]),
         reverse("phone-disable", args=[alice_world["device"].public_id]),
         reverse("phone-remove", args=[alice_world["device"].public_id]),

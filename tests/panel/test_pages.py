@@ -291,3 +291,23 @@ def test_the_list_page_shows_subscribers_and_exports_them_as_csv(alice_world, al
     assert rows[0] == "number,source,subscribed_at,unsubscribed_at" and len(rows) == 3
     assert rows[1].startswith("'+393331230000,sms,")  # a leading + is not a formula in spreadsheets
     assert bob_client.get(reverse("list-subscribers-csv", args=[phone_list.token])).status_code == 404
+
+
+def test_a_private_token_for_android_phones_is_shown_once_and_can_be_revoked(alice_world, alice_client, bob_client):
+    from devices.models import EnrolmentToken
+    from devices.smsgate import services as smsgate
+
+    phone_list = alice_world["list"]
+    response = alice_client.post(reverse("list-mobile-token", args=[phone_list.token]))
+    secret = response.context["new_mobile_token"]
+    assert secret.startswith("pf_mobile_") and secret in response.content.decode()
+    assert "no-store" in response["Cache-Control"]
+    assert smsgate.resolve_private_token(secret=secret).phone_list == phone_list
+    assert secret not in alice_client.get(reverse("list", args=[phone_list.token])).content.decode()
+
+    row = EnrolmentToken.objects.get(phone_list=phone_list, revoked_at__isnull=True)
+    revoke = reverse("list-mobile-token-revoke", args=[phone_list.token, row.pk])
+    assert bob_client.post(revoke).status_code == 404
+    alice_client.post(revoke)
+    row.refresh_from_db()
+    assert row.revoked_at is not None
