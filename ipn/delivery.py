@@ -8,10 +8,13 @@ side by side: the claim is one conditional UPDATE.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 from django.conf import settings
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -27,6 +30,8 @@ MIN_RETRY_SPAN = timedelta(hours=24)
 MIN_DELAY_AFTER_OVERLOAD = 60
 # Only failures for this long disable an endpoint (R8).
 DISABLE_AFTER = timedelta(days=5)
+# `last_success_at` is refreshed at most this often.
+SUCCESS_STAMP_EVERY = timedelta(minutes=1)
 SECRET_GRACE_PERIOD = timedelta(hours=24)
 MAX_RESPONSE_BYTES = 20_000
 USER_AGENT = "Phonefleet-IPN/1.0"
@@ -75,8 +80,8 @@ def _retry_after_seconds(value: str | None, now: datetime) -> float | None:
 
 
 def attempt(*, event: IpnEvent, endpoint: IpnEndpoint, is_test: bool = False) -> IpnAttempt:
-    """Signs the stored body for this moment (R2), POSTs it, and logs the attempt (R9).
-    The outcome says what follows: success, retry, or permanent failure."""
+    """Signs the stored body for this moment (R2), POSTs it, and returns the attempt's log
+    row, not yet saved (R9). Its outcome says what follows: success, retry, or permanent."""
     now = timezone.now()
     body = event.body.encode()
     headers = {
@@ -118,7 +123,6 @@ def attempt(*, event: IpnEvent, endpoint: IpnEndpoint, is_test: bool = False) ->
             log.error = f"HTTP {answer.status_code}"
             log.outcome = IpnAttempt.Outcome.RETRY
     log.latency_ms = max(0, int((timezone.now() - clock).total_seconds() * 1000))
-    log.save()
     return log
 
 
@@ -143,7 +147,14 @@ def _record_health(endpoint: IpnEndpoint, log: IpnAttempt, now: datetime) -> Non
     """Success resets the failing clock; 410, or failing for 5 days, disables (R7, R8)."""
     endpoints = IpnEndpoint.objects.filter(pk=endpoint.pk)
     if log.outcome == IpnAttempt.Outcome.SUCCESS:
-        endpoints.update(failing_since=None, last_success_at=now)
+        # Written only when it changes something (or once a minute): a busy endpoint's
+        # row is not rewritten, and locked, on every delivery.
+        stale = (
+            Q(failing_since__isnull=False)
+            | Q(last_success_at__isnull=True)
+            | Q(last_success_at__lt=now - SUCCESS_STAMP_EVERY)
+        )
+        endpoints.filter(stale).update(failing_since=None, last_success_at=now)
         return
     if log.status_code == 410:
         endpoints.filter(disabled_at__isnull=True).update(disabled_at=now, disabled_reason=DISABLED_GONE)
@@ -157,24 +168,41 @@ def _record_health(endpoint: IpnEndpoint, log: IpnAttempt, now: datetime) -> Non
 # --- The worker step ----------------------------------------------------------------
 
 
+@contextmanager
+def _bookkeeping() -> Iterator[None]:
+    """A transaction for delivery state whose commit does not wait for the disk on
+    PostgreSQL. A database crash can lose only such a commit, and so at worst repeats a
+    delivery (at least once allows it); the event row itself was committed durably by the
+    transaction that created it."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        yield
+
+
 def _claim_due_event(now: datetime) -> tuple[IpnEvent | None, bool]:
-    """(the claimed event, whether one was due). The claim pushes `next_attempt_at` to the
-    end of the lock, so a crashed worker's event becomes due again by itself (R5)."""
-    due = (
-        IpnEvent.objects.filter(status=IpnEvent.Status.PENDING, next_attempt_at__lte=now)
-        .order_by("next_attempt_at", "id")
-        .values_list("pk", flat=True)
-        .first()
-    )
-    if due is None:
-        return None, False
+    """(the claimed event, whether one was due). SKIP LOCKED lets workers side by side
+    take different rows; the claim pushes `next_attempt_at` to the end of the lock, so a
+    crashed worker's event becomes due again by itself (R5)."""
     until = now + lock_duration()
-    won = (
-        IpnEvent.objects.filter(pk=due, status=IpnEvent.Status.PENDING, next_attempt_at__lte=now)
-        .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
-        .update(next_attempt_at=until, locked_until=until, attempts=F("attempts") + 1)
-    )
-    if not won:  # another worker got there first
+    with _bookkeeping():
+        due = (
+            IpnEvent.objects.select_for_update(skip_locked=True)
+            .filter(status=IpnEvent.Status.PENDING, next_attempt_at__lte=now)
+            .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
+            .order_by("next_attempt_at", "id")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if due is None:
+            return None, False
+        won = (
+            IpnEvent.objects.filter(pk=due, status=IpnEvent.Status.PENDING, next_attempt_at__lte=now)
+            .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
+            .update(next_attempt_at=until, locked_until=until, attempts=F("attempts") + 1)
+        )
+    if not won:  # held by an immediate replay
         return None, True
     return IpnEvent.objects.select_related("account__ipn").get(pk=due), True
 
@@ -193,15 +221,20 @@ def deliver_one_due_event() -> bool:
         return True
     log = attempt(event=event, endpoint=endpoint)
     finished = timezone.now()
-    _record_health(endpoint, log, finished)
     if log.outcome == IpnAttempt.Outcome.SUCCESS:
-        mine.update(status=IpnEvent.Status.DELIVERED, delivered_at=finished, locked_until=None)
-        return True
-    delay = None if log.outcome == IpnAttempt.Outcome.PERMANENT else next_delay(event=event, log=log, now=finished)
-    if delay is None:
-        mine.update(status=IpnEvent.Status.FAILED, locked_until=None)
+        changes: dict[str, object] = {"status": IpnEvent.Status.DELIVERED, "delivered_at": finished}
     else:
-        mine.update(next_attempt_at=finished + timedelta(seconds=delay), locked_until=None)
+        retry = log.outcome == IpnAttempt.Outcome.RETRY
+        delay = next_delay(event=event, log=log, now=finished) if retry else None
+        if delay is None:
+            changes = {"status": IpnEvent.Status.FAILED}
+        else:
+            changes = {"next_attempt_at": finished + timedelta(seconds=delay)}
+    # One commit for the log, the endpoint's health and the event's next state.
+    with _bookkeeping():
+        log.save()
+        _record_health(endpoint, log, finished)
+        mine.update(locked_until=None, **changes)
     return True
 
 
@@ -228,11 +261,13 @@ def deliver_now(*, event: IpnEvent, endpoint: IpnEndpoint, is_test: bool = False
     event.refresh_from_db(fields=["replays", "status"])
     log = attempt(event=event, endpoint=endpoint, is_test=is_test)
     now = timezone.now()
-    if not is_test:
-        _record_health(endpoint, log, now)
     mine = IpnEvent.objects.filter(pk=event.pk, locked_until=event.locked_until)
-    if log.outcome == IpnAttempt.Outcome.SUCCESS:
-        mine.update(status=IpnEvent.Status.DELIVERED, delivered_at=now, locked_until=None)
-    else:
-        mine.update(locked_until=None)
+    with transaction.atomic():
+        log.save()
+        if not is_test:
+            _record_health(endpoint, log, now)
+        if log.outcome == IpnAttempt.Outcome.SUCCESS:
+            mine.update(status=IpnEvent.Status.DELIVERED, delivered_at=now, locked_until=None)
+        else:
+            mine.update(locked_until=None)
     return log

@@ -12,7 +12,9 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -205,17 +207,44 @@ def post(
     # Our headers go last so the caller's mapping cannot replace Host or the encoding.
     all_headers = {**headers, "Host": host_header, "Accept-Encoding": "identity"}
     deadline = time.monotonic() + timeout
-    client = httpx.Client(verify=_tls_context(), timeout=timeout, follow_redirects=False, trust_env=False)
+    client = _client_for(parsed.scheme, host_header, address)
     try:
-        with client.stream("POST", pinned, content=content, headers=all_headers, extensions=extensions) as response:
+        with client.stream(
+            "POST", pinned, content=content, headers=all_headers, extensions=extensions, timeout=timeout
+        ) as response:
             body, truncated = _read_capped(response, max_response_bytes, deadline)
             return Answer(response.status_code, response.headers, body, truncated)
     except httpx.TimeoutException as exc:
         raise Timeout(f"no answer within {timeout:g} s ({type(exc).__name__})")
     except httpx.HTTPError as exc:
         raise ConnectionFailed(f"{type(exc).__name__}: {exc}"[:300])
-    finally:
-        client.close()
+
+
+# Keep-alive clients, one per (scheme, host, checked address): a pooled connection is
+# only ever reused for the host name (and TLS name) it was opened for.
+_clients: OrderedDict[tuple[str, str, str], httpx.Client] = OrderedDict()
+_clients_lock = threading.Lock()
+MAX_CLIENTS = 64
+
+
+def _client_for(scheme: str, host: str, address: Address) -> httpx.Client:
+    key = (scheme, host, str(address))
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is not None:
+            _clients.move_to_end(key)
+            return client
+        client = httpx.Client(
+            verify=_tls_context(),
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2, keepalive_expiry=30),
+        )
+        _clients[key] = client
+        if len(_clients) > MAX_CLIENTS:
+            # Not closed here: another thread may still be using it; its pool goes with it.
+            _clients.popitem(last=False)
+        return client
 
 
 def _read_capped(response: httpx.Response, limit: int, deadline: float) -> tuple[bytes, bool]:
