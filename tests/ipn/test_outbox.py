@@ -206,3 +206,13 @@ def test_geniosms_has_no_expired_or_received_events(genio, phone, alice_list):
         dispatch.expire_one_overdue_message()
     inbox.record_incoming_sms(device=phone, sender="+39333", text="hi", received_at=timezone.now())
     assert not IpnEvent.objects.exists()
+
+
+def test_a_long_geniosms_text_is_cut_so_the_form_stays_under_20_kb(genio, phone):
+    message = assigned_message(phone, text="😀" * 8_000)
+    dispatch.report_message(device=phone, message_id=message.public_id, status="sent")
+    event = IpnEvent.objects.get()
+    assert len(event.body.encode()) <= ipn_services.MAX_BODY_BYTES
+    fields = form(event)
+    assert set(fields["msg"]) == {"😀"} and len(fields["msg"]) > 1000
+    assert fields["id_smsout"] == message.public_id
