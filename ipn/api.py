@@ -149,6 +149,9 @@ class IpnTestApi(ApiKeyView):
 class IpnEventListApi(ApiKeyView):
     """The delivery log: recent events, newest first, each with every attempt."""
 
+    class OutputSerializer(serializers.Serializer):
+        events = EventSerializer(many=True)
+
     @extend_schema(
         operation_id="ipn_events",
         parameters=[
@@ -157,7 +160,7 @@ class IpnEventListApi(ApiKeyView):
             OpenApiParameter("status", str, required=False, enum=IpnEvent.Status.values),
             OpenApiParameter("type", str, required=False),
         ],
-        responses=EventSerializer(many=True),
+        responses=OutputSerializer,
     )
     def get(self, request: Request) -> Response:
         params = request.query_params

@@ -2,12 +2,13 @@
 
 `deliver_one_due_event` is a worker step (STYLE 12): `messaging/worker.py` runs it in
 `manage.py worker` and in the embedded worker thread. Any number of workers may run it
-side by side: the claim is one conditional UPDATE.
+side by side: each claims a different row (SKIP LOCKED, then a conditional UPDATE).
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -79,6 +80,12 @@ def _retry_after_seconds(value: str | None, now: datetime) -> float | None:
         return None
 
 
+def _storable(raw: bytes, limit: int) -> str:
+    """Text a database column takes: invalid UTF-8 and NULs replaced, at most `limit` bytes."""
+    text = raw.decode(errors="replace").replace("\x00", "\ufffd")
+    return text.encode()[:limit].decode(errors="ignore")
+
+
 def attempt(*, event: IpnEvent, endpoint: IpnEndpoint, is_test: bool = False) -> IpnAttempt:
     """Signs the stored body for this moment (R2), POSTs it, and returns the attempt's log
     row, not yet saved (R9). Its outcome says what follows: success, retry, or permanent."""
@@ -95,7 +102,7 @@ def attempt(*, event: IpnEvent, endpoint: IpnEndpoint, is_test: bool = False) ->
         ),
     }
     log = IpnAttempt(event=event, at=now, url=endpoint.url, is_test=is_test, is_replay=event.replays > 0)
-    clock = timezone.now()
+    started = time.monotonic()
     try:
         answer = safehttp.post(
             endpoint.url,
@@ -106,11 +113,11 @@ def attempt(*, event: IpnEvent, endpoint: IpnEndpoint, is_test: bool = False) ->
             allow_private=settings.IPN_ALLOW_PRIVATE_NETWORKS,
         )
     except safehttp.DeliveryError as exc:
-        log.error = f"{exc.kind}: {exc}"[:500]
+        log.error = _storable(f"{exc.kind}: {exc}".encode(), 500)
         log.outcome = IpnAttempt.Outcome.PERMANENT if exc.permanent else IpnAttempt.Outcome.RETRY
     else:
         log.status_code = answer.status_code
-        log.response_body = answer.body.decode(errors="replace")
+        log.response_body = _storable(answer.body, MAX_RESPONSE_BYTES)
         retry_after = _retry_after_seconds(answer.headers.get("Retry-After"), now)
         log.retry_after = None if retry_after is None else min(int(retry_after), 10**6)
         if 200 <= answer.status_code < 300:
@@ -122,7 +129,7 @@ def attempt(*, event: IpnEvent, endpoint: IpnEndpoint, is_test: bool = False) ->
             # 3xx included: redirects are never followed (R7).
             log.error = f"HTTP {answer.status_code}"
             log.outcome = IpnAttempt.Outcome.RETRY
-    log.latency_ms = max(0, int((timezone.now() - clock).total_seconds() * 1000))
+    log.latency_ms = int((time.monotonic() - started) * 1000)
     return log
 
 

@@ -340,3 +340,13 @@ def test_a_device_number_is_the_from_of_geniosms_callbacks(alice, alice_list, en
     got = receiver.wait_for(1)[0]
     assert got.headers["content-type"] == "application/x-www-form-urlencoded"
     assert b"from=00393331112222" in got.body and got.verified
+
+
+def test_an_answer_with_nul_bytes_and_broken_utf8_is_stored_within_the_cap(alice, alice_list, endpoint, receiver):
+    receiver.replies.append(Reply(500, body=b"\x00\xff\xe2\x82" * 6000))
+    event = sent_event(alice, alice_list)
+    delivery.deliver_one_due_event()
+    attempt = event.attempts_log.get()
+    assert attempt.status_code == 500
+    assert "\x00" not in attempt.response_body
+    assert 0 < len(attempt.response_body.encode()) <= 20_000
