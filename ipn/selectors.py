@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db.models import Prefetch
 
 from ipn.models import IpnAttempt, IpnEvent
@@ -26,3 +28,14 @@ def recent_events(
 def get_event_for_account(*, account_id: int, webhook_id: str) -> IpnEvent | None:
     """The account's event with this `webhook-id`, or None (other accounts' ids too)."""
     return IpnEvent.objects.filter(account_id=account_id, webhook_id=webhook_id).first()
+
+
+def count_replayable_since(*, account_id: int, since: datetime) -> int:
+    """How many events `replay_failed_since` would queue again (for the panel's offer)."""
+    return (
+        IpnEvent.objects.filter(
+            account_id=account_id, created_at__gte=since, status__in=[IpnEvent.Status.FAILED, IpnEvent.Status.SKIPPED]
+        )
+        .exclude(type="test")
+        .count()
+    )

@@ -131,8 +131,7 @@ def rotate_secret(*, account: Account) -> IpnEndpoint:
     """Replaces the signing secret; the old one keeps signing beside it for 24 h (R4)."""
     endpoint = get_or_create_endpoint(account=account)
     now = timezone.now()
-    # Rotating twice within the grace period keeps the oldest still-trusted secret out:
-    # receivers were told about the one being replaced now.
+    # Only one previous secret is kept: rotating again within the day drops the older one.
     endpoint.previous_secret = endpoint.secret
     endpoint.previous_secret_expires_at = now + SECRET_GRACE_PERIOD
     endpoint.secret = signing.generate_secret()

@@ -9,7 +9,7 @@ import standardwebhooks
 import time_machine
 from django.conf import settings as django_settings
 
-from ipn import delivery
+from ipn import delivery, selectors
 from ipn import services as ipn_services
 from ipn.models import IpnAttempt, IpnEndpoint, IpnEvent
 from tests.ipn.conftest import Reply, make_device, make_message
@@ -255,7 +255,9 @@ def test_replay_failed_since_sends_each_missed_event_once_oldest_first(alice, al
     missed = [sent_event(alice, alice_list, ref=f"missed-{n}") for n in range(3)]
     receiver.default = Reply(200)
     ipn_services.update_endpoint(account=alice, enabled=True)
-    queued = ipn_services.replay_failed_since(account=alice, since=CURRENT_TIME + timedelta(minutes=30))
+    since = CURRENT_TIME + timedelta(minutes=30)
+    assert selectors.count_replayable_since(account_id=alice.pk, since=since) == 3
+    queued = ipn_services.replay_failed_since(account=alice, since=since)
     assert queued == 3
     while delivery.deliver_one_due_event():
         pass
