@@ -12,6 +12,7 @@ from accounts.lib import tokens
 from devices.models import Device
 from ipn import services as ipn_services
 from messaging.models import InboundSms
+from messaging.services import subscriptions
 
 INBOUND_ID_PREFIX = "sms"
 
@@ -28,7 +29,8 @@ def record_incoming_sms(
     *, device: Device, sender: str, text: str, received_at: datetime, sim: int | None = None
 ) -> InboundSms:
     """Stores an SMS a phone received, once per list, with its `sms.received` IPN event in
-    the same transaction. Returns the stored row (the earlier one for a repeat)."""
+    the same transaction; an OK/DEL text changes the list's subscribers in it too. Returns
+    the stored row (the earlier one for a repeat)."""
     received_at = min(received_at, timezone.now())
     fingerprint = inbound_fingerprint(
         phone_list_id=device.phone_list_id, sender=sender, text=text, received_at=received_at
@@ -45,8 +47,11 @@ def record_incoming_sms(
                 sim=sim,
                 received_at=received_at,
                 fingerprint=fingerprint,
+                keyword=subscriptions.keyword_of(text),
             )
             ipn_services.record_inbound_event(inbound=inbound)
+            # Only the report that stored the row gets here: the keyword is applied once per list.
+            subscriptions.handle_keyword(inbound=inbound)
             return inbound
     except IntegrityError:
         # Another phone of the list (or this one, again) reported it first.
