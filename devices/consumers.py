@@ -125,6 +125,18 @@ def _time(content: dict[str, Any], field: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _has_unstorable_text(value: Any) -> bool:
+    """True if a decoded frame holds a string PostgreSQL or UTF-8 cannot carry (`\\u0000`,
+    a lone `\\ud800`): refused as a bad frame instead of failing in a query or a send."""
+    if isinstance(value, str):
+        return "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value)
+    if isinstance(value, dict):
+        return any(_has_unstorable_text(k) or _has_unstorable_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_unstorable_text(item) for item in value)
+    return False
+
+
 class DeviceConsumer(AsyncWebsocketConsumer):
     """One phone's connection. The middleware has authenticated it: `scope["device"]`."""
 
@@ -238,6 +250,8 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             raise FrameError("A frame must be a JSON object.")
         if not isinstance(content, dict) or not isinstance(content.get("type"), str):
             raise FrameError('A frame must be a JSON object with a string "type".')
+        if _has_unstorable_text(content):
+            raise FrameError("Frame strings must not contain NUL or unpaired surrogate characters.")
         return content
 
     async def _bad_frame(self, problem: str) -> None:

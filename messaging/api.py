@@ -60,12 +60,25 @@ def request_params(request: Request) -> dict[str, Any]:
             params.update(data)
         else:
             raise errors.InvalidParameter("The body must be a JSON object or a form.")
+    if _has_nul(params):
+        # PostgreSQL text cannot hold NUL: refuse it here rather than fail in a query (500).
+        raise errors.InvalidParameter("Parameters must not contain NUL characters.")
     if "ref" not in params and "custom" in params:
         params["ref"] = params.pop("custom")
     params.pop("custom", None)
     for name in CREDENTIAL_PARAMS:
         params.pop(name, None)
     return params
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 def as_text(value: Any) -> str:

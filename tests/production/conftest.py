@@ -133,7 +133,19 @@ class Stack:
             env,
         )
         proc.url = f"http://127.0.0.1:{port}"
+        self._wait_serving(proc)
+        return proc
 
+    def gunicorn(self, name: str, *, workers: int = 2, **env: str) -> Proc:
+        """The WSGI server of the production layout (`/api/` and the panel)."""
+        port = free_port()
+        cmd = [sys.executable, "-m", "gunicorn", "config.wsgi:application", "-b", f"127.0.0.1:{port}"]
+        proc = self._spawn(name, [*cmd, "-w", str(workers), "--log-level", "warning"], env)
+        proc.url = f"http://127.0.0.1:{port}"
+        self._wait_serving(proc)
+        return proc
+
+    def _wait_serving(self, proc: Proc) -> None:
         def answers() -> bool:
             try:
                 urllib.request.urlopen(f"{proc.url}/api/v1/balance", timeout=2)
@@ -141,12 +153,11 @@ class Stack:
                 return True  # any HTTP answer: it is serving
             except OSError:
                 if not proc.alive():
-                    raise AssertionError(f"{name} exited:\n{proc.tail()}")
+                    raise AssertionError(f"{proc.name} exited:\n{proc.tail()}")
                 return False
             return True
 
-        wait_for(answers, timeout=30, what=f"{name} to serve")
-        return proc
+        wait_for(answers, timeout=30, what=f"{proc.name} to serve")
 
     def worker(self, name: str = "worker", **env: str) -> Proc:
         return self._spawn(name, [sys.executable, "manage.py", "worker"], env)
