@@ -78,6 +78,8 @@ class MobileView(APIView):
     permission_classes: list[Any] = []
     renderer_classes = [JSONRenderer]
     parser_classes = [JSONParser]
+    # The app's wire format (docs/android.md), not part of the public OpenAPI schema.
+    schema = None
 
     def get_exception_handler(self) -> Any:
         return mobile_exception_handler
