@@ -34,6 +34,10 @@ urlpatterns = [
     path("lists/<str:token>/", device_views.list_detail, name="list"),
     path("lists/<str:token>/pin/", device_views.list_regenerate_pin, name="list-pin"),
     path("lists/<str:token>/subscribers.csv", device_views.list_subscribers_csv, name="list-subscribers-csv"),
+    path("lists/<str:token>/subscribers/add/", views.list_subscribers_add, name="list-subscribers-add"),
+    path("lists/<str:token>/subscribers/remove/", views.list_subscriber_remove, name="list-subscriber-remove"),
+    path("lists/<str:token>/subscribers/replies/", views.list_subscription_replies, name="list-subscription-replies"),
+    path("lists/<str:token>/broadcast/", views.list_broadcast, name="list-broadcast"),
     path("lists/<str:token>/mobile-tokens/", device_views.list_mobile_token_create, name="list-mobile-token"),
     path(
         "lists/<str:token>/mobile-tokens/<int:pk>/revoke/",

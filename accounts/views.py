@@ -1,4 +1,5 @@
-"""Panel pages of the accounts app: sign-in, dashboard, API keys, developers, credit.
+"""Panel pages of the accounts app: sign-in, dashboard, API keys, developers, credit, and
+the subscriber forms of the list page (add, remove, broadcast, confirmation replies).
 
 Every page is scoped to the signed-in user's account; an id of another account's
 object is simply not found (404).
@@ -6,11 +7,14 @@ object is simply not found (404).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
 from typing import Any
+from urllib.parse import urlencode
 
+from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
@@ -20,6 +24,7 @@ from django.db.models import Count
 from django.db.models.functions import TruncDate
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_POST
@@ -27,10 +32,12 @@ from django.views.decorators.http import require_POST
 from accounts import errors, services
 from accounts.forms import ApiKeyForm, ThrottledLoginForm
 from accounts.models import Account, ApiKey
-from devices.models import PRESENCE_TTL, Device, PhoneList
+from devices import selectors as device_selectors
+from devices.models import PRESENCE_TTL, Device, PhoneList, Subscriber
 from ipn.models import IpnEndpoint, IpnEvent
 from messaging.lib import snippets
 from messaging.models import Message
+from messaging.services import subscriptions
 
 View = Callable[..., HttpResponse]
 
@@ -333,3 +340,115 @@ def credit(request: HttpRequest) -> HttpResponse:
     entries = account.ledger.select_related("message").order_by("-created_at", "-id")
     page = Paginator(entries, 50).get_page(request.GET.get("page"))
     return render(request, "panel/credit.html", {"page": page, "balance": account.balance})
+
+
+# --- List subscribers (forms on the list page) ---------------------------------------------
+
+
+class SubscriberAddForm(forms.Form):
+    numbers = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=400_000,
+        help_text="One number or many: one a line, or separated by commas. National numbers use the list's country.",
+    )
+
+
+class BroadcastForm(forms.Form):
+    msg = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), strip=False, label="Text")
+
+
+class SubscriptionRepliesForm(forms.Form):
+    confirm_subscriptions = forms.BooleanField(required=False, label="Reply when someone joins or leaves by SMS")
+    subscribe_reply = forms.CharField(required=False, max_length=subscriptions.MAX_REPLY_LENGTH, label="On OK")
+    unsubscribe_reply = forms.CharField(required=False, max_length=subscriptions.MAX_REPLY_LENGTH, label="On DEL")
+
+
+def _subscriber_list(request: HttpRequest, token: str) -> PhoneList:
+    try:
+        return device_selectors.get_list_for_account(account_id=current_account(request).pk, token=token)
+    except errors.TargetNotFound:
+        raise Http404
+
+
+def _to_subscribers(phone_list: PhoneList) -> HttpResponse:
+    return redirect(f"{reverse('list', args=[phone_list.token])}#subscribers")
+
+
+def _first_form_error(form: forms.Form) -> str:
+    return str(next(iter(form.errors.values()))[0])
+
+
+@require_POST
+@account_required
+def list_subscribers_add(request: HttpRequest, token: str) -> HttpResponse:
+    phone_list = _subscriber_list(request, token)
+    form = SubscriberAddForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _first_form_error(form))
+        return _to_subscribers(phone_list)
+    given = [item.strip() for item in re.split(r"[\n\r,;]+", form.cleaned_data["numbers"]) if item.strip()]
+    try:
+        result = subscriptions.import_subscribers(phone_list=phone_list, numbers=given, source=Subscriber.Source.PANEL)
+    except errors.DomainError as exc:
+        messages.error(request, exc.message)
+        return _to_subscribers(phone_list)
+    messages.success(request, f"Added {len(result.added)}; {len(result.already)} already subscribed.")
+    for row, text, message in result.errors[:10]:
+        messages.error(request, f"Line {row} ({text}): {message}")
+    return _to_subscribers(phone_list)
+
+
+@require_POST
+@account_required
+def list_subscriber_remove(request: HttpRequest, token: str) -> HttpResponse:
+    phone_list = _subscriber_list(request, token)
+    try:
+        change = subscriptions.unsubscribe(phone_list=phone_list, number=request.POST.get("number", ""))
+    except errors.DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        if change.changed:
+            messages.success(request, f"Removed {change.number}.")
+        else:
+            messages.error(request, f"{change.number} is not subscribed.")
+    return _to_subscribers(phone_list)
+
+
+@require_POST
+@account_required
+def list_broadcast(request: HttpRequest, token: str) -> HttpResponse:
+    """One text to every current subscriber (the API's broadcast, without an API key)."""
+    phone_list = _subscriber_list(request, token)
+    form = BroadcastForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _first_form_error(form))
+        return _to_subscribers(phone_list)
+    sender = subscriptions.account_sender(account_id=phone_list.account_id)
+    try:
+        result = subscriptions.broadcast(key=sender, phone_list=phone_list, text=form.cleaned_data["msg"])
+    except errors.DomainError as exc:
+        messages.error(request, exc.message)
+        return _to_subscribers(phone_list)
+    messages.success(
+        request,
+        f"Queued {len(result.messages)} messages ({result.cost} credits), batch {result.batch_id}.",
+    )
+    return redirect(f"{reverse('messages')}?{urlencode({'list': phone_list.token})}")
+
+
+@require_POST
+@account_required
+def list_subscription_replies(request: HttpRequest, token: str) -> HttpResponse:
+    phone_list = _subscriber_list(request, token)
+    form = SubscriptionRepliesForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _first_form_error(form))
+        return _to_subscribers(phone_list)
+    try:
+        subscriptions.update_reply_settings(phone_list=phone_list, **form.cleaned_data)
+    except errors.DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        state = "on" if phone_list.confirm_subscriptions else "off"
+        messages.success(request, f"Confirmation replies are {state}.")
+    return _to_subscribers(phone_list)

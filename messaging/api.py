@@ -660,7 +660,7 @@ def numbers_param(params: dict[str, Any]) -> list[str]:
     if isinstance(raw, list):
         found += [as_text(item) for item in raw]
     elif raw not in (None, ""):
-        found += [item for item in re.split(r"[,;\n\r]+", as_text(raw)) if item.strip()]
+        found += [item.strip() for item in re.split(r"[,;\n\r]+", as_text(raw)) if item.strip()]
     if params.get("number") not in (None, ""):
         found.insert(0, as_text(params["number"]))
     return found
