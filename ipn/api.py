@@ -77,6 +77,10 @@ class EventSerializer(serializers.Serializer):
         return serializers.DateTimeField().to_representation(event.next_attempt_at) if pending else None
 
 
+class EventListSerializer(serializers.Serializer):
+    events = EventSerializer(many=True)
+
+
 class IpnSettingsApi(ApiKeyView):
     """Read or change the account's IPN settings; the answer includes the current secret."""
 
@@ -127,7 +131,9 @@ def _settings_input(request: Request) -> dict[str, Any]:
 class IpnRotateSecretApi(ApiKeyView):
     """Replace the signing secret; the old one keeps signing beside it for 24 hours."""
 
-    @extend_schema(operation_id="ipn_rotate_secret", parameters=[API_KEY_PARAMETER], request=None)
+    @extend_schema(
+        operation_id="ipn_rotate_secret", parameters=[API_KEY_PARAMETER], request=None, responses=EndpointSerializer
+    )
     def post(self, request: Request) -> Response:
         endpoint = services.rotate_secret(account=self.get_account())
         return Response(EndpointSerializer(endpoint).data)
@@ -176,7 +182,7 @@ class IpnEventListApi(ApiKeyView):
         events = selectors.recent_events(
             account_id=self.key.account_id, limit=limit, status=status, type=params.get("type") or None
         )
-        return Response({"events": EventSerializer(events, many=True).data})
+        return Response(EventListSerializer({"events": events}).data)
 
 
 class IpnReplayApi(ApiKeyView):

@@ -2,7 +2,8 @@
 
 `deliver_one_due_event` is a worker step (STYLE 12): `messaging/worker.py` runs it in
 `manage.py worker` and in the embedded worker thread. Any number of workers may run it
-side by side: each claims a different row (SKIP LOCKED, then a conditional UPDATE).
+side by side: each claims different rows (SKIP LOCKED); one step sends to several
+accounts at once, one event per account.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from functools import cache
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -31,6 +34,8 @@ MIN_RETRY_SPAN = timedelta(hours=24)
 MIN_DELAY_AFTER_OVERLOAD = 60
 # Only failures for this long disable an endpoint (R8).
 DISABLE_AFTER = timedelta(days=5)
+# One worker step sends to this many accounts at once (one event each).
+PARALLEL_ACCOUNTS = 16
 # `last_success_at` is refreshed at most this often.
 SUCCESS_STAMP_EVERY = timedelta(minutes=1)
 SECRET_GRACE_PERIOD = timedelta(hours=24)
@@ -188,45 +193,36 @@ def _bookkeeping() -> Iterator[None]:
         yield
 
 
-def _claim_due_event(now: datetime) -> tuple[IpnEvent | None, bool]:
-    """(the claimed event, whether one was due). SKIP LOCKED lets workers side by side
-    take different rows; the claim pushes `next_attempt_at` to the end of the lock, so a
-    crashed worker's event becomes due again by itself (R5)."""
+def _claim_due_events(now: datetime, limit: int) -> tuple[list[IpnEvent], bool]:
+    """(the claimed events, whether any was due): the oldest due event of each of up to
+    `limit` accounts. SKIP LOCKED lets workers side by side take different rows; the
+    claim pushes `next_attempt_at` to the end of the lock, so a crashed worker's events
+    become due again by themselves (R5)."""
     until = now + lock_duration()
     with _bookkeeping():
-        due = (
+        rows = (
             IpnEvent.objects.select_for_update(skip_locked=True)
             .filter(status=IpnEvent.Status.PENDING, next_attempt_at__lte=now)
             .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
             .order_by("next_attempt_at", "id")
-            .values_list("pk", flat=True)
-            .first()
+            .values_list("pk", "account_id")[: limit * 4]
         )
-        if due is None:
-            return None, False
-        won = (
-            IpnEvent.objects.filter(pk=due, status=IpnEvent.Status.PENDING, next_attempt_at__lte=now)
-            .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
-            .update(next_attempt_at=until, locked_until=until, attempts=F("attempts") + 1)
+        picked: dict[int, int] = {}
+        for pk, account_id in rows:
+            picked.setdefault(account_id, pk)
+            if len(picked) == limit:
+                break
+        if not picked:
+            return [], False
+        IpnEvent.objects.filter(pk__in=picked.values()).update(
+            next_attempt_at=until, locked_until=until, attempts=F("attempts") + 1
         )
-    if not won:  # held by an immediate replay
-        return None, True
-    return IpnEvent.objects.select_related("account__ipn").get(pk=due), True
+    claimed = IpnEvent.objects.select_related("account__ipn").filter(pk__in=picked.values(), locked_until=until)
+    return list(claimed.order_by("next_attempt_at", "id")), True
 
 
-def deliver_one_due_event() -> bool:
-    """Claims the oldest due pending event, makes one attempt and schedules what follows.
-    Returns True when an event was due (more may be waiting)."""
-    now = timezone.now()
-    event, was_due = _claim_due_event(now)
-    if event is None:
-        return was_due
-    mine = IpnEvent.objects.filter(pk=event.pk, locked_until=event.locked_until)
-    endpoint = getattr(event.account, "ipn", None)
-    if endpoint is None or not is_active(endpoint):
-        mine.update(status=IpnEvent.Status.SKIPPED, locked_until=None)
-        return True
-    log = attempt(event=event, endpoint=endpoint)
+def _finish(event: IpnEvent, endpoint: IpnEndpoint, log: IpnAttempt) -> None:
+    """Logs the attempt and schedules what follows, in one commit with the endpoint's health."""
     finished = timezone.now()
     if log.outcome == IpnAttempt.Outcome.SUCCESS:
         changes: dict[str, object] = {"status": IpnEvent.Status.DELIVERED, "delivered_at": finished}
@@ -237,12 +233,41 @@ def deliver_one_due_event() -> bool:
             changes = {"status": IpnEvent.Status.FAILED}
         else:
             changes = {"next_attempt_at": finished + timedelta(seconds=delay)}
-    # One commit for the log, the endpoint's health and the event's next state.
     with _bookkeeping():
         log.save()
         _record_health(endpoint, log, finished)
-        mine.update(locked_until=None, **changes)
-    return True
+        # Only while it is still ours: a worker that overran its lock changes nothing.
+        IpnEvent.objects.filter(pk=event.pk, locked_until=event.locked_until).update(locked_until=None, **changes)
+
+
+@cache
+def _senders() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=PARALLEL_ACCOUNTS, thread_name_prefix="ipn-send")
+
+
+def deliver_one_due_event() -> bool:
+    """Worker step: claims the oldest due event of each of up to PARALLEL_ACCOUNTS
+    accounts, makes one attempt for each (in parallel: only the HTTP calls run in other
+    threads, the database stays on this one), and schedules what follows. One account's
+    slow receiver does not hold up the others' callbacks in the same step.
+    Returns True when an event was due (more may be waiting)."""
+    events, was_due = _claim_due_events(timezone.now(), PARALLEL_ACCOUNTS)
+    sendable: list[tuple[IpnEvent, IpnEndpoint]] = []
+    for event in events:
+        endpoint = getattr(event.account, "ipn", None)
+        if endpoint is None or not is_active(endpoint):
+            IpnEvent.objects.filter(pk=event.pk, locked_until=event.locked_until).update(
+                status=IpnEvent.Status.SKIPPED, locked_until=None
+            )
+        else:
+            sendable.append((event, endpoint))
+    if len(sendable) == 1:
+        logs = [attempt(event=sendable[0][0], endpoint=sendable[0][1])]
+    else:
+        logs = list(_senders().map(lambda pair: attempt(event=pair[0], endpoint=pair[1]), sendable))
+    for (event, endpoint), log in zip(sendable, logs, strict=True):
+        _finish(event, endpoint, log)
+    return was_due
 
 
 # --- Immediate sends (test button, replay) ------------------------------------------

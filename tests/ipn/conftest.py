@@ -40,6 +40,8 @@ class Received:
     # What each verifier said when the request arrived (None: it accepted).
     standardwebhooks_error: str | None = None
     svix_error: str | None = None
+    # time.monotonic() at arrival.
+    at: float = field(default_factory=time.monotonic)
 
     @property
     def verified(self) -> bool:
@@ -119,12 +121,25 @@ def _verify(verifier, body: bytes, headers: dict[str, str]) -> str | None:
 
 
 @pytest.fixture
-def receiver():
-    server = Receiver()
-    server.thread.start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+def make_receiver():
+    """Starts receivers on demand (one per account in multi-account tests); stops them all."""
+    started: list[Receiver] = []
+
+    def start() -> Receiver:
+        server = Receiver()
+        server.thread.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.server.shutdown()
+        server.server.server_close()
+
+
+@pytest.fixture
+def receiver(make_receiver):
+    return make_receiver()
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 import json
 import resource
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -61,17 +62,17 @@ def test_the_worker_step_says_when_nothing_is_due(db):
 
 def test_a_claimed_event_is_not_claimed_again_by_another_worker(alice, alice_list, endpoint, clock):
     sent_event(alice, alice_list)
-    first, was_due = delivery._claim_due_event(CURRENT_TIME)
-    assert first is not None and was_due
-    assert delivery._claim_due_event(CURRENT_TIME) == (None, False)
+    first, was_due = delivery._claim_due_events(CURRENT_TIME, 16)
+    assert len(first) == 1 and was_due
+    assert delivery._claim_due_events(CURRENT_TIME, 16) == ([], False)
 
 
 def test_an_event_held_by_a_crashed_worker_is_delivered_later_with_the_same_id(
     alice, alice_list, endpoint, receiver, clock
 ):
     event = sent_event(alice, alice_list)
-    claimed, _ = delivery._claim_due_event(CURRENT_TIME)  # ...and the worker dies here
-    assert claimed is not None and claimed.pk == event.pk
+    claimed, _ = delivery._claim_due_events(CURRENT_TIME, 16)  # ...and the worker dies here
+    assert [c.pk for c in claimed] == [event.pk]
     assert delivery.deliver_one_due_event() is False
     clock.move_to(CURRENT_TIME + delivery.lock_duration())
     assert delivery.deliver_one_due_event() is True
@@ -352,3 +353,21 @@ def test_an_answer_with_nul_bytes_and_broken_utf8_is_stored_within_the_cap(alice
     assert attempt.status_code == 500
     assert "\x00" not in attempt.response_body
     assert 0 < len(attempt.response_body.encode()) <= 20_000
+
+
+def test_one_accounts_slow_receiver_does_not_hold_up_another_accounts_callback(
+    alice, alice_list, bob, bob_list, endpoint, receiver, make_receiver, settings
+):
+    settings.IPN_TIMEOUT_SECONDS = 3
+    receiver.replies.append(Reply(200, delay=1.5))
+    bobs_receiver = make_receiver()
+    bobs_receiver.secret = ipn_services.update_endpoint(account=bob, url=bobs_receiver.url, enabled=True).secret
+    slow = sent_event(alice, alice_list)
+    fast = sent_event(bob, bob_list)
+    started = time.monotonic()
+    assert delivery.deliver_one_due_event() is True
+    assert bobs_receiver.wait_for(1)[0].at - started < 1.0
+    for event in (slow, fast):
+        event.refresh_from_db()
+        assert event.status == IpnEvent.Status.DELIVERED
+    assert bobs_receiver.requests[0].verified and receiver.requests[0].verified
