@@ -41,8 +41,9 @@ django.setup()
 from channels.db import database_sync_to_async  # noqa: E402
 from channels.generic.websocket import JsonWebsocketConsumer  # noqa: E402
 from channels.testing import WebsocketCommunicator  # noqa: E402
-from django.db import connection  # noqa: E402
+from django.db import connection, connections  # noqa: E402
 
+from devices import consumers  # noqa: E402
 from devices.consumers import DeviceConsumer  # noqa: E402
 from devices.models import Device  # noqa: E402
 from messaging.services import dispatch  # noqa: E402
@@ -131,6 +132,13 @@ async def claim_race(sockets: list[WebsocketCommunicator], message_ids: list[str
     return len(sockets) * len(message_ids) / (time.perf_counter() - started), wins
 
 
+async def close_worker_connections() -> None:
+    """Closes the database connections of Channels' sync thread and of the consumer's ORM
+    threads (so the test database can be dropped at the end)."""
+    await database_sync_to_async(lambda: connections.close_all())()
+    consumers.close_orm_connections()
+
+
 async def measure(style: str, devices: list[Device], args: argparse.Namespace) -> dict[str, float]:
     sockets = await connect_all(style, devices)
     pings = await ping_round_trips(sockets, args.pings)
@@ -139,7 +147,7 @@ async def measure(style: str, devices: list[Device], args: argparse.Namespace) -
     claims, wins = await claim_race(claimers, message_ids)
     for ws in sockets:
         await ws.disconnect()
-    await database_sync_to_async(lambda: connection.close())()  # the sync thread's connection
+    await close_worker_connections()
     assert wins == len(message_ids), f"{style}: {wins} wins for {len(message_ids)} messages"
     return {"pings_per_s": pings, "claims_per_s": claims}
 
@@ -159,10 +167,12 @@ def main() -> None:
             f"{connection.vendor}, {args.phones} phones, {args.pings} pings each, "
             f"{args.claimers} phones racing for {args.messages} messages"
         )
-        for style in ("sync", "async"):
+        for style, parallel_orm in (("sync", False), ("async", False), ("async", True)):
+            consumers.ORM_THREAD_SENSITIVE = not parallel_orm
             result = asyncio.run(measure(style, devices, args))
+            style = f"{style} (ORM in {'a thread pool' if parallel_orm else 'one thread'})"
             print(
-                f"{style:>5}: {result['pings_per_s']:8.0f} ping round trips/s   "
+                f"{style:>32}: {result['pings_per_s']:8.0f} ping round trips/s   "
                 f"{result['claims_per_s']:7.0f} claims answered/s"
             )
     finally:

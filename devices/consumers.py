@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import connections
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -30,6 +35,7 @@ from messaging.services import dispatch, inbox
 from messaging.services.offers import device_group, list_group, offer_frame
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_FRAME_CHARS = 64 * 1024
 MAX_BAD_FRAMES = 10
@@ -44,28 +50,62 @@ class FrameError(Exception):
 
 # --- ORM helpers (each one short database call in a worker thread) -----------------
 
+# False: ORM calls run in parallel on a small pool of threads (each keeps its own database
+# connection, so this bounds the connections per process); True: they queue for Channels'
+# single sync thread. Chosen by measuring with bench/consumer.py (docs/benchmarks.md).
+ORM_THREAD_SENSITIVE = False
+ORM_THREADS = 4
+_orm_pool = ThreadPoolExecutor(max_workers=ORM_THREADS, thread_name_prefix="device-orm")
 
-@database_sync_to_async
+
+def orm(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """Runs a short ORM function off the event loop (closing stale connections around it)."""
+
+    @functools.wraps(func)
+    async def call(*args: Any) -> T:
+        if ORM_THREAD_SENSITIVE:
+            return await database_sync_to_async(func)(*args)
+        return await database_sync_to_async(func, thread_sensitive=False, executor=_orm_pool)(*args)
+
+    return call
+
+
+def close_orm_connections() -> None:
+    """Closes the database connection of every ORM thread (tests and benchmarks, before
+    the database is dropped)."""
+    if not _orm_pool._threads:  # none started yet: nothing to close
+        return
+    barrier = threading.Barrier(ORM_THREADS)
+
+    def close() -> None:
+        barrier.wait(timeout=10)  # one call per thread: all of them are busy at once
+        connections.close_all()
+
+    for future in [_orm_pool.submit(close) for _ in range(ORM_THREADS)]:
+        future.result()
+
+
+@orm
 def _mark_connected(device_id: int, channel_name: str) -> str:
     return services.mark_connected(device_id=device_id, channel_name=channel_name)
 
 
-@database_sync_to_async
+@orm
 def _mark_disconnected(device_id: int, channel_name: str) -> None:
     services.mark_disconnected(device_id=device_id, channel_name=channel_name)
 
 
-@database_sync_to_async
+@orm
 def _touch(device_id: int, channel_name: str) -> None:
     services.touch_device(device_id=device_id, channel_name=channel_name)
 
 
-@database_sync_to_async
+@orm
 def _set_state(device_id: int, available: bool, battery: int | None, signal: int | None) -> None:
     services.set_device_state(device_id=device_id, available=available, battery=battery, signal=signal)
 
 
-@database_sync_to_async
+@orm
 def _reload(device_id: int) -> Device | None:
     return (
         Device.objects.select_related("phone_list")
@@ -74,22 +114,22 @@ def _reload(device_id: int) -> Device | None:
     )
 
 
-@database_sync_to_async
+@orm
 def _open_work(device: Device) -> list[Message]:
     return dispatch.open_messages_for_device(device=device, limit=OFFER_BATCH)
 
 
-@database_sync_to_async
+@orm
 def _claim(device: Device, message_id: str) -> Message | None:
     return dispatch.claim_message(device=device, message_id=message_id)
 
 
-@database_sync_to_async
+@orm
 def _report(device: Device, message_id: str, status: str, error: str, at: datetime | None) -> Message | None:
     return dispatch.report_message(device=device, message_id=message_id, status=status, error=error, at=at)
 
 
-@database_sync_to_async
+@orm
 def _incoming(device: Device, sender: str, text: str, at: datetime, sim: int | None) -> str:
     return inbox.record_incoming_sms(device=device, sender=sender, text=text, received_at=at, sim=sim).public_id
 
@@ -226,6 +266,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             handler = self.FRAME_HANDLERS.get(content["type"])
             if handler is None:
                 raise FrameError(f"Unknown frame type {content['type']!r}.")
+            await self._heard_from()
             await handler(self, content)
         except FrameError as exc:
             await self._bad_frame(str(exc))
@@ -234,6 +275,9 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             logger.exception("device %s: frame failed", self.device.public_id)
             await self.send_frame({"type": "error", "error": "The server could not handle that frame; try again."})
             return
+
+    async def _heard_from(self) -> None:
+        """A well-formed frame: the phone is alive (presence is written at most every 15 s)."""
         now = timezone.now()
         self.last_frame_at = now
         if now - self.last_presence_write >= PRESENCE_WRITE_INTERVAL:

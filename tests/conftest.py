@@ -19,13 +19,16 @@ def _fast_tests(settings):
 
 @pytest.fixture(autouse=True)
 def _close_async_test_connections():
-    """Async tests reach the ORM in asgiref's shared sync thread; close its connection
-    afterwards so PostgreSQL can drop the test database at the end."""
+    """Async tests reach the ORM in asgiref's shared sync thread and the phone consumer's ORM
+    threads; close their connections afterwards so PostgreSQL can drop the test database."""
     yield
     from asgiref.sync import SyncToAsync
     from django.db import connections
 
+    from devices.consumers import close_orm_connections
+
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+    close_orm_connections()
 
 
 @pytest.fixture
