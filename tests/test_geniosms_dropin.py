@@ -9,6 +9,11 @@ callbacks reach a real local HTTP server that reads them as a form (as GenioSms'
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +25,7 @@ import pytest
 import standardwebhooks
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.test import Client
 
 from config.asgi import application
@@ -27,6 +33,7 @@ from devices.models import Device, PhoneList, Subscriber
 from ipn import delivery
 from messaging.models import Message
 from tests import factories
+from tests.live import live_server_url  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -312,3 +319,33 @@ async def test_a_broadcast_reaches_every_subscriber_once(world, phones):
         lambda: sorted(Message.objects.filter(status="delivered", text="Saldi da domani!").values_list("to", flat=True))
     )()
     assert delivered == [ANNA, BRUNO, CARLA]
+
+
+# --- The migration guide's example, against a real server ----------------------------------------------
+
+
+def doc_example(name: str) -> str:
+    text = (settings.BASE_DIR / "docs" / "migrating-from-geniosms.md").read_text()
+    found = re.search(rf"<!-- example: {re.escape(name)} -->\n```\w*\n(.*?)\n```", text, re.S)
+    assert found, name
+    return found.group(1) + "\n"
+
+
+@pytest.mark.slow
+def test_the_guides_sendsms_script_queues_a_message_on_a_real_server(world, live_server_url, tmp_path):  # noqa: F811
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    script = tmp_path / "sendSms.sh"
+    script.write_text(doc_example("geniosms-send.sh").replace("https://phonefleet.example", live_server_url))
+    result = subprocess.run(
+        ["sh", str(script)], capture_output=True, text=True, timeout=60, env={**os.environ, "API_KEY": world.api_key}
+    )
+    body = json.loads(result.stdout)
+    assert (body["response"], body["status_code"]) == ("200", "2"), body
+    message = Message.objects.get(public_id=body["message_id"])
+    assert (message.to, message.text, message.ref, message.phone_list_id) == (
+        "+393331234567",
+        "Hello from Phonefleet",
+        "order-42",
+        world.phone_list.pk,
+    )
