@@ -83,7 +83,10 @@ def release_request(*, record: IdempotencyRecord) -> None:
     IdempotencyRecord.objects.filter(pk=record.pk).delete()
 
 
-def purge_idempotency_records() -> int:
-    """Deletes records past retention; returns how many (a worker step may call it)."""
-    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=timezone.now() - RETENTION).delete()
-    return deleted
+def purge_idempotency_records(*, batch: int = 1000) -> bool:
+    """Worker step: deletes up to `batch` records past retention; True if more may remain."""
+    cutoff = timezone.now() - RETENTION
+    ids = list(IdempotencyRecord.objects.filter(created_at__lt=cutoff).values_list("pk", flat=True)[:batch])
+    if ids:
+        IdempotencyRecord.objects.filter(pk__in=ids).delete()
+    return len(ids) == batch

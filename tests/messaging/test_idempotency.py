@@ -143,3 +143,13 @@ def test_fifty_concurrent_identical_posts_make_one_message_and_one_debit(postgre
         if response.status_code == 200:
             assert response.json() == stored.response_body
     assert sum(r.status_code == 200 for r in responses) >= 1
+
+
+def test_the_purge_step_deletes_only_records_past_retention(post):
+    with time_machine.travel(CURRENT_TIME, tick=False) as traveller:
+        post("old")
+        traveller.shift(dt.timedelta(hours=20))
+        post("recent")
+        traveller.shift(dt.timedelta(hours=5))
+        assert idempotency.purge_idempotency_records() is False
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["recent"]
