@@ -241,6 +241,36 @@ OPERATIONS: tuple[Operation, ...] = (
         path_params=(Param("list", "{list}", "List token", required=True),),
     ),
     Operation(
+        slug="subscribers",
+        title="List subscribers",
+        method="GET",
+        path="/api/v1/lists/{list}/subscribers",
+        summary="Newest first, with cursor pages; `state=all` adds those who left. CSV: …/subscribers.csv.",
+        path_params=(Param("list", "{list}", "List token", required=True),),
+    ),
+    Operation(
+        slug="subscribers_add",
+        title="Add subscribers",
+        method="POST",
+        path="/api/v1/lists/{list}/subscribers",
+        summary="One `number` or many `numbers`; national numbers are read in the list's country.",
+        body="json",
+        json_example={"numbers": ["+393331234567", "3337654321"]},
+        params=(Param("numbers", "[…]", "The numbers to add (or `number` for one)", required=True),),
+        path_params=(Param("list", "{list}", "List token", required=True),),
+    ),
+    Operation(
+        slug="subscriber_remove",
+        title="Remove a subscriber",
+        method="DELETE",
+        path="/api/v1/lists/{list}/subscribers/+393331234567",
+        summary="Takes one number off the list, as if they had texted DEL.",
+        path_params=(
+            Param("list", "{list}", "List token", required=True),
+            Param("number", "+393331234567", "The subscriber's number", required=True),
+        ),
+    ),
+    Operation(
         slug="geniosms",
         title="Send (GenioSms-compatible)",
         method="GET",
@@ -535,7 +565,12 @@ def _csharp(call: Call) -> str:
         lines.append(f"        var json = {dq(call.json_text)};")
         lines.append('        var content = new StringContent(json, Encoding.UTF8, "application/json");')
         content = "content"
-    method = {"GET": "HttpMethod.Get", "POST": "HttpMethod.Post", "PUT": "HttpMethod.Put"}[call.method]
+    method = {
+        "GET": "HttpMethod.Get",
+        "POST": "HttpMethod.Post",
+        "PUT": "HttpMethod.Put",
+        "DELETE": "HttpMethod.Delete",
+    }[call.method]
     lines += [
         f"        var request = new HttpRequestMessage({method}, {dq(call.url)}) {{ Content = {content} }};",
         "        var response = await client.SendAsync(request);",

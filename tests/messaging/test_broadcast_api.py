@@ -208,3 +208,23 @@ def test_the_developers_page_example_matches_the_route(api, alice_list):
 
 def test_a_list_token_with_a_nul_byte_is_simply_unknown(api):
     envelope_of(api.get("/api/v1/lists/lst_%00x/subscribers"), 400, 6)
+
+
+def test_the_developers_page_examples_for_subscribers_work_in_order(api, alice_list):
+    from messaging.lib import snippets
+
+    context = snippets.Context(base_url="http://x", list_token=alice_list.token)
+    for slug, check in (
+        ("subscribers_add", lambda body: body["added"] == ["+393331234567", "+393337654321"]),
+        ("subscribers", lambda body: len(body["subscribers"]) == 2),
+        ("subscriber_remove", lambda body: body["number"] == "+393331234567" and not body["subscribed"]),
+    ):
+        call = snippets.build_call(snippets.OPERATIONS_BY_SLUG[slug], context)
+        path = call.url.removeprefix("http://x")
+        if call.method == "GET":
+            response = api.get(path)
+        elif call.method == "DELETE":
+            response = api.delete(path)
+        else:
+            response = api.post_json(path, call.json_body)
+        assert check(envelope_of(response, 200, 2)), slug
