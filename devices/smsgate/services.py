@@ -268,9 +268,11 @@ def mark_stream_open(*, device: Device, channel_name: str) -> str:
     return device_services.mark_connected(device_id=device.pk, channel_name=channel_name)
 
 
-def refresh_stream(*, device: Device, channel_name: str) -> None:
-    """Keeps an open stream's presence lease fresh (R26)."""
+def refresh_stream(*, device: Device, channel_name: str) -> bool:
+    """Keeps an open stream's presence lease fresh (R26); returns whether queued work
+    waits for the phone, so a lost offer is caught up on the next keep-alive (R25)."""
     device_services.touch_device(device_id=device.pk, channel_name=channel_name)
+    return _has_waiting_work(device=device)
 
 
 def mark_stream_closed(*, device: Device, channel_name: str) -> None:
@@ -357,15 +359,16 @@ def apply_state_patch(*, device: Device, patch: dict[str, Any], app_version: tup
     state = patch.get("state")
     if not isinstance(message_id, str) or not isinstance(state, str):
         return
-    states = patch.get("states") if isinstance(patch.get("states"), dict) else {}
-    at = wire.parse_datetime(states.get(state))  # type: ignore[union-attr]
+    raw_states = patch.get("states")
+    states: dict[str, Any] = raw_states if isinstance(raw_states, dict) else {}
+    at = wire.parse_datetime(states.get(state))
     if state in ("Pending", "Processed", "Cancelling"):
         _extend_lease(device=device, message_id=message_id)
     elif state == "Sent":
         dispatch.report_message(device=device, message_id=message_id, status="sent", at=at)
     elif state == "Delivered":
         # A phone may skip the Sent patch (it only PATCHes the latest snapshot).
-        sent_at = wire.parse_datetime(states.get("Sent"))  # type: ignore[union-attr]
+        sent_at = wire.parse_datetime(states.get("Sent"))
         dispatch.report_message(device=device, message_id=message_id, status="sent", at=sent_at or at)
         dispatch.report_message(device=device, message_id=message_id, status="delivered", at=at)
     elif state == "Failed":
@@ -377,9 +380,9 @@ def apply_state_patch(*, device: Device, patch: dict[str, Any], app_version: tup
 
 
 def _patch_error(patch: dict[str, Any]) -> str:
-    recipients = patch.get("recipients") if isinstance(patch.get("recipients"), list) else []
-    errors_seen = [r["error"] for r in recipients if isinstance(r, dict) and isinstance(r.get("error"), str)]  # type: ignore[union-attr]
-    return ("; ".join(errors_seen) or "Failed on the phone")[:500]
+    recipients = patch.get("recipients")
+    found = [r.get("error") for r in recipients if isinstance(r, dict)] if isinstance(recipients, list) else []
+    return ("; ".join(error for error in found if isinstance(error, str)) or "Failed on the phone")[:500]
 
 
 def report_states(*, device: Device, patches: list[Any], app_version: tuple[int, ...]) -> None:
@@ -395,10 +398,12 @@ def report_states(*, device: Device, patches: list[Any], app_version: tuple[int,
 
 
 def _has_waiting_work(*, device: Device) -> bool:
+    now = timezone.now()
     return Message.objects.filter(
         Q(phone_list_id=device.phone_list_id, pinned_device__isnull=True) | Q(pinned_device_id=device.pk),
         status=Message.Status.QUEUED,
-        send_at__lte=timezone.now(),
+        send_at__lte=now,
+        expires_at__gt=now,
     ).exists()
 
 

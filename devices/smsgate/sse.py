@@ -82,9 +82,11 @@ class _PhoneStream:
         for group in self.groups if self.layer is not None else []:
             await self.layer.group_add(group, self.channel)
 
-    async def refresh(self) -> None:
-        await database_sync_to_async(services.refresh_stream)(device=self.device, channel_name=self.channel)
+    async def refresh(self) -> bool:
+        """Renews presence and group membership; True when work waits for this phone."""
+        waiting = await database_sync_to_async(services.refresh_stream)(device=self.device, channel_name=self.channel)
         await self.join()
+        return waiting
 
     async def next_event(self, timeout: float) -> str | None:
         """The next channel-layer event type, or None if nothing came within `timeout`."""
@@ -125,7 +127,8 @@ async def _stream(device: Device) -> AsyncGenerator[bytes]:
             if now >= next_keepalive:
                 next_keepalive = now + keepalive
                 yield wire.sse_comment("keepalive")
-                await stream.refresh()
+                # Offers are hints (R25): a lost one is caught up here, from the database.
+                enqueued_waiting = await stream.refresh() or enqueued_waiting
             deadline = min(next_keepalive, quiet_until) if enqueued_waiting else next_keepalive
             event_type = await stream.next_event(max(0.0, deadline - time.monotonic()))
             if event_type == "device.close":

@@ -53,6 +53,21 @@ async def test_a_burst_of_offers_wakes_the_phone_once_now_and_once_after_the_bur
     await stream.aclose()
 
 
+async def test_work_whose_offer_was_lost_wakes_the_phone_at_the_next_keepalive(
+    transactional_db, stream_settings, settings
+):
+    settings.SMSGATE_SSE_KEEPALIVE_SECONDS = 0.2
+    device = await database_sync_to_async(make_phone)()
+    stream = sse._stream(device)
+    await next_chunk(stream)
+    assert await next_chunk(stream) == wire.sse_comment("keepalive")  # nothing waits yet
+    # Queued without any channel-layer offer, as if the hint had been lost.
+    await database_sync_to_async(factories.make_message)(phone_list=device.phone_list)
+    chunks = [await next_chunk(stream) for _ in range(3)]
+    assert ENQUEUED in chunks
+    await stream.aclose()
+
+
 async def test_settings_and_webhook_notices_become_their_events(transactional_db, stream_settings):
     device = await database_sync_to_async(make_phone)()
     stream = sse._stream(device)
