@@ -11,7 +11,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests import factories
-from tests.live import live_server_url  # noqa: F401 - fixture
+from tests.live import daphne_server, live_server_url  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -6,11 +6,8 @@ PostgreSQL, and real agent phones against a live Daphne server started here.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -20,7 +17,7 @@ from devices.models import Device
 from messaging.models import Message, MessageEvent
 from messaging.services import accept, dispatch
 from tests import factories
-from tests.live import ROOT, live_server_url, wait_for  # noqa: F401 - fixture
+from tests.live import agent_phones, daphne_server, live_server_url, wait_for  # noqa: F401 - fixtures
 
 
 @pytest.mark.django_db(transaction=True)
@@ -59,53 +56,9 @@ def test_threads_racing_to_claim_the_same_messages_never_both_win(postgres_only)
 # --- A live server with real agent phones ------------------------------------------------------
 
 
-@pytest.fixture
-def agent_phones(tmp_path, live_server_url):  # noqa: F811 - the imported fixture
-    """Starts `python -m agent` with N simulated phones; yields a starter."""
-    started: list[subprocess.Popen] = []
-
-    def start(*, pin: str, count: int, sent_log: Path) -> subprocess.Popen:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "agent",
-                "--server",
-                live_server_url,
-                "--pin",
-                pin,
-                "--count",
-                str(count),
-                "--send-time",
-                "0.01",
-                "--delivery-delay",
-                "-1",
-                "--token-file",
-                str(tmp_path / "phones" / "phone.json"),
-                "--sent-log",
-                str(sent_log),
-                "--log-level",
-                "WARNING",
-            ],
-            cwd=ROOT,
-            stdout=(tmp_path / "agent.log").open("w"),
-            stderr=subprocess.STDOUT,
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_five_agent_phones_send_every_message_exactly_once(tmp_path, agent_phones):
+def test_five_agent_phones_send_every_message_exactly_once(tmp_path, agent_phones):  # noqa: F811
     account = factories.make_account(credit=1000)
     phone_list = factories.make_list(account=account)
     _key, secret = factories.make_api_key(account=account, default_list=phone_list)
