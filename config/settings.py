@@ -131,7 +131,16 @@ if REDIS_URL:
             "CONFIG": {
                 # redis-py 8 reads with a 5 s socket timeout by default, the same as the layer's
                 # blocking BZPOPMIN: idle consumers then crash with TimeoutError (channels_redis#422).
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                # redis-py 8 also caps a pool at 100 connections and then raises MaxConnectionsError
+                # instead of waiting: a burst of phone connects (group_add ×2 each) hit it at ~200
+                # phones (bench/soak.py). One Daphne needs about one connection per in-flight command.
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 30,
+                        "max_connections": env.int("REDIS_MAX_CONNECTIONS", default=1000),
+                    }
+                ],
                 "capacity": 1000,
                 "expiry": 60,
                 "group_expiry": 86400,
