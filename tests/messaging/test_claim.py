@@ -165,3 +165,16 @@ async def test_a_phone_that_becomes_available_is_offered_open_work(alice_list, t
     await ws.send_json_to({"type": "state", "available": True})
     assert (await ws.receive_json_from())["message_id"] == message.public_id
     await ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_phone_gets_open_work_on_its_periodic_tick_without_any_hint(alice_list, two_phones, settings):
+    (_, token), _ = two_phones
+    settings.DEVICE_TICK_SECONDS = 0.05
+    ws = connect(token)
+    assert (await ws.connect())[0]
+    assert (await ws.receive_json_from())["type"] == "hello"
+    # Stored without any channel-layer offer, as if the hint had been lost (R25).
+    message = await database_sync_to_async(factories.make_message)(phone_list=alice_list)
+    assert (await ws.receive_json_from(timeout=5))["message_id"] == message.public_id
+    await ws.disconnect()
