@@ -11,7 +11,6 @@ import csv
 import io
 import re
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
@@ -99,29 +98,6 @@ def first_error(serializer: serializers.Serializer) -> str:
     field, messages = next(iter(serializer.errors.items()))
     text = messages[0] if isinstance(messages, list) else str(messages)
     return f"`{field}`: {text}"
-
-
-def parse_datetime_param(params: dict[str, Any], name: str) -> datetime | None:
-    field = serializers.DateTimeField()
-    value = params.get(name)
-    if value in (None, ""):
-        return None
-    try:
-        return field.to_internal_value(value)
-    except serializers.ValidationError:
-        raise errors.InvalidParameter(f"`{name}` must be an ISO 8601 time such as 2026-01-31T08:00:00Z.")
-
-
-def page_size(params: dict[str, Any]) -> int:
-    """The `limit` parameter (default 50); more than 200 is refused (R18)."""
-    raw = params.get("limit") or DEFAULT_PAGE_SIZE
-    try:
-        limit = int(raw)
-    except (TypeError, ValueError):
-        raise errors.InvalidParameter("`limit` must be a whole number.")
-    if not 1 <= limit <= MAX_PAGE_SIZE:
-        raise errors.InvalidParameter(f"`limit` must be between 1 and {MAX_PAGE_SIZE}.")
-    return limit
 
 
 class IdempotentMixin:
@@ -238,10 +214,19 @@ class SendMessageApi(IdempotentMixin, ApiKeyView):
     class InputSerializer(serializers.Serializer):
         list = serializers.CharField(required=False, allow_blank=True, help_text="List token (lst_…).")
         device_id = serializers.CharField(required=False, allow_blank=True, help_text="Pin to one phone (dev_…).")
-        to = serializers.CharField(required=False, allow_blank=True, help_text="Destination number.")
-        msg = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, help_text="The text.")
-        sim = serializers.IntegerField(required=False, allow_null=True, help_text="SIM slot, 1–4.")
-        ttl = serializers.IntegerField(required=False, allow_null=True, help_text="Seconds to live.")
+        # Missing `to`/`msg` still answer 7/8 (not 5): see `send`.
+        to = serializers.CharField(help_text="Destination number (E.164, or national in the list's country).")
+        msg = serializers.CharField(trim_whitespace=False, help_text="The text (at most 10 SMS parts).")
+        sim = serializers.IntegerField(
+            required=False, allow_null=True, min_value=1, max_value=accept.MAX_SIM, help_text="SIM slot."
+        )
+        ttl = serializers.IntegerField(
+            required=False,
+            allow_null=True,
+            min_value=1,
+            max_value=accept.MAX_TTL_SECONDS,
+            help_text="Seconds the message may wait for a phone.",
+        )
         send_at = serializers.DateTimeField(required=False, allow_null=True, help_text="Send at (ISO 8601).")
         ref = serializers.CharField(
             required=False, allow_blank=True, max_length=255, help_text="Your reference (alias `custom`)."
@@ -471,11 +456,11 @@ class MessageListApi(ApiKeyView):
 
     class FilterSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=Message.Status.choices, required=False)
-        list = serializers.CharField(required=False, help_text="List token.")
+        list = serializers.CharField(required=False, allow_blank=True, help_text="List token.")
         ref = serializers.CharField(required=False)
         # "from" is a Python keyword, so the field is declared in __init__ below.
         until = serializers.DateTimeField(required=False, help_text="Created before this time.")
-        cursor = serializers.CharField(required=False)
+        cursor = serializers.CharField(required=False, allow_blank=True)
         limit = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PAGE_SIZE)
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -503,7 +488,7 @@ class MessageListApi(ApiKeyView):
             created_until=data.get("until"),
         )
         rows, cursor = selectors.page(
-            queryset, field="created_at", cursor=data.get("cursor"), limit=data.get("limit", DEFAULT_PAGE_SIZE)
+            queryset, field="created_at", cursor=data.get("cursor") or None, limit=data.get("limit", DEFAULT_PAGE_SIZE)
         )
         return ok(request, self.OutputSerializer({"messages": rows, "next_cursor": cursor}).data)
 
@@ -604,28 +589,30 @@ class InboxApi(ApiKeyView):
         messages = serializers.ListField(child=serializers.DictField())
         next_cursor = serializers.CharField(allow_null=True)
 
-    @extend_schema(
-        operation_id="inbox",
-        parameters=[
-            API_KEY_PARAMETER,
-            OpenApiParameter("list", str),
-            OpenApiParameter("from", OpenApiTypes.DATETIME),
-            OpenApiParameter("until", OpenApiTypes.DATETIME),
-            OpenApiParameter("cursor", str),
-            OpenApiParameter("limit", int),
-        ],
-        responses=OutputSerializer,
-    )
+    class FilterSerializer(serializers.Serializer):
+        list = serializers.CharField(required=False, allow_blank=True, help_text="List token.")
+        until = serializers.DateTimeField(required=False, help_text="Received before this time.")
+        cursor = serializers.CharField(required=False, allow_blank=True)
+        limit = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PAGE_SIZE)
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.fields["from"] = serializers.DateTimeField(required=False, help_text="Received at or after this time.")
+
+    @extend_schema(operation_id="inbox", parameters=[API_KEY_PARAMETER, FilterSerializer], responses=OutputSerializer)
     def get(self, request: Request) -> Response:
-        params = request_params(request)
+        filters = self.FilterSerializer(data=request_params(request))
+        if not filters.is_valid():
+            raise errors.InvalidParameter(first_error(filters))
+        data = filters.validated_data
         queryset = selectors.inbox_for_account(
             account_id=self.key.account_id,
-            phone_list_id=list_id_param(self.key.account_id, params),
-            received_from=parse_datetime_param(params, "from"),
-            received_until=parse_datetime_param(params, "until"),
+            phone_list_id=list_id_param(self.key.account_id, data),
+            received_from=data.get("from"),
+            received_until=data.get("until"),
         )
         rows, cursor = selectors.page(
-            queryset, field="received_at", cursor=params.get("cursor") or None, limit=page_size(params)
+            queryset, field="received_at", cursor=data.get("cursor") or None, limit=data.get("limit", DEFAULT_PAGE_SIZE)
         )
         return ok(request, {"messages": self.SmsSerializer(rows, many=True).data, "next_cursor": cursor})
 

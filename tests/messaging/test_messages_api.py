@@ -216,3 +216,11 @@ def test_the_inbox_lists_received_sms_newest_first(api, alice, alice_list):
     assert body["messages"][0]["device_id"] == phone.public_id
     rest = api("get", "/api/v1/inbox", {"cursor": body["next_cursor"]}).json()
     assert [m["msg"] for m in rest["messages"]] == ["reply 0"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/messages", "/api/v1/inbox"])
+def test_page_size_is_capped_and_an_empty_cursor_means_the_first_page(api, path):
+    over = api("get", path, {"limit": 201})
+    assert (over.status_code, over.json()["status_code"]) == (400, "5")
+    first = api("get", path, {"cursor": "", "list": ""})
+    assert first.status_code == 200
