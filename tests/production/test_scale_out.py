@@ -86,3 +86,16 @@ def test_phones_on_one_server_send_exactly_once_what_another_server_accepted(sta
     status, body, _ = api("GET", f"{server2.url}/api/v1/balance", secret=secret)
     assert (status, body["balance"]) == (200, 0)
     assert all(proc.alive() for proc in stack.procs), [p.tail() for p in stack.procs if not p.alive()]
+
+
+def test_three_hundred_phones_connecting_at_once_to_one_server_are_all_accepted(stack, raw_phones):
+    # redis-py 8 caps a connection pool at 100 and raises instead of waiting: before
+    # REDIS_MAX_CONNECTIONS, a burst like this got HTTP 500 handshakes.
+    account = factories.make_account()
+    phone_list = factories.make_list(account=account)
+    tokens = [factories.make_enrolled_device(phone_list=phone_list, name=f"P{n}")[1] for n in range(300)]
+    server = stack.daphne("daphne")
+    raw_phones.start(server.url, tokens, mode="send")
+    wait_for(lambda: len(raw_phones.connected) == 300, timeout=60, what="300 phones connected")
+    assert raw_phones.errors == []
+    assert "Traceback" not in server.tail(200_000), server.tail()
