@@ -33,7 +33,7 @@ from devices.models import Device, PhoneList, Subscriber
 from ipn import delivery
 from messaging.models import Message
 from tests import factories
-from tests.live import live_server_url  # noqa: F401 - fixture
+from tests.live import daphne_server, live_server_url  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
