@@ -460,3 +460,11 @@ def test_a_json_array_body_is_code_5(client, alice_key):
         "/api/v1/send", [1, 2], content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {secret}"
     )
     assert_envelope(response, 400, 5)
+
+
+def test_the_daily_spending_cap_refuses_with_code_9(send, alice):
+    Account.objects.filter(pk=alice.pk).update(daily_spend_cap=3)
+    assert assert_envelope(send(msg="x" * 200), 200, 2)["parts"] == 2
+    assert_envelope(send(msg="x" * 200), 402, 9)
+    assert Account.objects.get(pk=alice.pk).balance == 98
+    assert Message.objects.count() == 1
