@@ -386,15 +386,19 @@ def _patch_error(patch: dict[str, Any]) -> str:
 
 
 def report_states(*, device: Device, patches: list[Any], app_version: tuple[int, ...]) -> None:
-    """Applies a `PATCH /message` body, then wakes the phone again if more work waits
-    (the app does not page: it fetches one batch per wake-up)."""
+    """Applies a `PATCH /message` body. The app does not page (one batch per wake-up), so
+    when the phone has finished its batch and more work waits, it is woken again."""
     finished = False
     for patch in patches:
         if isinstance(patch, dict):
             apply_state_patch(device=device, patch=patch, app_version=app_version)
             finished = finished or patch.get("state") in ("Sent", "Delivered", "Failed", "Cancelled")
-    if finished and _has_waiting_work(device=device):
+    if finished and not _holds_work(device=device) and _has_waiting_work(device=device):
         offers.announce_work(device_ids={device.pk})
+
+
+def _holds_work(*, device: Device) -> bool:
+    return Message.objects.filter(device=device, status=Message.Status.ASSIGNED).exists()
 
 
 def _has_waiting_work(*, device: Device) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -100,6 +101,12 @@ def test_a_report_with_more_work_waiting_wakes_the_phone_again(client, phone, al
     messages = [factories.make_message(phone_list=alice_list) for _ in range(smsgate.FETCH_LIMIT + 1)]
     jobs = fetch(client, phone)
     assert len(jobs) == smsgate.FETCH_LIMIT
-    assert patch(client, phone, jobs[0]["id"], "Sent") == 204
+    for job in jobs[:-1]:
+        assert patch(client, phone, job["id"], "Sent") == 204
+    # Not while the phone still works through its batch: one wake-up when it is done.
+    assert patch(client, phone, jobs[-1]["id"], "Processed") == 204
+    assert patch(client, phone, jobs[-1]["id"], "Sent") == 204
     assert async_to_sync(layer.receive)(channel) == {"type": "work.available"}
+    with pytest.raises(asyncio.TimeoutError):
+        async_to_sync(asyncio.wait_for)(layer.receive(channel), 0.05)
     assert Message.objects.filter(pk=messages[-1].pk, status="queued").exists()
