@@ -158,9 +158,11 @@ async def phone(url: str, token: str, stats: dict[str, Any], stop: asyncio.Event
 
     headers = {"Authorization": f"Bearer {token}"}
     first = True
+    attempt = 0
     while not stop.is_set():
         try:
             async with websockets.connect(url, additional_headers=headers, open_timeout=60, max_queue=None) as ws:
+                attempt = 0
                 stats["connected"] += 1
                 if not first:
                     stats["reconnects"] += 1
@@ -190,7 +192,9 @@ async def phone(url: str, token: str, stats: dict[str, Any], stop: asyncio.Event
             status = getattr(getattr(exc, "response", None), "status_code", "")
             name = f"{type(exc).__name__}{status}"
             stats["errors"][name] = stats["errors"].get(name, 0) + 1
-            await asyncio.sleep(random.uniform(0, 2))
+            # As the reference agent does (R28): exponential backoff, full jitter, 1 s → 60 s.
+            await asyncio.sleep(random.uniform(0, min(60.0, 2.0**attempt)))
+            attempt += 1
 
 
 def phones_process(url: str, tokens: list[str], ramp: float, conn: Any) -> None:
@@ -265,7 +269,7 @@ def main() -> None:
     parser.add_argument("--phones", type=int, default=2000)
     parser.add_argument("--list-size", type=int, default=20, help="phones per list (each offer goes to one list)")
     parser.add_argument("--client-processes", type=int, default=2)
-    parser.add_argument("--ramp", type=float, default=0.004, help="seconds between two connects in a client process")
+    parser.add_argument("--ramp", type=float, default=0.02, help="seconds between two connects in a client process")
     parser.add_argument("--rate", type=float, default=20, help="messages per second through the API")
     parser.add_argument("--seconds", type=float, default=60, help="how long messages flow")
     args = parser.parse_args()
@@ -337,7 +341,7 @@ def main() -> None:
             return total
 
         started = time.monotonic()
-        while connected() < args.phones and time.monotonic() - started < 300:
+        while connected() < args.phones and time.monotonic() - started < 600:
             time.sleep(1)
         connect_seconds = time.monotonic() - started
         time.sleep(20)  # let the connect burst settle before measuring memory

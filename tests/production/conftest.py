@@ -8,6 +8,7 @@ whatever the test did. `kill_hard()` is `kill -9`: no cleanup runs in the victim
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -271,7 +272,7 @@ class RawPhones:
         self.radio: Counter[str] = Counter()  # message id → SMS "sent" by a phone in send mode
         self.connected: set[str] = set()
         self.errors: list[str] = []
-        self.tasks: list[asyncio.Future[Any]] = []
+        self.tasks: list[concurrent.futures.Future[None]] = []
 
     def start(self, url: str, tokens: list[str], *, mode: str) -> None:
         ws_url = url.replace("http://", "ws://") + "/ws/device/"

@@ -89,10 +89,13 @@ def test_sigterm_lets_the_worker_finish_the_delivery_it_is_making_and_take_no_mo
     endpoint = ipn_services.update_endpoint(account=alice, url=receiver.url, enabled=True)
     receiver.secret = endpoint.secret
     receiver.default = Reply(200, delay=2)  # every delivery takes 2 s
-    events = [
-        ipn_services.record_message_event(message=make_message(account=alice, phone_list=alice_list), status="sent")
-        for _ in range(3)
-    ]
+    events = []
+    for _ in range(3):
+        event = ipn_services.record_message_event(
+            message=make_message(account=alice, phone_list=alice_list), status="sent"
+        )
+        assert event is not None
+        events.append(event)
     worker = stack.worker()
     receiver.wait_for(1, timeout=30)
     stopped_at = time.monotonic()

@@ -20,7 +20,7 @@ PHONES = 5
 MESSAGES = 200
 
 
-def sql(query: str, *params: object) -> list[tuple]:
+def sql(query: str, *params: int | str) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(query, params)
         return cursor.fetchall()
