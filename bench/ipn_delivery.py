@@ -171,7 +171,8 @@ def main() -> None:
         if webhook_id not in collect(arrivals, {webhook_id}, timeout=60):
             raise RuntimeError("the worker delivered nothing")
 
-    print(f"IPN benchmark: PostgreSQL, receiver on 127.0.0.1, {os.cpu_count()} CPUs")
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"IPN benchmark: PostgreSQL, receiver on 127.0.0.1, {os.cpu_count()} CPUs, load average {load}")
     with workers(1, env):
         warm_up()
         written: dict[str, float] = {}

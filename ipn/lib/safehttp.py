@@ -220,31 +220,31 @@ def post(
         raise ConnectionFailed(f"{type(exc).__name__}: {exc}"[:300])
 
 
-# Keep-alive clients, one per (scheme, host, checked address): a pooled connection is
-# only ever reused for the host name (and TLS name) it was opened for.
-_clients: OrderedDict[tuple[str, str, str], httpx.Client] = OrderedDict()
-_clients_lock = threading.Lock()
-MAX_CLIENTS = 64
+# Keep-alive clients, one per (scheme, host, checked address) and per thread: a pooled
+# connection is only ever reused for the host name (and TLS name) it was opened for, and
+# never shared between threads (httpcore's pool closed sockets under a neighbour's read).
+_local = threading.local()
+MAX_CLIENTS = 16
 
 
 def _client_for(scheme: str, host: str, address: Address) -> httpx.Client:
+    clients: OrderedDict[tuple[str, str, str], httpx.Client] | None = getattr(_local, "clients", None)
+    if clients is None:
+        clients = _local.clients = OrderedDict()
     key = (scheme, host, str(address))
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is not None:
-            _clients.move_to_end(key)
-            return client
-        client = httpx.Client(
-            verify=_tls_context(),
-            follow_redirects=False,
-            trust_env=False,
-            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2, keepalive_expiry=30),
-        )
-        _clients[key] = client
-        if len(_clients) > MAX_CLIENTS:
-            # Not closed here: another thread may still be using it; its pool goes with it.
-            _clients.popitem(last=False)
+    client = clients.get(key)
+    if client is not None:
+        clients.move_to_end(key)
         return client
+    client = clients[key] = httpx.Client(
+        verify=_tls_context(),
+        follow_redirects=False,
+        trust_env=False,
+        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=30),
+    )
+    if len(clients) > MAX_CLIENTS:
+        clients.popitem(last=False)[1].close()
+    return client
 
 
 def _read_capped(response: httpx.Response, limit: int, deadline: float) -> tuple[bytes, bool]:
