@@ -8,6 +8,7 @@ channel layer, a local-memory cache and the worker inside the server process.
 import os
 import secrets
 import sys
+import tempfile
 from pathlib import Path
 
 import environ
@@ -110,7 +111,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
     # A file (one per test run) so servers started by tests can share the test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-{os.getpid()}.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"phonefleet-test-{os.getpid()}.sqlite3")}
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     if env.bool("DATABASE_POOL", default=False):
         # psycopg pool: for ASGI servers, where persistent connections do not apply.
