@@ -32,6 +32,7 @@ from config.asgi import application
 from devices.models import Device, PhoneList, Subscriber
 from ipn import delivery
 from messaging.models import Message
+from messaging.services import subscriptions
 from tests import factories
 from tests.live import daphne_server, live_server_url  # noqa: F401 - fixtures
 
@@ -282,6 +283,9 @@ async def test_the_geniosms_send_samples_queue_messages_and_the_ipn_form_reaches
 
 
 async def test_ok_and_del_from_two_phones_change_the_subscription_once_each(world, phones):
+    await sync(subscriptions.update_reply_settings)(
+        phone_list=world.phone_list, confirm_subscriptions=True, subscribe_reply="Benvenuto!", unsubscribe_reply="Ciao!"
+    )
     at = "2026-11-25T10:00:00Z"
     first = [await phone.incoming("3331110001", " ok ", at) for phone in phones]
     assert first[0] == first[1]  # both phones got the one stored SMS back
@@ -292,6 +296,11 @@ async def test_ok_and_del_from_two_phones_change_the_subscription_once_each(worl
     left = await sync(lambda: Subscriber.objects.get(number=ANNA).unsubscribed_at)()
     assert left is not None
     assert await sync(Subscriber.objects.count)() == 1
+    # One change each, so one confirmation each, offered to the list's phones and sent once.
+    replies = await sync(lambda: list(Message.objects.order_by("id").values_list("public_id", "to", "text")))()
+    assert [(to, text) for _, to, text in replies] == [(ANNA, "Benvenuto!"), (ANNA, "Ciao!")]
+    for message_id, _, _ in replies:
+        await race_to_send(phones, message_id)
 
 
 async def test_a_broadcast_reaches_every_subscriber_once(world, phones):
