@@ -395,7 +395,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="load-generating processes")
     parser.add_argument("--threads", type=int, default=8, help="keep-alive clients per process")
     parser.add_argument("--gunicorn-workers", type=int, default=4)
-    parser.add_argument("--gunicorn-threads", type=int, default=2, help="gthread threads per worker")
+    parser.add_argument("--gunicorn-threads", type=int, default=1, help="gthread threads per worker")
     parser.add_argument("--phones", type=int, default=10)
     parser.add_argument("--rate", type=float, default=100, help="msg/s during the dispatch run")
     parser.add_argument("--dispatch-seconds", type=float, default=10)
