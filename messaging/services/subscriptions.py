@@ -117,15 +117,13 @@ def import_subscribers(*, phone_list: PhoneList, numbers: list[str], source: str
     if len(numbers) > MAX_IMPORT:
         raise errors.InvalidParameter(f"At most {MAX_IMPORT} numbers per import; this one has {len(numbers)}.")
     result = ImportResult()
-    wanted: list[str] = []
+    seen: dict[str, None] = {}  # an ordered set: the first spelling of a number wins
     for position, text in enumerate(numbers, start=1):
         try:
-            e164 = normalise(phone_list=phone_list, number=text)
+            seen.setdefault(normalise(phone_list=phone_list, number=text))
         except errors.InvalidParameter as exc:
             result.errors.append((position, text, exc.message))
-            continue
-        if e164 not in wanted:
-            wanted.append(e164)
+    wanted = list(seen)
     if not wanted:
         return result
     now = timezone.now()
