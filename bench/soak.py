@@ -27,6 +27,7 @@ import multiprocessing as mp
 import os
 import random
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -272,10 +273,14 @@ def main() -> None:
     parser.add_argument("--ramp", type=float, default=0.02, help="seconds between two connects in a client process")
     parser.add_argument("--rate", type=float, default=20, help="messages per second through the API")
     parser.add_argument("--seconds", type=float, default=60, help="how long messages flow")
+    parser.add_argument("--tick", type=float, default=15, help="DEVICE_TICK_SECONDS of the server (its default: 15)")
     args = parser.parse_args()
 
     limit = raise_fd_limit()
     LOGS.mkdir(parents=True, exist_ok=True)
+    # SIGTERM ends the run like Ctrl-C: the servers and phone processes are stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    load_at_start = os.getloadavg()[0]
     if limit < args.phones * 2 + 1000:
         sys.exit(f"open-file limit {limit} is too low for {args.phones} phones; raise `ulimit -n`")
     db_url = os.environ.get("SOAK_DATABASE_URL", DEFAULT_DB)
@@ -299,7 +304,7 @@ def main() -> None:
         daphne = subprocess.Popen(
             [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(ws_port), "config.asgi:application"],
             cwd=ROOT,
-            env={**env, "DATABASE_POOL": "true"},
+            env={**env, "DATABASE_POOL": "true", "DEVICE_TICK_SECONDS": str(args.tick)},
             stdout=(LOGS / "daphne.log").open("wb"),
             stderr=subprocess.STDOUT,
         )
@@ -392,6 +397,8 @@ def main() -> None:
     summary = {
         "phones": args.phones,
         "lists": len(fleet),
+        "tick_s": args.tick,
+        "load_average_at_start": round(load_at_start, 1),
         "connected_in_s": round(connect_seconds, 1),
         "held_at_end": held,
         "online_in_db_at_end": online,
