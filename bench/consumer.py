@@ -12,7 +12,8 @@ database (SQLite by default; set DATABASE_URL for PostgreSQL):
 
 It measures (1) ping → pong round trips with all phones talking at once, the bulk of a
 fleet's traffic, and (2) claims answered per second when every phone races for the same
-messages (the database decides; both styles call `dispatch.claim_message`).
+messages in the same order, as offers to a list make them (the database decides; both
+styles call `dispatch.claim_message`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import random
 import sys
 import tempfile
 import time
@@ -124,9 +124,12 @@ async def claim_race(sockets: list[WebsocketCommunicator], message_ids: list[str
         for message_id in order:
             await ws.send_json_to({"type": "claim", "message_id": message_id})
             answer = await ws.receive_json_from(timeout=60)
+            while answer["type"] == "offer":  # the periodic tick's offers of open work
+                answer = await ws.receive_json_from(timeout=60)
             wins += answer["type"] == "assign"
 
-    orders = [random.sample(message_ids, len(message_ids)) for _ in sockets]
+    # Every phone is offered every message at once, so they all claim in the same order.
+    orders = [list(message_ids) for _ in sockets]
     started = time.perf_counter()
     await asyncio.gather(*(one(ws, order) for ws, order in zip(sockets, orders, strict=True)))
     return len(sockets) * len(message_ids) / (time.perf_counter() - started), wins

@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -132,6 +133,53 @@ def _report(device: Device, message_id: str, status: str, error: str, at: dateti
 @orm
 def _incoming(device: Device, sender: str, text: str, at: datetime, sim: int | None) -> str:
     return inbox.record_incoming_sms(device=device, sender=sender, text=text, received_at=at, sim=sim).public_id
+
+
+class ClaimSingleFlight:
+    """Spares the database the claims that cannot win, within this process.
+
+    Every phone of a list is offered each message, so nearly all claims lose. While one
+    claim for a message is in flight here, the others wait for its result instead of
+    queuing their own UPDATE; a message won here recently is answered `taken` at once.
+    The database still decides every assignment: a wait that ends without a winner (the
+    claimer was unavailable or over its rate) falls through to a real claim, and a
+    "recently taken" entry lives far shorter than any lease.
+    """
+
+    TAKEN_SECONDS = 5.0  # below the shortest lease (MIN_LEASE_SECONDS)
+    MAX_REMEMBERED = 50_000
+
+    def __init__(self) -> None:
+        self.in_flight: dict[str, asyncio.Future[bool]] = {}
+        self.taken_until: dict[str, float] = {}
+
+    async def claim(self, device: Device, message_id: str) -> Message | None:
+        now = time.monotonic()
+        if self.taken_until.get(message_id, 0.0) > now:
+            return None
+        pending = self.in_flight.get(message_id)
+        if pending is not None and await asyncio.shield(pending):
+            return None  # another phone here got it
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.in_flight[message_id] = done
+        message = None
+        try:
+            message = await _claim(device, message_id)
+        finally:
+            if self.in_flight.get(message_id) is done:
+                del self.in_flight[message_id]
+            done.set_result(message is not None)
+        if message is not None:
+            self._remember(message_id, now)
+        return message
+
+    def _remember(self, message_id: str, now: float) -> None:
+        if len(self.taken_until) >= self.MAX_REMEMBERED:
+            self.taken_until = {mid: until for mid, until in self.taken_until.items() if until > now}
+        self.taken_until[message_id] = now + self.TAKEN_SECONDS
+
+
+claims = ClaimSingleFlight()
 
 
 # --- Frame field checks ----------------------------------------------------------------
@@ -312,7 +360,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
 
     async def on_claim(self, content: dict[str, Any]) -> None:
         message_id = _text(content, "message_id", max_length=40)
-        message = await _claim(self.device, message_id)
+        message = await claims.claim(self.device, message_id)
         if message is None:
             await self.send_frame({"type": "taken", "message_id": message_id})
         else:

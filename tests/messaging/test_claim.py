@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
 from config.asgi import application
+from devices import consumers
 from devices.models import Device
 from messaging.models import Message, MessageEvent
 from messaging.services import dispatch
@@ -18,6 +20,15 @@ from tests import factories
 
 def connect(token: str) -> WebsocketCommunicator:
     return WebsocketCommunicator(application, "/ws/device/", headers=[(b"authorization", f"Bearer {token}".encode())])
+
+
+async def claim_answer(ws: WebsocketCommunicator) -> dict:
+    """The answer to a claim; offers of the same work may come in between (connect's own
+    look at the open work can run after the message was stored: a harmless repeat)."""
+    frame = await ws.receive_json_from()
+    while frame["type"] == "offer":
+        frame = await ws.receive_json_from()
+    return frame
 
 
 @pytest.fixture
@@ -130,7 +141,7 @@ async def test_two_phones_are_offered_a_message_and_only_one_is_assigned(alice_l
         }
     for ws in phones:
         await ws.send_json_to({"type": "claim", "message_id": message.public_id})
-    answers = [await ws.receive_json_from() for ws in phones]
+    answers = [await claim_answer(ws) for ws in phones]
     assert sorted(a["type"] for a in answers) == ["assign", "taken"]
     assign = next(a for a in answers if a["type"] == "assign")
     assert assign == {**offer, "type": "assign"}
@@ -178,3 +189,43 @@ async def test_a_phone_gets_open_work_on_its_periodic_tick_without_any_hint(alic
     message = await database_sync_to_async(factories.make_message)(phone_list=alice_list)
     assert (await ws.receive_json_from(timeout=5))["message_id"] == message.public_id
     await ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_losing_claims_in_one_process_wait_for_the_claim_in_flight_instead_of_the_database(
+    alice_list, monkeypatch
+):
+    phones = [
+        (await database_sync_to_async(factories.make_enrolled_device)(phone_list=alice_list, name=f"P{n}"))[0]
+        for n in range(5)
+    ]
+    phones = [await database_sync_to_async(Device.objects.select_related("phone_list").get)(pk=p.pk) for p in phones]
+    message = await database_sync_to_async(factories.make_message)(phone_list=alice_list)
+    real_claim = dispatch.claim_message
+    database_claims = []
+
+    def counting_claim(**kwargs):
+        database_claims.append(kwargs["device"].pk)
+        return real_claim(**kwargs)
+
+    monkeypatch.setattr(dispatch, "claim_message", counting_claim)
+    flight = consumers.ClaimSingleFlight()
+    results = await asyncio.gather(*(flight.claim(p, message.public_id) for p in phones))
+    assert sum(r is not None for r in results) == 1
+    assert len(database_claims) == 1
+    assert await flight.claim(phones[0], message.public_id) is None  # remembered as taken
+    assert len(database_claims) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_claim_in_flight_that_cannot_win_lets_the_next_phone_try(alice_list):
+    busy, _ = await database_sync_to_async(factories.make_enrolled_device)(phone_list=alice_list, name="busy")
+    free, _ = await database_sync_to_async(factories.make_enrolled_device)(phone_list=alice_list, name="free")
+    await database_sync_to_async(lambda: Device.objects.filter(pk=busy.pk).update(is_available=False))()
+    busy, free = [
+        await database_sync_to_async(Device.objects.select_related("phone_list").get)(pk=d.pk) for d in (busy, free)
+    ]
+    message = await database_sync_to_async(factories.make_message)(phone_list=alice_list)
+    flight = consumers.ClaimSingleFlight()
+    lost, won = await asyncio.gather(flight.claim(busy, message.public_id), flight.claim(free, message.public_id))
+    assert lost is None and won is not None and won.pk == message.pk
