@@ -138,8 +138,13 @@ def make_receiver():
 
 
 @pytest.fixture
-def receiver(make_receiver):
-    return make_receiver()
+def receiver():
+    """One running receiver (self-contained: other test packages import this fixture)."""
+    server = Receiver()
+    server.thread.start()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
 
 
 @pytest.fixture
