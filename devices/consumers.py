@@ -242,15 +242,15 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         self.available = self.device.is_available
         self.bad_frames = 0
         self.last_frame_at = self.last_presence_write = timezone.now()
-        for group in self._groups():
-            await self.channel_layer.group_add(group, self.channel_name)
+        await self._join_groups()
         await self.accept()
         previous = await _mark_connected(self.device.pk, self.channel_name)
         if previous and previous != self.channel_name:
             # The phone reconnected while its old socket still looked alive: close that one.
-            await self.channel_layer.send(
-                previous, {"type": "device.close", "code": services.CLOSE_REPLACED, "reason": "replaced"}
-            )
+            with contextlib.suppress(Exception):  # a dead one needs no closing
+                await self.channel_layer.send(
+                    previous, {"type": "device.close", "code": services.CLOSE_REPLACED, "reason": "replaced"}
+                )
         await self.send_frame(
             {
                 "type": "hello",
@@ -267,12 +267,22 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             self.ticker.cancel()
         if not hasattr(self, "device"):
             return
-        for group in self._groups():
-            await self.channel_layer.group_discard(group, self.channel_name)
+        with contextlib.suppress(Exception):  # membership expires on its own
+            for group in self._groups():
+                await self.channel_layer.group_discard(group, self.channel_name)
         await _mark_disconnected(self.device.pk, self.channel_name)
 
     def _groups(self) -> list[str]:
         return [list_group(self.device.phone_list_id), device_group(self.device.pk)]
+
+    async def _join_groups(self) -> None:
+        """Joins (or re-joins) the list and device groups. Offers through them are only
+        hints (R25), so a channel layer that is down does not stop the phone."""
+        try:
+            for group in self._groups():
+                await self.channel_layer.group_add(group, self.channel_name)
+        except Exception:
+            logger.warning("device %s: channel layer unavailable; relying on ticks", self.device.public_id)
 
     async def _tick_forever(self) -> None:
         while True:
@@ -297,8 +307,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         self.device = fresh
         if self.last_frame_at > self.last_presence_write:
             await self._write_presence(now)
-        for group in self._groups():
-            await self.channel_layer.group_add(group, self.channel_name)
+        await self._join_groups()
         await self.offer_open_work()
         return True
 

@@ -255,3 +255,17 @@ async def test_the_browser_route_refuses_a_native_phone_token(phone):
     path = f"/ws/browser-device/?token={phone[1]}"
     ws = WebsocketCommunicator(application, path, headers=[(b"origin", b"http://localhost")])
     assert (await ws.connect())[0] is False
+
+
+async def test_a_phone_still_connects_and_gets_work_while_the_channel_layer_is_down(phone, alice_list, monkeypatch):
+    message = await database_sync_to_async(factories.make_message)(phone_list=alice_list)
+
+    async def layer_down(*args, **kwargs):
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(get_channel_layer(), "group_add", layer_down)
+    monkeypatch.setattr(get_channel_layer(), "group_discard", layer_down)
+    ws, hello = await open_phone(phone[1])
+    assert hello["type"] == "hello"
+    assert (await ws.receive_json_from())["message_id"] == message.public_id
+    await ws.disconnect()
