@@ -37,7 +37,7 @@ async def open_phone(token: str) -> tuple[WebsocketCommunicator, dict]:
     ws = connect_as(token)
     connected, _ = await ws.connect()
     assert connected
-    return ws, await ws.receive_json_from()
+    return ws, await ws.receive_json_from(timeout=5)
 
 
 @database_sync_to_async
@@ -96,7 +96,7 @@ async def test_it_answers_ping_with_pong_and_refreshes_last_seen(phone):
     later = timezone.now() + timedelta(seconds=30)
     with time_machine.travel(later, tick=False):
         await ws.send_json_to({"type": "ping"})
-        assert await ws.receive_json_from() == {"type": "pong"}
+        assert await ws.receive_json_from(timeout=5) == {"type": "pong"}
         seen = (await reload(device)).last_seen_at
     assert seen == later
     await ws.disconnect()
@@ -107,7 +107,7 @@ async def test_it_stores_availability_battery_and_signal_from_state(phone):
     ws, _hello = await open_phone(token)
     await ws.send_json_to({"type": "state", "available": False, "battery": 57, "signal": -71})
     await ws.send_json_to({"type": "ping"})
-    assert await ws.receive_json_from() == {"type": "pong"}
+    assert await ws.receive_json_from(timeout=5) == {"type": "pong"}
     stored = await reload(device)
     assert (stored.is_available, stored.battery, stored.signal) == (False, 57, -71)
     await ws.disconnect()
@@ -131,10 +131,10 @@ async def test_it_stores_availability_battery_and_signal_from_state(phone):
 async def test_it_answers_a_malformed_frame_with_an_error_frame_and_stays_open(phone, frame):
     ws, _hello = await open_phone(phone[1])
     await ws.send_to(text_data=frame)
-    answer = await ws.receive_json_from()
+    answer = await ws.receive_json_from(timeout=5)
     assert answer["type"] == "error" and answer["error"]
     await ws.send_json_to({"type": "ping"})
-    assert await ws.receive_json_from() == {"type": "pong"}
+    assert await ws.receive_json_from(timeout=5) == {"type": "pong"}
     await ws.disconnect()
 
 
@@ -142,8 +142,8 @@ async def test_it_closes_a_connection_that_keeps_sending_garbage(phone):
     ws, _hello = await open_phone(phone[1])
     for _ in range(10):
         await ws.send_to(text_data="garbage")
-        assert (await ws.receive_json_from())["type"] == "error"
-    assert await ws.receive_output() == {"type": "websocket.close", "code": services.CLOSE_BAD_FRAMES}
+        assert (await ws.receive_json_from(timeout=5))["type"] == "error"
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": services.CLOSE_BAD_FRAMES}
 
 
 async def test_it_closes_a_phone_that_stays_silent_past_the_idle_timeout(phone, settings):
@@ -159,7 +159,7 @@ async def test_it_keeps_a_talking_phone_open_across_ticks(phone, settings):
     settings.DEVICE_TICK_SECONDS = 0.01
     ws, _hello = await open_phone(phone[1])
     await ws.send_json_to({"type": "ping"})
-    assert await ws.receive_json_from() == {"type": "pong"}
+    assert await ws.receive_json_from(timeout=5) == {"type": "pong"}
     assert await ws.receive_nothing(timeout=0.2)
     await ws.disconnect()
 
@@ -168,8 +168,8 @@ async def test_it_closes_the_live_connection_when_the_phone_is_disabled(phone):
     device, token = phone
     ws, _hello = await open_phone(token)
     await database_sync_to_async(disable_and_commit)(device)
-    assert (await ws.receive_json_from())["type"] == "error"
-    assert await ws.receive_output() == {"type": "websocket.close", "code": services.CLOSE_DISABLED}
+    assert (await ws.receive_json_from(timeout=5))["type"] == "error"
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": services.CLOSE_DISABLED}
     again = connect_as(token)
     assert (await again.connect())[0] is False
 
@@ -182,8 +182,8 @@ async def test_it_closes_the_live_connection_and_refuses_the_token_when_the_phon
     device, token = phone
     ws, _hello = await open_phone(token)
     await database_sync_to_async(services.remove_device)(device=device)
-    assert (await ws.receive_json_from())["type"] == "error"
-    assert await ws.receive_output() == {"type": "websocket.close", "code": services.CLOSE_DISABLED}
+    assert (await ws.receive_json_from(timeout=5))["type"] == "error"
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": services.CLOSE_DISABLED}
     assert (await connect_as(token).connect())[0] is False
 
 
@@ -200,8 +200,8 @@ async def test_a_reconnecting_phone_replaces_its_old_connection(phone):
     device, token = phone
     old, _ = await open_phone(token)
     new, _ = await open_phone(token)
-    assert (await old.receive_json_from())["type"] == "error"
-    assert await old.receive_output() == {"type": "websocket.close", "code": services.CLOSE_REPLACED}
+    assert (await old.receive_json_from(timeout=5))["type"] == "error"
+    assert await old.receive_output(timeout=5) == {"type": "websocket.close", "code": services.CLOSE_REPLACED}
     await old.disconnect()
     assert (await reload(device)).is_connected
     await new.disconnect()
@@ -212,9 +212,9 @@ async def test_it_stores_an_incoming_sms_once_and_acks_it(phone, alice_list):
     ws, _hello = await open_phone(phone[1])
     frame = {"type": "incoming", "from": "+393330000001", "msg": "OK", "at": "2026-11-25T10:00:00Z", "id": "42"}
     await ws.send_json_to(frame)
-    first = await ws.receive_json_from()
+    first = await ws.receive_json_from(timeout=5)
     await ws.send_json_to(frame)
-    second = await ws.receive_json_from()
+    second = await ws.receive_json_from(timeout=5)
     assert first["type"] == "ack" and first["status"] == "received" and first["id"] == "42"
     assert first["message_id"] == second["message_id"]
     stored = await database_sync_to_async(
@@ -229,10 +229,10 @@ async def test_group_offers_reach_an_available_phone_only(phone, alice_list):
     layer = get_channel_layer()
     frame = {"type": "offer", "message_id": "msg_1", "to": "+39333", "msg": "hi", "parts": 1, "sim": None}
     await layer.group_send(f"list.{alice_list.pk}", {"type": "message.offer", "frame": frame})
-    assert await ws.receive_json_from() == frame
+    assert await ws.receive_json_from(timeout=5) == frame
     await ws.send_json_to({"type": "state", "available": False})
     await ws.send_json_to({"type": "ping"})
-    assert await ws.receive_json_from() == {"type": "pong"}
+    assert await ws.receive_json_from(timeout=5) == {"type": "pong"}
     await layer.group_send(f"list.{alice_list.pk}", {"type": "message.offer", "frame": frame})
     assert await ws.receive_nothing()
     await ws.disconnect()
@@ -245,7 +245,7 @@ async def test_the_browser_route_takes_a_query_token_from_our_own_origin_only(al
     path = f"/ws/browser-device/?token={token}"
     ours = WebsocketCommunicator(application, path, headers=[(b"origin", b"http://localhost"), (b"host", b"localhost")])
     assert (await ours.connect())[0] is True
-    assert (await ours.receive_json_from())["device_id"] == device.public_id
+    assert (await ours.receive_json_from(timeout=5))["device_id"] == device.public_id
     await ours.disconnect()
     foreign = WebsocketCommunicator(application, path, headers=[(b"origin", b"https://evil.example")])
     assert (await foreign.connect())[0] is False
@@ -267,5 +267,5 @@ async def test_a_phone_still_connects_and_gets_work_while_the_channel_layer_is_d
     monkeypatch.setattr(get_channel_layer(), "group_discard", layer_down)
     ws, hello = await open_phone(phone[1])
     assert hello["type"] == "hello"
-    assert (await ws.receive_json_from())["message_id"] == message.public_id
+    assert (await ws.receive_json_from(timeout=5))["message_id"] == message.public_id
     await ws.disconnect()

@@ -25,9 +25,9 @@ def connect(token: str) -> WebsocketCommunicator:
 async def claim_answer(ws: WebsocketCommunicator) -> dict:
     """The answer to a claim; offers of the same work may come in between (connect's own
     look at the open work can run after the message was stored: a harmless repeat)."""
-    frame = await ws.receive_json_from()
+    frame = await ws.receive_json_from(timeout=5)
     while frame["type"] == "offer":
-        frame = await ws.receive_json_from()
+        frame = await ws.receive_json_from(timeout=5)
     return frame
 
 
@@ -126,11 +126,11 @@ async def test_two_phones_are_offered_a_message_and_only_one_is_assigned(alice_l
     phones = [connect(token_a), connect(token_b)]
     for ws in phones:
         assert (await ws.connect())[0]
-        assert (await ws.receive_json_from())["type"] == "hello"
+        assert (await ws.receive_json_from(timeout=5))["type"] == "hello"
     message = await database_sync_to_async(factories.make_message)(phone_list=alice_list)
     await database_sync_to_async(dispatch.offers.offer_message)(message=message)
     for ws in phones:
-        offer = await ws.receive_json_from()
+        offer = await ws.receive_json_from(timeout=5)
         assert offer == {
             "type": "offer",
             "message_id": message.public_id,
@@ -158,8 +158,8 @@ async def test_a_phone_is_offered_the_queued_work_when_it_connects(alice_list, t
     newer = await database_sync_to_async(factories.make_message)(phone_list=alice_list, text="second")
     ws = connect(token)
     assert (await ws.connect())[0]
-    assert (await ws.receive_json_from())["type"] == "hello"
-    offered = [(await ws.receive_json_from())["message_id"] for _ in range(2)]
+    assert (await ws.receive_json_from(timeout=5))["type"] == "hello"
+    offered = [(await ws.receive_json_from(timeout=5))["message_id"] for _ in range(2)]
     assert offered == [older.public_id, newer.public_id]
     await ws.disconnect()
 
@@ -170,11 +170,11 @@ async def test_a_phone_that_becomes_available_is_offered_open_work(alice_list, t
     await database_sync_to_async(lambda: Device.objects.filter(pk=device.pk).update(is_available=False))()
     ws = connect(token)
     assert (await ws.connect())[0]
-    assert (await ws.receive_json_from())["type"] == "hello"
+    assert (await ws.receive_json_from(timeout=5))["type"] == "hello"
     message = await database_sync_to_async(factories.make_message)(phone_list=alice_list)
     assert await ws.receive_nothing()
     await ws.send_json_to({"type": "state", "available": True})
-    assert (await ws.receive_json_from())["message_id"] == message.public_id
+    assert (await ws.receive_json_from(timeout=5))["message_id"] == message.public_id
     await ws.disconnect()
 
 
@@ -184,7 +184,7 @@ async def test_a_phone_gets_open_work_on_its_periodic_tick_without_any_hint(alic
     settings.DEVICE_TICK_SECONDS = 0.05
     ws = connect(token)
     assert (await ws.connect())[0]
-    assert (await ws.receive_json_from())["type"] == "hello"
+    assert (await ws.receive_json_from(timeout=5))["type"] == "hello"
     # Stored without any channel-layer offer, as if the hint had been lost (R25).
     message = await database_sync_to_async(factories.make_message)(phone_list=alice_list)
     assert (await ws.receive_json_from(timeout=5))["message_id"] == message.public_id

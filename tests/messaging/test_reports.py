@@ -158,15 +158,15 @@ async def test_a_report_frame_is_acked_and_stored(alice_list):
     message = await database_sync_to_async(factories.make_message)(phone_list=alice_list)
     ws = WebsocketCommunicator(application, "/ws/device/", headers=[(b"authorization", f"Bearer {token}".encode())])
     assert (await ws.connect())[0]
-    assert (await ws.receive_json_from())["type"] == "hello"
-    assert (await ws.receive_json_from())["type"] == "offer"
+    assert (await ws.receive_json_from(timeout=5))["type"] == "hello"
+    assert (await ws.receive_json_from(timeout=5))["type"] == "offer"
     await ws.send_json_to({"type": "claim", "message_id": message.public_id})
-    assert (await ws.receive_json_from())["type"] == "assign"
+    assert (await ws.receive_json_from(timeout=5))["type"] == "assign"
     report = {"type": "report", "message_id": message.public_id, "status": "sent", "at": "2020-01-01T00:00:00Z"}
     await ws.send_json_to(report)
-    assert await ws.receive_json_from() == {"type": "ack", "message_id": message.public_id, "status": "sent"}
+    assert await ws.receive_json_from(timeout=5) == {"type": "ack", "message_id": message.public_id, "status": "sent"}
     await ws.send_json_to({"type": "report", "message_id": "msg_unknown", "status": "sent"})
-    assert (await ws.receive_json_from())["type"] == "error"
+    assert (await ws.receive_json_from(timeout=5))["type"] == "error"
     stored = await database_sync_to_async(Message.objects.get)(pk=message.pk)
     assert stored.status == "sent" and stored.sent_at is not None and stored.sent_at >= stored.created_at
     await ws.disconnect()
