@@ -25,7 +25,7 @@ from tests import factories
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 # Test cases per operation and phase; the whole run stays well under two minutes.
-MAX_EXAMPLES = "15"
+MAX_EXAMPLES = "10"
 
 
 def test_the_api_survives_schemathesis_with_no_server_error_and_every_answer_as_documented(stack, tmp_path):

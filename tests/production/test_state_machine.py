@@ -164,7 +164,7 @@ class Dispatch(RuleBasedStateMachine):
 @pytest.mark.django_db
 def test_credit_and_assignment_invariants_hold_in_any_order_of_operations():
     Dispatch.TestCase.settings = settings(
-        max_examples=40,
+        max_examples=25,
         stateful_step_count=30,
         deadline=None,
         derandomize=True,
