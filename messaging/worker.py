@@ -23,6 +23,7 @@ STEPS = [
     "messaging.services.dispatch.expire_one_overdue_message",
     "messaging.services.dispatch.offer_due_scheduled_messages",
     "ipn.delivery.deliver_one_due_event",
+    "messaging.services.idempotency.purge_idempotency_records",
 ]
 # At most this many units of one step per tick, so one busy step cannot starve the others.
 BATCH = 50
