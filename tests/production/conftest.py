@@ -126,11 +126,11 @@ class Stack:
         self.procs.append(proc)
         return proc
 
-    def daphne(self, name: str, **env: str) -> Proc:
+    def daphne(self, name: str, *, flags: tuple[str, ...] = (), **env: str) -> Proc:
         port = free_port()
         proc = self._spawn(
             name,
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *flags, "config.asgi:application"],
             env,
         )
         proc.url = f"http://127.0.0.1:{port}"
