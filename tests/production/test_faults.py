@@ -190,3 +190,24 @@ def test_a_redis_restart_while_messages_wait_loses_nothing_and_sends_nothing_twi
         assert cursor.fetchone()[0] == 200
     assert queued_at_stop > 0, "the restart happened after everything was sent: nothing was tested"
     assert server1.alive() and server2.alive()
+
+
+def test_sigterm_to_daphne_closes_its_phones_and_they_carry_on_through_the_other(stack, raw_phones):
+    _account, phone_list, secret = make_sender(credit=20)
+    server1, server2 = stack.daphne("daphne-1"), stack.daphne("daphne-2")
+    stack.worker()
+    tokens = [enrol(server2.url, phone_list.pin, f"phone {n}") for n in range(3)]
+    raw_phones.start(server1.url, tokens, mode="send")
+    connected = phone_list.devices.filter(is_connected=True)
+    wait_for(lambda: connected.count() == 3, timeout=15, what="three phones on server 1")
+
+    assert server1.terminate(timeout=20) == 0  # graceful: it closes its sockets and exits by itself
+    wait_for(lambda: not raw_phones.connected, timeout=10, what="the phones to see their sockets closed")
+    # Daphne cancels its consumers on shutdown, so presence is not cleared by a disconnect
+    # handler; it is a lease (R26), and a reconnect elsewhere simply takes over.
+    raw_phones.start(server2.url, tokens, mode="send")
+    wait_for(lambda: len(raw_phones.connected) == 3, timeout=15, what="the phones back through server 2")
+    ids = send_many(server2.url, secret, 20, "after")
+    sent = Message.objects.filter(public_id__in=ids, status="sent")
+    wait_for(lambda: sent.count() == 20, timeout=30, what="every message sent")
+    assert max(raw_phones.radio.values()) == 1
