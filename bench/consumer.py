@@ -24,17 +24,17 @@ import os
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from harness import ROOT
+
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("DATABASE_URL", f"sqlite:///{tempfile.gettempdir()}/phonefleet-bench-consumer.sqlite3")
 os.environ.setdefault("EMBEDDED_WORKER", "false")
 os.environ.setdefault("SECRET_KEY", "bench-only")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 

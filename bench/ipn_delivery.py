@@ -29,26 +29,13 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
+from harness import PY, ROOT, base_env, manage, pct, reset_database, stop
+
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/phonefleet_bench_ipn"
-
-
-def reset_database(db_url: str) -> None:
-    import psycopg
-
-    parts = urllib.parse.urlsplit(db_url)
-    name = parts.path.lstrip("/")
-    admin = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _receiver(port_out: Any, arrivals: Any) -> None:
@@ -87,10 +74,7 @@ def workers(count: int, env: dict[str, str]) -> Iterator[None]:
     try:
         yield
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(20)
+        stop(*processes, timeout=20)
 
 
 def collect(arrivals: Any, expected: set[str], timeout: float) -> dict[str, list[float]]:
@@ -107,11 +91,6 @@ def collect(arrivals: Any, expected: set[str], timeout: float) -> dict[str, list
     return got
 
 
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=20, help="events/s written in the latency run")
@@ -123,16 +102,8 @@ def main() -> None:
 
     db_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
     reset_database(db_url)
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=db_url,
-        SECRET_KEY="bench-only-secret-key-0123456789abcdef",
-        IPN_ALLOW_PRIVATE_NETWORKS="true",
-        LOG_LEVEL="WARNING",
-        EMBEDDED_WORKER="false",
-    )
-    env.pop("REDIS_URL", None)
-    subprocess.run([PY, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True)
+    env = {**base_env(db_url, None), "IPN_ALLOW_PRIVATE_NETWORKS": "true"}
+    manage(env, "migrate", "--noinput")
 
     context = mp.get_context("spawn")
     port_out, arrivals = context.Queue(), context.Queue()

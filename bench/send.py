@@ -26,76 +26,23 @@ import http.client
 import json
 import multiprocessing as mp
 import os
-import socket
 import statistics
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
+from harness import PY, ROOT, base_env, flush_redis, free_port, manage, pct, reset_database, sql, stop, wait_http
+
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/phonefleet_bench"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/15"
 
 
 # --- Infrastructure ------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def base_env(db_url: str, redis_url: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=db_url,
-        REDIS_URL=redis_url,
-        SECRET_KEY="bench-only-secret-key-0123456789abcdef",
-        DJANGO_SETTINGS_MODULE="bench.bare_settings",
-        PYTHONPATH=str(ROOT),
-        LOG_LEVEL="WARNING",
-        EMBEDDED_WORKER="false",
-    )
-    env.pop("DATABASE_POOL", None)
-    return env
-
-
-def reset_database(db_url: str) -> None:
-    import psycopg
-
-    parts = urllib.parse.urlsplit(db_url)
-    name = parts.path.lstrip("/")
-    admin = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def sql(db_url: str, statement: str) -> None:
-    import psycopg
-
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(statement)
-
-
-def flush_redis(redis_url: str) -> None:
-    import redis
-
-    redis.Redis.from_url(redis_url).flushdb()
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
-    return done.stdout
 
 
 def setup_data(env: dict[str, str], db_url: str) -> dict[str, Any]:
@@ -120,26 +67,10 @@ def server(kind: str, env: dict[str, str], workers: int, threads: int = 1) -> It
         cmd = [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
     process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/api/v1/balance")
-                conn.getresponse().read()
-                break
-            if process.poll() is not None:
-                raise RuntimeError(f"{kind} exited: {process.stderr.read().decode() if process.stderr else ''}")
-            time.sleep(0.2)
-        else:
-            raise RuntimeError(f"{kind} did not start")
+        wait_http(port, process, kind)
         yield port
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 # --- HTTP load ------------------------------------------------------------------------------
@@ -156,10 +87,7 @@ class LoadResult:
         return len(self.latencies) / self.seconds
 
     def pct(self, p: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+        return pct(self.latencies, p) * 1000
 
 
 def _load_process(job: tuple[int, str, bytes, dict[str, str], float, int]) -> tuple[list[float], int]:
@@ -405,7 +333,7 @@ def main() -> None:
 
     db_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
     redis_url = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS)
-    env = base_env(db_url, redis_url)
+    env = base_env(db_url, redis_url, settings="bench.bare_settings")
     load1 = os.getloadavg()[0]
     print(
         f"machine: {os.cpu_count()} CPUs, load average {load1:.1f}; database {db_url.rsplit('/', 1)[-1]}; {redis_url}"

@@ -23,44 +23,23 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
-import sys
 import time
-import urllib.parse
 from collections import Counter
-from pathlib import Path
 
 import httpx
+from harness import PY, ROOT, base_env, free_port, manage, pct, reset_database, stop, wait_http
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/phonefleet_bench_smsgate"
 UA = {"User-Agent": "me.capcom.smsgateway/1.68.0"}
 
 
-def reset_database(db_url: str) -> None:
-    import psycopg
-
-    parts = urllib.parse.urlsplit(db_url)
-    name = parts.path.lstrip("/")
-    admin = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def percentiles(values: list[float]) -> str:
-    ordered = sorted(values)
-    p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
-    return f"p50 {statistics.median(ordered) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, max {ordered[-1] * 1000:.0f} ms"
+    return (
+        f"p50 {statistics.median(values) * 1000:.0f} ms, p95 {pct(values, 95) * 1000:.0f} ms, "
+        f"max {max(values) * 1000:.0f} ms"
+    )
 
 
 async def sign_up(base: str, private_token: str) -> str:
@@ -152,17 +131,9 @@ def main() -> None:
     args = parser.parse_args()
     db_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
     reset_database(db_url)
-    env = {**os.environ, "DATABASE_URL": db_url, "SECRET_KEY": "bench", "EMBEDDED_WORKER": "false", "DEBUG": "false"}
-    subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-    created = subprocess.run(
-        [PY, "manage.py", "createaccount", "--email", "bench@example.com", "--credit", "100000", "--json"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    account = json.loads(created.stdout)
+    env = {**base_env(db_url, os.environ.get("REDIS_URL")), "DEBUG": "false"}
+    manage(env, "migrate", "--noinput", "-v", "0")
+    account = json.loads(manage(env, "createaccount", "--email", "bench@example.com", "--credit", "100000", "--json"))
     port = free_port()
     server = f"http://127.0.0.1:{port}"
     base = f"{server}/api/mobile/v1"
@@ -174,22 +145,13 @@ def main() -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/device", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        wait_http(port, daphne, "daphne", path="/api/mobile/v1/device")
         tokens = [asyncio.run(sign_up(base, account["mobile_token"])) for _ in range(args.phones)]
         print(f"SMSGate bench: {args.phones} phones, Redis: {'yes' if os.environ.get('REDIS_URL') else 'no'}")
         asyncio.run(wake_up(server, base, account["api_key"], tokens, args.sends))
         asyncio.run(drain(server, base, account["api_key"], tokens, args.backlog))
     finally:
-        daphne.terminate()
-        daphne.wait(timeout=10)
+        stop(daphne)
 
 
 if __name__ == "__main__":

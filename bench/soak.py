@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import http.client
 import json
 import multiprocessing as mp
@@ -28,7 +27,6 @@ import os
 import random
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -38,8 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
+from harness import PY, ROOT, base_env, flush_redis, free_port, manage, pct, reset_database, sql, stop, wait_http
+
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/phonefleet_soak"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
 PING_SECONDS = 20.0
@@ -52,50 +50,6 @@ def raise_fd_limit() -> int:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def env_for(db_url: str, redis_url: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=db_url,
-        REDIS_URL=redis_url,
-        SECRET_KEY="soak-only-secret-key-0123456789abcdef",
-        DJANGO_SETTINGS_MODULE="config.settings",
-        LOG_LEVEL="WARNING",
-        EMBEDDED_WORKER="false",
-    )
-    return env
-
-
-def reset_database(db_url: str) -> None:
-    import psycopg
-
-    parts = urllib.parse.urlsplit(db_url)
-    name = parts.path.lstrip("/")
-    admin = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def query(db_url: str, statement: str) -> list[tuple[Any, ...]]:
-    import psycopg
-
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        cursor = conn.execute(statement)
-        return cursor.fetchall() if cursor.description else []
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    return subprocess.run(
-        [PY, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-    ).stdout
 
 
 MAKE_PHONES = """
@@ -135,20 +89,6 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
-
-
-def wait_http(port: int, process: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/api/v1/balance")
-            conn.getresponse().read()
-            return
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited")
-        time.sleep(0.2)
-    raise RuntimeError(f"{what} did not start")
 
 
 # --- Phones ---------------------------------------------------------------------------------
@@ -286,13 +226,11 @@ def main() -> None:
     db_url = os.environ.get("SOAK_DATABASE_URL", DEFAULT_DB)
     redis_url = os.environ.get("SOAK_REDIS_URL", DEFAULT_REDIS)
     reset_database(db_url)
-    import redis
-
-    redis.Redis.from_url(redis_url).flushdb()
-    env = env_for(db_url, redis_url)
+    flush_redis(redis_url)
+    env = base_env(db_url, redis_url)
     manage(env, "migrate", "--noinput")
     creds = json.loads(manage(env, "createaccount", "--email", "soak@example.com", "--credit", "100000000", "--json"))
-    query(db_url, "UPDATE accounts_apikey SET rate_limit_per_minute = 1000000000")
+    sql(db_url, "UPDATE accounts_apikey SET rate_limit_per_minute = 1000000000")
     fleet = make_phones(env, creds["list"], args.phones, args.list_size)
     tokens = [token for _list, phones in fleet for token in phones]
     random.Random(1).shuffle(tokens)  # every client process holds phones of every list
@@ -323,8 +261,8 @@ def main() -> None:
                 [PY, "manage.py", "worker"], cwd=ROOT, env=env, stdout=worker_log, stderr=subprocess.STDOUT
             )
         )
-        wait_http(ws_port, daphne, "daphne")
-        wait_http(api_port, gunicorn, "gunicorn")
+        wait_http(ws_port, daphne, "daphne", timeout=60)
+        wait_http(api_port, gunicorn, "gunicorn", timeout=60)
         rss_idle = rss_kib(daphne.pid)
 
         ctx = mp.get_context("spawn")
@@ -355,12 +293,12 @@ def main() -> None:
         answers = send_messages(api_port, creds["api_key"], [t for t, _ in fleet], args.rate, args.seconds)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            open_rows = query(db_url, "SELECT count(*) FROM messaging_message WHERE status IN ('queued', 'assigned')")
+            open_rows = sql(db_url, "SELECT count(*) FROM messaging_message WHERE status IN ('queued', 'assigned')")
             if open_rows[0][0] == 0:
                 break
             time.sleep(0.5)
         rss_end = rss_kib(daphne.pid)
-        online = query(
+        online = sql(
             db_url,
             "SELECT count(*) FROM devices_device WHERE is_connected AND last_seen_at > now() - interval '75 seconds'",
         )[0][0]
@@ -373,12 +311,7 @@ def main() -> None:
         for process, _pipe in clients:
             if process.is_alive():
                 process.kill()
-        for proc in procs:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(*procs, timeout=15)
 
     first: dict[str, float] = {}
     duplicates = 0
@@ -390,9 +323,6 @@ def main() -> None:
                 first[message_id] = min(at, first.get(message_id, at))
     latencies = sorted((first[m] - answers[m]) * 1000 for m in answers if m in first)
     held = sum(r["held"] for r in results)
-
-    def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] if latencies else float("nan")
 
     summary = {
         "phones": args.phones,
@@ -412,8 +342,8 @@ def main() -> None:
         "assigned": len(latencies),
         "lost": sum(1 for m in answers if m not in first),
         "duplicate_assigns": duplicates,
-        "dispatch_p50_ms": round(pct(50), 1),
-        "dispatch_p99_ms": round(pct(99), 1),
+        "dispatch_p50_ms": round(pct(latencies, 50), 1),
+        "dispatch_p99_ms": round(pct(latencies, 99), 1),
         "dispatch_max_ms": round(latencies[-1], 1) if latencies else None,
     }
     print(json.dumps(summary, indent=2))
