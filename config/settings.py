@@ -222,6 +222,7 @@ SPECTACULAR_SETTINGS = {
 # --- Static files and i18n ------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns when it is missing (before collectstatic)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
