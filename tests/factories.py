@@ -72,8 +72,13 @@ def make_message(
     cost: int = 1,
     send_at: datetime | None = None,
     ttl: timedelta = timedelta(hours=1),
+    status: str = Message.Status.QUEUED,
+    device: Device | None = None,
+    ref: str = "",
+    error: str = "",
 ) -> Message:
-    """A queued message whose cost was really debited (as accepting it would)."""
+    """A message (queued unless `status` says otherwise) whose cost was really debited
+    (as accepting it would); a sent or delivered one carries its timestamps."""
     target_list = phone_list or (pinned_device.phone_list if pinned_device else None)
     assert target_list is not None
     now = timezone.now()
@@ -82,12 +87,18 @@ def make_message(
         account_id=target_list.account_id,
         phone_list=target_list,
         pinned_device=pinned_device,
+        device=device,
         to=to,
         text=text,
+        ref=ref,
+        error=error,
+        status=status,
         cost=cost,
         created_at=now,
         send_at=send_at or now,
         expires_at=(send_at or now) + ttl,
+        sent_at=now if status in (Message.Status.SENT, Message.Status.DELIVERED) else None,
+        delivered_at=now if status == Message.Status.DELIVERED else None,
     )
     if cost:
         account_services.debit_credit(account=target_list.account, amount=cost, message=message)

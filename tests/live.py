@@ -9,7 +9,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 from django.conf import settings
@@ -21,46 +24,54 @@ ROOT = Path(settings.BASE_DIR)
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def database_url() -> str:
-    """The test database, as a URL the server process can open."""
+    """The test database, as a URL a server process can open."""
     db = connection.settings_dict
     if connection.vendor == "sqlite":
         return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    user = quote(db.get("USER") or "")
+    password = f":{quote(db['PASSWORD'])}" if db.get("PASSWORD") else ""
+    return f"postgres://{user}{password}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
-def wait_for(condition, *, timeout: float, what: str):
+def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, every: float = 0.1) -> Any:
+    """Polls `condition` until it is truthy (returns it) or fails the test after `timeout`."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         value = condition()
         if value:
             return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM, then waits; SIGKILL if it does not stop in time."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 class LiveServer:
-    """Daphne serving config.asgi on one port with the embedded worker, on the test DB;
-    it can be killed and started again on the same port."""
+    """Daphne serving config.asgi on one port, on the test DB, with `env` on top of this
+    process's environment; it can be killed and started again on the same port."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / "daphne.log"
+        self.env = env
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url(),
-            "SECRET_KEY": settings.SECRET_KEY,
-            "EMBEDDED_WORKER": "true",
-            "DEVICE_TICK_SECONDS": "1",
-            "DEBUG": "false",
-        }
+        env = {**os.environ, "DATABASE_URL": database_url(), "SECRET_KEY": settings.SECRET_KEY, **self.env}
         with self.log_path.open("a") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"],
@@ -69,7 +80,11 @@ class LiveServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_for(self._answers, timeout=30, what="daphne to start")
+        try:
+            wait_for(self._answers, timeout=30, what="daphne to start")
+        except BaseException:
+            self.kill()  # not left running when it never came up
+            raise
 
     def _answers(self) -> bool:
         try:
@@ -92,18 +107,14 @@ class LiveServer:
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
         self.process = None
 
 
 @pytest.fixture
 def daphne_server(tmp_path):
-    server = LiveServer(tmp_path)
+    """Daphne with the embedded worker and a 1 s device tick."""
+    server = LiveServer(tmp_path, EMBEDDED_WORKER="true", DEVICE_TICK_SECONDS="1", DEBUG="false")
     server.start()
     try:
         yield server
@@ -134,9 +145,4 @@ def agent_phones(tmp_path, live_server_url):
 
     yield start
     for process in started:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)

@@ -6,19 +6,16 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import standardwebhooks
 import svix.webhooks
-from django.utils import timezone
 
-from accounts.lib import tokens
-from devices import services as device_services
 from ipn import services as ipn_services
 from ipn.models import IpnEndpoint
 from messaging.models import Message
+from tests import factories
 
 
 @dataclass
@@ -163,36 +160,15 @@ def endpoint(alice, receiver, private_ok) -> IpnEndpoint:
 
 
 def make_device(*, phone_list, name: str = "Pixel 7", phone_number: str = ""):
-    device, _token = device_services.create_device(phone_list=phone_list, name=name)
+    device, _token = factories.make_enrolled_device(phone_list=phone_list, name=name)
     if phone_number:
         device.phone_number = phone_number
         device.save(update_fields=["phone_number"])
     return device
 
 
-def make_message(
-    *,
-    account,
-    phone_list,
-    device=None,
-    status: str = Message.Status.SENT,
-    to: str = "+393331234567",
-    text: str = "Hello",
-    ref: str = "",
-    error: str = "",
-) -> Message:
-    now = timezone.now()
-    return Message.objects.create(
-        public_id=tokens.public_id("msg"),
-        account=account,
-        phone_list=phone_list,
-        device=device,
-        to=to,
-        text=text,
-        ref=ref,
-        error=error,
-        status=status,
-        expires_at=now + timedelta(hours=1),
-        sent_at=now if status in (Message.Status.SENT, Message.Status.DELIVERED) else None,
-        delivered_at=now if status == Message.Status.DELIVERED else None,
-    )
+def make_message(*, account, phone_list, status: str = Message.Status.SENT, **fields) -> Message:
+    """A message of the account's list, sent unless `status` says otherwise; no credit taken
+    (the IPN tests look at its events, not at credit)."""
+    assert phone_list.account_id == account.pk
+    return factories.make_message(phone_list=phone_list, status=status, cost=0, **fields)

@@ -17,6 +17,7 @@ from ipn.lib import signing
 from ipn.models import IpnEndpoint
 from tests import factories
 from tests.ipn.conftest import make_message
+from tests.live import free_port
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -27,12 +28,6 @@ def example(doc: str, name: str) -> str:
     found = re.search(rf"<!-- example: {re.escape(name)} -->\n```\w*\n(.*?)\n```", text, re.S)
     assert found, f"no example {name} in {doc}"
     return found.group(1) + "\n"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

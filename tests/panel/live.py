@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from tests.live import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,12 +24,6 @@ class LiveServer:
     account: dict
     process: subprocess.Popen
     log: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _env(folder: Path) -> dict[str, str]:
@@ -68,7 +63,7 @@ def start(folder: Path) -> LiveServer:
             "--json",
         )
     )
-    port = _free_port()
+    port = free_port()
     log = folder / "daphne.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
@@ -92,9 +87,4 @@ def start(folder: Path) -> LiveServer:
 
 
 def stop(server: LiveServer) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+    stop_process(server.process)
