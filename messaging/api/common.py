@@ -1,0 +1,121 @@
+"""What every operation of the public messaging API shares: reading the call's
+parameters, the success envelope, idempotent writes, page sizes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import QueryDict
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts import errors
+from accounts.envelope import envelope, error_response
+from messaging.services import idempotency
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+# Parameters that carry the credential: never part of an idempotency fingerprint.
+CREDENTIAL_PARAMS = ("api_key", "api")
+# Errors that are the outcome of executing a request (stored for idempotent replay);
+# every other error is a validation failure and frees the key.
+EXECUTION_ERRORS = (errors.InsufficientCredit, errors.SpendingCapReached)
+
+
+# --- Request helpers ---------------------------------------------------------------
+
+
+def request_params(request: Request) -> dict[str, Any]:
+    """The call's parameters: the query string, overlaid by a form or JSON body
+    (GenioSms clients mix both), with the `custom` alias read as `ref`."""
+    params: dict[str, Any] = dict(request.query_params.items())
+    if request.method != "GET":
+        try:
+            data = request.data
+        except RequestDataTooBig:
+            raise errors.InvalidParameter("The request body is larger than this server accepts.")
+        if isinstance(data, QueryDict):
+            params.update(data.items())
+        elif isinstance(data, dict):
+            params.update(data)
+        else:
+            raise errors.InvalidParameter("The body must be a JSON object or a form.")
+    if _has_nul(params):
+        # PostgreSQL text cannot hold NUL: refuse it here rather than fail in a query (500).
+        raise errors.InvalidParameter("Parameters must not contain NUL characters.")
+    if "ref" not in params and "custom" in params:
+        params["ref"] = params.pop("custom")
+    params.pop("custom", None)
+    for name in CREDENTIAL_PARAMS:
+        params.pop(name, None)
+    return params
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
+def as_text(value: Any) -> str:
+    """A parameter as a string ("" when absent); JSON numbers are accepted for numbers."""
+    if value is None:
+        return ""
+    if isinstance(value, bool | dict | list):
+        raise errors.InvalidParameter("Parameters must be strings or numbers.")
+    return str(value)
+
+
+def drop_empty(params: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """Form and query strings send empty optional fields as ""; treat them as absent."""
+    return {k: v for k, v in params.items() if not (k in names and v in ("", None))}
+
+
+def first_error(serializer: serializers.Serializer) -> str:
+    field, messages = next(iter(serializer.errors.items()))
+    text = messages[0] if isinstance(messages, list) else str(messages)
+    return f"`{field}`: {text}"
+
+
+class IdempotentMixin:
+    """Runs a write once per `Idempotency-Key` and replays its stored answer (R12)."""
+
+    idempotency_endpoint = ""
+
+    def run_idempotent(self, request: Request, params: dict[str, Any], execute: Callable[[], Response]) -> Response:
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            return execute()
+        api_key = request.auth
+        found = idempotency.begin_request(
+            api_key_id=api_key.id,  # type: ignore[union-attr]
+            endpoint=self.idempotency_endpoint,
+            key=key,
+            fingerprint=idempotency.request_fingerprint(params),
+        )
+        if isinstance(found, idempotency.StoredAnswer):
+            response = Response(found.body, status=found.status)
+            response["Idempotent-Replayed"] = "true"
+            return response
+        try:
+            response = execute()
+        except EXECUTION_ERRORS as exc:
+            response = error_response(exc)
+        except BaseException:
+            idempotency.release_request(record=found)
+            raise
+        idempotency.finish_request(record=found, status=response.status_code, body=dict(response.data))
+        return response
+
+
+def ok(request: Request, data: dict[str, Any], status: int = 200) -> Response:
+    """A success answer with its envelope built now, so it can be stored and replayed."""
+    code = getattr(request, "api_status_code", 2)
+    return Response(envelope(status, code, **data), status=status)

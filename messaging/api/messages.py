@@ -1,0 +1,266 @@
+"""Reading and managing messages (detail, cancel, list), and the account's lists,
+devices and inbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count, Q
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts import errors
+from accounts.api import API_KEY_PARAMETER, ApiKeyView
+from devices.models import PRESENCE_TTL, Device, PhoneList
+from messaging import selectors
+from messaging.api.common import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, first_error, ok, request_params
+from messaging.models import InboundSms, Message
+from messaging.services import accept
+
+
+class MessageSerializer(serializers.Serializer):
+    message_id = serializers.CharField(source="public_id")
+    status = serializers.CharField()
+    to = serializers.CharField()
+    msg = serializers.CharField(source="text")
+    parts = serializers.IntegerField()
+    encoding = serializers.CharField()
+    cost = serializers.IntegerField()
+    ref = serializers.CharField()
+    list = serializers.CharField(source="phone_list.token", default=None, allow_null=True)
+    device_id = serializers.CharField(source="device.public_id", default=None, allow_null=True)
+    device_name = serializers.CharField(source="device.name", default=None, allow_null=True)
+    sim = serializers.IntegerField(allow_null=True)
+    batch_id = serializers.CharField()
+    error = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    send_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    assigned_at = serializers.DateTimeField(allow_null=True)
+    sent_at = serializers.DateTimeField(allow_null=True)
+    delivered_at = serializers.DateTimeField(allow_null=True)
+    failed_at = serializers.DateTimeField(allow_null=True)
+    expired_at = serializers.DateTimeField(allow_null=True)
+    cancelled_at = serializers.DateTimeField(allow_null=True)
+
+
+class TimelineEntrySerializer(serializers.Serializer):
+    status = serializers.CharField()
+    at = serializers.DateTimeField()
+    device_id = serializers.CharField(allow_null=True)
+    detail = serializers.CharField()
+
+
+def timeline(message: Message) -> list[dict[str, Any]]:
+    """Acceptance (the row's creation) followed by every stored transition."""
+    entries: list[dict[str, Any]] = [
+        {"status": Message.Status.QUEUED, "at": message.created_at, "device_id": None, "detail": "accepted"}
+    ]
+    for event in message.events.select_related("device").order_by("at", "id"):
+        entries.append(
+            {
+                "status": event.status,
+                "at": event.at,
+                "device_id": event.device.public_id if event.device else None,
+                "detail": event.detail,
+            }
+        )
+    return entries
+
+
+# --- Read and manage messages ------------------------------------------------------
+
+
+class MessageDetailApi(ApiKeyView):
+    """One message: status, timeline, phone, parts, cost and your `ref`."""
+
+    class OutputSerializer(MessageSerializer):
+        timeline = TimelineEntrySerializer(many=True)
+
+    @extend_schema(operation_id="message_detail", parameters=[API_KEY_PARAMETER], responses=OutputSerializer)
+    def get(self, request: Request, message_id: str) -> Response:
+        message = selectors.get_message_for_account(account_id=self.key.account_id, message_id=message_id)
+        message.timeline = timeline(message)  # type: ignore[attr-defined]
+        return ok(request, self.OutputSerializer(message).data)
+
+
+class CancelMessageApi(ApiKeyView):
+    """Cancels a message that is still queued, and gives its credit back."""
+
+    OutputSerializer = MessageSerializer
+
+    @extend_schema(
+        operation_id="message_cancel", parameters=[API_KEY_PARAMETER], request=None, responses=MessageSerializer
+    )
+    def post(self, request: Request, message_id: str) -> Response:
+        message = accept.cancel_message(account_id=self.key.account_id, message_id=message_id)
+        return ok(request, self.OutputSerializer(message).data)
+
+
+class MessageListApi(ApiKeyView):
+    """The account's messages, newest first, with filters and cursor pagination."""
+
+    class FilterSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=Message.Status.choices, required=False)
+        list = serializers.CharField(required=False, allow_blank=True, help_text="List token.")
+        ref = serializers.CharField(required=False)
+        # "from" is a Python keyword, so the field is declared in __init__ below.
+        until = serializers.DateTimeField(required=False, help_text="Created before this time.")
+        cursor = serializers.CharField(required=False, allow_blank=True)
+        limit = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PAGE_SIZE)
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.fields["from"] = serializers.DateTimeField(required=False, help_text="Created at or after this time.")
+
+    class OutputSerializer(serializers.Serializer):
+        messages = MessageSerializer(many=True)
+        next_cursor = serializers.CharField(allow_null=True)
+
+    @extend_schema(
+        operation_id="message_list", parameters=[API_KEY_PARAMETER, FilterSerializer], responses=OutputSerializer
+    )
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request_params(request))
+        if not filters.is_valid():
+            raise errors.InvalidParameter(first_error(filters))
+        data = filters.validated_data
+        queryset = selectors.messages_for_account(
+            account_id=self.key.account_id,
+            status=data.get("status"),
+            phone_list_id=list_id_param(self.key.account_id, data),
+            ref=data.get("ref"),
+            created_from=data.get("from"),
+            created_until=data.get("until"),
+        )
+        rows, cursor = selectors.page(
+            queryset, field="created_at", cursor=data.get("cursor") or None, limit=data.get("limit", DEFAULT_PAGE_SIZE)
+        )
+        return ok(request, self.OutputSerializer({"messages": rows, "next_cursor": cursor}).data)
+
+
+def list_id_param(account_id: int, params: dict[str, Any]) -> int | None:
+    """The `list` filter as a list id; another account's token is code 6."""
+    token = params.get("list")
+    if not token:
+        return None
+    return selectors.get_send_target(
+        account_id=account_id, default_list_id=None, list_token=str(token), device_id=""
+    ).phone_list.id
+
+
+# --- Lists, devices, inbox ---------------------------------------------------------------
+
+
+class ListListApi(ApiKeyView):
+    """The account's lists with how many phones each has and how many are online."""
+
+    class ListSerializer(serializers.Serializer):
+        list = serializers.CharField(source="token")
+        name = serializers.CharField()
+        default_country = serializers.CharField()
+        devices = serializers.IntegerField(source="device_count")
+        online = serializers.IntegerField(source="online_count")
+
+    class OutputSerializer(serializers.Serializer):
+        lists = serializers.ListField(child=serializers.DictField())
+
+    @extend_schema(operation_id="list_list", parameters=[API_KEY_PARAMETER], responses=OutputSerializer)
+    def get(self, request: Request) -> Response:
+        active = Q(devices__removed_at__isnull=True)
+        online = active & Q(
+            devices__is_enabled=True,
+            devices__is_connected=True,
+            devices__last_seen_at__gte=timezone.now() - PRESENCE_TTL,
+        )
+        lists = (
+            PhoneList.objects.filter(account_id=self.key.account_id)
+            .annotate(device_count=Count("devices", filter=active), online_count=Count("devices", filter=online))
+            .order_by("created_at", "pk")
+        )
+        return ok(request, {"lists": self.ListSerializer(lists, many=True).data})
+
+
+class DeviceListApi(ApiKeyView):
+    """The account's phones with their online state."""
+
+    class DeviceSerializer(serializers.Serializer):
+        device_id = serializers.CharField(source="public_id")
+        name = serializers.CharField()
+        model = serializers.CharField()
+        list = serializers.CharField(source="phone_list.token")
+        kind = serializers.CharField()
+        online = serializers.BooleanField(source="is_online")
+        available = serializers.BooleanField(source="is_available")
+        enabled = serializers.BooleanField(source="is_enabled")
+        battery = serializers.IntegerField(allow_null=True)
+        signal = serializers.IntegerField(allow_null=True)
+        last_seen_at = serializers.DateTimeField(allow_null=True)
+
+    class OutputSerializer(serializers.Serializer):
+        devices = serializers.ListField(child=serializers.DictField())
+
+    @extend_schema(operation_id="device_list", parameters=[API_KEY_PARAMETER], responses=OutputSerializer)
+    def get(self, request: Request) -> Response:
+        params = request_params(request)
+        devices = Device.objects.select_related("phone_list").filter(
+            account_id=self.key.account_id, removed_at__isnull=True
+        )
+        phone_list_id = list_id_param(self.key.account_id, params)
+        if phone_list_id is not None:
+            devices = devices.filter(phone_list_id=phone_list_id)
+        devices = devices.order_by("created_at", "pk")
+        return ok(request, {"devices": self.DeviceSerializer(devices, many=True).data})
+
+
+class InboxApi(ApiKeyView):
+    """SMS received by the account's phones, newest first, with cursor pagination."""
+
+    class SmsSerializer(serializers.Serializer):
+        id = serializers.CharField(source="public_id")
+        sender = serializers.CharField()
+        msg = serializers.CharField(source="text")
+        list = serializers.CharField(source="phone_list.token")
+        device_id = serializers.CharField(source="device.public_id", default=None, allow_null=True)
+        sim = serializers.IntegerField(allow_null=True)
+        keyword = serializers.CharField()
+        received_at = serializers.DateTimeField()
+
+        def to_representation(self, instance: InboundSms) -> dict[str, Any]:
+            data = super().to_representation(instance)
+            data["from"] = data.pop("sender")  # SPEC's `incoming` frame calls it `from`
+            return data
+
+    class OutputSerializer(serializers.Serializer):
+        messages = serializers.ListField(child=serializers.DictField())
+        next_cursor = serializers.CharField(allow_null=True)
+
+    class FilterSerializer(serializers.Serializer):
+        list = serializers.CharField(required=False, allow_blank=True, help_text="List token.")
+        until = serializers.DateTimeField(required=False, help_text="Received before this time.")
+        cursor = serializers.CharField(required=False, allow_blank=True)
+        limit = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PAGE_SIZE)
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.fields["from"] = serializers.DateTimeField(required=False, help_text="Received at or after this time.")
+
+    @extend_schema(operation_id="inbox", parameters=[API_KEY_PARAMETER, FilterSerializer], responses=OutputSerializer)
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request_params(request))
+        if not filters.is_valid():
+            raise errors.InvalidParameter(first_error(filters))
+        data = filters.validated_data
+        queryset = selectors.inbox_for_account(
+            account_id=self.key.account_id,
+            phone_list_id=list_id_param(self.key.account_id, data),
+            received_from=data.get("from"),
+            received_until=data.get("until"),
+        )
+        rows, cursor = selectors.page(
+            queryset, field="received_at", cursor=data.get("cursor") or None, limit=data.get("limit", DEFAULT_PAGE_SIZE)
+        )
+        return ok(request, {"messages": self.SmsSerializer(rows, many=True).data, "next_cursor": cursor})

@@ -1,0 +1,252 @@
+"""Send: one message (`POST /api/v1/send`, and GenioSms's `tools/api.pl`) and bulk."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import serializers
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts import errors
+from accounts.api import API_KEY_PARAMETER, ApiKeyView
+from accounts.envelope import ERROR_TABLE, PARAM_ERROR
+from devices.models import Device
+from messaging.api.common import IdempotentMixin, as_text, drop_empty, first_error, ok, request_params
+from messaging.services import accept
+
+# Optional numbers and dates that forms and query strings send as "" when left empty.
+EMPTY_MEANS_ABSENT = ("sim", "ttl", "send_at")
+
+
+class RecordSerializer(serializers.Serializer):
+    device_id = serializers.CharField(source="public_id")
+    device_name = serializers.CharField(source="name")
+    received = serializers.SerializerMethodField()
+
+    def get_received(self, device: Device) -> bool:
+        return True
+
+
+# --- Send ------------------------------------------------------------------------------
+
+
+class SendMessageApi(IdempotentMixin, ApiKeyView):
+    """Queues one SMS and offers it to the phones of a list (or one pinned phone)."""
+
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    idempotency_endpoint = "send"
+
+    class InputSerializer(serializers.Serializer):
+        list = serializers.CharField(required=False, allow_blank=True, help_text="List token (lst_…).")
+        device_id = serializers.CharField(required=False, allow_blank=True, help_text="Pin to one phone (dev_…).")
+        # Missing `to`/`msg` still answer 7/8 (not 5): see `send`.
+        to = serializers.CharField(help_text="Destination number (E.164, or national in the list's country).")
+        msg = serializers.CharField(trim_whitespace=False, help_text="The text (at most 10 SMS parts).")
+        sim = serializers.IntegerField(
+            required=False, allow_null=True, min_value=1, max_value=accept.MAX_SIM, help_text="SIM slot."
+        )
+        ttl = serializers.IntegerField(
+            required=False,
+            allow_null=True,
+            min_value=1,
+            max_value=accept.MAX_TTL_SECONDS,
+            help_text="Seconds the message may wait for a phone.",
+        )
+        send_at = serializers.DateTimeField(required=False, allow_null=True, help_text="Send at (ISO 8601).")
+        ref = serializers.CharField(
+            required=False, allow_blank=True, max_length=255, help_text="Your reference (alias `custom`)."
+        )
+
+    class OutputSerializer(serializers.Serializer):
+        message_id = serializers.CharField(source="message.public_id")
+        to = serializers.CharField(source="message.to")
+        parts = serializers.IntegerField(source="message.parts")
+        cost = serializers.IntegerField(source="message.cost")
+        records = RecordSerializer(many=True)
+
+    @extend_schema(
+        operation_id="send",
+        parameters=[API_KEY_PARAMETER, OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        request=InputSerializer,
+        responses=OutputSerializer,
+    )
+    def post(self, request: Request) -> Response:
+        params = request_params(request)
+        return self.run_idempotent(request, params, lambda: self.send(request, params))
+
+    @extend_schema(
+        operation_id="send_get",
+        parameters=[API_KEY_PARAMETER, InputSerializer],
+        responses=OutputSerializer,
+        description="The same as POST, with the parameters in the query string (for quick tests).",
+    )
+    def get(self, request: Request) -> Response:
+        return self.post(request)
+
+    def send(self, request: Request, params: dict[str, Any]) -> Response:
+        serializer = self.InputSerializer(data=drop_empty(params, EMPTY_MEANS_ABSENT))
+        if not serializer.is_valid():
+            # A malformed optional parameter (code 5) comes after the target, `to`, `msg` checks.
+            accept.resolve_target(
+                key=self.key, list_token=as_text(params.get("list")), device_id=as_text(params.get("device_id"))
+            )
+            accept.check_required(to=as_text(params.get("to")), text=as_text(params.get("msg")))
+            raise errors.InvalidParameter(first_error(serializer))
+        data = serializer.validated_data
+        accepted = accept.accept_message(
+            key=self.key,
+            list_token=data.get("list"),
+            device_id=data.get("device_id"),
+            to=data.get("to", ""),
+            text=data.get("msg", ""),
+            sim=data.get("sim"),
+            ttl=data.get("ttl"),
+            send_at=data.get("send_at"),
+            ref=data.get("ref", ""),
+        )
+        return ok(request, self.OutputSerializer(accepted).data)
+
+
+@extend_schema_view(
+    post=extend_schema(operation_id="geniosms_send"), get=extend_schema(operation_id="geniosms_send_get")
+)
+class GenioSmsSendApi(SendMessageApi):
+    """The send operation at GenioSms's path, so its clients only change the host."""
+
+
+class SendBulkApi(IdempotentMixin, ApiKeyView):
+    """Queues up to 10,000 messages in one request: a JSON array or a CSV upload."""
+
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    idempotency_endpoint = "send/bulk"
+
+    class RecipientSerializer(serializers.Serializer):
+        to = serializers.CharField(allow_blank=True)
+        msg = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+        ref = serializers.CharField(required=False, allow_blank=True)
+
+    class InputSerializer(serializers.Serializer):
+        list = serializers.CharField(required=False, allow_blank=True)
+        device_id = serializers.CharField(required=False, allow_blank=True)
+        msg = serializers.CharField(
+            required=False, allow_blank=True, trim_whitespace=False, help_text="Text for rows without their own."
+        )
+        # Checked row by row in `json_row` (a ListField would validate 10,000 dicts slowly).
+        recipients = serializers.JSONField(required=False, help_text='[{"to": …, "msg"?: …, "ref"?: …}, …]')
+        file = serializers.FileField(required=False, help_text="CSV upload: to[,msg[,ref]] per row.")
+        sim = serializers.IntegerField(required=False, allow_null=True)
+        ttl = serializers.IntegerField(required=False, allow_null=True)
+        send_at = serializers.DateTimeField(required=False, allow_null=True)
+
+    class RowErrorSerializer(serializers.Serializer):
+        row = serializers.IntegerField()
+        status_code = serializers.CharField()
+        error = serializers.CharField()
+
+    class AcceptedRowSerializer(serializers.Serializer):
+        message_id = serializers.CharField()
+        to = serializers.CharField()
+        parts = serializers.IntegerField()
+
+    class OutputSerializer(serializers.Serializer):
+        batch_id = serializers.CharField()
+        accepted = serializers.IntegerField()
+        rejected = serializers.IntegerField()
+        parts = serializers.IntegerField()
+        cost = serializers.IntegerField()
+        messages = serializers.ListField(child=serializers.DictField())
+        errors = serializers.ListField(child=serializers.DictField())  # type: ignore[assignment]
+
+    @extend_schema(
+        operation_id="send_bulk",
+        parameters=[API_KEY_PARAMETER, OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        request={"application/json": InputSerializer, "multipart/form-data": InputSerializer},
+        responses=OutputSerializer,
+    )
+    def post(self, request: Request) -> Response:
+        params = request_params(request)
+        upload = params.pop("file", None)
+        fingerprint_params = dict(params)
+        rows: list[accept.BulkRow] | None = None
+        if upload is not None:
+            rows = read_csv_rows(upload)
+            fingerprint_params["file"] = [(r.to, r.text, r.ref) for r in rows]
+        return self.run_idempotent(request, fingerprint_params, lambda: self.send(request, params, rows))
+
+    def send(self, request: Request, params: dict[str, Any], rows: list[accept.BulkRow] | None) -> Response:
+        serializer = self.InputSerializer(data=drop_empty(params, EMPTY_MEANS_ABSENT))
+        if not serializer.is_valid():
+            accept.resolve_target(
+                key=self.key, list_token=as_text(params.get("list")), device_id=as_text(params.get("device_id"))
+            )
+            raise errors.InvalidParameter(first_error(serializer))
+        data = serializer.validated_data
+        if rows is None:
+            recipients = data.get("recipients", [])
+            if not isinstance(recipients, list):
+                raise errors.InvalidParameter('`recipients` must be a JSON array of {"to", "msg", "ref"} objects.')
+            rows = [json_row(item) for item in recipients]
+        try:
+            result = accept.accept_bulk(
+                key=self.key,
+                list_token=data.get("list"),
+                device_id=data.get("device_id"),
+                rows=rows,
+                text=data.get("msg", ""),
+                sim=data.get("sim"),
+                ttl=data.get("ttl"),
+                send_at=data.get("send_at"),
+            )
+        except accept.NoValidRecipients as exc:
+            raise errors.InvalidParameter(exc.message, errors=row_errors(exc.row_errors))
+        body = {
+            "batch_id": result.batch_id,
+            "accepted": len(result.messages),
+            "rejected": len(result.errors),
+            "parts": result.parts,
+            "cost": result.cost,
+            "messages": [{"message_id": m.public_id, "to": m.to, "parts": m.parts} for m in result.messages],
+            "errors": row_errors(result.errors),
+        }
+        return ok(request, body)
+
+
+def json_row(item: Any) -> accept.BulkRow:
+    if not isinstance(item, dict):
+        return accept.BulkRow(to="")  # reported as a row without a number
+    return accept.BulkRow(
+        to=as_text(item.get("to")), text=as_text(item.get("msg")), ref=as_text(item.get("ref", item.get("custom")))
+    )
+
+
+def read_csv_rows(upload: Any) -> list[accept.BulkRow]:
+    """Rows `to[,msg[,ref]]` of an uploaded CSV (UTF-8, optional header row naming `to`)."""
+    if not hasattr(upload, "read"):
+        raise errors.InvalidParameter("`file` must be an uploaded CSV file.")
+    try:
+        text = upload.read().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise errors.InvalidParameter("The CSV file must be UTF-8.")
+    reader = csv.reader(io.StringIO(text))
+    rows = [row for row in reader if any(cell.strip() for cell in row)]
+    if rows and rows[0] and rows[0][0].strip().lower() == "to":
+        rows = rows[1:]
+    if len(rows) > accept.MAX_BULK_ROWS:
+        raise errors.InvalidParameter(f"At most {accept.MAX_BULK_ROWS} recipients per request.")
+    return [accept.BulkRow(to=row[0], text=row[1] if len(row) > 1 else "", ref=",".join(row[2:])) for row in rows]
+
+
+def row_errors(items: list[accept.RowError]) -> list[dict[str, Any]]:
+    return [
+        {
+            "row": item.row,
+            "status_code": str(ERROR_TABLE.get(type(item.error), (PARAM_ERROR, 400))[0]),
+            "error": item.error.message,
+        }
+        for item in items
+    ]
