@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 import urllib.parse
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +108,18 @@ def stop(*processes: subprocess.Popen, timeout: float = 10) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def at_rate(job: Callable[[int], None], *, rate: float, seconds: float, threads: int) -> None:
+    """Starts `job(0)`, `job(1)`, … at `rate` a second for `seconds` on a pool of `threads`;
+    returns when every call has finished."""
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for n in range(int(rate * seconds)):
+            delay = start + n / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(job, n)
 
 
 def pct(values: list[float], p: float) -> float:

@@ -32,11 +32,23 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness import PY, ROOT, base_env, flush_redis, free_port, manage, pct, reset_database, sql, stop, wait_http
+from harness import (
+    PY,
+    ROOT,
+    at_rate,
+    base_env,
+    flush_redis,
+    free_port,
+    manage,
+    pct,
+    reset_database,
+    sql,
+    stop,
+    wait_http,
+)
 
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/phonefleet_bench"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/15"
@@ -258,14 +270,7 @@ def dispatch_run(
         if response.status == 200:
             answers[data["message_id"]] = answered
 
-    total = int(rate * seconds)
-    start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=32) as pool:
-        for n in range(total):
-            delay = start + n / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            pool.submit(one, n)
+    at_rate(one, rate=rate, seconds=seconds, threads=32)
     wait_until_dispatched(db_url, timeout=30)
     stop.set()
     assigns: list[tuple[str, float]] = out.get(timeout=30)
@@ -281,16 +286,13 @@ def dispatch_run(
     # Not assigned by the end of the wait (30 s): late, not necessarily lost for good.
     unassigned = sum(1 for m in answers if m not in first)
 
-    def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] if latencies else float("nan")
-
     return {
         "sent": len(answers),
         "assigned": len(latencies),
         "duplicates": duplicates,
         "unassigned": unassigned,
-        "p50_ms": pct(50),
-        "p99_ms": pct(99),
+        "p50_ms": pct(latencies, 50),
+        "p99_ms": pct(latencies, 99),
         "accept_p50_ms": statistics.median(accept) * 1000 if accept else float("nan"),
     }
 

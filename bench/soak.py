@@ -32,11 +32,23 @@ import sys
 import threading
 import time
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from harness import PY, ROOT, base_env, flush_redis, free_port, manage, pct, reset_database, sql, stop, wait_http
+from harness import (
+    PY,
+    ROOT,
+    at_rate,
+    base_env,
+    flush_redis,
+    free_port,
+    manage,
+    pct,
+    reset_database,
+    sql,
+    stop,
+    wait_http,
+)
 
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/phonefleet_soak"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
@@ -194,14 +206,7 @@ def send_messages(api_port: int, secret: str, lists: list[str], rate: float, sec
         if response.status == 200:
             answers[data["message_id"]] = time.time()
 
-    total = int(rate * seconds)
-    start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        for n in range(total):
-            delay = start + n / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            pool.submit(one, n)
+    at_rate(one, rate=rate, seconds=seconds, threads=8)
     return answers
 
 
