@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import pytest
@@ -70,6 +70,13 @@ class LiveServer:
         self.env = env
         self.process: subprocess.Popen | None = None
 
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def start(self) -> None:
         env = {**os.environ, "DATABASE_URL": database_url(), "SECRET_KEY": settings.SECRET_KEY, **self.env}
         with self.log_path.open("a") as log:
@@ -114,12 +121,8 @@ class LiveServer:
 @pytest.fixture
 def daphne_server(tmp_path):
     """Daphne with the embedded worker and a 1 s device tick."""
-    server = LiveServer(tmp_path, EMBEDDED_WORKER="true", DEVICE_TICK_SECONDS="1", DEBUG="false")
-    server.start()
-    try:
+    with LiveServer(tmp_path, EMBEDDED_WORKER="true", DEVICE_TICK_SECONDS="1", DEBUG="false") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -22,22 +22,17 @@ class SMSGateServer(LiveServer):
 
 
 @pytest.fixture(scope="module")
-def daphne_process(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[SMSGateServer]:
+def daphne_process(django_db_setup, tmp_path_factory) -> Iterator[SMSGateServer]:
     """Daphne running `config.asgi` against the test database (module-scoped: tests
     create their own data, which the server sees once committed)."""
-    server = SMSGateServer(
+    with SMSGateServer(
         tmp_path_factory.mktemp("daphne"),
         API_KEY_SECRET=settings.API_KEY_SECRET,
         EMBEDDED_WORKER="false",
         SMSGATE_SSE_KEEPALIVE_SECONDS="0.3",
         DJANGO_SETTINGS_MODULE="config.settings",
-    )
-    with django_db_blocker.unblock():
-        server.start()
-    try:
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

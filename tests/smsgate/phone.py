@@ -132,15 +132,3 @@ class EventStream:
 
     def close(self) -> None:
         self._context.__exit__(None, None, None)
-
-
-def wait_for(condition, timeout: float = 10.0, interval: float = 0.02):
-    """Polls until `condition()` is truthy; returns its value, or fails at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(interval)

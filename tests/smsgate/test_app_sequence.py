@@ -17,7 +17,8 @@ from devices.models import Device, EnrolmentToken
 from devices.smsgate import services as smsgate
 from ipn.models import IpnEndpoint, IpnEvent
 from messaging.models import InboundSms, Message, MessageEvent
-from tests.smsgate.phone import EventStream, SmsGateApp, phone_time, wait_for
+from tests.live import wait_for
+from tests.smsgate.phone import EventStream, SmsGateApp, phone_time
 
 pytestmark = pytest.mark.slow
 
@@ -112,7 +113,12 @@ def test_the_event_stream_wakes_the_phone_when_a_message_is_accepted(phone, serv
         assert stream.response.headers["cache-control"] == "no-cache"
         assert stream.response.headers["x-accel-buffering"] == "no"
         stream.read_until(lambda s: "keepalive" in s.comments)
-        device = wait_for(lambda: Device.objects.filter(public_id=phone.device_id, is_connected=True).first())
+        device = wait_for(
+            lambda: Device.objects.filter(public_id=phone.device_id, is_connected=True).first(),
+            timeout=10,
+            what="the phone connected",
+            every=0.02,
+        )
         assert device.is_online
 
         send(server, alice_key)
@@ -120,7 +126,12 @@ def test_the_event_stream_wakes_the_phone_when_a_message_is_accepted(phone, serv
         assert all(data for _name, data in stream.events)
     finally:
         stream.close()
-    wait_for(lambda: Device.objects.filter(public_id=phone.device_id, is_connected=False).exists())
+    wait_for(
+        lambda: Device.objects.filter(public_id=phone.device_id, is_connected=False).exists(),
+        timeout=10,
+        what="the phone disconnected",
+        every=0.02,
+    )
 
 
 def test_the_event_stream_refuses_a_bad_token_with_401(server):
@@ -140,7 +151,12 @@ def test_a_settings_change_reaches_the_open_stream(phone):
     stream = EventStream(phone)
     try:
         stream.read_until(lambda s: s.comments)
-        device = wait_for(lambda: Device.objects.filter(public_id=phone.device_id, is_connected=True).first())
+        device = wait_for(
+            lambda: Device.objects.filter(public_id=phone.device_id, is_connected=True).first(),
+            timeout=10,
+            what="the phone connected",
+            every=0.02,
+        )
         smsgate.notify_settings_updated(device_id=device.pk)
         smsgate.notify_webhooks_updated(phone_list_id=device.phone_list_id)
         stream.read_until(lambda s: {("SettingsUpdated", "{}"), ("WebhooksUpdated", "{}")} <= set(s.events))
