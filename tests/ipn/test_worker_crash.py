@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from django.db import connection
 from ipn import services as ipn_services
 from ipn.models import IpnEvent
 from tests.ipn.conftest import Reply, make_message
+from tests.live import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 # The worker under test gives up on a receiver after this long, so its lock lasts 3×2+5 s.
@@ -43,14 +43,6 @@ def start_worker() -> subprocess.Popen:
     )
 
 
-def wait_until(condition, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-
-
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_killed_mid_delivery_loses_nothing(postgres_only, alice, alice_list, receiver, private_ok):
@@ -72,7 +64,12 @@ def test_a_worker_killed_mid_delivery_loses_nothing(postgres_only, alice, alice_
     second_worker = start_worker()
     try:
         requests = receiver.wait_for(2, timeout=40)
-        wait_until(lambda: IpnEvent.objects.get(pk=event.pk).status == IpnEvent.Status.DELIVERED, timeout=20)
+        wait_for(
+            lambda: IpnEvent.objects.get(pk=event.pk).status == IpnEvent.Status.DELIVERED,
+            timeout=20,
+            what="the event delivered after the worker restart",
+            every=0.05,
+        )
     finally:
         second_worker.terminate()
         _out, err = second_worker.communicate(timeout=20)
