@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.core.cache import caches
-from django.core.cache.backends.redis import RedisCache
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import BaseAuthentication
@@ -46,42 +44,23 @@ class ApiKeyAuthentication(BaseAuthentication):
     """Authenticates by API key (code 3) and then checks the key's IP rule (code 4)."""
 
     def authenticate(self, request: Request) -> tuple[None, services.AuthenticatedKey]:
-        key = services.authenticate_api_key(secret=api_key_from_request(request))
+        call = services.authenticate_api_call(secret=api_key_from_request(request))
+        key = call.key
         # CORS answers follow the key's origins (see ApiCorsMiddleware).
         request._request.cors_origins = key.cors_origins  # type: ignore[attr-defined]
         request.api_status_code = services.check_ip(key=key, ip=request._request.client_ip)  # type: ignore[attr-defined]
+        request.api_call = call  # type: ignore[attr-defined]
         return (None, key)
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
 
 
-def _count_request(name: str, ttl: int) -> int:
-    """Counts one request in the window `name` and returns the count so far. With Redis
-    this is one round trip (INCR + EXPIRE NX in a pipeline); otherwise add-or-incr."""
-    backend = caches["default"]
-    if isinstance(backend, RedisCache):
-        client = backend._cache.get_client(write=True)
-        pipe = client.pipeline(transaction=False)
-        pipe.incr(backend.make_and_validate_key(name))
-        pipe.expire(backend.make_and_validate_key(name), ttl, nx=True)
-        count, _ = pipe.execute()
-        return int(count)
-    if backend.add(name, 1, ttl):
-        return 1
-    try:
-        return int(backend.incr(name))
-    except ValueError:  # expired between add and incr
-        backend.add(name, 1, ttl)
-        return 1
-
-
-def enforce_rate_limit(key: services.AuthenticatedKey) -> None:
-    """A fixed one-minute window per key in the shared cache; raises RateLimited (429)."""
-    limit = key.rate_limit_per_minute or DEFAULT_RATE_LIMIT_PER_MINUTE
-    window = int(time.time() // 60)
-    count = _count_request(f"ratelimit:{key.id}:{window}", 70)
-    if count > limit:
+def enforce_rate_limit(call: services.ApiCall) -> None:
+    """A fixed one-minute window per key, counted in the shared cache by
+    `authenticate_api_call`; raises RateLimited (429)."""
+    limit = call.key.rate_limit_per_minute or DEFAULT_RATE_LIMIT_PER_MINUTE
+    if call.calls_this_minute > limit:
         raise errors.RateLimited(
             f"This API key may make {limit} requests per minute.", retry_after=60 - int(time.time() % 60)
         )
@@ -98,7 +77,7 @@ class ApiKeyView(APIView):
         key = request.auth
         if not isinstance(key, services.AuthenticatedKey):
             raise errors.InvalidApiKey()
-        enforce_rate_limit(key)
+        enforce_rate_limit(request.api_call)  # type: ignore[attr-defined]
 
     @property
     def key(self) -> services.AuthenticatedKey:

@@ -21,6 +21,10 @@ class Account(models.Model):
     price_per_part = models.PositiveIntegerField(default=default_price_per_part)
     # Optional cap on credits spent per UTC day (None = no cap).
     daily_spend_cap = models.PositiveBigIntegerField(null=True, blank=True)
+    # Credits debited on the UTC day `spent_on` (kept by the debit UPDATE itself, so the cap
+    # is checked atomically with the balance).
+    spent_on = models.DateField(null=True, blank=True)
+    spent_that_day = models.PositiveBigIntegerField(default=0)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

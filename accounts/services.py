@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Sum
+from django.db.models import F
 from django.utils import timezone
+from django_redis import get_redis_connection
+from django_redis.cache import RedisCache
 
 from accounts import errors
 from accounts.lib import ipnet, tokens
@@ -22,6 +25,8 @@ if TYPE_CHECKING:
 
 API_KEY_PREFIX = "pf_live"
 API_KEY_CACHE_SECONDS = 300
+# The per-key rate limit counts calls per clock minute.
+CALL_WINDOW_SECONDS = 60
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
@@ -75,65 +80,144 @@ def top_up_credit(*, account: Account, amount: int, reason: str = "Top-up", user
         )
 
 
-def _check_daily_cap(*, account: Account, amount: int) -> None:
-    if account.daily_spend_cap is None:
-        return
-    start = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
-    spent = -(
-        LedgerEntry.objects.filter(account_id=account.pk, kind=LedgerEntry.Kind.DEBIT, created_at__gte=start).aggregate(
-            total=Sum("amount")
-        )["total"]
-        or 0
+# One conditional UPDATE takes credit, only where the balance covers it and the day's
+# spending stays within the cap (counted on the row itself, so concurrent debits cannot
+# pass the cap either). `{amount}` is an SQL expression: a parameter, or parts × the
+# account's price. In SET, every column reads the row as it was before the UPDATE.
+_DEBIT_SQL = """
+UPDATE accounts_account SET
+    balance = balance - {amount},
+    spent_that_day = (CASE WHEN spent_on = %(today)s THEN spent_that_day ELSE 0 END) + {amount},
+    spent_on = %(today)s
+WHERE id = %(account)s
+  AND balance >= {amount}
+  AND (daily_spend_cap IS NULL
+       OR (CASE WHEN spent_on = %(today)s THEN spent_that_day ELSE 0 END) + {amount} <= daily_spend_cap)
+RETURNING balance, price_per_part
+"""
+
+
+@dataclass(frozen=True)
+class Debit:
+    """What a debit took: the balance left and the price per part it was charged at."""
+
+    balance: int
+    price_per_part: int
+
+
+def _today() -> date:
+    return timezone.now().date()
+
+
+def _refusal(
+    *, account_id: int, today: date, amount: int | None = None, parts: int | None = None
+) -> errors.DomainError:
+    """Why a debit was refused: read after the fact, so only the wording can be off by a race."""
+    state = Account.objects.values("balance", "price_per_part", "daily_spend_cap", "spent_on", "spent_that_day").get(
+        pk=account_id
     )
-    if spent + amount > account.daily_spend_cap:
-        raise errors.SpendingCapReached()
+    wanted = amount if amount is not None else (parts or 0) * state["price_per_part"]
+    spent = state["spent_that_day"] if state["spent_on"] == today else 0
+    if state["daily_spend_cap"] is not None and spent + wanted > state["daily_spend_cap"]:
+        return errors.SpendingCapReached()
+    return errors.InsufficientCredit(balance=str(state["balance"]))
+
+
+def _take_credit(*, account_id: int, amount: int | None = None, parts: int | None = None) -> Debit:
+    """Takes `amount` credits, or `parts` × the account's price, in one conditional UPDATE.
+    Raises SpendingCapReached or InsufficientCredit (nothing taken)."""
+    today = _today()
+    expression = "%(amount)s" if amount is not None else "%(parts)s * price_per_part"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _DEBIT_SQL.format(amount=expression),
+            {"amount": amount, "parts": parts, "today": today, "account": account_id},
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise _refusal(account_id=account_id, today=today, amount=amount, parts=parts)
+    return Debit(int(row[0]), int(row[1]))
+
+
+def charge_in_one_statement(
+    *, account_id: int, parts: int, reason: str, insert_sql: str, insert_params: dict[str, Any]
+) -> list[tuple[Any, ...]]:
+    """PostgreSQL: takes `parts` × the account's price, runs the caller's INSERT of what is
+    charged for, and books one debit entry per inserted row, all in one statement (no
+    transaction round trips, and the balance row is locked only while it runs).
+
+    `insert_sql` reads the CTE `debit(balance, price_per_part)` (one row only when the
+    credit was taken: select FROM it, so nothing is inserted otherwise) and returns
+    `id, cost` first. Returns its rows, each followed by the balance left. Raises
+    InsufficientCredit or SpendingCapReached (nothing taken, nothing inserted)."""
+    today = _today()
+    statement = f"""
+        WITH debit AS ({_DEBIT_SQL.format(amount="%(parts)s * price_per_part")}),
+        charged AS ({insert_sql}),
+        booked AS (
+            INSERT INTO accounts_ledgerentry (account_id, kind, amount, balance_after, reason, message_id, created_at)
+            SELECT %(account)s, %(debit_kind)s, -charged.cost,
+                   debit.balance + SUM(charged.cost) OVER () - SUM(charged.cost) OVER (ORDER BY charged.id),
+                   %(reason)s, charged.id, %(now)s
+            FROM charged, debit
+        )
+        SELECT charged.*, debit.balance FROM charged, debit
+    """  # noqa: S608 (SQL text from this module and the caller; every value is a parameter)
+    params = {
+        **insert_params,
+        "parts": parts,
+        "today": today,
+        "account": account_id,
+        "debit_kind": LedgerEntry.Kind.DEBIT,
+        "reason": reason,
+        "now": timezone.now(),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        rows = cursor.fetchall()
+    if not rows:
+        raise _refusal(account_id=account_id, today=today, parts=parts)
+    return rows
 
 
 def debit_credit(*, account: Account, amount: int, message: Message | None = None, reason: str = "") -> LedgerEntry:
     """Takes `amount` credits in one conditional UPDATE and books the debit in the same
-    transaction. Raises InsufficientCredit (nothing taken) when the balance is short."""
-    _check_daily_cap(account=account, amount=amount)
+    transaction. Raises InsufficientCredit or SpendingCapReached (nothing taken)."""
     with transaction.atomic():
-        balance = _change_balance(account_id=account.pk, delta=-amount)
-        if balance is None:
-            raise errors.InsufficientCredit(
-                balance=str(Account.objects.values_list("balance", flat=True).get(pk=account.pk))
-            )
+        debit = _take_credit(account_id=account.pk, amount=amount)
         return LedgerEntry.objects.create(
             account_id=account.pk,
             kind=LedgerEntry.Kind.DEBIT,
             amount=-amount,
-            balance_after=balance,
+            balance_after=debit.balance,
             reason=reason or "SMS",
             message=message,
         )
 
 
-def debit_credit_for_messages(*, account: Account, messages: list[Message], reason: str = "Bulk send") -> int:
-    """Takes the cost of all `messages` at once (one UPDATE) and books one debit per
-    message. Raises InsufficientCredit when the balance does not cover them all."""
-    total = sum(m.cost for m in messages)
-    _check_daily_cap(account=account, amount=total)
-    with transaction.atomic():
-        balance = _change_balance(account_id=account.pk, delta=-total)
-        if balance is None:
-            raise errors.InsufficientCredit()
-        running = balance + total
-        entries = []
-        for message in messages:
-            running -= message.cost
-            entries.append(
-                LedgerEntry(
-                    account_id=account.pk,
-                    kind=LedgerEntry.Kind.DEBIT,
-                    amount=-message.cost,
-                    balance_after=running,
-                    reason=reason,
-                    message=message,
-                )
-            )
-        LedgerEntry.objects.bulk_create(entries, batch_size=1000)
-    return balance
+def charge_for_parts(*, account_id: int, parts: int) -> Debit:
+    """Takes `parts` × the account's price per part in one conditional UPDATE; call inside
+    the transaction that stores what is charged, then `book_message_debits`. Raises
+    InsufficientCredit or SpendingCapReached (nothing taken)."""
+    return _take_credit(account_id=account_id, parts=parts)
+
+
+def book_message_debits(*, account_id: int, messages: list[Message], balance: int, reason: str) -> None:
+    """Books one debit entry per stored message (their costs were taken by `charge_for_parts`,
+    leaving `balance`), with the running balance after each. (PostgreSQL does this inside
+    `charge_in_one_statement`.)"""
+    now = timezone.now()
+    running = balance + sum(m.cost for m in messages)
+    rows = []
+    for message in messages:
+        running -= message.cost
+        rows.append((account_id, LedgerEntry.Kind.DEBIT, -message.cost, running, reason, message.pk, now))
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO accounts_ledgerentry (account_id, kind, amount, balance_after, reason, message_id, created_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            rows,
+        )
 
 
 def refund_credit(*, message: Message, reason: str) -> LedgerEntry | None:
@@ -204,6 +288,9 @@ class AuthenticatedKey:
     cors_origins: tuple[str, ...]
     default_list_id: int | None
     rate_limit_per_minute: int | None
+    # The default list's token, default country and default TTL, cached with the key so a
+    # send to it needs no other lookup (a change to the list drops the key's entry).
+    default_list: tuple[str, str, int] | None = None
 
 
 def _key_cache_name(digest: str) -> str:
@@ -273,35 +360,96 @@ def update_api_key(
     return key
 
 
+def forget_keys_of_list(*, phone_list_id: int) -> None:
+    """Drops the cached keys whose default list this is (their entries carry its settings)."""
+    digests = ApiKey.objects.filter(default_list_id=phone_list_id).values_list("digest", flat=True)
+    cache.delete_many([_key_cache_name(digest) for digest in digests])
+
+
 def revoke_api_key(*, key: ApiKey) -> None:
     """Revokes the key at once (its cache entry goes too)."""
     ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
     cache.delete(_key_cache_name(key.digest))
 
 
-def authenticate_api_key(*, secret: str | None) -> AuthenticatedKey:
-    """The active key for this secret, from the cache when possible.
-    Raises InvalidApiKey; a checksum typo is refused without a database query."""
+@dataclass(frozen=True)
+class ApiCall:
+    """An authenticated API call: its key, and the key's calls so far in this clock minute
+    (this one included), for the per-key rate limit."""
+
+    key: AuthenticatedKey
+    calls_this_minute: int
+
+
+def _call_state(digest: str) -> tuple[AuthenticatedKey | None, int, bool]:
+    """One cache round trip per API call: the cached key (None when not cached), the calls
+    counted for this digest in this minute, and whether this is its first call within
+    LAST_USED_RESOLUTION. With Redis the four commands go in one pipeline."""
+    names = (
+        _key_cache_name(digest),
+        f"apicalls:{digest}:{int(time.time() // 60)}",
+        f"apikey-used:{digest}",
+    )
+    used_seconds = int(LAST_USED_RESOLUTION.total_seconds())
+    if isinstance(caches["default"], RedisCache):
+        key_name, count_name, used_name = (cache.make_key(name) for name in names)
+        pipe = get_redis_connection("default").pipeline(transaction=False)
+        pipe.get(key_name)
+        pipe.incr(count_name)
+        pipe.expire(count_name, CALL_WINDOW_SECONDS + 10, nx=True)
+        pipe.set(used_name, 1, nx=True, ex=used_seconds)
+        raw, count, _expiry, first_use = pipe.execute()
+        found = cache.client.decode(raw) if raw is not None else None  # type: ignore[attr-defined]
+        return found, int(count), bool(first_use)
+    found = cache.get(names[0])
+    if cache.add(names[1], 1, CALL_WINDOW_SECONDS + 10):
+        count = 1
+    else:
+        try:
+            count = cache.incr(names[1])
+        except ValueError:  # expired between add and incr
+            cache.add(names[1], 1, CALL_WINDOW_SECONDS + 10)
+            count = 1
+    return found, count, cache.add(names[2], 1, used_seconds)
+
+
+def authenticate_api_call(*, secret: str | None) -> ApiCall:
+    """The active key for this secret (cached), and the call counted against its rate.
+    Raises InvalidApiKey; a checksum typo is refused without a query or a cache call."""
     if not secret or not tokens.has_valid_checksum(secret, API_KEY_PREFIX):
         raise errors.InvalidApiKey()
     digest = tokens.token_digest(secret, settings.API_KEY_SECRET)
-    cache_name = _key_cache_name(digest)
-    found = cache.get(cache_name)
+    found, count, first_use = _call_state(digest)
     if found is None:
         row = (
             ApiKey.objects.filter(digest=digest, revoked_at__isnull=True, account__is_active=True)
             .values_list(
-                "id", "account_id", "name", "allowed_ips", "cors_origins", "default_list_id", "rate_limit_per_minute"
+                "id",
+                "account_id",
+                "name",
+                "allowed_ips",
+                "cors_origins",
+                "default_list_id",
+                "rate_limit_per_minute",
+                "default_list__token",
+                "default_list__default_country",
+                "default_list__default_ttl_seconds",
             )
             .first()
         )
         if row is None:
             raise errors.InvalidApiKey()
-        found = AuthenticatedKey(row[0], row[1], row[2], tuple(row[3]), tuple(row[4]), row[5], row[6])
-        cache.set(cache_name, found, API_KEY_CACHE_SECONDS)
-    if cache.add(f"apikey-used:{found.id}", 1, int(LAST_USED_RESOLUTION.total_seconds())):
+        default_list = (row[7], row[8], row[9]) if row[5] is not None else None
+        found = AuthenticatedKey(row[0], row[1], row[2], tuple(row[3]), tuple(row[4]), row[5], row[6], default_list)
+        cache.set(_key_cache_name(digest), found, API_KEY_CACHE_SECONDS)
+    if first_use:
         ApiKey.objects.filter(pk=found.id).update(last_used_at=timezone.now())
-    return found
+    return ApiCall(found, count)
+
+
+def authenticate_api_key(*, secret: str | None) -> AuthenticatedKey:
+    """The active key for this secret (see `authenticate_api_call`). Raises InvalidApiKey."""
+    return authenticate_api_call(secret=secret).key
 
 
 def check_ip(*, key: AuthenticatedKey, ip: str) -> int:

@@ -16,6 +16,8 @@ from django.core.cache import cache
 from django.db.models import Q, QuerySet
 
 from accounts import errors
+from accounts import services as account_services
+from accounts.services import AuthenticatedKey
 from devices import selectors as device_selectors
 from devices.models import PhoneList
 from messaging.models import InboundSms, Message
@@ -73,8 +75,10 @@ def _cached_list(cache_name: str, *, account_id: int, **lookup: Any) -> ListTarg
 
 
 def forget_list(phone_list: PhoneList) -> None:
-    """Drops a list's cached send target; runs on every save and delete of a list."""
+    """Drops a list's cached send target, and the cached keys that carry it as their default
+    list; runs on every save and delete of a list."""
     cache.delete_many(_list_cache_names(account_id=phone_list.account_id, token=phone_list.token, pk=phone_list.pk))
+    account_services.forget_keys_of_list(phone_list_id=phone_list.pk)
 
 
 def forget_list_on_change(sender: type[PhoneList], instance: PhoneList, **kwargs: Any) -> None:
@@ -82,9 +86,10 @@ def forget_list_on_change(sender: type[PhoneList], instance: PhoneList, **kwargs
     forget_list(instance)
 
 
-def get_send_target(*, account_id: int, default_list_id: int | None, list_token: str, device_id: str) -> SendTarget:
-    """The list (or pinned phone) a message goes to. A pinned phone must belong to the
-    account, and to `list_token` when both are given. Raises TargetNotFound (code 6)."""
+def get_send_target(*, key: AuthenticatedKey | None, account_id: int, list_token: str, device_id: str) -> SendTarget:
+    """The list (or pinned phone) a message goes to: `list_token`, `device_id`, or else the
+    key's default list. A pinned phone must belong to the account, and to `list_token` when
+    both are given. Raises TargetNotFound (code 6)."""
     if device_id:
         device = device_selectors.get_device_for_account(account_id=account_id, public_id=device_id)
         if list_token and device.phone_list.token != list_token:
@@ -94,8 +99,14 @@ def get_send_target(*, account_id: int, default_list_id: int | None, list_token:
         return SendTarget(
             _cached_list(f"sendlist:t:{account_id}:{list_token}", account_id=account_id, token=list_token)
         )
-    if default_list_id is not None:
-        return SendTarget(_cached_list(f"sendlist:i:{default_list_id}", pk=default_list_id, account_id=account_id))
+    if key is not None and key.default_list_id is not None:
+        if key.default_list is not None:
+            token, country, ttl = key.default_list
+            return SendTarget(ListTarget(key.default_list_id, key.account_id, token, country, ttl))
+        # A key cached before it carried its list's settings.
+        return SendTarget(
+            _cached_list(f"sendlist:i:{key.default_list_id}", pk=key.default_list_id, account_id=account_id)
+        )
     raise errors.TargetNotFound("Give a list token (`list`) or a `device_id`: this API key has no default list.")
 
 

@@ -147,9 +147,7 @@ def list_id_param(account_id: int, params: dict[str, Any]) -> int | None:
     token = params.get("list")
     if not token:
         return None
-    return selectors.get_send_target(
-        account_id=account_id, default_list_id=None, list_token=str(token), device_id=""
-    ).phone_list.id
+    return selectors.get_send_target(key=None, account_id=account_id, list_token=str(token), device_id="").phone_list.id
 
 
 # --- Lists, devices, inbox ---------------------------------------------------------------

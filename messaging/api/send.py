@@ -15,8 +15,17 @@ from rest_framework.response import Response
 from accounts import errors
 from accounts.api import API_KEY_PARAMETER, ApiKeyView
 from accounts.envelope import ERROR_TABLE, PARAM_ERROR
-from devices.models import Device
-from messaging.api.common import IdempotentMixin, as_text, drop_empty, first_error, ok, request_params
+from devices.selectors import OnlineDevice
+from messaging.api.common import (
+    IdempotentMixin,
+    as_text,
+    drop_empty,
+    first_error,
+    ok,
+    represent_with,
+    request_params,
+    validate_with,
+)
 from messaging.services import accept
 
 # Optional numbers and dates that forms and query strings send as "" when left empty.
@@ -28,7 +37,7 @@ class RecordSerializer(serializers.Serializer):
     device_name = serializers.CharField(source="name")
     received = serializers.SerializerMethodField()
 
-    def get_received(self, device: Device) -> bool:
+    def get_received(self, device: OnlineDevice) -> bool:
         return True
 
 
@@ -89,15 +98,15 @@ class SendMessageApi(IdempotentMixin, ApiKeyView):
         return self.post(request)
 
     def send(self, request: Request, params: dict[str, Any]) -> Response:
-        serializer = self.InputSerializer(data=drop_empty(params, EMPTY_MEANS_ABSENT))
-        if not serializer.is_valid():
+        try:
+            data = validate_with(self.InputSerializer, drop_empty(params, EMPTY_MEANS_ABSENT))
+        except errors.InvalidParameter:
             # A malformed optional parameter (code 5) comes after the target, `to`, `msg` checks.
             accept.resolve_target(
                 key=self.key, list_token=as_text(params.get("list")), device_id=as_text(params.get("device_id"))
             )
             accept.check_required(to=as_text(params.get("to")), text=as_text(params.get("msg")))
-            raise errors.InvalidParameter(first_error(serializer))
-        data = serializer.validated_data
+            raise
         accepted = accept.accept_message(
             key=self.key,
             list_token=data.get("list"),
@@ -109,7 +118,7 @@ class SendMessageApi(IdempotentMixin, ApiKeyView):
             send_at=data.get("send_at"),
             ref=data.get("ref", ""),
         )
-        return ok(request, self.OutputSerializer(accepted).data)
+        return ok(request, represent_with(self.OutputSerializer, accepted))
 
 
 @extend_schema_view(

@@ -8,8 +8,10 @@ hear about it only after commit.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -17,10 +19,8 @@ from django.utils import timezone
 from accounts import errors
 from accounts import services as account_services
 from accounts.lib import tokens
-from accounts.models import Account
 from accounts.services import AuthenticatedKey
 from devices import selectors as device_selectors
-from devices.models import Device
 from messaging import selectors
 from messaging.lib import numbers, segments
 from messaging.models import Message, MessageEvent
@@ -44,7 +44,7 @@ class AcceptedMessage:
     or it is scheduled for later)."""
 
     message: Message
-    records: list[Device]
+    records: list[device_selectors.OnlineDevice]
 
 
 @dataclass(frozen=True)
@@ -98,8 +98,8 @@ class Options:
 def resolve_target(*, key: AuthenticatedKey, list_token: str | None, device_id: str | None) -> selectors.SendTarget:
     """The list or pinned phone to send through; raises TargetNotFound (code 6)."""
     return selectors.get_send_target(
+        key=key,
         account_id=key.account_id,
-        default_list_id=key.default_list_id,
         list_token=(list_token or "").strip(),
         device_id=(device_id or "").strip(),
     )
@@ -138,7 +138,6 @@ def _check_ref(ref: str) -> str:
 def build_message(
     *,
     key: AuthenticatedKey,
-    account: Account,
     target: selectors.SendTarget,
     to: str,
     text: str,
@@ -146,8 +145,8 @@ def build_message(
     options: Options,
     batch_id: str = "",
 ) -> Message:
-    """An unsaved, priced message; raises InvalidParameter for a bad number, a text of
-    more than MAX_PARTS parts or a too long `ref`."""
+    """An unsaved message (priced when it is stored); raises InvalidParameter for a bad
+    number, a text of more than MAX_PARTS parts or a too long `ref`."""
     try:
         number = numbers.normalise_number(to, target.phone_list.default_country)
     except numbers.InvalidNumber as exc:
@@ -159,7 +158,7 @@ def build_message(
         )
     return Message(
         public_id=tokens.public_id(MESSAGE_ID_PREFIX),
-        account_id=account.pk,
+        account_id=key.account_id,
         api_key_id=key.id,
         phone_list_id=target.phone_list.id,
         pinned_device_id=target.device_id,
@@ -170,18 +169,81 @@ def build_message(
         sim=options.sim,
         ref=_check_ref(ref),
         batch_id=batch_id,
-        cost=counted.parts * account.price_per_part,
         send_at=options.send_at,
         expires_at=options.expires_at,
         created_at=timezone.now(),
     )
 
 
-def _account(key: AuthenticatedKey) -> Account:
-    return Account.objects.only("id", "price_per_part", "daily_spend_cap").get(pk=key.account_id)
+def store_messages(*, account_id: int, messages: list[Message], reason: str) -> None:
+    """Takes the credit for all parts of `messages` (one conditional UPDATE), prices them,
+    inserts them and books one debit each, atomically: one statement on PostgreSQL, one
+    transaction elsewhere. Sets each message's pk and cost. Raises InsufficientCredit or
+    SpendingCapReached, and then nothing is stored or taken."""
+    parts = sum(m.parts for m in messages)
+    if connection.vendor == "postgresql":
+        insert_sql, insert_params = _charged_insert(messages)
+        rows = account_services.charge_in_one_statement(
+            account_id=account_id, parts=parts, reason=reason, insert_sql=insert_sql, insert_params=insert_params
+        )
+        stored = {public_id: (pk, cost) for pk, cost, public_id, _balance in rows}
+        for message in messages:
+            message.pk, message.cost = stored[message.public_id]
+            message._state.adding = False
+        return
+    with transaction.atomic():
+        debit = account_services.charge_for_parts(account_id=account_id, parts=parts)
+        for message in messages:
+            message.cost = message.parts * debit.price_per_part
+        Message.objects.bulk_create(messages, batch_size=BULK_BATCH_SIZE)
+        account_services.book_message_debits(
+            account_id=account_id, messages=messages, balance=debit.balance, reason=reason
+        )
+
+
+@functools.cache
+def _insert_columns() -> tuple[list[str], list[str], list[str], int]:
+    """The message columns a new row gets from Python (all but id and cost): attribute
+    names, quoted column names, PostgreSQL array types, and the index of `parts`."""
+    fields = [f for f in Message._meta.concrete_fields if not f.primary_key and f.name != "cost"]
+    names = [str(f.attname) for f in fields]
+    return (
+        names,
+        [connection.ops.quote_name(str(f.column)) for f in fields],
+        [f"{f.db_type(connection)}[]" for f in fields],
+        names.index("parts"),
+    )
+
+
+def _charged_insert(messages: list[Message]) -> tuple[str, dict[str, Any]]:
+    """The INSERT of `messages` for `charge_in_one_statement`: each row's cost is its parts
+    × the price the debit was taken at, and rows exist only if the debit was taken (FROM
+    debit). One VALUES row for a single message, one `unnest` of an array per column for
+    many (the ORM's per-value preparation costs more than the database work)."""
+    names, columns, array_types, parts_index = _insert_columns()
+    table = Message._meta.db_table
+    returning = "RETURNING id, cost, public_id"
+    if len(messages) == 1:
+        params = {f"m{i}": getattr(messages[0], name) for i, name in enumerate(names)}
+        values = ", ".join(f"%(m{i})s" for i in range(len(names)))
+        sql = (
+            f"INSERT INTO {table} ({', '.join(columns)}, cost)"  # noqa: S608 (model columns only)
+            f" SELECT {values}, %(m{parts_index})s * debit.price_per_part FROM debit {returning}"
+        )
+        return sql, params
+    params = {f"m{i}": [getattr(m, name) for m in messages] for i, name in enumerate(names)}
+    arrays = ", ".join(f"%(m{i})s::{array_type}" for i, array_type in enumerate(array_types))
+    aliases = ", ".join(f"c{i}" for i in range(len(names)))
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}, cost)"  # noqa: S608 (model columns only)
+        f" SELECT {aliases}, c{parts_index} * debit.price_per_part"
+        f" FROM unnest({arrays}) AS u({aliases}), debit {returning}"
+    )
+    return sql, params
 
 
 def _offer_after_commit(message: Message) -> None:
+    # At once when no transaction is open (the message is stored); else after its commit.
     # Scheduled messages are announced by the worker when their time comes.
     if message.send_at <= timezone.now():
         transaction.on_commit(lambda: offers.offer_message(message=message))
@@ -208,12 +270,9 @@ def accept_message(
     target = resolve_target(key=key, list_token=list_token, device_id=device_id)
     check_required(to=to, text=text)
     options = check_options(target=target, sim=sim, ttl=ttl, send_at=send_at)
-    account = _account(key)
-    message = build_message(key=key, account=account, target=target, to=to, text=text, ref=ref, options=options)
-    with transaction.atomic():
-        message.save(force_insert=True)
-        account_services.debit_credit(account=account, amount=message.cost, message=message)
-        _offer_after_commit(message)
+    message = build_message(key=key, target=target, to=to, text=text, ref=ref, options=options)
+    store_messages(account_id=key.account_id, messages=[message], reason="SMS")
+    _offer_after_commit(message)
     if message.send_at > timezone.now():
         return AcceptedMessage(message, [])
     records = device_selectors.online_devices(phone_list_id=target.phone_list.id, device_id=target.device_id)
@@ -244,14 +303,12 @@ def accept_bulk(
     if len(rows) > MAX_BULK_ROWS:
         raise errors.InvalidParameter(f"At most {MAX_BULK_ROWS} recipients per request; this one has {len(rows)}.")
     options = check_options(target=target, sim=sim, ttl=ttl, send_at=send_at)
-    account = _account(key)
     result = BulkResult(batch_id=tokens.public_id(BATCH_ID_PREFIX))
     for number, row in enumerate(rows, start=1):
         try:
             check_required(to=row.to, text=row.text or text)
             message = build_message(
                 key=key,
-                account=account,
                 target=target,
                 to=row.to,
                 text=row.text or text,
@@ -265,38 +322,12 @@ def accept_bulk(
         result.messages.append(message)
     if not result.messages:
         raise NoValidRecipients(result.errors)
-    with transaction.atomic():
-        insert_messages(result.messages)
-        account_services.debit_credit_for_messages(account=account, messages=result.messages)
-        if options.send_at <= timezone.now():
-            lists = set() if target.device_id else {target.phone_list.id}
-            devices = {target.device_id} if target.device_id else set()
-            transaction.on_commit(lambda: offers.announce_work(phone_list_ids=lists, device_ids=devices))
+    store_messages(account_id=key.account_id, messages=result.messages, reason="Bulk send")
+    if options.send_at <= timezone.now():
+        lists = set() if target.device_id else {target.phone_list.id}
+        devices = {target.device_id} if target.device_id else set()
+        transaction.on_commit(lambda: offers.announce_work(phone_list_ids=lists, device_ids=devices))
     return result
-
-
-def insert_messages(messages: list[Message]) -> None:
-    """Inserts new messages and sets their primary keys. On PostgreSQL one
-    `INSERT … SELECT FROM unnest(arrays)` per batch: bulk_create's per-value preparation
-    costs more than the database work at 10,000 rows (bench/send.py)."""
-    if connection.vendor != "postgresql":
-        Message.objects.bulk_create(messages, batch_size=BULK_BATCH_SIZE)
-        return
-    fields = [f for f in Message._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
-    arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
-    statement = (
-        # Only identifiers from the model are formatted in; every value is a parameter.
-        f"INSERT INTO {Message._meta.db_table} ({columns}) SELECT * FROM unnest({arrays}) RETURNING id, public_id"  # noqa: S608
-    )
-    for start in range(0, len(messages), BULK_BATCH_SIZE * 5):
-        batch = messages[start : start + BULK_BATCH_SIZE * 5]
-        with connection.cursor() as cursor:
-            cursor.execute(statement, [[getattr(m, f.attname) for m in batch] for f in fields])
-            ids = dict((public_id, pk) for pk, public_id in cursor.fetchall())
-        for message in batch:
-            message.pk = ids[message.public_id]
-            message._state.adding = False
 
 
 # --- Cancel ------------------------------------------------------------------------
