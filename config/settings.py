@@ -127,26 +127,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Channels and cache: in-memory unless REDIS_URL --------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
+    # Groups live in each server process; Redis pub/sub carries each message to every
+    # process once (devices/lib/channel_layer.py says why not channels_redis). Only hints
+    # travel this way (R25): a message lost while a process reconnects costs a tick's delay.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                # redis-py 8 reads with a 5 s socket timeout by default, the same as the layer's
-                # blocking BZPOPMIN: idle consumers then crash with TimeoutError (channels_redis#422).
-                # redis-py 8 also caps a pool at 100 connections and then raises MaxConnectionsError
-                # instead of waiting: a burst of phone connects (group_add ×2 each) hit it at ~200
-                # phones (bench/soak.py). One Daphne needs about one connection per in-flight command.
-                "hosts": [
-                    {
-                        "address": REDIS_URL,
-                        "socket_timeout": 30,
-                        "max_connections": env.int("REDIS_MAX_CONNECTIONS", default=1000),
-                    }
-                ],
-                "capacity": 1000,
-                "expiry": 60,
-                "group_expiry": 86400,
-            },
+            "BACKEND": "devices.lib.channel_layer.FanoutChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
         }
     }
     # django-redis keeps one client per process and thread (Django's own Redis backend builds

@@ -7,8 +7,6 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -19,6 +17,7 @@ from accounts.lib import ipnet, tokens
 from accounts.models import Account
 from accounts.services import ThrottlePolicy
 from devices.models import Device, PhoneList
+from messaging.services import offers
 from messaging.services.offers import device_group
 
 logger = logging.getLogger(__name__)
@@ -228,16 +227,9 @@ CLOSE_REPLACED = 4409
 
 
 def close_device_connection(*, device_id: int, code: int, reason: str) -> None:
-    """Asks the phone's live connection(s), in any server process, to close now."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(
-            device_group(device_id), {"type": "device.close", "code": code, "reason": reason}
-        )
-    except Exception:  # the connection's own periodic check closes it anyway
-        logger.warning("could not ask device %s to close", device_id, exc_info=True)
+    """Asks the phone's live connection(s), in any server process, to close now (a hint:
+    the connection's own periodic check closes it anyway)."""
+    offers.notify_group(device_group(device_id), {"type": "device.close", "code": code, "reason": reason})
 
 
 def rename_device(*, device: Device, name: str) -> Device:

@@ -32,6 +32,17 @@ def _close_async_test_connections():
 
 
 @pytest.fixture
+def in_memory_layer(settings):
+    """The in-memory channel layer: for checking what services send to a group from sync
+    code (a Redis pub/sub subscription needs a live event loop; tests/messaging/test_offers.py
+    covers the Redis path end to end)."""
+    from channels.layers import get_channel_layer
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    return get_channel_layer()
+
+
+@pytest.fixture
 def postgres_only():
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL: set DATABASE_URL (CI runs this against the real server)")

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
@@ -297,14 +295,11 @@ def stream_group(phone_list_id: int) -> str:
 
 
 def _notify(event_type: str, *, phone_list_id: int | None, device_id: int | None) -> None:
-    layer = get_channel_layer()
+    # Hints only: the app also re-reads settings and webhooks every 24 h.
     groups = [stream_group(phone_list_id)] if phone_list_id is not None else []
     groups += [offers.device_group(device_id)] if device_id is not None else []
-    for group in groups if layer is not None else []:
-        try:
-            async_to_sync(layer.group_send)(group, {"type": event_type})
-        except Exception:  # a hint only: the app also re-reads settings and webhooks every 24 h
-            logger.warning("could not send %s to %s", event_type, group, exc_info=True)
+    for group in groups:
+        offers.notify_group(group, {"type": event_type})
 
 
 def rotate_signing_key(*, device: Device) -> str:

@@ -7,17 +7,12 @@ when it connects, becomes available, or on its periodic tick. Group names are AS
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import threading
-from collections.abc import Coroutine
-from concurrent.futures import Future
-from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels.layers import get_channel_layer
 
+from devices.lib.channel_layer import FanoutChannelLayer
 from messaging.models import Message
 
 logger = logging.getLogger(__name__)
@@ -43,55 +38,23 @@ def offer_frame(message: Message) -> dict[str, object]:
     }
 
 
-class _SenderLoop:
-    """One long-lived event loop per process for channel-layer sends from sync code.
+def notify_group(group: str, event: dict[str, object]) -> None:
+    """Sends a channel-layer event to every member of `group`, in every server process,
+    from synchronous code (API views, services, the worker). A hint: failures are logged.
 
-    `async_to_sync` outside an event loop (a WSGI worker, the worker process) starts a
-    new loop, and with it a new Redis connection, on every call: ~2.5 ms of CPU per
-    offer. Here the loop and its connection pool live as long as the process; sends
-    are fire-and-forget hints, so the API answer does not wait for Redis.
-    """
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pid = 0
-        self._lock = threading.Lock()
-
-    def _ensure(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None or self._pid != os.getpid():  # new process after a fork
-                loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="phonefleet-offers", daemon=True).start()
-                self._loop, self._pid = loop, os.getpid()
-            return self._loop
-
-    def submit(self, coroutine: Coroutine[Any, Any, None], what: str) -> Future[None]:
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._ensure())
-
-        def log_failure(done: Future[None]) -> None:
-            if not done.cancelled() and done.exception() is not None:
-                logger.warning("could not send %s", what, exc_info=done.exception())
-
-        future.add_done_callback(log_failure)
-        return future
-
-
-_sender = _SenderLoop()
-
-
-def _group_send(group: str, event: dict[str, object]) -> None:
+    With Redis this is one synchronous PUBLISH (devices/lib/channel_layer.py), not a trip
+    through an event loop in another thread."""
     layer = get_channel_layer()
     if layer is None:
         return
-    what = f"{event.get('type')} to {group}"
-    if isinstance(layer, InMemoryChannelLayer):
-        # One-process mode: the in-memory layer's queues belong to the server's loop.
-        try:
+    try:
+        if isinstance(layer, FanoutChannelLayer):
+            layer.publish_group(group, event)
+        else:
+            # One-process mode: the in-memory layer's queues belong to the server's loop.
             async_to_sync(layer.group_send)(group, event)
-        except Exception:  # the database is the truth; a lost hint is caught up later
-            logger.warning("could not send %s", what, exc_info=True)
-        return
-    _sender.submit(layer.group_send(group, event), what)
+    except Exception:  # the database is the truth; a lost hint is caught up later (R25)
+        logger.warning("could not send %s to %s", event.get("type"), group, exc_info=True)
 
 
 def offer_message(*, message: Message) -> None:
@@ -99,13 +62,13 @@ def offer_message(*, message: Message) -> None:
     group = (
         device_group(message.pinned_device_id) if message.pinned_device_id else list_group(message.phone_list_id or 0)
     )
-    _group_send(group, {"type": "message.offer", "frame": offer_frame(message)})
+    notify_group(group, {"type": "message.offer", "frame": offer_frame(message)})
 
 
 def announce_work(*, phone_list_ids: set[int] = frozenset(), device_ids: set[int] = frozenset()) -> None:  # type: ignore[assignment]
     """Tells phones that work is waiting without naming it (bulk sends, re-queued
     leases): each phone then asks the database for its open work."""
     for list_id in sorted(phone_list_ids):
-        _group_send(list_group(list_id), {"type": "work.available"})
+        notify_group(list_group(list_id), {"type": "work.available"})
     for device_id in sorted(device_ids):
-        _group_send(device_group(device_id), {"type": "work.available"})
+        notify_group(device_group(device_id), {"type": "work.available"})

@@ -7,7 +7,6 @@ from datetime import timedelta
 import pytest
 import time_machine
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from accounts.models import Account, LedgerEntry
@@ -38,11 +37,11 @@ def test_nothing_to_do_when_no_lease_has_lapsed(alice_list, phones):
 
 
 def test_a_lapsed_lease_goes_back_to_the_queue_and_is_offered_again(
-    alice_list, phones, django_capture_on_commit_callbacks
+    alice_list, phones, django_capture_on_commit_callbacks, in_memory_layer
 ):
     message = factories.make_message(phone_list=alice_list)
     dispatch.claim_message(device=phones[0], message_id=message.public_id)
-    layer = get_channel_layer()
+    layer = in_memory_layer
     async_to_sync(layer.group_add)(f"list.{alice_list.pk}", "listener")
     with time_machine.travel(after_lease(alice_list), tick=False):
         with django_capture_on_commit_callbacks(execute=True):
@@ -103,11 +102,11 @@ def test_expiry_and_a_failed_report_racing_refund_once(alice, alice_list, phones
 
 
 def test_a_scheduled_message_is_announced_when_due_and_only_then(
-    alice_list, phones, django_capture_on_commit_callbacks
+    alice_list, phones, django_capture_on_commit_callbacks, in_memory_layer
 ):
     send_at = timezone.now() + timedelta(minutes=10)
     message = factories.make_message(phone_list=alice_list, send_at=send_at)
-    layer = get_channel_layer()
+    layer = in_memory_layer
     async_to_sync(layer.group_add)(f"list.{alice_list.pk}", "listener")
     with django_capture_on_commit_callbacks(execute=True) as early:
         assert dispatch.offer_due_scheduled_messages() is False

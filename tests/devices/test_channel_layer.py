@@ -1,0 +1,159 @@
+"""The fan-out channel layer against the real Redis: each test's layers are separate
+"server processes" that share one Redis server."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+import redis
+from django.conf import settings
+
+from devices.lib.channel_layer import FanoutChannelLayer
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+def redis_url():
+    if not settings.REDIS_URL:
+        pytest.skip("needs Redis (REDIS_URL); CI runs this against the real server")
+    return settings.REDIS_URL
+
+
+@pytest.fixture
+def make_layer(redis_url):
+    """Layers of one installation (a prefix of their own, so parallel runs do not mix)."""
+    prefix = f"test.{uuid.uuid4().hex[:8]}"
+    return lambda: FanoutChannelLayer(hosts=[redis_url], prefix=prefix)
+
+
+async def receive(layer, channel, timeout=5.0):
+    return await asyncio.wait_for(layer.receive(channel), timeout)
+
+
+async def nothing_for(layer, channel, wait=0.3) -> bool:
+    """True if nothing arrives for `channel` within `wait` seconds. (It looks at the queue:
+    cancelling a receive would tell the layer that the consumer is gone.)"""
+    await asyncio.sleep(wait)
+    return layer._channels[channel][1].empty()
+
+
+async def ready(*layers):
+    """Waits until each layer's reader has subscribed (a hint sent earlier is lost, as in
+    any pub/sub)."""
+    for layer in layers:
+        assert await asyncio.to_thread(layer.listening.wait, 10), "the reader did not subscribe"
+
+
+async def test_a_group_message_reaches_each_member_in_every_process_once(make_layer):
+    one, two = make_layer(), make_layer()
+    a, b, c = await one.new_channel(), await one.new_channel(), await two.new_channel()
+    outsider = await two.new_channel()
+    for layer, channel in ((one, a), (one, b), (two, c)):
+        await layer.group_add("list.1", channel)
+    await two.group_add("list.2", outsider)
+    await ready(one, two)
+
+    await asyncio.to_thread(one.publish_group, "list.1", {"type": "message.offer", "text": "Ciao ☕"})
+
+    for layer, channel in ((one, a), (one, b), (two, c)):
+        assert await receive(layer, channel) == {"type": "message.offer", "text": "Ciao ☕"}
+    assert await nothing_for(one, a)
+    assert await nothing_for(two, outsider)
+
+
+async def test_send_reaches_a_channel_in_another_process(make_layer):
+    one, two = make_layer(), make_layer()
+    target = await two.new_channel()
+    await ready(two)  # `one` only sends: it needs no reader
+    await one.send(target, {"type": "device.close", "code": 4409})
+    assert await receive(two, target) == {"type": "device.close", "code": 4409}
+
+
+async def test_a_burst_arrives_whole_and_in_order(make_layer):
+    layer = make_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("list.7", channel)
+    await ready(layer)
+
+    def burst():
+        for n in range(500):
+            layer.publish_group("list.7", {"type": "n", "n": n})
+
+    await asyncio.to_thread(burst)
+    assert [(await receive(layer, channel))["n"] for _ in range(500)] == list(range(500))
+
+
+async def test_a_discarded_or_stopped_member_gets_nothing(make_layer):
+    layer = make_layer()
+    left, stopped, stays = [await layer.new_channel() for _ in range(3)]
+    for channel in (left, stopped, stays):
+        await layer.group_add("list.3", channel)
+    await layer.group_discard("list.3", left)
+    waiting = asyncio.create_task(layer.receive(stopped))
+    await asyncio.sleep(0)
+    waiting.cancel()  # what Channels does when a consumer stops
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await ready(layer)
+
+    await asyncio.to_thread(layer.publish_group, "list.3", {"type": "x"})
+
+    assert await receive(layer, stays) == {"type": "x"}
+    assert await nothing_for(layer, left)
+    assert stopped not in layer._channels and all(stopped not in m for m in layer._groups.values())
+
+
+async def test_a_full_queue_drops_instead_of_growing(make_layer):
+    layer = make_layer()
+    layer.capacity = 3
+    channel = await layer.new_channel()
+    await layer.group_add("list.4", channel)
+    await ready(layer)
+
+    def burst():
+        for n in range(10):
+            layer.publish_group("list.4", {"type": "n", "n": n})
+
+    await asyncio.to_thread(burst)
+    for _ in range(100):
+        if layer.dropped == 7:
+            break
+        await asyncio.sleep(0.02)
+    assert layer.dropped == 7
+    assert [(await receive(layer, channel))["n"] for _ in range(3)] == [0, 1, 2]
+
+
+async def test_installations_on_other_databases_do_not_hear_each_other(redis_url):
+    base = redis_url.rsplit("/", 1)[0]
+    here, there = FanoutChannelLayer(hosts=[f"{base}/3"]), FanoutChannelLayer(hosts=[f"{base}/4"])
+    assert here.prefix != there.prefix
+    mine, theirs = await here.new_channel(), await there.new_channel()
+    await here.group_add("list.1", mine)
+    await there.group_add("list.1", theirs)
+    await ready(here, there)
+    await asyncio.to_thread(here.publish_group, "list.1", {"type": "x"})
+    assert await receive(here, mine) == {"type": "x"}
+    assert await nothing_for(there, theirs)
+
+
+async def test_the_reader_comes_back_after_its_connection_is_killed(make_layer):
+    layer = make_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("list.5", channel)
+    await ready(layer)
+    client = redis.Redis.from_url(layer.address)
+    readers = [c for c in client.client_list() if c["name"] == f"{layer.prefix}.reader"]
+    assert len(readers) == 1
+    client.client_kill_filter(_id=readers[0]["id"])  # as a Redis restart would
+
+    async def delivered() -> bool:
+        await asyncio.to_thread(layer.publish_group, "list.5", {"type": "again"})
+        return not await nothing_for(layer, channel, wait=0.2)
+
+    for _ in range(50):
+        if await delivered():
+            return
+    raise AssertionError("no message arrived after the subscription was killed")
