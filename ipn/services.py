@@ -268,13 +268,23 @@ def _write(
     )
 
 
-def record_message_event(*, message: Message, status: str, occurred_at: datetime | None = None) -> IpnEvent | None:
+def wants_message_event(*, endpoint: IpnEndpoint | None, status: str) -> bool:
+    """True if these IPN settings ask for the event of a message's new `status`."""
+    event_type = MESSAGE_EVENT_TYPES.get(status)  # type: ignore[call-overload]
+    return event_type is not None and _wants(endpoint, event_type)
+
+
+def record_message_event(
+    *, message: Message, status: str, occurred_at: datetime | None = None, endpoint: IpnEndpoint | None = None
+) -> IpnEvent | None:
     """Writes the event for a message's new status into the outbox, if the account wants
-    it. Call inside the transaction that changed the status (R5). Returns the row or None."""
+    it. Call inside the transaction that changed the status (R5). `endpoint`: the account's
+    settings when the caller has read them already. Returns the row or None."""
     event_type = MESSAGE_EVENT_TYPES.get(status)  # type: ignore[call-overload]
     if event_type is None:
         return None
-    endpoint = IpnEndpoint.objects.filter(account_id=message.account_id).first()
+    if endpoint is None:
+        endpoint = IpnEndpoint.objects.filter(account_id=message.account_id).first()
     if endpoint is None or not _wants(endpoint, event_type):
         return None
     when = occurred_at or timezone.now()

@@ -8,23 +8,26 @@ each do one unit of work and return "more work waiting?" (STYLE 12).
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from django.core.cache import cache
-from django.db import transaction
-from django.db.models import Exists, F, Q
-from django.db.models.functions import Coalesce
+from django.db import connection, transaction
+from django.db.models import F, Field, Model, Q
 from django.utils import timezone
 
 from accounts import services as account_services
 from devices.models import Device
 from ipn import services as ipn_services
+from ipn.models import IpnEndpoint
 from messaging.models import Message, MessageEvent
 from messaging.services import offers
 
 logger = logging.getLogger(__name__)
+M = TypeVar("M", bound=Model)
 
 Status = Message.Status
 
@@ -68,51 +71,134 @@ def open_messages_for_device(*, device: Device, limit: int = 100) -> list[Messag
     )
 
 
-def _under_rate_limit(*, device: Device, now: datetime) -> bool:
+def _take_rate_slot(*, device: Device, now: datetime) -> int | None:
+    """Inside a transaction: how many more messages this phone may be assigned now under
+    its list's per-minute limit (None = no limit). The phone's row is locked first, so its
+    concurrent claims count one after the other and none can pass the limit."""
     limit = device.phone_list.rate_limit_per_minute
     if not limit:
-        return True
+        return None
+    list(Device.objects.select_for_update().filter(pk=device.pk).values_list("pk", flat=True))
     recent = Message.objects.filter(device_id=device.pk, assigned_at__gt=now - RATE_WINDOW).count()
-    return recent < limit
+    return max(limit - recent, 0)
+
+
+def _column(model: type[Model], name: str) -> str:
+    """The quoted database column of a model field."""
+    return connection.ops.quote_name(str(cast(Field, model._meta.get_field(name)).column))  # type: ignore[type-arg]
+
+
+@functools.cache
+def _converters(model: type[Model], names: tuple[str, ...], vendor: str) -> list[tuple[Any, list[Callable[..., Any]]]]:
+    columns = [model._meta.get_field(name).get_col(model._meta.db_table) for name in names]  # type: ignore[union-attr]
+    return [(col, [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]) for col in columns]
+
+
+def _from_row(model: type[M], names: tuple[str, ...], row: tuple[Any, ...]) -> M:
+    """A model instance from a plain query's row of the fields `names`, converted as the
+    ORM would (SQLite returns times as text, JSON as text); its other fields load on use."""
+    values = list(row)
+    for index, (col, converters) in enumerate(_converters(model, names, connection.vendor)):
+        for convert in converters:
+            values[index] = convert(values[index], col, connection)
+    return model.from_db(connection.alias, names, values)
+
+
+def _record_event(*, message_id: int, status: str, device_id: int | None, at: datetime, detail: str = "") -> None:
+    """Stores one transition in the message's timeline (a plain INSERT: it runs on every
+    claim and report)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO messaging_messageevent (message_id, status, device_id, detail, at)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            [message_id, status, device_id, detail, connection.ops.adapt_datetimefield_value(at)],
+        )
+
+
+def _change_with_event(
+    update_sql: str, params: dict[str, Any], *, status: str, device_id: int | None, at: datetime, detail: str = ""
+) -> tuple[Any, ...] | None:
+    """Runs a conditional `UPDATE messaging_message … RETURNING id, …` and, if it changed a
+    row, stores that transition in the timeline; returns the RETURNING row or None.
+
+    On PostgreSQL both go in one statement, atomic without a transaction (one round trip:
+    claims and reports are the hot path of every phone); elsewhere in a transaction."""
+    event = {"ev_status": status, "ev_device": device_id, "ev_detail": detail, "ev_at": at}
+    if connection.vendor == "postgresql":
+        statement = f"""
+            WITH changed AS ({update_sql}),
+            timeline AS (
+                INSERT INTO messaging_messageevent (message_id, status, device_id, detail, at)
+                SELECT id, %(ev_status)s, %(ev_device)s, %(ev_detail)s, %(ev_at)s FROM changed
+            )
+            SELECT * FROM changed
+        """  # noqa: S608 (SQL text from this module; every value is a parameter)
+        with connection.cursor() as cursor:
+            cursor.execute(statement, {**params, **event})
+            return cursor.fetchone()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(update_sql, params)
+            row = cursor.fetchone()
+        if row is not None:
+            _record_event(message_id=row[0], status=status, device_id=device_id, at=at, detail=detail)
+        return row
 
 
 # --- Claims ---------------------------------------------------------------------
 
+# The claim: one conditional UPDATE, and its row count says who won (STYLE 5, R22). The
+# message must still be queued, due, unexpired and meant for this phone, and the phone
+# enabled and available. RETURNING gives the assign frame's fields without another query.
+_CLAIM_SQL = """
+UPDATE messaging_message
+SET status = %(assigned)s, device_id = %(device)s, assigned_at = %(now)s, lease_expires_at = %(lease)s,
+    attempts = attempts + 1
+WHERE {lookup} = %(lookup)s AND status = %(queued)s AND send_at <= %(now)s AND expires_at > %(now)s
+  AND (pinned_device_id = %(device)s OR (pinned_device_id IS NULL AND phone_list_id = %(list)s))
+  AND EXISTS (SELECT 1 FROM devices_device
+              WHERE id = %(device)s AND is_enabled AND removed_at IS NULL AND is_available)
+RETURNING id, public_id, "to", text, parts, sim
+"""
+_CLAIMED_FIELDS = ("id", "public_id", "to", "text", "parts", "sim")
+
 
 def claim_message(*, device: Device, message_id: str) -> Message | None:
     """Assigns the message to this phone if it is still open, due, meant for the phone, and
-    the phone is enabled, available and under its rate limit. Returns it, or None."""
+    the phone is enabled, available and under its rate limit. Returns it (with the fields
+    of the `assign` frame loaded), or None."""
     now = timezone.now()
-    if not _under_rate_limit(device=device, now=now):
-        return None
-    return _claim(device=device, lookup=Q(public_id=message_id), now=now)
-
-
-def _claim(*, device: Device, lookup: Q, now: datetime) -> Message | None:
-    lease = timedelta(seconds=device.phone_list.lease_seconds)
-    phone_may_send = Exists(
-        Device.objects.filter(pk=device.pk, is_enabled=True, removed_at__isnull=True, is_available=True)
-    )
+    if not device.phone_list.rate_limit_per_minute:
+        return _claim(device=device, lookup=("public_id", message_id), now=now)
     with transaction.atomic():
-        # One conditional UPDATE decides: 0 rows means another phone got there first.
-        won = (
-            Message.objects.filter(
-                lookup, _target_q(device), status=Status.QUEUED, send_at__lte=now, expires_at__gt=now
-            )
-            .filter(phone_may_send)
-            .update(
-                status=Status.ASSIGNED,
-                device=device,
-                assigned_at=now,
-                lease_expires_at=now + lease,
-                attempts=F("attempts") + 1,
-            )
-        )
-        if not won:
+        if _take_rate_slot(device=device, now=now) == 0:
             return None
-        message = Message.objects.get(lookup)
-        MessageEvent.objects.create(message=message, status=Status.ASSIGNED, device=device, at=now)
-    message.device = device
+        return _claim(device=device, lookup=("public_id", message_id), now=now)
+
+
+def _claim(*, device: Device, lookup: tuple[str, object], now: datetime) -> Message | None:
+    """The claim UPDATE and its timeline entry (atomic); the message, or None."""
+    adapt = connection.ops.adapt_datetimefield_value
+    column, value = lookup
+    row = _change_with_event(
+        _CLAIM_SQL.format(lookup=column),  # `column` is "public_id" or "id", never input
+        {
+            "assigned": Status.ASSIGNED,
+            "queued": Status.QUEUED,
+            "device": device.pk,
+            "list": device.phone_list_id,
+            "now": adapt(now),
+            "lease": adapt(now + timedelta(seconds=device.phone_list.lease_seconds)),
+            "lookup": value,
+        },
+        status=Status.ASSIGNED,
+        device_id=device.pk,
+        at=now,
+    )
+    if row is None:
+        return None  # another phone got there first, or it is not open for this phone
+    message = _from_row(Message, _CLAIMED_FIELDS, row)
+    message.status, message.device, message.assigned_at = Status.ASSIGNED, device, now
     return message
 
 
@@ -128,46 +214,76 @@ def claim_next_messages(*, device: Device, limit: int = 10, order: str = "fifo")
     wanted = limit - len(held)
     if wanted <= 0:
         return held
-    rate = device.phone_list.rate_limit_per_minute
-    if rate:
-        recent = Message.objects.filter(device_id=device.pk, assigned_at__gt=now - RATE_WINDOW).count()
-        wanted = min(wanted, rate - recent)
     ordering = ("send_at", "created_at", "id") if order == "fifo" else ("-send_at", "-created_at", "-id")
-    candidates = list(
-        Message.objects.filter(_target_q(device), status=Status.QUEUED, send_at__lte=now, expires_at__gt=now)
-        .order_by(*ordering)
-        .values_list("pk", flat=True)[: max(wanted, 0) * 2]
-    )
-    claimed: list[Message] = []
-    for pk in candidates:
-        if len(claimed) >= wanted:
-            break
-        message = _claim(device=device, lookup=Q(pk=pk), now=now)
-        if message is not None:
-            claimed.append(message)
-    return held + claimed
+    claimed: list[int] = []
+    with transaction.atomic():
+        slots = _take_rate_slot(device=device, now=now)
+        if slots is not None:
+            wanted = min(wanted, slots)
+        candidates = list(
+            Message.objects.filter(_target_q(device), status=Status.QUEUED, send_at__lte=now, expires_at__gt=now)
+            .order_by(*ordering)
+            .values_list("pk", flat=True)[: wanted * 2]
+        )
+        for pk in candidates:
+            if len(claimed) >= wanted:
+                break
+            message = _claim(device=device, lookup=("id", pk), now=now)
+            if message is not None:
+                claimed.append(message.pk)
+    by_pk = Message.objects.in_bulk(claimed)
+    return held + [by_pk[pk] for pk in claimed]
 
 
 # --- Reports --------------------------------------------------------------------
 
 
-def _reporting_message(*, device: Device, message_id: str) -> Message | None:
-    """The message if this phone holds it or held it before (a late report, R24)."""
-    message = Message.objects.filter(public_id=message_id, account_id=device.account_id).first()
-    if message is None:
+@functools.cache
+def _report_read() -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """The report's one read: the message's fields a report and its IPN event need, and the
+    account's IPN settings beside them (a LEFT JOIN: None when never set up)."""
+    message_fields: tuple[str, ...] = ("id", "public_id", "account_id", "phone_list_id", "pinned_device_id")
+    message_fields += ("device_id", "to", "text", "parts", "sim", "ref", "cost", "status", "error", "attempts")
+    message_fields += ("created_at", "sent_at", "delivered_at")
+    endpoint_fields = ("id", "account_id", "url", "enabled", "events", "format", "disabled_at")
+    columns = [f"m.{_column(Message, name)}" for name in message_fields]
+    columns += [f"e.{_column(IpnEndpoint, name)}" for name in endpoint_fields]
+    sql = (
+        f"SELECT {', '.join(columns)} FROM messaging_message m"  # noqa: S608 (model columns only)
+        " LEFT JOIN ipn_ipnendpoint e ON e.account_id = m.account_id"
+        " WHERE m.public_id = %s AND m.account_id = %s"
+    )
+    return sql, message_fields, endpoint_fields
+
+
+def _reporting_message(*, device: Device, message_id: str) -> tuple[Message, IpnEndpoint | None] | None:
+    """The message and its account's IPN settings, if this phone holds the message or held
+    it before (a late report, R24); None otherwise."""
+    sql, message_fields, endpoint_fields = _report_read()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [message_id, device.account_id])
+        row = cursor.fetchone()
+    if row is None:
         return None
+    message = _from_row(Message, message_fields, row[: len(message_fields)])
+    endpoint_row = row[len(message_fields) :]
+    endpoint = _from_row(IpnEndpoint, endpoint_fields, endpoint_row) if endpoint_row[0] is not None else None
     if message.device_id == device.pk:
-        return message
+        return message, endpoint
     held_before = MessageEvent.objects.filter(message=message, device=device, status=Status.ASSIGNED).exists()
-    return message if held_before else None
+    return (message, endpoint) if held_before else None
 
 
-def _report_fields(*, device: Device, status: str, error: str, at: datetime) -> dict[str, Any]:
+def _report_fields(*, message: Message, device: Device, status: str, error: str, at: datetime) -> dict[str, Any]:
     if status == Status.SENT:
         return {"sent_at": at, "device": device, "lease_expires_at": None, "error": ""}
     if status == Status.DELIVERED:
-        return {"delivered_at": at, "sent_at": Coalesce("sent_at", at), "device": device, "lease_expires_at": None}
+        return {"delivered_at": at, "sent_at": message.sent_at or at, "device": device, "lease_expires_at": None}
     return {"failed_at": at, "error": error[:500] or "The phone reported a failure.", "lease_expires_at": None}
+
+
+# A report re-reads the message and retries when a concurrent change got in between.
+REPORT_TRIES = 3
 
 
 def report_message(
@@ -178,34 +294,77 @@ def report_message(
     never held it. Raises ValueError for another status."""
     if status not in REPORT_FROM:
         raise ValueError(f"unknown report status {status!r}")
-    message = _reporting_message(device=device, message_id=message_id)
-    if message is None:
-        return None
+    found = None
+    for _ in range(REPORT_TRIES):
+        found = _reporting_message(device=device, message_id=message_id)
+        if found is None or _apply_report(*found, device=device, status=status, error=error, at=at):
+            break
+    return found[0] if found is not None else None
+
+
+def _apply_report(
+    message: Message, endpoint: IpnEndpoint | None, *, device: Device, status: str, error: str, at: datetime | None
+) -> bool:
+    """Moves `message` (as just read) by the report, if the report may move it, with its
+    timeline entry, refund or reversal, and IPN event in one transaction. The UPDATE is
+    conditional on the status and attempt count read, so a concurrent change makes it
+    return False (read again), never overwrite."""
+    if status == Status.FAILED and message.device_id != device.pk:
+        return True  # a previous holder's failure: the message is someone else's now
+    normal, overruled = REPORT_FROM[status]
+    if message.status not in normal and message.status not in overruled:
+        return True  # a duplicate, or it would move the message backwards
     now = timezone.now()
     when = min(at, now) if at is not None else now
     when = max(when, message.created_at)
-    if status == Status.FAILED and message.device_id != device.pk:
-        return message  # a previous holder's failure: the message is someone else's now
-    normal, overruled = REPORT_FROM[status]
-    fields = _report_fields(device=device, status=status, error=error, at=when)
+    fields = _report_fields(message=message, device=device, status=status, error=error, at=when)
+    update_sql, params = _update_if_unchanged(message, status=status, **fields)
+    reversed_refund = message.status in overruled
+    change = functools.partial(
+        _change_with_event, update_sql, params, status=status, device_id=device.pk, at=when, detail=error[:500]
+    )
+    callback = ipn_services.wants_message_event(endpoint=endpoint, status=status)
+    if not (status == Status.FAILED or reversed_refund or callback):
+        # Nothing else to write: one statement (the commonest report, `sent` or `delivered`).
+        if change() is None:
+            return False
+        _apply_fields(message, status=status, **fields)
+        return True
     with transaction.atomic():
-        base = Message.objects.filter(pk=message.pk)
-        changed = base.filter(status__in=normal).update(status=status, **fields)
-        reversed_refund = False
-        if not changed and overruled:
-            # A late report of what really happened wins over expiry or a lapsed lease (R24).
-            changed = base.filter(status__in=overruled).update(status=status, **fields)
-            reversed_refund = bool(changed)
-        message = Message.objects.select_related("device").get(pk=message.pk)
-        if not changed:
-            return message
-        MessageEvent.objects.create(message=message, status=status, device=device, detail=error[:500], at=when)
+        if change() is None:
+            return False
+        _apply_fields(message, status=status, **fields)
         if status == Status.FAILED:
             account_services.refund_credit(message=message, reason=f"SMS {message.public_id} failed")
         elif reversed_refund:
+            # A late report of what really happened wins over expiry or a lapsed lease (R24).
             account_services.reverse_refund(message=message, reason=f"SMS {message.public_id} was sent after all")
-        ipn_services.record_message_event(message=message, status=status, occurred_at=when)
-    return message
+        if callback:
+            ipn_services.record_message_event(message=message, status=status, occurred_at=when, endpoint=endpoint)
+    return True
+
+
+def _apply_fields(message: Message, **fields: Any) -> None:
+    for name, value in fields.items():
+        setattr(message, name, value)
+
+
+def _update_if_unchanged(message: Message, **fields: Any) -> tuple[str, dict[str, Any]]:
+    """The UPDATE of `fields` that changes the row only if its status and attempt count are
+    still those of `message` (every claim counts an attempt), `RETURNING id`."""
+    sets, params = [], {}
+    for index, (name, value) in enumerate(fields.items()):
+        field = cast(Field, Message._meta.get_field(name))  # type: ignore[type-arg]
+        if field.is_relation:
+            value = value.pk if value is not None else None
+        sets.append(f"{_column(Message, name)} = %(f{index})s")
+        params[f"f{index}"] = field.get_db_prep_save(value, connection)
+    params.update(pk=message.pk, was_status=message.status, was_attempts=message.attempts)
+    sql = (
+        f"UPDATE messaging_message SET {', '.join(sets)}"  # noqa: S608 (model columns only)
+        " WHERE id = %(pk)s AND status = %(was_status)s AND attempts = %(was_attempts)s RETURNING id"
+    )
+    return sql, params
 
 
 # --- Ends without a report (worker) -------------------------------------------------

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.db import connection
 from django.utils import timezone
 
 from config.asgi import application
@@ -53,8 +54,25 @@ def test_a_claim_takes_a_fixed_number_of_queries(alice_list, two_phones, django_
     (a, _), _ = two_phones
     message = factories.make_message(phone_list=alice_list)
     a = Device.objects.select_related("phone_list").get(pk=a.pk)
-    with django_assert_num_queries(5):  # savepoint, UPDATE, SELECT, INSERT event, release
+    # PostgreSQL: one statement (UPDATE … RETURNING the assign frame's fields, and the
+    # timeline INSERT). SQLite: savepoint, UPDATE, INSERT, release.
+    with django_assert_num_queries(1 if connection.vendor == "postgresql" else 4):
         assert dispatch.claim_message(device=a, message_id=message.public_id) is not None
+
+
+def test_a_rate_limited_claim_locks_the_phone_and_counts_first(alice_list, two_phones, django_assert_num_queries):
+    (a, _), _ = two_phones
+    alice_list.rate_limit_per_minute = 5
+    alice_list.save(update_fields=["rate_limit_per_minute"])
+    message = factories.make_message(phone_list=alice_list)
+    a = Device.objects.select_related("phone_list").get(pk=a.pk)
+    # In a transaction (a savepoint here): the phone's row lock (SELECT … FOR UPDATE), the
+    # count of its recent assignments, then the claim (SQLite: with its own savepoint).
+    budget = 5 if connection.vendor == "postgresql" else 8
+    with django_assert_num_queries(budget) as captured:
+        assert dispatch.claim_message(device=a, message_id=message.public_id) is not None
+    if connection.vendor == "postgresql":
+        assert "FOR UPDATE" in captured.captured_queries[1]["sql"]
 
 
 def test_a_phone_of_another_list_cannot_claim(alice_list, bob_list):
