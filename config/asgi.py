@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP and the phones' WebSockets, served by Daphne."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -11,6 +12,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
+from django.urls import get_resolver  # noqa: E402
 
 from devices.routing import websocket_application  # noqa: E402
 
@@ -20,6 +22,12 @@ application = ProtocolTypeRouter(
         "websocket": websocket_application,
     }
 )
+
+# What is loaded by now lives as long as the process: freeze it, so the garbage collector
+# stops scanning it on every full collection (one such collection paused the phones' event
+# loop for 120 ms under load, docs/benchmarks.md). The URLconf is loaded first for that.
+get_resolver().url_patterns  # noqa: B018
+gc.freeze()
 
 if settings.EMBEDDED_WORKER:
     # One-process mode: the background worker's step functions run in a thread here.

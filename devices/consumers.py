@@ -22,8 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from asgiref.typing import ASGIReceiveCallable as Receive
+from asgiref.typing import ASGISendCallable as Send
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connections
 from django.utils import timezone
@@ -40,6 +45,10 @@ T = TypeVar("T")
 
 MAX_FRAME_CHARS = 64 * 1024
 MAX_BAD_FRAMES = 10
+# Messages waiting for one connection's dispatch loop before its sources wait too.
+INBOX_SIZE = 1000
+# Claims and reports of one phone handled at the same time; a phone sending more waits.
+MAX_FRAMES_IN_FLIGHT = 32
 OFFER_BATCH = 20
 # Presence (last_seen_at) is written at most this often per phone (R26: TTL is 75 s).
 PRESENCE_WRITE_INTERVAL = timedelta(seconds=15)
@@ -234,13 +243,76 @@ class DeviceConsumer(AsyncWebsocketConsumer):
     last_frame_at: datetime
     last_presence_write: datetime
     ticker: asyncio.Task[None] | None = None
+    frame_tasks: set[asyncio.Task[None]]
+    frames_in_flight: asyncio.Semaphore
+    closed: bool = False
 
     # --- connection lifecycle ---
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        """Channels' AsyncConsumer.__call__, with the dispatch loop below in place of its
+        `await_many_dispatch`."""
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.base_send = send
+        sources: list[Callable[[], Awaitable[Any]]] = [receive]
+        if self.channel_layer is not None:
+            self.channel_name = await self.channel_layer.new_channel()
+            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+            sources.append(self.channel_receive)
+        with contextlib.suppress(StopConsumer):
+            await self._dispatch_all(sources)
+
+    async def _dispatch_all(self, sources: list[Callable[[], Awaitable[Any]]]) -> None:
+        """Hands every message from the phone and from the channel layer to `dispatch`, in
+        the order each source gave them.
+
+        Channels' loop takes one message per source per event-loop turn (a task per
+        message). A busy phone gets about two messages for each SMS (the offer, its claim),
+        so under load that loop, not the CPU, set the pace (bench/send.py: offers 200 ms
+        late at 100 SMS/s). Here one pump per source moves everything its queue holds into
+        one inbox, and everything in the inbox is dispatched in the same turn."""
+        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(INBOX_SIZE)
+
+        async def pump(source: Callable[[], Awaitable[Any]]) -> None:
+            while True:
+                await inbox.put(await source())
+
+        pumps = [asyncio.create_task(pump(source)) for source in sources]
+        try:
+            while True:
+                get = asyncio.ensure_future(inbox.get())
+                done, _ = await asyncio.wait([get, *pumps], return_when=asyncio.FIRST_COMPLETED)
+                if get not in done:
+                    get.cancel()
+                    for pump_task in pumps:  # a source failed (or was closed): stop as Channels does
+                        if pump_task.done():
+                            pump_task.result()
+                await self.dispatch(get.result())
+                while not inbox.empty():
+                    await self.dispatch(inbox.get_nowait())
+        finally:
+            for pump_task in pumps:
+                pump_task.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' own dispatch first closes stale database connections, in its single
+        sync thread, for every frame and every channel-layer event: a thread round trip per
+        offer and per claim, the largest cost of a busy phone connection (bench/send.py).
+        This consumer never touches the ORM on the event loop; every call goes through
+        `orm()`, which does that clean-up in its own thread. So: straight to the handler."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         self.device = self.scope["device"]
         self.available = self.device.is_available
         self.bad_frames = 0
+        self.frame_tasks = set()
+        self.frames_in_flight = asyncio.Semaphore(MAX_FRAMES_IN_FLIGHT)
         self.last_frame_at = self.last_presence_write = timezone.now()
         await self._join_groups()
         await self.accept()
@@ -263,6 +335,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         self.ticker = asyncio.create_task(self._tick_forever())
 
     async def disconnect(self, code: int) -> None:
+        self.closed = True  # claims and reports still in flight finish without answering
         if self.ticker is not None and self.ticker is not asyncio.current_task():
             self.ticker.cancel()
         if not hasattr(self, "device"):
@@ -323,15 +396,32 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             handler = self.FRAME_HANDLERS.get(content["type"])
             if handler is None:
                 raise FrameError(f"Unknown frame type {content['type']!r}.")
-            await self._heard_from()
-            await handler(self, content)
         except FrameError as exc:
             await self._bad_frame(str(exc))
             return
+        await self._heard_from()
+        if content["type"] not in self.CONCURRENT_FRAMES:
+            await self._handle(handler, content)
+            return
+        # Claims and reports wait on the database: answered in their own task, so the offers
+        # that keep arriving for this phone are not queued behind them. Bounded per phone.
+        await self.frames_in_flight.acquire()
+        task = asyncio.create_task(self._handle(handler, content))
+        self.frame_tasks.add(task)
+        task.add_done_callback(self._frame_done)
+
+    def _frame_done(self, task: asyncio.Task[None]) -> None:
+        self.frame_tasks.discard(task)
+        self.frames_in_flight.release()
+
+    async def _handle(self, handler: Callable[[Any, dict[str, Any]], Awaitable[None]], content: dict[str, Any]) -> None:
+        try:
+            await handler(self, content)
+        except FrameError as exc:
+            await self._bad_frame(str(exc))
         except Exception:
             logger.exception("device %s: frame failed", self.device.public_id)
             await self.send_frame({"type": "error", "error": "The server could not handle that frame; try again."})
-            return
 
     async def _heard_from(self) -> None:
         """A well-formed frame: the phone is alive (presence is written at most every 15 s)."""
@@ -405,6 +495,9 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         sms_id = await _incoming(self.device, sender, text, at, _int(content, "sim", 0, 8))
         await self.send_frame({"type": "ack", "message_id": sms_id, "status": "received", "id": content.get("id")})
 
+    # Frames answered in a task of their own (see `receive`).
+    CONCURRENT_FRAMES = frozenset({"claim", "report"})
+
     FRAME_HANDLERS = {
         "ping": on_ping,
         "pong": on_pong,
@@ -417,6 +510,8 @@ class DeviceConsumer(AsyncWebsocketConsumer):
     # --- frames to the phone ---
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
+        if self.closed:
+            return
         await self.send(text_data=json.dumps(frame, ensure_ascii=False, separators=(",", ":")))
 
     async def offer_open_work(self) -> None:
