@@ -114,11 +114,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file (one per test run) so servers started by tests can share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"phonefleet-test-{os.getpid()}.sqlite3")}
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["OPTIONS"] = {
+        # Parameters travel apart from the SQL (psycopg escapes nothing into the text), and a
+        # statement run 5 times on a connection is prepared once: the send API's statements
+        # cost the server and the client less (docs/benchmarks.md). Behind a pooler in
+        # transaction mode that cannot keep prepared statements, set
+        # DATABASE_PREPARED_STATEMENTS=false.
+        "server_side_binding": True,
+        "prepare_threshold": 5 if env.bool("DATABASE_PREPARED_STATEMENTS", default=True) else None,
+    }
     if env.bool("DATABASE_POOL", default=False):
         # psycopg pool: for ASGI servers, where persistent connections do not apply.
-        DATABASES["default"]["OPTIONS"] = {
-            "pool": {"min_size": 2, "max_size": env.int("DATABASE_POOL_SIZE", default=20)}
-        }
+        DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 2, "max_size": env.int("DATABASE_POOL_SIZE", default=20)}
     else:
         DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
