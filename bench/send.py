@@ -178,19 +178,14 @@ def enrol_phones(port: int, pin: str, count: int) -> list[str]:
     return tokens
 
 
-async def _phone(
-    url: str, token: str, assigns: list[tuple[str, float]], ready: asyncio.Event, stop: asyncio.Event
-) -> None:
+async def _phone(url: str, token: str, assigns: list[tuple[str, float]], ready: asyncio.Event) -> None:
+    """One simulated phone: claims every offer, reports `sent` on assign; runs until cancelled."""
     import websockets
 
     async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}, max_queue=None) as ws:
         await ws.send(json.dumps({"type": "state", "available": True}))
         ready.set()
-        while not stop.is_set():
-            try:
-                raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
-            except TimeoutError:
-                continue
+        async for raw in ws:
             frame = json.loads(raw)
             kind = frame.get("type")
             if kind == "offer":
@@ -205,16 +200,14 @@ async def _phone(
 def _phones_process(url: str, tokens: list[str], ready: Any, stop: Any, out: Any) -> None:
     async def main() -> None:
         assigns: list[tuple[str, float]] = []
-        stop_event = asyncio.Event()
         readies = [asyncio.Event() for _ in tokens]
-        tasks = [
-            asyncio.create_task(_phone(url, t, assigns, r, stop_event)) for t, r in zip(tokens, readies, strict=True)
-        ]
+        tasks = [asyncio.create_task(_phone(url, t, assigns, r)) for t, r in zip(tokens, readies, strict=True)]
         await asyncio.gather(*(r.wait() for r in readies))
         ready.set()
         while not stop.is_set():
             await asyncio.sleep(0.1)
-        stop_event.set()
+        for task in tasks:
+            task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         out.put(assigns)
 
