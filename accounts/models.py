@@ -54,7 +54,8 @@ class LedgerEntry(models.Model):
         REVERSAL = "reversal", "Refund reversal"
         ADJUSTMENT = "adjustment", "Adjustment"
 
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="ledger")
+    # Indexed as the first column of (account, created_at).
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="ledger", db_index=False)
     kind = models.CharField(max_length=12, choices=Kind.choices)
     # Signed: positive adds credit, negative takes it.
     amount = models.BigIntegerField()
@@ -63,12 +64,18 @@ class LedgerEntry(models.Model):
     message = models.ForeignKey(
         "messaging.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="ledger_entries"
     )
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Set on the operator's entries only: indexed where set.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, db_index=False
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         verbose_name_plural = "ledger entries"
-        indexes = [models.Index(fields=["account", "-created_at"])]
+        indexes = [
+            models.Index(fields=["account", "-created_at"]),
+            models.Index(fields=["created_by"], condition=Q(created_by__isnull=False), name="ledger_created_by"),
+        ]
         constraints = [
             # A message is charged once, refunded at most once, and a refund reversed at most once.
             models.UniqueConstraint(

@@ -23,20 +23,30 @@ class Message(models.Model):
     REFUNDED_STATUSES = (Status.FAILED, Status.EXPIRED, Status.CANCELLED)
     FINAL_STATUSES = (Status.DELIVERED, Status.FAILED, Status.EXPIRED, Status.CANCELLED)
 
-    # Public id: "msg_…".
-    public_id = models.CharField(max_length=40, unique=True)
-    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="messages")
-    api_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Public id: "msg_…" (unique by a constraint in Meta: `unique=True` would add a second,
+    # pattern-matching index that no query uses).
+    public_id = models.CharField(max_length=40)
+    # Indexed only as the first column of the (account, …) indexes below.
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="messages", db_index=False)
+    # Not indexed: nothing looks messages up by key (keys are revoked, not deleted).
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     phone_list = models.ForeignKey(
         "devices.PhoneList", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
     )
-    # Set when the caller pinned the message to one phone (`device_id`).
+    # Set when the caller pinned the message to one phone (`device_id`); indexed where set.
     pinned_device = models.ForeignKey(
-        "devices.Device", null=True, blank=True, on_delete=models.SET_NULL, related_name="pinned_messages"
+        "devices.Device",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="pinned_messages",
+        db_index=False,
     )
-    # The phone that currently holds (or last held) the assignment.
+    # The phone that currently holds (or last held) the assignment; indexed by (device, assigned_at).
     device = models.ForeignKey(
-        "devices.Device", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+        "devices.Device", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages", db_index=False
     )
     to = models.CharField(max_length=32)
     text = models.TextField()
@@ -44,7 +54,7 @@ class Message(models.Model):
     encoding = models.CharField(max_length=8, default="gsm7")
     sim = models.PositiveSmallIntegerField(null=True, blank=True)
     ref = models.CharField(max_length=255, blank=True)
-    batch_id = models.CharField(max_length=40, blank=True, db_index=True)
+    batch_id = models.CharField(max_length=40, blank=True)
     # Credits taken when accepted.
     cost = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
@@ -66,10 +76,13 @@ class Message(models.Model):
     cancelled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        # Every status change rewrites the row in every index (status is in some), so each
+        # index here is one a query needs.
         indexes = [
             models.Index(fields=["account", "-created_at"]),
             models.Index(fields=["account", "status", "-created_at"]),
-            models.Index(fields=["account", "ref"]),
+            models.Index(fields=["account", "ref"], condition=~Q(ref=""), name="msg_ref"),
+            models.Index(fields=["pinned_device"], condition=Q(pinned_device__isnull=False), name="msg_pinned"),
             models.Index(
                 fields=["phone_list", "send_at", "created_at"], condition=Q(status="queued"), name="msg_open_per_list"
             ),
@@ -78,6 +91,7 @@ class Message(models.Model):
             models.Index(fields=["device", "assigned_at"]),
         ]
         constraints = [
+            models.UniqueConstraint(fields=["public_id"], name="message_public_id_unique"),
             models.CheckConstraint(
                 condition=Q(phone_list__isnull=False) | Q(pinned_device__isnull=False), name="message_has_a_target"
             ),
