@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
 from django.utils import timezone
@@ -39,16 +40,26 @@ class OnlineDevice:
     name: str
 
 
+def online_devices_query(
+    *, phone_list_id: int | None = None, device_id: int | None = None
+) -> tuple[str, dict[str, Any]]:
+    """SQL for the phones online now, as `public_id, name` rows oldest first: connected,
+    enabled and seen within the presence TTL (R26), of one list or one pinned device.
+    Other statements may embed it (the send API reads it with its INSERT)."""
+    column = "id" if device_id is not None else "phone_list_id"
+    sql = (
+        "SELECT public_id, name FROM devices_device"  # noqa: S608 (the column is one of two names above)
+        f" WHERE {column} = %(online_target)s AND is_enabled AND removed_at IS NULL AND is_connected"
+        " AND last_seen_at >= %(online_since)s ORDER BY created_at"
+    )
+    since = connection.ops.adapt_datetimefield_value(timezone.now() - PRESENCE_TTL)
+    return sql, {"online_target": device_id if device_id is not None else phone_list_id, "online_since": since}
+
+
 def online_devices(*, phone_list_id: int | None = None, device_id: int | None = None) -> list[OnlineDevice]:
     """Phones that are connected, enabled and seen within the presence TTL (R26), of one
-    list or one pinned device; oldest first. One plain query: it runs on every send."""
-    column, value = ("id", device_id) if device_id is not None else ("phone_list_id", phone_list_id)
-    since = connection.ops.adapt_datetimefield_value(timezone.now() - PRESENCE_TTL)
+    list or one pinned device; oldest first."""
+    sql, params = online_devices_query(phone_list_id=phone_list_id, device_id=device_id)
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT public_id, name FROM devices_device"  # noqa: S608 (the column is one of two names above)
-            f" WHERE {column} = %s AND is_enabled AND removed_at IS NULL AND is_connected AND last_seen_at >= %s"
-            " ORDER BY created_at",
-            [value, since],
-        )
+        cursor.execute(sql, params)
         return [OnlineDevice(public_id, name) for public_id, name in cursor.fetchall()]

@@ -175,22 +175,27 @@ def build_message(
     )
 
 
-def store_messages(*, account_id: int, messages: list[Message], reason: str) -> None:
+def store_messages(
+    *, account_id: int, messages: list[Message], reason: str, records_of: selectors.SendTarget | None = None
+) -> list[device_selectors.OnlineDevice]:
     """Takes the credit for all parts of `messages` (one conditional UPDATE), prices them,
     inserts them and books one debit each, atomically: one statement on PostgreSQL, one
-    transaction elsewhere. Sets each message's pk and cost. Raises InsufficientCredit or
-    SpendingCapReached, and then nothing is stored or taken."""
+    transaction elsewhere. Sets each message's pk and cost. With `records_of` (one message),
+    also returns the target's phones online now, read in that same statement. Raises
+    InsufficientCredit or SpendingCapReached, and then nothing is stored or taken."""
     parts = sum(m.parts for m in messages)
     if connection.vendor == "postgresql":
-        insert_sql, insert_params = _charged_insert(messages)
+        insert_sql, insert_params = _charged_insert(messages, records_of=records_of)
         rows = account_services.charge_in_one_statement(
             account_id=account_id, parts=parts, reason=reason, insert_sql=insert_sql, insert_params=insert_params
         )
-        stored = {public_id: (pk, cost) for pk, cost, public_id, _balance in rows}
+        stored = {row[2]: row for row in rows}  # by public_id
         for message in messages:
-            message.pk, message.cost = stored[message.public_id]
+            message.pk, message.cost = stored[message.public_id][:2]
             message._state.adding = False
-        return
+        if records_of is None:
+            return []
+        return [device_selectors.OnlineDevice(public_id, name) for public_id, name in rows[0][3]]
     with transaction.atomic():
         debit = account_services.charge_for_parts(account_id=account_id, parts=parts)
         for message in messages:
@@ -199,6 +204,9 @@ def store_messages(*, account_id: int, messages: list[Message], reason: str) -> 
         account_services.book_message_debits(
             account_id=account_id, messages=messages, balance=debit.balance, reason=reason
         )
+    if records_of is None:
+        return []
+    return device_selectors.online_devices(phone_list_id=records_of.phone_list.id, device_id=records_of.device_id)
 
 
 @functools.cache
@@ -215,23 +223,35 @@ def _insert_columns() -> tuple[list[str], list[str], list[str], int]:
     )
 
 
-def _charged_insert(messages: list[Message]) -> tuple[str, dict[str, Any]]:
+def _charged_insert(
+    messages: list[Message], *, records_of: selectors.SendTarget | None = None
+) -> tuple[str, dict[str, Any]]:
     """The INSERT of `messages` for `charge_in_one_statement`: each row's cost is its parts
     × the price the debit was taken at, and rows exist only if the debit was taken (FROM
     debit). One VALUES row for a single message, one `unnest` of an array per column for
-    many (the ORM's per-value preparation costs more than the database work)."""
+    many (the ORM's per-value preparation costs more than the database work). RETURNING
+    id, cost, public_id, and with `records_of` the online phones as a JSON array."""
     names, columns, array_types, parts_index = _insert_columns()
     table = Message._meta.db_table
     returning = "RETURNING id, cost, public_id"
+    params: dict[str, Any] = {}
+    if records_of is not None:
+        online_sql, params = device_selectors.online_devices_query(
+            phone_list_id=records_of.phone_list.id, device_id=records_of.device_id
+        )
+        returning += (
+            ", (SELECT coalesce(json_agg(json_build_array(o.public_id, o.name)), '[]')"  # noqa: S608
+            f" FROM ({online_sql}) AS o)"
+        )
     if len(messages) == 1:
-        params = {f"m{i}": getattr(messages[0], name) for i, name in enumerate(names)}
+        params.update({f"m{i}": getattr(messages[0], name) for i, name in enumerate(names)})
         values = ", ".join(f"%(m{i})s" for i in range(len(names)))
         sql = (
             f"INSERT INTO {table} ({', '.join(columns)}, cost)"  # noqa: S608 (model columns only)
             f" SELECT {values}, %(m{parts_index})s * debit.price_per_part FROM debit {returning}"
         )
         return sql, params
-    params = {f"m{i}": [getattr(m, name) for m in messages] for i, name in enumerate(names)}
+    params.update({f"m{i}": [getattr(m, name) for m in messages] for i, name in enumerate(names)})
     arrays = ", ".join(f"%(m{i})s::{array_type}" for i, array_type in enumerate(array_types))
     aliases = ", ".join(f"c{i}" for i in range(len(names)))
     sql = (
@@ -271,11 +291,12 @@ def accept_message(
     check_required(to=to, text=text)
     options = check_options(target=target, sim=sim, ttl=ttl, send_at=send_at)
     message = build_message(key=key, target=target, to=to, text=text, ref=ref, options=options)
-    store_messages(account_id=key.account_id, messages=[message], reason="SMS")
+    due = message.send_at <= timezone.now()
+    # `records`: the phones the offer goes to (none yet for a scheduled message).
+    records = store_messages(
+        account_id=key.account_id, messages=[message], reason="SMS", records_of=target if due else None
+    )
     _offer_after_commit(message)
-    if message.send_at > timezone.now():
-        return AcceptedMessage(message, [])
-    records = device_selectors.online_devices(phone_list_id=target.phone_list.id, device_id=target.device_id)
     return AcceptedMessage(message, records)
 
 
