@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import BaseAuthentication
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -66,11 +69,24 @@ def enforce_rate_limit(call: services.ApiCall) -> None:
         )
 
 
+class JsonOnly(DefaultContentNegotiation):
+    """The API answers JSON whatever the client accepts (the SPEC's envelope), so there is
+    nothing to negotiate: the first renderer, without parsing the Accept header. Request
+    bodies are still parsed by their content type."""
+
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type
+
+
 class ApiKeyView(APIView):
     """Base of every public API operation: key, IP rule, rate limit, the envelope."""
 
     authentication_classes = [ApiKeyAuthentication]
     renderer_classes = [EnvelopeRenderer]
+    content_negotiation_class = JsonOnly
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
