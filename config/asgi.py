@@ -10,6 +10,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # Django must be set up before the consumers (and their models) are imported.
 django_asgi_app = get_asgi_application()
 
+from autobahn import util as autobahn_util  # noqa: E402
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.urls import get_resolver  # noqa: E402
@@ -22,6 +23,12 @@ application = ProtocolTypeRouter(
         "websocket": websocket_application,
     }
 )
+
+# autobahn formats the arguments of its debug-log calls on every frame a phone sends, even
+# with debug logging off, and colours them with click when click is installed (it is, for
+# schemathesis): four click.style() calls per frame, 6 % of a busy Daphne's event loop
+# (bench/send.py). Uncoloured, they are cheap to build; nobody reads them.
+autobahn_util._HAS_CLICK = False
 
 # What is loaded by now lives as long as the process: freeze it, so the garbage collector
 # stops scanning it on every full collection (one such collection paused the phones' event

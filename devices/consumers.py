@@ -15,6 +15,8 @@ import contextlib
 import functools
 import json
 import logging
+import random
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -30,7 +32,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import connections
+from django.db import close_old_connections, connections
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -54,6 +56,13 @@ OFFER_BATCH = 20
 PRESENCE_WRITE_INTERVAL = timedelta(seconds=15)
 
 
+class _SourceFailed:
+    """What a dispatch-loop pump puts in the inbox when its source raised."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
 class FrameError(Exception):
     """A frame that does not follow the protocol; the phone gets an `error` frame."""
 
@@ -68,6 +77,17 @@ ORM_THREADS = 4
 _orm_pool = ThreadPoolExecutor(max_workers=ORM_THREADS, thread_name_prefix="device-orm")
 
 
+def _in_orm_thread(func: Callable[..., T], args: tuple[Any, ...]) -> T:
+    # What Channels' database_sync_to_async does around a call, without asgiref's per-call
+    # machinery (context copying, thread-affinity checks): claims and reports come here
+    # twice per SMS (bench/send.py).
+    close_old_connections()
+    try:
+        return func(*args)
+    finally:
+        close_old_connections()
+
+
 def orm(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
     """Runs a short ORM function off the event loop (closing stale connections around it)."""
 
@@ -75,7 +95,7 @@ def orm(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
     async def call(*args: Any) -> T:
         if ORM_THREAD_SENSITIVE:
             return await database_sync_to_async(func)(*args)
-        return await database_sync_to_async(func, thread_sensitive=False, executor=_orm_pool)(*args)
+        return await asyncio.get_running_loop().run_in_executor(_orm_pool, _in_orm_thread, func, args)
 
     return call
 
@@ -222,11 +242,14 @@ def _time(content: dict[str, Any], field: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def _has_unstorable_text(value: Any) -> bool:
     """True if a decoded frame holds a string PostgreSQL or UTF-8 cannot carry (`\\u0000`,
     a lone `\\ud800`): refused as a bad frame instead of failing in a query or a send."""
     if isinstance(value, str):
-        return "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value)
+        return _UNSTORABLE.search(value) is not None
     if isinstance(value, dict):
         return any(_has_unstorable_text(k) or _has_unstorable_text(v) for k, v in value.items())
     if isinstance(value, list):
@@ -272,25 +295,22 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         so under load that loop, not the CPU, set the pace (bench/send.py: offers 200 ms
         late at 100 SMS/s). Here one pump per source moves everything its queue holds into
         one inbox, and everything in the inbox is dispatched in the same turn."""
-        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(INBOX_SIZE)
+        inbox: asyncio.Queue[Any] = asyncio.Queue(INBOX_SIZE)
 
         async def pump(source: Callable[[], Awaitable[Any]]) -> None:
-            while True:
-                await inbox.put(await source())
+            try:
+                while True:
+                    await inbox.put(await source())
+            except Exception as exc:  # a source that fails stops the consumer, as in Channels
+                await inbox.put(_SourceFailed(exc))
 
         pumps = [asyncio.create_task(pump(source)) for source in sources]
         try:
             while True:
-                get = asyncio.ensure_future(inbox.get())
-                done, _ = await asyncio.wait([get, *pumps], return_when=asyncio.FIRST_COMPLETED)
-                if get not in done:
-                    get.cancel()
-                    for pump_task in pumps:  # a source failed (or was closed): stop as Channels does
-                        if pump_task.done():
-                            pump_task.result()
-                await self.dispatch(get.result())
-                while not inbox.empty():
-                    await self.dispatch(inbox.get_nowait())
+                message = await inbox.get()  # no wait while the inbox holds messages
+                if isinstance(message, _SourceFailed):
+                    raise message.error
+                await self.dispatch(message)
         finally:
             for pump_task in pumps:
                 pump_task.cancel()
@@ -359,7 +379,9 @@ class DeviceConsumer(AsyncWebsocketConsumer):
 
     async def _tick_forever(self) -> None:
         while True:
-            await asyncio.sleep(settings.DEVICE_TICK_SECONDS)
+            # ±25 %: phones that connected together (a server restart, a benchmark) do not
+            # all tick together, which queued claims behind a burst of ticks.
+            await asyncio.sleep(settings.DEVICE_TICK_SECONDS * (0.75 + random.random() / 2))
             try:
                 if not await self.tick():
                     return
@@ -524,8 +546,13 @@ class DeviceConsumer(AsyncWebsocketConsumer):
     # --- channel-layer events (handler names mirror the event types) ---
 
     async def message_offer(self, event: dict[str, Any]) -> None:
-        if self.available:
-            await self.send_frame(event["frame"])
+        if self.available and not self.closed:
+            # The frame as JSON text, serialised once by the sender for every phone.
+            text = event.get("text")
+            if isinstance(text, str):
+                await self.send(text_data=text)
+            else:
+                await self.send_frame(event["frame"])
 
     async def work_available(self, event: dict[str, Any]) -> None:
         await self.offer_open_work()

@@ -7,6 +7,7 @@ when it connects, becomes available, or on its periodic tick. Group names are AS
 
 from __future__ import annotations
 
+import json
 import logging
 
 from asgiref.sync import async_to_sync
@@ -62,7 +63,9 @@ def offer_message(*, message: Message) -> None:
     group = (
         device_group(message.pinned_device_id) if message.pinned_device_id else list_group(message.phone_list_id or 0)
     )
-    notify_group(group, {"type": "message.offer", "frame": offer_frame(message)})
+    frame = offer_frame(message)
+    text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    notify_group(group, {"type": "message.offer", "frame": frame, "text": text})
 
 
 def announce_work(*, phone_list_ids: set[int] = frozenset(), device_ids: set[int] = frozenset()) -> None:  # type: ignore[assignment]
