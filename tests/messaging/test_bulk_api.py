@@ -8,7 +8,6 @@ import time
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from accounts.models import Account, LedgerEntry
@@ -135,11 +134,11 @@ def test_no_recipients_is_code_7(bulk):
     assert (response.status_code, response.json()["status_code"]) == (400, "7")
 
 
-def test_phones_are_told_that_work_waits_after_commit(bulk, alice_list, django_capture_on_commit_callbacks, settings):
-    # The in-memory layer: this checks what is sent to the group, not Redis (channels_redis
-    # does not take a receive from another event loop than its group_add reliably).
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    layer = get_channel_layer()
+def test_phones_are_told_that_work_waits_after_commit(
+    bulk, alice_list, django_capture_on_commit_callbacks, in_memory_layer
+):
+    # What is sent to the group (tests/messaging/test_offers.py covers the Redis path).
+    layer = in_memory_layer
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)(offers.list_group(alice_list.pk), channel)
     with django_capture_on_commit_callbacks(execute=True):
