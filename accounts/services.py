@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -381,10 +382,26 @@ class ApiCall:
     calls_this_minute: int
 
 
+# One Redis command per API call: count the call in this minute's window (the window's
+# counter expires after it), mark the key used (at most once per LAST_USED_RESOLUTION),
+# and read the cached key.
+_CALL_SCRIPT = """
+local calls = redis.call('INCR', KEYS[2])
+if calls == 1 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
+local first_use = redis.call('SET', KEYS[3], 1, 'NX', 'EX', ARGV[2])
+return {redis.call('GET', KEYS[1]), calls, first_use and 1 or 0}
+"""
+
+
+@functools.cache
+def _call_script(client: Any) -> Any:
+    return client.register_script(_CALL_SCRIPT)
+
+
 def _call_state(digest: str) -> tuple[AuthenticatedKey | None, int, bool]:
     """One cache round trip per API call: the cached key (None when not cached), the calls
     counted for this digest in this minute, and whether this is its first call within
-    LAST_USED_RESOLUTION. With Redis the four commands go in one pipeline."""
+    LAST_USED_RESOLUTION. With Redis it is one script (EVALSHA)."""
     names = (
         _key_cache_name(digest),
         f"apicalls:{digest}:{int(time.time() // 60)}",
@@ -392,13 +409,10 @@ def _call_state(digest: str) -> tuple[AuthenticatedKey | None, int, bool]:
     )
     used_seconds = int(LAST_USED_RESOLUTION.total_seconds())
     if isinstance(caches["default"], RedisCache):
-        key_name, count_name, used_name = (cache.make_key(name) for name in names)
-        pipe = get_redis_connection("default").pipeline(transaction=False)
-        pipe.get(key_name)
-        pipe.incr(count_name)
-        pipe.expire(count_name, CALL_WINDOW_SECONDS + 10, nx=True)
-        pipe.set(used_name, 1, nx=True, ex=used_seconds)
-        raw, count, _expiry, first_use = pipe.execute()
+        client = get_redis_connection("default")
+        raw, count, first_use = _call_script(client)(
+            keys=[cache.make_key(name) for name in names], args=[CALL_WINDOW_SECONDS + 10, used_seconds]
+        )
         found = cache.client.decode(raw) if raw is not None else None  # type: ignore[attr-defined]
         return found, int(count), bool(first_use)
     found = cache.get(names[0])
