@@ -294,12 +294,72 @@ def report_message(
     never held it. Raises ValueError for another status."""
     if status not in REPORT_FROM:
         raise ValueError(f"unknown report status {status!r}")
+    if status != Status.FAILED and connection.vendor == "postgresql":
+        reported = _report_in_one_statement(device=device, message_id=message_id, status=status, at=at)
+        if reported is not None:
+            return reported
     found = None
     for _ in range(REPORT_TRIES):
         found = _reporting_message(device=device, message_id=message_id)
         if found is None or _apply_report(*found, device=device, status=status, error=error, at=at):
             break
     return found[0] if found is not None else None
+
+
+# The commonest report, `sent` or `delivered` from the phone that holds the message of an
+# account with no callbacks switched on, in one statement (PostgreSQL): the same
+# conditions and fields as `_apply_report` below, written in SQL. Anything else (another
+# holder, a status the report may not leave, callbacks to write) matches no row here and
+# takes the general path.
+_FAST_REPORT_SQL = """
+UPDATE messaging_message m SET
+    status = %(status)s, device_id = %(device)s, lease_expires_at = NULL, {fields}
+WHERE m.public_id = %(message)s AND m.account_id = %(account)s AND m.device_id = %(device)s
+  AND m.status IN ({from_statuses})
+  AND NOT EXISTS (SELECT 1 FROM ipn_ipnendpoint e WHERE e.account_id = m.account_id AND e.enabled)
+RETURNING m.id, m.public_id, m.status, GREATEST(m.created_at, %(when)s) AS at
+"""
+_FAST_REPORT_FIELDS: dict[str, str] = {
+    Status.SENT: "sent_at = GREATEST(m.created_at, %(when)s), error = ''",
+    Status.DELIVERED: (
+        "delivered_at = GREATEST(m.created_at, %(when)s),"
+        " sent_at = COALESCE(m.sent_at, GREATEST(m.created_at, %(when)s))"
+    ),
+}
+
+
+def _report_in_one_statement(*, device: Device, message_id: str, status: str, at: datetime | None) -> Message | None:
+    """The message after the report, or None when the report needs the general path."""
+    normal, _overruled = REPORT_FROM[status]
+    now = timezone.now()
+    params: dict[str, Any] = {
+        "status": status,
+        "device": device.pk,
+        "message": message_id,
+        "account": device.account_id,
+        "when": min(at, now) if at is not None else now,
+    }
+    params.update({f"from{index}": value for index, value in enumerate(normal)})
+    update_sql = _FAST_REPORT_SQL.format(
+        fields=_FAST_REPORT_FIELDS[status], from_statuses=", ".join(f"%(from{i})s" for i in range(len(normal)))
+    )
+    params.update(ev_status=status, ev_device=device.pk, ev_detail="")
+    statement = f"""
+        WITH changed AS ({update_sql}),
+        timeline AS (
+            INSERT INTO messaging_messageevent (message_id, status, device_id, detail, at)
+            SELECT id, %(ev_status)s, %(ev_device)s, %(ev_detail)s, at FROM changed
+        )
+        SELECT id, public_id, status FROM changed
+    """  # noqa: S608 (SQL text from this module; every value is a parameter)
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    message = _from_row(Message, ("id", "public_id", "status"), row)
+    message.device = device
+    return message
 
 
 def _apply_report(
