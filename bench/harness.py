@@ -122,6 +122,47 @@ def at_rate(job: Callable[[int], None], *, rate: float, seconds: float, threads:
             pool.submit(job, n)
 
 
+def machine_speed() -> float:
+    """Milliseconds this machine takes for a fixed pure-Python loop (best of 5): a yardstick
+    for comparing runs made on different days or machines."""
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        total = 0
+        for number in range(2_000_000):
+            total += number
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
+# Process roles by a word of their command line (first match wins).
+ROLES = (("daphne", "daphne"), ("gunicorn", "gunicorn"), ("postgres", "postgres"), ("redis-server", "redis"))
+
+
+def cpu_seconds_by_role() -> dict[str, float]:
+    """CPU seconds used so far (user + system) by the processes of this machine, summed by
+    role: the servers, PostgreSQL, Redis, this script (its HTTP clients) and its child
+    processes (simulated phones or load generators). Linux only (/proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    me = os.getpid()
+    used: dict[str, float] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(pid) == me:
+            role: str | None = "bench"
+        elif int(fields[1]) == me:  # fields[1]: the parent
+            role = "bench children"
+        else:
+            role = next((name for word, name in ROLES if word in command), None)
+        if role is not None:
+            used[role] = used.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
 def pct(values: list[float], p: float) -> float:
     """The `p`th percentile of `values` (nearest rank; NaN when there are none)."""
     if not values:

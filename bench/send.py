@@ -7,7 +7,8 @@ Redis db 15): for each way of serving the HTTP API (gunicorn = WSGI with persist
 database connections; daphne = ASGI with DATABASE_POOL=true) it measures
 
 1. a bare Django view doing one INSERT (`bench/bare_urls.py`): the ceiling;
-2. single sends (`POST /api/v1/send`) from concurrent keep-alive clients: msg/s, p50/p99;
+2. single sends (`POST /api/v1/send`) from concurrent keep-alive clients: msg/s, p50/p99
+   (1 and 2 take turns in short rounds, so a busy moment of the machine hits both);
 3. bulk sends (`POST /api/v1/send/bulk`, 10,000 recipients): msg/s;
 4. dispatch: N simulated phones on daphne's `/ws/device/` (they speak the SPEC frames:
    claim every offer, report `sent` on assign) while sends arrive at a fixed rate; the
@@ -40,8 +41,10 @@ from harness import (
     ROOT,
     at_rate,
     base_env,
+    cpu_seconds_by_role,
     flush_redis,
     free_port,
+    machine_speed,
     manage,
     pct,
     reset_database,
@@ -154,6 +157,24 @@ def load(port: int, path: str, form: dict[str, str], seconds: float, processes: 
     return result
 
 
+def interleaved(
+    port: int, runs: list[tuple[str, dict[str, str]]], seconds: float, rounds: int, processes: int, threads: int
+) -> list[LoadResult]:
+    """Each (path, form) load in turn for `seconds / rounds`, `rounds` times over, after one
+    unmeasured second of each: whatever else the shared machine does in the meantime
+    weighs on all of them alike. One result per load, over all its rounds."""
+    for path, form in runs:
+        load(port, path, form, 1.0, processes, threads)
+    results = [LoadResult(0.0) for _ in runs]
+    for _ in range(rounds):
+        for result, (path, form) in zip(results, runs, strict=True):
+            part = load(port, path, form, seconds / rounds, processes, threads)
+            result.seconds += part.seconds
+            result.latencies += part.latencies
+            result.failures += part.failures
+    return results
+
+
 def post_json(port: int, path: str, payload: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     conn.request("POST", path, json.dumps(payload).encode(), {"Content-Type": "application/json", **headers})
@@ -243,6 +264,7 @@ def dispatch_run(
     if not ready.wait(30):
         raise RuntimeError("phones did not connect")
     answers: dict[str, float] = {}
+    requested: dict[str, float] = {}
     accept: list[float] = []
     local = threading.local()
 
@@ -250,7 +272,7 @@ def dispatch_run(
         conn = getattr(local, "conn", None) or http.client.HTTPConnection("127.0.0.1", api_port, timeout=30)
         local.conn = conn
         body = urllib.parse.urlencode({"api_key": secret, "to": "+393331234567", "msg": f"dispatch {n}"}).encode()
-        started = time.perf_counter()
+        started, sent_at = time.perf_counter(), time.time()
         try:
             conn.request("POST", "/api/v1/send", body, {"Content-Type": "application/x-www-form-urlencoded"})
             response = conn.getresponse()
@@ -262,9 +284,12 @@ def dispatch_run(
         accept.append(time.perf_counter() - started)
         if response.status == 200:
             answers[data["message_id"]] = answered
+            requested[data["message_id"]] = sent_at
 
+    cpu_before = cpu_seconds_by_role()
     at_rate(one, rate=rate, seconds=seconds, threads=32)
     wait_until_dispatched(db_url, timeout=30)
+    cpu = {role: used - cpu_before.get(role, 0.0) for role, used in cpu_seconds_by_role().items()}
     stop.set()
     assigns: list[tuple[str, float]] = out.get(timeout=30)
     phones.join(10)
@@ -276,6 +301,9 @@ def dispatch_run(
         else:
             first[message_id] = at
     latencies = sorted((first[m] - answers[m]) * 1000 for m in answers if m in first)
+    # From the request leaving the client: never negative (a busy server may assign a
+    # message before its HTTP answer is out, which makes the first figure negative).
+    end_to_end = sorted((first[m] - requested[m]) * 1000 for m in answers if m in first)
     # Not assigned by the end of the wait (30 s): late, not necessarily lost for good.
     unassigned = sum(1 for m in answers if m not in first)
 
@@ -286,7 +314,11 @@ def dispatch_run(
         "unassigned": unassigned,
         "p50_ms": pct(latencies, 50),
         "p99_ms": pct(latencies, 99),
+        "request_to_assign_p50_ms": pct(end_to_end, 50),
+        "request_to_assign_p99_ms": pct(end_to_end, 99),
         "accept_p50_ms": statistics.median(accept) * 1000 if accept else float("nan"),
+        # CPU seconds per process role while the sends went out and were assigned.
+        "cpu_ms_per_message": {role: round(used / max(len(answers), 1) * 1000, 2) for role, used in cpu.items()},
     }
 
 
@@ -315,6 +347,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--servers", default="gunicorn,daphne", help="comma-separated: gunicorn, daphne")
     parser.add_argument("--seconds", type=float, default=10, help="duration of each throughput run")
+    parser.add_argument("--rounds", type=int, default=5, help="bare and single send take turns this many times")
     parser.add_argument("--processes", type=int, default=2, help="load-generating processes")
     parser.add_argument("--threads", type=int, default=8, help="keep-alive clients per process")
     parser.add_argument("--gunicorn-workers", type=int, default=4)
@@ -331,13 +364,14 @@ def main() -> None:
     env = base_env(db_url, redis_url, settings="bench.bare_settings")
     load1 = os.getloadavg()[0]
     print(
-        f"machine: {os.cpu_count()} CPUs, load average {load1:.1f}; database {db_url.rsplit('/', 1)[-1]}; {redis_url}"
+        f"machine: {os.cpu_count()} CPUs, load average {load1:.1f}, Python loop yardstick {machine_speed():.0f} ms; "
+        f"database {db_url.rsplit('/', 1)[-1]}; {redis_url}"
     )
     reset_database(db_url)
     flush_redis(redis_url)
     creds = setup_data(env, db_url)
     secret = creds["api_key"]
-    clients = f"{args.processes}×{args.threads} keep-alive clients, {args.seconds:.0f} s"
+    clients = f"{args.processes}×{args.threads} keep-alive clients, {args.seconds:.0f} s each in {args.rounds} rounds"
     results: dict[str, dict[str, Any]] = {}
     tokens: list[str] = []
     for kind in args.servers.split(","):
@@ -350,12 +384,14 @@ def main() -> None:
                 else stack.enter_context(server(kind, env, args.gunicorn_workers, args.gunicorn_threads))
             )
             row: dict[str, Any] = {}
-            bare = load(api_port, "/bench/bare", {"msg": "bare"}, args.seconds, args.processes, args.threads)
-            single = load(
+            bare, single = interleaved(
                 api_port,
-                "/api/v1/send",
-                {"api_key": secret, "to": "+393331234567", "msg": "Benchmark"},
+                [
+                    ("/bench/bare", {"msg": "bare"}),
+                    ("/api/v1/send", {"api_key": secret, "to": "+393331234567", "msg": "Benchmark"}),
+                ],
                 args.seconds,
+                args.rounds,
                 args.processes,
                 args.threads,
             )
@@ -370,8 +406,10 @@ def main() -> None:
             )
             bulk = bulk_run(api_port, secret, args.bulk_rows, args.bulk_repeats)
             row.update(bulk_rate_best=max(bulk), bulk_rate_median=statistics.median(bulk))
-            # Start the dispatch run from an empty queue (the runs above left work queued).
+            # Start the dispatch run from an empty queue (the runs above left work queued), and
+            # with the clean-up of all those rows done, not running beside the measurement.
             sql(db_url, "UPDATE messaging_message SET status = 'cancelled' WHERE status IN ('queued', 'assigned')")
+            sql(db_url, "VACUUM ANALYZE")
             if not tokens:
                 tokens = enrol_phones(ws_port, creds["pin"], args.phones)
             row["dispatch"] = dispatch_run(api_port, ws_port, db_url, secret, tokens, args.rate, args.dispatch_seconds)
@@ -398,6 +436,11 @@ def print_row(kind: str, row: dict[str, Any], clients: str, args: argparse.Names
         f"sent {d['sent']}  assigned {d['assigned']}  duplicates {d['duplicates']}  "
         f"unassigned after 30 s {d['unassigned']}"
     )
+    print(
+        f"  from the request:      p50 {d['request_to_assign_p50_ms']:.1f} ms   "
+        f"p99 {d['request_to_assign_p99_ms']:.1f} ms"
+    )
+    print("  CPU ms per message:    " + "  ".join(f"{k} {v}" for k, v in sorted(d["cpu_ms_per_message"].items())))
 
 
 if __name__ == "__main__":
