@@ -1,6 +1,7 @@
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import time_machine
 from django.db import IntegrityError, connections, transaction
 from django.db.models import Sum
 
@@ -92,3 +93,41 @@ def test_a_multi_part_debit_at_the_boundary_is_refused_whole(postgres_only):
         services.debit_credit(account=account, amount=3)
     account.refresh_from_db()
     assert account.balance == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_debits_never_pass_the_daily_spending_cap(postgres_only):
+    """The cap is counted by the same UPDATE that takes the balance: 20 concurrent debits of
+    1 credit against a cap of 5 let exactly 5 through, whatever the balance."""
+    account = factories.make_account(credit=100)
+    Account.objects.filter(pk=account.pk).update(daily_spend_cap=5)
+
+    def debit(_):
+        try:
+            services.debit_credit(account=account, amount=1)
+            return "ok"
+        except errors.SpendingCapReached:
+            return "cap"
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(debit, range(20)))
+
+    account.refresh_from_db()
+    assert (results.count("ok"), results.count("cap")) == (5, 15)
+    assert (account.balance, account.spent_that_day) == (95, 5)
+    assert ledger_sum(account) == account.balance
+
+
+def test_the_spending_cap_starts_again_on_a_new_utc_day(db):
+    account = factories.make_account(credit=100)
+    Account.objects.filter(pk=account.pk).update(daily_spend_cap=5)
+    with time_machine.travel("2026-12-01 23:59:00+00:00", tick=False):
+        services.debit_credit(account=account, amount=5)
+        with pytest.raises(errors.SpendingCapReached):
+            services.debit_credit(account=account, amount=1)
+    with time_machine.travel("2026-12-02 00:00:01+00:00", tick=False):
+        services.debit_credit(account=account, amount=5)
+    account.refresh_from_db()
+    assert (account.balance, account.spent_on.isoformat(), account.spent_that_day) == (90, "2026-12-02", 5)

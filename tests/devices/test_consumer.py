@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import timedelta
 
 import pytest
@@ -268,4 +270,47 @@ async def test_a_phone_still_connects_and_gets_work_while_the_channel_layer_is_d
     ws, hello = await open_phone(phone[1])
     assert hello["type"] == "hello"
     assert (await ws.receive_json_from(timeout=5))["message_id"] == message.public_id
+    await ws.disconnect()
+
+
+async def test_a_slow_claim_does_not_hold_back_the_phones_next_offers(phone, alice_list, monkeypatch):
+    from devices import consumers
+
+    release = asyncio.Event()
+
+    async def slow_claim(device, message_id):
+        await release.wait()  # the database is slow to answer this claim
+        return None
+
+    monkeypatch.setattr(consumers, "_claim", slow_claim)
+    ws, _hello = await open_phone(phone[1])
+    await ws.send_json_to({"type": "claim", "message_id": "msg_slow"})
+    frame = {"type": "offer", "message_id": "msg_next", "to": "+39333", "msg": "hi", "parts": 1, "sim": None}
+    await get_channel_layer().group_send(f"list.{alice_list.pk}", {"type": "message.offer", "frame": frame})
+    assert await ws.receive_json_from(timeout=5) == frame  # while the claim still waits
+    release.set()
+    assert await ws.receive_json_from(timeout=5) == {"type": "taken", "message_id": "msg_slow"}
+    await ws.disconnect()
+
+
+async def test_a_burst_of_offers_reaches_the_phone_whole_and_in_order(phone, alice_list):
+    ws, _hello = await open_phone(phone[1])
+    layer = get_channel_layer()
+    sent = []
+    for n in range(300):
+        frame = {"type": "offer", "message_id": f"msg_{n}", "to": "+39333", "msg": "hi", "parts": 1, "sim": None}
+        sent.append(frame)
+        await layer.group_send(f"list.{alice_list.pk}", {"type": "message.offer", "frame": frame})
+    received = [await ws.receive_json_from(timeout=5) for _ in sent]
+    assert received == sent
+    await ws.disconnect()
+
+
+async def test_an_offer_serialised_by_its_sender_goes_out_as_it_is(phone, alice_list):
+    ws, _hello = await open_phone(phone[1])
+    frame = {"type": "offer", "message_id": "msg_t", "to": "+39333", "msg": "Ciao ☕", "parts": 1, "sim": None}
+    text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    event = {"type": "message.offer", "frame": frame, "text": text}
+    await get_channel_layer().group_send(f"list.{alice_list.pk}", event)
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.send", "text": text}
     await ws.disconnect()

@@ -53,6 +53,36 @@ def test_threads_racing_to_claim_the_same_messages_never_both_win(postgres_only)
     assert len({device for _, device in wins}) > 1  # it really was a race
 
 
+@pytest.mark.django_db(transaction=True)
+def test_one_phone_claiming_from_many_threads_never_passes_its_rate_limit(postgres_only):
+    """Its list allows 3 a minute; 12 claims of 12 different messages fire at once."""
+    account = factories.make_account(credit=100)
+    phone_list = factories.make_list(account=account)
+    phone_list.rate_limit_per_minute = 3
+    phone_list.save(update_fields=["rate_limit_per_minute"])
+    phone = factories.make_enrolled_device(phone_list=phone_list)[0]
+    messages = [factories.make_message(phone_list=phone_list, cost=0).public_id for _ in range(12)]
+    barrier = threading.Barrier(len(messages))
+    won: list[str] = []
+
+    def claim(message_id: str) -> None:
+        device = Device.objects.select_related("phone_list").get(pk=phone.pk)
+        try:
+            barrier.wait()
+            if dispatch.claim_message(device=device, message_id=message_id) is not None:
+                won.append(message_id)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=claim, args=(message_id,)) for message_id in messages]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(won) == 3
+    assert Message.objects.filter(device=phone, status="assigned").count() == 3
+
+
 # --- A live server with real agent phones ------------------------------------------------------
 
 

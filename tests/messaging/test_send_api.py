@@ -438,6 +438,19 @@ def test_a_changed_list_country_applies_to_the_next_send_despite_the_cache(send,
     assert assert_envelope(send(to="07700900123"), 200, 2)["to"] == "+447700900123"
 
 
+def test_the_answer_is_the_json_envelope_whatever_the_client_accepts(client, alice_key):
+    _key, secret = alice_key
+    data = {"api_key": secret, "to": GOOD_NUMBER, "msg": "Hi"}
+    for accept in ("text/html", "application/xml", "*/*", ""):
+        response = client.post("/api/v1/send", data, HTTP_ACCEPT=accept)
+        assert response["Content-Type"].startswith("application/json")
+        assert_envelope(response, 200, 2)
+    refused = client.get(
+        "/api/v1/send", {"api_key": "pf_live_nope", "to": GOOD_NUMBER, "msg": "Hi"}, HTTP_ACCEPT="text/html"
+    )
+    assert_envelope(refused, 401, 3)
+
+
 def test_cors_echoes_the_keys_own_origin(client, alice, alice_list):
     _key, secret = factories.make_api_key(account=alice, default_list=alice_list, cors_origins=["https://shop.example"])
     data = {"api_key": secret, "to": GOOD_NUMBER, "msg": "Hi"}
