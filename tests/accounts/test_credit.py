@@ -130,4 +130,4 @@ def test_the_spending_cap_starts_again_on_a_new_utc_day(db):
     with time_machine.travel("2026-12-02 00:00:01+00:00", tick=False):
         services.debit_credit(account=account, amount=5)
     account.refresh_from_db()
-    assert (account.balance, account.spent_on.isoformat(), account.spent_that_day) == (90, "2026-12-02", 5)
+    assert (account.balance, str(account.spent_on), account.spent_that_day) == (90, "2026-12-02", 5)
