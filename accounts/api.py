@@ -10,6 +10,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -72,7 +73,16 @@ def enforce_rate_limit(call: services.ApiCall) -> None:
 class JsonOnly(DefaultContentNegotiation):
     """The API answers JSON whatever the client accepts (the SPEC's envelope), so there is
     nothing to negotiate: the first renderer, without parsing the Accept header. Request
-    bodies are still parsed by their content type."""
+    bodies are still parsed by their content type (form and JSON found without parsing
+    media types)."""
+
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> BaseParser | None:
+        # The usual bodies by their exact media type; anything else as DRF matches it.
+        media_type = (request.content_type or "").partition(";")[0].strip().lower()
+        for parser in parsers:
+            if parser.media_type == media_type:
+                return parser
+        return super().select_parser(request, parsers)
 
     def select_renderer(
         self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None

@@ -244,8 +244,11 @@ def _charged_insert(
             f" FROM ({online_sql}) AS o)"
         )
     if len(messages) == 1:
-        params.update({f"m{i}": getattr(messages[0], name) for i, name in enumerate(names)})
-        values = ", ".join(f"%(m{i})s" for i in range(len(names)))
+        # Empty columns (most of a new message's times) are written as NULL in the text:
+        # fewer parameters to send, and still one prepared statement per shape.
+        row = [getattr(messages[0], name) for name in names]
+        params.update({f"m{i}": value for i, value in enumerate(row) if value is not None})
+        values = ", ".join("NULL" if value is None else f"%(m{i})s" for i, value in enumerate(row))
         sql = (
             f"INSERT INTO {table} ({', '.join(columns)}, cost)"  # noqa: S608 (model columns only)
             f" SELECT {values}, %(m{parts_index})s * debit.price_per_part FROM debit {returning}"
