@@ -141,8 +141,8 @@ ROLES = (("daphne", "daphne"), ("gunicorn", "gunicorn"), ("postgres", "postgres"
 
 def cpu_seconds_by_role() -> dict[str, float]:
     """CPU seconds used so far (user + system) by the processes of this machine, summed by
-    role: the servers, PostgreSQL, Redis, this script (its HTTP clients) and its child
-    processes (simulated phones or load generators). Linux only (/proc)."""
+    role: the servers, PostgreSQL, Redis, this script (its HTTP clients) and its other
+    child processes (the simulated phones). Linux only (/proc)."""
     ticks = os.sysconf("SC_CLK_TCK")
     me = os.getpid()
     used: dict[str, float] = {}
@@ -152,12 +152,9 @@ def cpu_seconds_by_role() -> dict[str, float]:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(pid) == me:
-            role: str | None = "bench"
-        elif int(fields[1]) == me:  # fields[1]: the parent
-            role = "bench children"
-        else:
-            role = next((name for word, name in ROLES if word in command), None)
+        role = "bench" if int(pid) == me else next((name for word, name in ROLES if word in command), None)
+        if role is None and int(fields[1]) == me:  # fields[1]: the parent
+            role = "phones"  # the simulated phones' process
         if role is not None:
             used[role] = used.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
     return used
