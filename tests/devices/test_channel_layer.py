@@ -72,17 +72,28 @@ async def test_send_reaches_a_channel_in_another_process(make_layer):
     assert await receive(two, target) == {"type": "device.close", "code": 4409}
 
 
+async def member_of(layer, group):
+    """A new channel of `layer` in `group`, once the layer listens."""
+    channel = await layer.new_channel()
+    await layer.group_add(group, channel)
+    await ready(layer)
+    return channel
+
+
+async def burst(layer, group, count):
+    """`count` numbered messages to `group`, published from another thread as fast as it can."""
+
+    def publish():
+        for n in range(count):
+            layer.publish_group(group, {"type": "n", "n": n})
+
+    await asyncio.to_thread(publish)
+
+
 async def test_a_burst_arrives_whole_and_in_order(make_layer):
     layer = make_layer()
-    channel = await layer.new_channel()
-    await layer.group_add("list.7", channel)
-    await ready(layer)
-
-    def burst():
-        for n in range(500):
-            layer.publish_group("list.7", {"type": "n", "n": n})
-
-    await asyncio.to_thread(burst)
+    channel = await member_of(layer, "list.7")
+    await burst(layer, "list.7", 500)
     assert [(await receive(layer, channel))["n"] for _ in range(500)] == list(range(500))
 
 
@@ -109,15 +120,8 @@ async def test_a_discarded_or_stopped_member_gets_nothing(make_layer):
 async def test_a_full_queue_drops_instead_of_growing(make_layer):
     layer = make_layer()
     layer.capacity = 3
-    channel = await layer.new_channel()
-    await layer.group_add("list.4", channel)
-    await ready(layer)
-
-    def burst():
-        for n in range(10):
-            layer.publish_group("list.4", {"type": "n", "n": n})
-
-    await asyncio.to_thread(burst)
+    channel = await member_of(layer, "list.4")
+    await burst(layer, "list.4", 10)
     for _ in range(100):
         if layer.dropped == 7:
             break
@@ -141,9 +145,7 @@ async def test_installations_on_other_databases_do_not_hear_each_other(redis_url
 
 async def test_the_reader_comes_back_after_its_connection_is_killed(make_layer):
     layer = make_layer()
-    channel = await layer.new_channel()
-    await layer.group_add("list.5", channel)
-    await ready(layer)
+    channel = await member_of(layer, "list.5")
     client = redis.Redis.from_url(layer.address)
     readers = [c for c in client.client_list() if c["name"] == f"{layer.prefix}.reader"]
     assert len(readers) == 1
