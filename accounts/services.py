@@ -96,6 +96,9 @@ WHERE id = %(account)s
        OR (CASE WHEN spent_on = %(today)s THEN spent_that_day ELSE 0 END) + {amount} <= daily_spend_cap)
 RETURNING balance, price_per_part
 """
+# Parts × price, in 64 bits: a bulk send of 10,000 ten-part messages at a high price would
+# pass a 32-bit integer.
+PARTS_PRICE = "CAST(%(parts)s AS BIGINT) * price_per_part"
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ def _take_credit(*, account_id: int, amount: int | None = None, parts: int | Non
     """Takes `amount` credits, or `parts` × the account's price, in one conditional UPDATE.
     Raises SpendingCapReached or InsufficientCredit (nothing taken)."""
     today = _today()
-    expression = "%(amount)s" if amount is not None else "%(parts)s * price_per_part"
+    expression = "CAST(%(amount)s AS BIGINT)" if amount is not None else PARTS_PRICE
     with connection.cursor() as cursor:
         cursor.execute(
             _DEBIT_SQL.format(amount=expression),
@@ -153,7 +156,7 @@ def charge_in_one_statement(
     InsufficientCredit or SpendingCapReached (nothing taken, nothing inserted)."""
     today = _today()
     statement = f"""
-        WITH debit AS ({_DEBIT_SQL.format(amount="%(parts)s * price_per_part")}),
+        WITH debit AS ({_DEBIT_SQL.format(amount=PARTS_PRICE)}),
         charged AS ({insert_sql}),
         booked AS (
             INSERT INTO accounts_ledgerentry (account_id, kind, amount, balance_after, reason, message_id, created_at)
