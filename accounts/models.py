@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
+
+# A message of the most parts (messaging.services.accept.MAX_PARTS = 10) must still cost
+# what a message's 32-bit `cost` column holds.
+MAX_PRICE_PER_PART = (2**31 - 1) // 10
 
 
 def default_price_per_part() -> int:
@@ -18,7 +23,9 @@ class Account(models.Model):
     name = models.CharField(max_length=200)
     balance = models.BigIntegerField(default=0)
     # Credits charged for each SMS part; set by the operator in the admin.
-    price_per_part = models.PositiveIntegerField(default=default_price_per_part)
+    price_per_part = models.PositiveIntegerField(
+        default=default_price_per_part, validators=[MaxValueValidator(MAX_PRICE_PER_PART)]
+    )
     # Optional cap on credits spent per UTC day (None = no cap).
     daily_spend_cap = models.PositiveBigIntegerField(null=True, blank=True)
     # Credits debited on the UTC day `spent_on` (kept by the debit UPDATE itself, so the cap
@@ -29,7 +36,12 @@ class Account(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=Q(balance__gte=0), name="account_balance_not_negative")]
+        constraints = [
+            models.CheckConstraint(condition=Q(balance__gte=0), name="account_balance_not_negative"),
+            models.CheckConstraint(
+                condition=Q(price_per_part__lte=MAX_PRICE_PER_PART), name="account_price_per_part_fits_a_message"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name

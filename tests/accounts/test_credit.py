@@ -2,11 +2,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import time_machine
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connections, transaction
 from django.db.models import Sum
 
 from accounts import errors, services
-from accounts.models import Account, LedgerEntry
+from accounts.models import MAX_PRICE_PER_PART, Account, LedgerEntry
+from messaging.services.accept import MAX_PARTS
 from tests import factories
 
 
@@ -44,6 +46,17 @@ def test_the_database_itself_refuses_a_negative_balance(db):
     account = factories.make_account(credit=1)
     with pytest.raises(IntegrityError), transaction.atomic():
         Account.objects.filter(pk=account.pk).update(balance=-1)
+
+
+def test_a_price_per_part_is_bounded_so_a_full_message_costs_what_its_column_holds(db):
+    assert MAX_PRICE_PER_PART * MAX_PARTS <= 2**31 - 1
+    account = factories.make_account(credit=1)
+    account.price_per_part = MAX_PRICE_PER_PART + 1
+    with pytest.raises(ValidationError) as refused:
+        account.full_clean()
+    assert "price_per_part" in refused.value.message_dict
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Account.objects.filter(pk=account.pk).update(price_per_part=MAX_PRICE_PER_PART + 1)
 
 
 def test_it_refuses_non_positive_top_ups(db):

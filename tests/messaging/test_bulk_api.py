@@ -163,22 +163,22 @@ def test_ten_thousand_recipients_are_accepted_in_one_request(client, db):
 
 
 def test_a_total_past_32_bits_is_charged_exactly(client, db):
-    # 10 parts at 300,000,000 credits is 3,000,000,000: more than a 32-bit integer holds.
-    price = 300_000_000
+    # 20 parts at 200,000,000 credits is 4,000,000,000: more than a 32-bit integer holds.
+    price = 200_000_000
     account = factories.make_account(credit=10**12)
     Account.objects.filter(pk=account.pk).update(price_per_part=price)
     phone_list = factories.make_list(account=account)
     _key, secret = factories.make_api_key(account=account, default_list=phone_list)
     response = client.post(
         "/api/v1/send/bulk",
-        {"msg": "hi", "recipients": [{"to": f"+3933{n:08d}"} for n in range(10)]},
+        {"msg": "hi", "recipients": [{"to": f"+3933{n:08d}"} for n in range(20)]},
         content_type="application/json",
         HTTP_AUTHORIZATION=f"Bearer {secret}",
     )
     assert response.status_code == 200, response.json()
-    assert response.json()["accepted"] == 10
-    assert Account.objects.get(pk=account.pk).balance == 10**12 - 10 * price
-    assert LedgerEntry.objects.filter(account=account, amount__lt=0).count() == 10
+    assert response.json()["accepted"] == 20
+    assert Account.objects.get(pk=account.pk).balance == 10**12 - 20 * price
+    assert LedgerEntry.objects.filter(account=account, amount__lt=0).count() == 20
 
 
 def test_recipients_that_are_not_an_array_are_code_5(bulk):
