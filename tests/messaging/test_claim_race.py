@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.db import connection
@@ -63,22 +64,17 @@ def test_one_phone_claiming_from_many_threads_never_passes_its_rate_limit(postgr
     phone = factories.make_enrolled_device(phone_list=phone_list)[0]
     messages = [factories.make_message(phone_list=phone_list, cost=0).public_id for _ in range(12)]
     barrier = threading.Barrier(len(messages))
-    won: list[str] = []
 
-    def claim(message_id: str) -> None:
+    def claim(message_id: str) -> bool:
         device = Device.objects.select_related("phone_list").get(pk=phone.pk)
         try:
             barrier.wait()
-            if dispatch.claim_message(device=device, message_id=message_id) is not None:
-                won.append(message_id)
+            return dispatch.claim_message(device=device, message_id=message_id) is not None
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=claim, args=(message_id,)) for message_id in messages]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(max_workers=len(messages)) as pool:
+        won = [message_id for message_id, claimed in zip(messages, pool.map(claim, messages)) if claimed]
     assert len(won) == 3
     assert Message.objects.filter(device=phone, status="assigned").count() == 3
 
