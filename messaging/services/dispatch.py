@@ -286,24 +286,31 @@ def _report_fields(*, message: Message, device: Device, status: str, error: str,
 REPORT_TRIES = 3
 
 
+class ReportNotApplied(RuntimeError):
+    """Every try of a report met a concurrent change of the message; nothing was written."""
+
+
 def report_message(
     *, device: Device, message_id: str, status: str, error: str = "", at: datetime | None = None
 ) -> Message | None:
     """Records a phone's `sent`/`delivered`/`failed` report. Never moves a message backwards;
     duplicates change nothing. Returns the message (current state), or None if the phone
-    never held it. Raises ValueError for another status."""
+    never held it. Raises ValueError for another status, ReportNotApplied when the message
+    kept changing under every try (the phone reports again: it was not acknowledged)."""
     if status not in REPORT_FROM:
         raise ValueError(f"unknown report status {status!r}")
     if status != Status.FAILED and connection.vendor == "postgresql":
         reported = _report_in_one_statement(device=device, message_id=message_id, status=status, at=at)
         if reported is not None:
             return reported
-    found = None
     for _ in range(REPORT_TRIES):
         found = _reporting_message(device=device, message_id=message_id)
-        if found is None or _apply_report(*found, device=device, status=status, error=error, at=at):
-            break
-    return found[0] if found is not None else None
+        if found is None:
+            return None
+        if _apply_report(*found, device=device, status=status, error=error, at=at):
+            return found[0]
+    # Not acknowledged, so the phone sends the report again (it keeps it until acked).
+    raise ReportNotApplied(f"message {message_id} kept changing while its {status} report was applied")
 
 
 # The commonest report, `sent` or `delivered` from the phone that holds the message of an

@@ -8,6 +8,7 @@ import pytest
 import time_machine
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Account, LedgerEntry
@@ -101,6 +102,49 @@ def test_the_status_change_rolls_back_with_a_failing_ipn_write(phone, assigned, 
         report(device=phone, message_id=assigned.public_id, status="sent")
     assert Message.objects.get(pk=assigned.pk).status == "assigned"
     assert not assigned.events.filter(status="sent").exists()
+
+
+def overtaken_reads(monkeypatch, *, times: int) -> None:
+    """The next `times` reads of a reporting message are overtaken by another change of it
+    (as a lease lapse and a new claim would) before the report's UPDATE runs."""
+    real_read = dispatch._reporting_message
+    left = [times]
+
+    def read_then_overtaken(**kwargs):
+        found = real_read(**kwargs)
+        assert found is not None
+        if left[0] > 0:
+            left[0] -= 1
+            Message.objects.filter(pk=found[0].pk).update(attempts=F("attempts") + 1)
+        return found
+
+    monkeypatch.setattr(dispatch, "_reporting_message", read_then_overtaken)
+
+
+def test_a_report_overtaken_by_a_concurrent_change_reads_again_and_applies_once(
+    alice, phone, assigned, ipn_on, monkeypatch
+):
+    before = balance(alice)
+    overtaken_reads(monkeypatch, times=dispatch.REPORT_TRIES - 1)
+    message = report(device=phone, message_id=assigned.public_id, status="failed", error="No signal")
+    assert message.status == "failed"
+    assert balance(alice) == before + 1
+    assert assigned.events.filter(status="failed").count() == 1
+    assert list(IpnEvent.objects.values_list("type", flat=True)) == ["message.failed"]
+
+
+def test_a_report_overtaken_on_every_try_writes_nothing_and_is_not_acknowledged(
+    alice, phone, assigned, ipn_on, monkeypatch
+):
+    before = balance(alice)
+    overtaken_reads(monkeypatch, times=dispatch.REPORT_TRIES)
+    with pytest.raises(dispatch.ReportNotApplied):
+        dispatch.report_message(device=phone, message_id=assigned.public_id, status="failed")
+    assert Message.objects.get(pk=assigned.pk).status == "assigned"
+    assert balance(alice) == before
+    assert not IpnEvent.objects.exists()
+    # Reported again (the phone keeps what was not acknowledged), it applies.
+    assert report(device=phone, message_id=assigned.public_id, status="failed").status == "failed"
 
 
 def test_a_phone_that_never_held_the_message_cannot_report_it(alice_list, assigned):
