@@ -198,7 +198,7 @@ class FanoutChannelLayer(BaseChannelLayer):
         per_loop = defaultdict(list)
         for raw in batch:
             name = raw["channel"].decode() if isinstance(raw["channel"], bytes) else raw["channel"]
-            _prefix, kind, target = name.split(":", 2)
+            kind, target = name[len(self.prefix) + 1 :].split(":", 1)  # the prefix may hold ":"
             with self._lock:
                 members = list(self._groups.get(target, ())) if kind == GROUP else [target]
                 entries = [self._channels[m] for m in members if m in self._channels]

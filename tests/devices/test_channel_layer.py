@@ -24,8 +24,9 @@ def redis_url():
 
 @pytest.fixture
 def make_layer(redis_url):
-    """Layers of one installation (a prefix of their own, so parallel runs do not mix)."""
-    prefix = f"test.{uuid.uuid4().hex[:8]}"
+    """Layers of one installation (a prefix of their own, so parallel runs do not mix; with
+    a colon, as Redis key prefixes often have)."""
+    prefix = f"test:{uuid.uuid4().hex[:8]}"
     return lambda: FanoutChannelLayer(hosts=[redis_url], prefix=prefix)
 
 
