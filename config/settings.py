@@ -144,7 +144,7 @@ if REDIS_URL:
         }
     }
     # django-redis keeps one client per process and thread (Django's own Redis backend builds
-    # a client object on every call) and gives the API-key check its one-round-trip pipeline.
+    # a client object on every call) and runs the API-key check's one-round-trip script.
     CACHES = {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
