@@ -104,15 +104,19 @@ def _from_row(model: type[M], names: tuple[str, ...], row: tuple[Any, ...]) -> M
     return model.from_db(connection.alias, names, values)
 
 
-def _record_event(*, message_id: int, status: str, device_id: int | None, at: datetime, detail: str = "") -> None:
-    """Stores one transition in the message's timeline (a plain INSERT: it runs on every
-    claim and report)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO messaging_messageevent (message_id, status, device_id, detail, at)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            [message_id, status, device_id, detail, connection.ops.adapt_datetimefield_value(at)],
+def _with_timeline(update_sql: str, *, at: str = "%(ev_at)s") -> str:
+    """PostgreSQL: `update_sql` (an `UPDATE messaging_message … RETURNING id, …`) and the
+    timeline entry of each row it changed, as one statement that returns the UPDATE's rows.
+    The entry takes `%(ev_status)s`, `%(ev_device)s`, `%(ev_detail)s`, and its time from
+    `at` (a parameter, or a column the UPDATE returns)."""
+    return f"""
+        WITH changed AS ({update_sql}),
+        timeline AS (
+            INSERT INTO messaging_messageevent (message_id, status, device_id, detail, at)
+            SELECT id, %(ev_status)s, %(ev_device)s, %(ev_detail)s, {at} FROM changed
         )
+        SELECT * FROM changed
+    """  # noqa: S608 (SQL text from this module; every value is a parameter)
 
 
 def _change_with_event(
@@ -123,25 +127,17 @@ def _change_with_event(
 
     On PostgreSQL both go in one statement, atomic without a transaction (one round trip:
     claims and reports are the hot path of every phone); elsewhere in a transaction."""
-    event = {"ev_status": status, "ev_device": device_id, "ev_detail": detail, "ev_at": at}
     if connection.vendor == "postgresql":
-        statement = f"""
-            WITH changed AS ({update_sql}),
-            timeline AS (
-                INSERT INTO messaging_messageevent (message_id, status, device_id, detail, at)
-                SELECT id, %(ev_status)s, %(ev_device)s, %(ev_detail)s, %(ev_at)s FROM changed
-            )
-            SELECT * FROM changed
-        """  # noqa: S608 (SQL text from this module; every value is a parameter)
+        event = {"ev_status": status, "ev_device": device_id, "ev_detail": detail, "ev_at": at}
         with connection.cursor() as cursor:
-            cursor.execute(statement, {**params, **event})
+            cursor.execute(_with_timeline(update_sql), {**params, **event})
             return cursor.fetchone()
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(update_sql, params)
             row = cursor.fetchone()
         if row is not None:
-            _record_event(message_id=row[0], status=status, device_id=device_id, at=at, detail=detail)
+            MessageEvent.objects.create(message_id=row[0], status=status, device_id=device_id, detail=detail, at=at)
         return row
 
 
@@ -351,20 +347,12 @@ def _report_in_one_statement(*, device: Device, message_id: str, status: str, at
         fields=_FAST_REPORT_FIELDS[status], from_statuses=", ".join(f"%(from{i})s" for i in range(len(normal)))
     )
     params.update(ev_status=status, ev_device=device.pk, ev_detail="")
-    statement = f"""
-        WITH changed AS ({update_sql}),
-        timeline AS (
-            INSERT INTO messaging_messageevent (message_id, status, device_id, detail, at)
-            SELECT id, %(ev_status)s, %(ev_device)s, %(ev_detail)s, at FROM changed
-        )
-        SELECT id, public_id, status FROM changed
-    """  # noqa: S608 (SQL text from this module; every value is a parameter)
     with connection.cursor() as cursor:
-        cursor.execute(statement, params)
+        cursor.execute(_with_timeline(update_sql, at="at"), params)
         row = cursor.fetchone()
     if row is None:
         return None
-    message = _from_row(Message, ("id", "public_id", "status"), row)
+    message = _from_row(Message, ("id", "public_id", "status"), row[:3])
     message.device = device
     return message
 
