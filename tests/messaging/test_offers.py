@@ -34,8 +34,8 @@ async def test_a_group_hint_from_sync_code_reaches_every_member_once(redis_layer
 
     for channel in (first, second):
         assert await asyncio.wait_for(redis_layer.receive(channel), timeout=5) == event
-    # A marker sent now arrives after anything published before it (Redis passes a PUBLISH
-    # on before it answers): the outsider got nothing if the marker comes first.
+    # A marker sent now arrives after anything published before it (one process publishes
+    # on one connection, in order): the outsider got nothing if the marker comes first.
     await asyncio.to_thread(redis_layer.publish_channel, outsider, {"type": "marker"})
     assert await asyncio.wait_for(redis_layer.receive(outsider), timeout=5) == {"type": "marker"}
     await redis_layer.flush()
