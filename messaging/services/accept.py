@@ -8,6 +8,7 @@ hear about it only after commit.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,12 +39,37 @@ MAX_BULK_ROWS = 10_000
 BULK_BATCH_SIZE = 1000
 
 
+@dataclass(slots=True)
+class NewMessage:
+    """A message being accepted: what its new row gets from Python; `pk` and `cost` are
+    set when it is stored. Not a model instance: building one cost more than the database
+    work of storing the row (bench/send.py, bulk), and nothing here needs the ORM's."""
+
+    public_id: str
+    account_id: int
+    api_key_id: int | None
+    phone_list_id: int | None
+    pinned_device_id: int | None
+    to: str
+    text: str
+    parts: int
+    encoding: str
+    sim: int | None
+    ref: str
+    batch_id: str
+    send_at: datetime
+    expires_at: datetime
+    created_at: datetime
+    pk: int | None = None
+    cost: int = 0
+
+
 @dataclass
 class AcceptedMessage:
     """An accepted message and the phones its offer went to (empty when none is online
     or it is scheduled for later)."""
 
-    message: Message
+    message: NewMessage
     records: list[device_selectors.OnlineDevice]
 
 
@@ -71,7 +97,7 @@ class NoValidRecipients(errors.InvalidParameter):
 @dataclass
 class BulkResult:
     batch_id: str
-    messages: list[Message] = field(default_factory=list)
+    messages: list[NewMessage] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
 
     @property
@@ -144,7 +170,7 @@ def build_message(
     ref: str,
     options: Options,
     batch_id: str = "",
-) -> Message:
+) -> NewMessage:
     """An unsaved message (priced when it is stored); raises InvalidParameter for a bad
     number, a text of more than MAX_PARTS parts or a too long `ref`."""
     try:
@@ -156,7 +182,7 @@ def build_message(
         raise errors.InvalidParameter(
             f"`msg` needs {counted.parts} SMS parts; at most {MAX_PARTS} are allowed in one message."
         )
-    return Message(
+    return NewMessage(
         public_id=tokens.public_id(MESSAGE_ID_PREFIX),
         account_id=key.account_id,
         api_key_id=key.id,
@@ -176,7 +202,7 @@ def build_message(
 
 
 def store_messages(
-    *, account_id: int, messages: list[Message], reason: str, records_of: selectors.SendTarget | None = None
+    *, account_id: int, messages: list[NewMessage], reason: str, records_of: selectors.SendTarget | None = None
 ) -> list[device_selectors.OnlineDevice]:
     """Takes the credit for all parts of `messages` (one conditional UPDATE), prices them,
     inserts them and books one debit each, atomically: one statement on PostgreSQL, one
@@ -192,17 +218,21 @@ def store_messages(
         stored = {row[2]: row for row in rows}  # by public_id
         for message in messages:
             message.pk, message.cost = stored[message.public_id][:2]
-            message._state.adding = False
         if records_of is None:
             return []
         return [device_selectors.OnlineDevice(public_id, name) for public_id, name in rows[0][3]]
     with transaction.atomic():
         debit = account_services.charge_for_parts(account_id=account_id, parts=parts)
+        instances = []
         for message in messages:
             message.cost = message.parts * debit.price_per_part
-        Message.objects.bulk_create(messages, batch_size=BULK_BATCH_SIZE)
+            fields = {name: getattr(message, name) for name in _new_message_fields()}
+            instances.append(Message(**fields, cost=message.cost))
+        Message.objects.bulk_create(instances, batch_size=BULK_BATCH_SIZE)
+        for message, instance in zip(messages, instances, strict=True):
+            message.pk = instance.pk
         account_services.book_message_debits(
-            account_id=account_id, messages=messages, balance=debit.balance, reason=reason
+            account_id=account_id, messages=instances, balance=debit.balance, reason=reason
         )
     if records_of is None:
         return []
@@ -210,62 +240,72 @@ def store_messages(
 
 
 @functools.cache
-def _insert_columns() -> tuple[list[str], list[str], list[str], int]:
-    """The message columns a new row gets from Python (all but id and cost): attribute
-    names, quoted column names, PostgreSQL array types, and the index of `parts`."""
-    fields = [f for f in Message._meta.concrete_fields if not f.primary_key and f.name != "cost"]
-    names = [str(f.attname) for f in fields]
-    return (
-        names,
-        [connection.ops.quote_name(str(f.column)) for f in fields],
-        [f"{f.db_type(connection)}[]" for f in fields],
-        names.index("parts"),
-    )
+def _new_message_fields() -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(NewMessage) if f.name not in ("pk", "cost"))
+
+
+@functools.cache
+def _insert_columns() -> tuple[tuple[str, ...], str, list[Any], list[str]]:
+    """The columns of a new message row that Python sets (all but id and cost): the
+    attributes of NewMessage, and for every other column its model default (the same for
+    every new row). Returns the attribute names, the quoted column list (attributes first,
+    then defaulted columns, then cost), the defaults in that order, and the PostgreSQL
+    array type of each attribute's column."""
+    fields = {f.attname: f for f in Message._meta.concrete_fields if not f.primary_key and f.name != "cost"}
+    names = _new_message_fields()
+    defaulted = [f for attname, f in fields.items() if attname not in names]
+    columns = [connection.ops.quote_name(str(fields[name].column)) for name in names]
+    columns += [connection.ops.quote_name(str(f.column)) for f in defaulted]
+    defaults = [f.get_default() for f in defaulted]
+    return names, ", ".join([*columns, "cost"]), defaults, [f"{fields[name].db_type(connection)}[]" for name in names]
 
 
 def _charged_insert(
-    messages: list[Message], *, records_of: selectors.SendTarget | None = None
+    messages: list[NewMessage], *, records_of: selectors.SendTarget | None = None
 ) -> tuple[str, dict[str, Any]]:
     """The INSERT of `messages` for `charge_in_one_statement`: each row's cost is its parts
     × the price the debit was taken at, and rows exist only if the debit was taken (FROM
-    debit). One VALUES row for a single message, one `unnest` of an array per column for
-    many (the ORM's per-value preparation costs more than the database work). RETURNING
-    id, cost, public_id, and with `records_of` the online phones as a JSON array."""
-    names, columns, array_types, parts_index = _insert_columns()
+    debit). A column with one value for every row (a single message's, or a bulk's list,
+    times and options) is one parameter; the others are one array each, read with
+    `unnest` (the ORM's per-value preparation, and psycopg's per-element array dumping,
+    cost more than the database work). RETURNING id, cost, public_id, and with
+    `records_of` the online phones as a JSON array."""
+    names, columns, defaults, array_types = _insert_columns()
     table = Message._meta.db_table
     returning = "RETURNING id, cost, public_id"
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = {f"d{i}": value for i, value in enumerate(defaults) if value is not None}
     if records_of is not None:
-        online_sql, params = device_selectors.online_devices_query(
+        online_sql, online_params = device_selectors.online_devices_query(
             phone_list_id=records_of.phone_list.id, device_id=records_of.device_id
         )
+        params.update(online_params)
         returning += (
             ", (SELECT coalesce(json_agg(json_build_array(o.public_id, o.name)), '[]')"  # noqa: S608
             f" FROM ({online_sql}) AS o)"
         )
-    if len(messages) == 1:
-        # Empty columns (most of a new message's times) are written as NULL in the text:
-        # fewer parameters to send, and still one prepared statement per shape.
-        row = [getattr(messages[0], name) for name in names]
-        params.update({f"m{i}": value for i, value in enumerate(row) if value is not None})
-        values = ", ".join("NULL" if value is None else f"%(m{i})s" for i, value in enumerate(row))
-        sql = (
-            f"INSERT INTO {table} ({', '.join(columns)}, cost)"  # noqa: S608 (model columns only)
-            f" SELECT {values}, %(m{parts_index})s * debit.price_per_part FROM debit {returning}"
-        )
-        return sql, params
-    params.update({f"m{i}": [getattr(m, name) for m in messages] for i, name in enumerate(names)})
-    arrays = ", ".join(f"%(m{i})s::{array_type}" for i, array_type in enumerate(array_types))
-    aliases = ", ".join(f"c{i}" for i in range(len(names)))
-    sql = (
-        f"INSERT INTO {table} ({', '.join(columns)}, cost)"  # noqa: S608 (model columns only)
-        f" SELECT {aliases}, c{parts_index} * debit.price_per_part"
-        f" FROM unnest({arrays}) AS u({aliases}), debit {returning}"
-    )
+    values, arrays, aliases = [], [], []
+    for i, name in enumerate(names):
+        column = [getattr(m, name) for m in messages]
+        first = column[0]
+        if len(messages) == 1 or column.count(first) == len(column):
+            # NULL in the text rather than a parameter: still one prepared statement per shape.
+            values.append("NULL" if first is None else f"%(m{i})s")
+            if first is not None:
+                params[f"m{i}"] = first
+        else:
+            params[f"m{i}"] = column
+            arrays.append(f"%(m{i})s::{array_types[i]}")
+            aliases.append(f"c{i}")
+            values.append(f"c{i}")
+    parts = values[names.index("parts")]
+    values += ["NULL" if value is None else f"%(d{i})s" for i, value in enumerate(defaults)]
+    selected = ", ".join([*values, f"{parts} * debit.price_per_part"])
+    source = f"unnest({', '.join(arrays)}) AS u({', '.join(aliases)}), debit" if arrays else "debit"
+    sql = f"INSERT INTO {table} ({columns}) SELECT {selected} FROM {source} {returning}"  # noqa: S608 (model columns only)
     return sql, params
 
 
-def _offer_after_commit(message: Message) -> None:
+def _offer_after_commit(message: NewMessage) -> None:
     # At once when no transaction is open (the message is stored); else after its commit.
     # Scheduled messages are announced by the worker when their time comes.
     if message.send_at <= timezone.now():

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Protocol
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from devices.lib.channel_layer import FanoutChannelLayer
-from messaging.models import Message
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,19 @@ def device_group(device_id: int) -> str:
     return f"device.{device_id}"
 
 
-def offer_frame(message: Message) -> dict[str, object]:
+class Offerable(Protocol):
+    """What an offer reads of a message: a stored one, or one just accepted."""
+
+    public_id: str
+    to: str
+    text: str
+    parts: int
+    sim: int | None
+    phone_list_id: int | None
+    pinned_device_id: int | None
+
+
+def offer_frame(message: Offerable) -> dict[str, object]:
     """The SPEC `offer` frame (also the body of `assign`, with its own type)."""
     return {
         "type": "offer",
@@ -58,7 +70,7 @@ def notify_group(group: str, event: dict[str, object]) -> None:
         logger.warning("could not send %s to %s", event.get("type"), group, exc_info=True)
 
 
-def offer_message(*, message: Message) -> None:
+def offer_message(*, message: Offerable) -> None:
     """Offers one queued message to the phones that may send it (call after commit)."""
     group = (
         device_group(message.pinned_device_id) if message.pinned_device_id else list_group(message.phone_list_id or 0)

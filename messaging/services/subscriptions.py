@@ -19,7 +19,7 @@ from accounts import errors
 from accounts.services import AuthenticatedKey
 from devices.models import PhoneList, Subscriber
 from messaging.lib import numbers
-from messaging.models import InboundSms, Message
+from messaging.models import InboundSms
 from messaging.services import accept
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class ImportResult:
 class KeywordResult:
     keyword: str
     change: Change
-    reply: Message | None = None
+    reply: accept.NewMessage | None = None
     # Why no reply was queued although replies are on ("" when one was, or none was wanted).
     reply_skipped: str = ""
 
@@ -206,7 +206,7 @@ def broadcast(*, key: AuthenticatedKey, phone_list: PhoneList, text: str, ref: s
     return accept.accept_bulk(key=key, list_token=phone_list.token, device_id=None, rows=rows, text=text)
 
 
-def _queue_reply(*, phone_list: PhoneList, keyword: str, to: str) -> tuple[Message | None, str]:
+def _queue_reply(*, phone_list: PhoneList, keyword: str, to: str) -> tuple[accept.NewMessage | None, str]:
     text = phone_list.subscribe_reply if keyword == SUBSCRIBE else phone_list.unsubscribe_reply
     if not text.strip():
         return None, "no reply text"

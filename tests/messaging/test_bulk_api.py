@@ -53,6 +53,8 @@ def test_it_queues_one_message_per_recipient_and_debits_once_for_all(bulk, alice
     assert messages["+393331111111"].text == "Sale starts now"
     assert (messages["+393332222222"].text, messages["+393332222222"].ref) == ("Ciao Anna", "anna")
     assert messages["+393333333333"].parts == 2
+    assert [messages[n].cost for n in ("+393331111111", "+393332222222", "+393333333333")] == [1, 1, 2]
+    assert {m.status for m in messages.values()} == {"queued"}
     assert [m["message_id"] for m in body["messages"]] == [
         messages[n].public_id for n in ("+393331111111", "+393332222222", "+393333333333")
     ]
