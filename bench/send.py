@@ -70,13 +70,21 @@ def setup_data(env: dict[str, str], db_url: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def server(kind: str, env: dict[str, str], workers: int, threads: int = 1) -> Iterator[int]:
-    """Runs the project under gunicorn (WSGI) or daphne (ASGI + psycopg pool); yields its port."""
+def server(kind: str, env: dict[str, str], workers: int | None = None, threads: int | None = None) -> Iterator[int]:
+    """Runs the project under gunicorn (WSGI) or daphne (ASGI + psycopg pool); yields its port.
+
+    gunicorn runs with the production settings, docs/deploy/gunicorn.conf.py (gthread,
+    2 × CPUs workers of 2 threads), with two exceptions: `workers`/`threads` when given,
+    and no recycling of workers after `max_requests` (a restart in the middle of a round
+    would cost whichever load happened to be running)."""
     port = free_port()
     env = dict(env)
     if kind == "gunicorn":
-        cmd = [PY, "-m", "gunicorn", "config.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", str(workers)]
-        cmd += ["--log-level", "warning", "--keep-alive", "5", "-k", "gthread", "--threads", str(threads)]
+        env["GUNICORN_BIND"] = f"127.0.0.1:{port}"
+        cmd = [PY, "-m", "gunicorn", "-c", str(ROOT / "docs/deploy/gunicorn.conf.py"), "config.wsgi:application"]
+        cmd += ["--max-requests", "0"]
+        cmd += ["--workers", str(workers)] if workers else []
+        cmd += ["--threads", str(threads)] if threads else []
     else:
         env["DATABASE_POOL"] = "true"
         cmd = [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
@@ -350,8 +358,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="bare and single send take turns this many times")
     parser.add_argument("--processes", type=int, default=2, help="load-generating processes")
     parser.add_argument("--threads", type=int, default=8, help="keep-alive clients per process")
-    parser.add_argument("--gunicorn-workers", type=int, default=4)
-    parser.add_argument("--gunicorn-threads", type=int, default=1, help="gthread threads per worker")
+    parser.add_argument(
+        "--gunicorn-workers", type=int, default=None, help="default: docs/deploy/gunicorn.conf.py's (2 × CPUs)"
+    )
+    parser.add_argument(
+        "--gunicorn-threads", type=int, default=None, help="gthread threads per worker; default: the conf's (2)"
+    )
     parser.add_argument("--phones", type=int, default=10)
     parser.add_argument("--rate", type=float, default=100, help="msg/s during the dispatch run")
     parser.add_argument("--dispatch-seconds", type=float, default=10)
