@@ -28,3 +28,12 @@ def test_a_token_checksum_catches_a_typo():
     assert tokens.has_valid_checksum(token, "pf_live")
     typo = token[:-1] + ("A" if token[-1] != "A" else "B")
     assert not tokens.has_valid_checksum(typo, "pf_live")
+
+
+def test_public_id_characters_are_uniform():
+    # Bytes 248-255 are dropped, not folded onto the first 8 characters: folding would make
+    # "0"-"7" about 1.25 times as common as the rest, which this would show.
+    seen = Counter("".join(tokens.public_id("x")[2:] for _ in range(6000)))
+    expected = 6000 * 17 / 62
+    assert set(seen) == set(tokens.ALPHABET)
+    assert all(abs(count - expected) < 0.15 * expected for count in seen.values())
