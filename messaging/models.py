@@ -88,7 +88,8 @@ class Message(models.Model):
             ),
             models.Index(fields=["lease_expires_at"], condition=Q(status="assigned"), name="msg_assigned_lease"),
             models.Index(fields=["expires_at"], condition=Q(status__in=["queued", "assigned"]), name="msg_open_expiry"),
-            models.Index(fields=["device", "assigned_at"]),
+            # Only assigned messages have a phone: a new message adds no entry here.
+            models.Index(fields=["device", "assigned_at"], condition=Q(device__isnull=False), name="msg_device"),
         ]
         constraints = [
             models.UniqueConstraint(fields=["public_id"], name="message_public_id_unique"),
