@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -17,7 +16,7 @@ from django_redis import get_redis_connection
 from django_redis.cache import RedisCache
 
 from accounts import errors
-from accounts.lib import ipnet, tokens
+from accounts.lib import ipnet, redisscript, tokens
 from accounts.models import Account, ApiKey, LedgerEntry, LoginThrottle, User
 
 if TYPE_CHECKING:
@@ -396,9 +395,7 @@ return {redis.call('GET', KEYS[1]), calls, first_use and 1 or 0}
 """
 
 
-@functools.cache
-def _call_script(client: Any) -> Any:
-    return client.register_script(_CALL_SCRIPT)
+_call_script = redisscript.ThreadScript(_CALL_SCRIPT)
 
 
 def _call_state(digest: str) -> tuple[AuthenticatedKey | None, int, bool]:
@@ -411,12 +408,14 @@ def _call_state(digest: str) -> tuple[AuthenticatedKey | None, int, bool]:
         f"apikey-used:{digest}",
     )
     used_seconds = int(LAST_USED_RESOLUTION.total_seconds())
-    if isinstance(caches["default"], RedisCache):
-        client = get_redis_connection("default")
-        raw, count, first_use = _call_script(client)(
-            keys=[cache.make_key(name) for name in names], args=[CALL_WINDOW_SECONDS + 10, used_seconds]
+    backend = caches["default"]
+    if isinstance(backend, RedisCache):
+        raw, count, first_use = _call_script(
+            get_redis_connection("default").connection_pool,
+            keys=[backend.make_key(name) for name in names],
+            args=[CALL_WINDOW_SECONDS + 10, used_seconds],
         )
-        found = cache.client.decode(raw) if raw is not None else None  # type: ignore[attr-defined]
+        found = backend.client.decode(raw) if raw is not None else None
         return found, int(count), bool(first_use)
     found = cache.get(names[0])
     if cache.add(names[1], 1, CALL_WINDOW_SECONDS + 10):
