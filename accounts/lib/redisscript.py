@@ -4,8 +4,9 @@ redis-py's command path (checking a connection out of the pool and back in under
 the retry wrapper, the Script object) costs about 100 µs of CPU per call, more than
 writing the command and reading its answer (bench/send.py; measured beside it). The
 API-key check runs one script on every API call, so it keeps one connection per thread
-(and per process: a forked child opens its own), made by the cache's own pool so it has
-the same address, database, password and timeouts, and writes EVALSHA to it directly.
+(and per process: a forked child opens its own), made with the cache pool's settings so
+it has the same address, database, password and timeouts, and writes EVALSHA to it
+directly.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class ThreadScript:
     def _connection(self, pool: redis.ConnectionPool) -> Any:
         local = self._local
         if getattr(local, "pool", None) is not pool or local.pid != os.getpid():
-            connection = pool.make_connection()
+            # The pool's settings, outside its count of connections (which is capped).
+            connection = pool.connection_class(**pool.connection_kwargs)
             connection.connect()
             local.pool, local.pid, local.connection = pool, os.getpid(), connection
         return local.connection
