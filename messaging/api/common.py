@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import errors
+from accounts.api import body_of
 from accounts.envelope import envelope, error_response
 from messaging.services import idempotency
 
@@ -35,7 +36,7 @@ def request_params(request: Request) -> dict[str, Any]:
     params: dict[str, Any] = dict(request.query_params.items())
     if request.method != "GET":
         try:
-            data = request.data
+            data = body_of(request)
         except RequestDataTooBig:
             raise errors.InvalidParameter("The request body is larger than this server accepts.")
         if isinstance(data, QueryDict):
