@@ -12,7 +12,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer
-from rest_framework.request import Request
+from rest_framework.request import Empty, Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -24,11 +24,14 @@ DEFAULT_RATE_LIMIT_PER_MINUTE = 600
 
 
 def body_of(request: Request) -> Any:
-    """The parsed body: a form by Django itself (`request.POST`, the QueryDict that DRF's
-    form parser would build, without DRF's parsing machinery: a seventh of a send's CPU
-    before), anything else (JSON, multipart) by the view's DRF parsers."""
+    """The parsed body: a form by Django itself (`request.POST`, the same QueryDict that
+    DRF's form parser would build, without DRF's parsing machinery around it), anything
+    else (JSON, multipart) by the view's DRF parsers."""
     django_request = request._request
-    if django_request.content_type == "application/x-www-form-urlencoded" and not hasattr(request, "_full_data"):
+    if (
+        django_request.content_type == "application/x-www-form-urlencoded"
+        and getattr(request, "_full_data", Empty) is Empty
+    ):
         return django_request.POST
     return request.data
 
