@@ -79,7 +79,8 @@ def enforce_rate_limit(call: services.ApiCall) -> None:
     limit = call.key.rate_limit_per_minute or DEFAULT_RATE_LIMIT_PER_MINUTE
     if call.calls_this_minute > limit:
         raise errors.RateLimited(
-            f"This API key may make {limit} requests per minute.", retry_after=60 - int(time.time() % 60)
+            f"This API key may make {limit} requests per minute.",
+            retry_after=services.CALL_WINDOW_SECONDS - int(time.time() % services.CALL_WINDOW_SECONDS),
         )
 
 

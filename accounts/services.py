@@ -404,7 +404,7 @@ def _call_state(digest: str) -> tuple[AuthenticatedKey | None, int, bool]:
     LAST_USED_RESOLUTION. With Redis it is one script (EVALSHA)."""
     names = (
         _key_cache_name(digest),
-        f"apicalls:{digest}:{int(time.time() // 60)}",
+        f"apicalls:{digest}:{int(time.time() // CALL_WINDOW_SECONDS)}",
         f"apikey-used:{digest}",
     )
     used_seconds = int(LAST_USED_RESOLUTION.total_seconds())
