@@ -452,6 +452,11 @@ def print_row(kind: str, row: dict[str, Any], clients: str, args: argparse.Names
         f"  from the request:      p50 {d['request_to_assign_p50_ms']:.1f} ms   "
         f"p99 {d['request_to_assign_p99_ms']:.1f} ms"
     )
+    if d["p50_ms"] < 0:
+        print(
+            "  (negative: the phone had its assign before the client had the HTTP answer;"
+            " the server answers HTTP slower than it dispatches)"
+        )
     print("  CPU ms per message:    " + "  ".join(f"{k} {v}" for k, v in sorted(d["cpu_ms_per_message"].items())))
 
 
