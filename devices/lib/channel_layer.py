@@ -15,11 +15,15 @@ of a PUBLISH that reads its reply, and no round trip on the send API's path). Co
 one connection run in the order they were written, so publishes from one process still
 arrive in order.
 
-Delivery is at most once, like any pub/sub: what is published while a process is
-reconnecting is lost, and so is a publish written to a connection Redis has just closed
-(the next write fails, is logged, and goes out on a new connection). Phonefleet sends only
-hints this way (R25): offers, "work waiting", "close this connection"; phones also read
-their work from the database.
+Before each write the publisher looks for the end of its connection (Redis sends nothing
+on it, so anything readable is the close of a restart or a CLIENT KILL) and reconnects:
+a write to a closed socket would succeed locally and its PUBLISH vanish.
+
+Delivery is still at most once, like any pub/sub: what is published while a reader is
+reconnecting is lost, and so is a publish written in the instant between Redis closing
+the connection and the close reaching us. Phonefleet sends only hints this way (R25):
+offers, "work waiting", "close this connection"; phones also read their work from the
+database.
 """
 
 from __future__ import annotations
@@ -99,6 +103,12 @@ class FanoutChannelLayer(BaseChannelLayer):
                 connection = self._client()
                 command = command or connection.pack_command("PUBLISH", name, msgpack.packb(message))
                 try:
+                    # With replies off Redis never writes to us: anything to read is the end
+                    # of the connection (a restart, CLIENT KILL). A write to a closed socket
+                    # still succeeds locally and its PUBLISH would vanish; this read (under
+                    # a microsecond) finds the close first and raises.
+                    if connection.can_read(timeout=0):
+                        raise redis.ConnectionError("unexpected data on the publishing connection")
                     connection.send_packed_command(command, check_health=False)
                     return
                 except (redis.ConnectionError, redis.TimeoutError, OSError):
