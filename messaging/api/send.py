@@ -30,6 +30,8 @@ from messaging.services import accept
 
 # Optional numbers and dates that forms and query strings send as "" when left empty.
 EMPTY_MEANS_ABSENT = ("sim", "ttl", "send_at")
+# What a bulk row may be.
+ROW_SHAPE = 'A recipient is a number ("+393331234567") or an object {"to", "msg"?, "ref"?}.'
 
 
 class RecordSerializer(serializers.Serializer):
@@ -146,7 +148,7 @@ class SendBulkApi(IdempotentMixin, ApiKeyView):
             required=False, allow_blank=True, trim_whitespace=False, help_text="Text for rows without their own."
         )
         # Checked row by row in `json_row` (a ListField would validate 10,000 dicts slowly).
-        recipients = serializers.JSONField(required=False, help_text='[{"to": …, "msg"?: …, "ref"?: …}, …]')
+        recipients = serializers.JSONField(required=False, help_text='["+39…", {"to": …, "msg"?: …, "ref"?: …}, …]')
         file = serializers.FileField(required=False, help_text="CSV upload: to[,msg[,ref]] per row.")
         sim = serializers.IntegerField(required=False, allow_null=True)
         ttl = serializers.IntegerField(required=False, allow_null=True)
@@ -198,7 +200,7 @@ class SendBulkApi(IdempotentMixin, ApiKeyView):
         if rows is None:
             recipients = data.get("recipients", [])
             if not isinstance(recipients, list):
-                raise errors.InvalidParameter('`recipients` must be a JSON array of {"to", "msg", "ref"} objects.')
+                raise errors.InvalidParameter("`recipients` must be a JSON array. " + ROW_SHAPE)
             rows = [json_row(item) for item in recipients]
         try:
             result = accept.accept_bulk(
@@ -226,11 +228,18 @@ class SendBulkApi(IdempotentMixin, ApiKeyView):
 
 
 def json_row(item: Any) -> accept.BulkRow:
+    """One element of `recipients`: a number on its own, or an object with its own text and
+    ref. A row that is neither is reported as that row's error, never the request's."""
+    if isinstance(item, str | int) and not isinstance(item, bool):
+        return accept.BulkRow(to=str(item))
     if not isinstance(item, dict):
-        return accept.BulkRow(to="")  # reported as a row without a number
-    return accept.BulkRow(
-        to=as_text(item.get("to")), text=as_text(item.get("msg")), ref=as_text(item.get("ref", item.get("custom")))
-    )
+        return accept.BulkRow(to="", problem=ROW_SHAPE)
+    try:
+        return accept.BulkRow(
+            to=as_text(item.get("to")), text=as_text(item.get("msg")), ref=as_text(item.get("ref", item.get("custom")))
+        )
+    except errors.InvalidParameter:
+        return accept.BulkRow(to="", problem='A recipient\'s "to", "msg" and "ref" must be strings or numbers.')
 
 
 def read_csv_rows(upload: Any) -> list[accept.BulkRow]:

@@ -117,7 +117,12 @@ OPERATIONS: tuple[Operation, ...] = (
         params=(
             Param("list", "{list}", "List token"),
             Param("msg", "…", "Text for every row without its own `msg`"),
-            Param("recipients", "[{to, msg?, ref?}]", "The rows", required=True),
+            Param(
+                "recipients",
+                "[to | {to, msg?, ref?}]",
+                "The rows: numbers, or objects with their own text",
+                required=True,
+            ),
         ),
     ),
     Operation(

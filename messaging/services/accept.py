@@ -78,6 +78,8 @@ class BulkRow:
     to: str
     text: str = ""
     ref: str = ""
+    # Why the row as sent could not be read (reported for this row only, code 5).
+    problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -370,6 +372,8 @@ def accept_bulk(
     result = BulkResult(batch_id=tokens.public_id(BATCH_ID_PREFIX))
     for number, row in enumerate(rows, start=1):
         try:
+            if row.problem:
+                raise errors.InvalidParameter(row.problem)
             check_required(to=row.to, text=row.text or text)
             message = build_message(
                 key=key,

@@ -188,10 +188,20 @@ def test_recipients_that_are_not_an_array_are_code_5(bulk):
     assert (response.status_code, response.json()["status_code"]) == (400, "5")
 
 
-def test_a_row_that_is_not_an_object_is_reported_not_fatal(bulk):
-    body = bulk(msg="hi", recipients=["+393331111111", {"to": "+393332222222"}]).json()
+def test_a_row_may_be_a_bare_number_as_a_string_or_a_json_number(bulk, alice):
+    body = bulk(msg="hi", recipients=["+393331111111", 393332222222, {"to": "+393333333333"}]).json()
+    assert (body["accepted"], body["rejected"]) == (3, 0)
+    assert [m["to"] for m in body["messages"]] == ["+393331111111", "+393332222222", "+393333333333"]
+    assert Message.objects.filter(account=alice, text="hi").count() == 3
+
+
+@pytest.mark.parametrize("bad", [None, True, ["+393331111111"], {"to": {"n": 1}}, {"to": "+393331111111", "msg": [1]}])
+def test_a_row_of_another_shape_is_reported_on_its_own_row_not_fatal(bulk, bad):
+    body = bulk(msg="hi", recipients=[{"to": "+393332222222"}, bad]).json()
     assert (body["accepted"], body["rejected"]) == (1, 1)
-    assert body["errors"][0]["row"] == 1
+    (error,) = body["errors"]
+    assert (error["row"], error["status_code"]) == (2, "5")
+    assert "recipient" in error["error"]
 
 
 def test_common_options_are_stored_on_every_row(bulk, alice, alice_list):
