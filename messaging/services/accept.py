@@ -289,7 +289,7 @@ def _charged_insert(
     for i, name in enumerate(names):
         column = [getattr(m, name) for m in messages]
         first = column[0]
-        if len(messages) == 1 or column.count(first) == len(column):
+        if column.count(first) == len(column):  # a single message's, or one value for all
             # NULL in the text rather than a parameter: still one prepared statement per shape.
             values.append("NULL" if first is None else f"%(m{i})s")
             if first is not None:
