@@ -9,8 +9,7 @@ from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 
 from accounts import errors, services
-from accounts.models import Account
-from devices.models import PhoneList
+from accounts.models import Account, ApiKey
 
 # Wrong passwords: 10 per address (20 per username) in 15 minutes, then growing lockouts.
 LOGIN_POLICY_IP = services.ThrottlePolicy(
@@ -68,16 +67,17 @@ class ApiKeyForm(forms.Form):
         label="Allowed browser origins (CORS)",
         help_text="Only needed when a web page calls the API directly. One origin a line.",
     )
-    default_list = forms.ModelChoiceField(
-        queryset=PhoneList.objects.none(), required=False, help_text="Calls may then omit `list`."
-    )
+    # Built from the key's own relation, as a ModelForm would: a choice of lists (devices app).
+    default_list = ApiKey.default_list.field.formfield(help_text="Calls may then omit `list`.")
     rate_limit_per_minute = forms.IntegerField(
         required=False, min_value=1, max_value=100_000, label="Rate limit (requests a minute)"
     )
 
     def __init__(self, *args: Any, account: Account, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["default_list"].queryset = PhoneList.objects.filter(account=account)  # type: ignore[attr-defined]
+        lists = self.fields["default_list"]
+        assert isinstance(lists, forms.ModelChoiceField) and lists.queryset is not None
+        lists.queryset = lists.queryset.filter(account=account)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

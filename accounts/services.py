@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.core.cache import cache, caches
@@ -19,9 +20,27 @@ from accounts import errors
 from accounts.lib import ipnet, redisscript, tokens
 from accounts.models import Account, ApiKey, LedgerEntry, LoginThrottle, User
 
-if TYPE_CHECKING:
-    from devices.models import PhoneList
-    from messaging.models import Message
+
+class Charged(Protocol):
+    """What credit needs of a message (the messaging app's `Message` fits): the ledger
+    names it, the refund gives its cost back to its account."""
+
+    @property
+    def pk(self) -> Any: ...
+    @property
+    def account_id(self) -> int: ...
+    @property
+    def cost(self) -> int: ...
+
+
+class Owned(Protocol):
+    """A row of one account, such as the devices app's `PhoneList` (a key's default list)."""
+
+    @property
+    def pk(self) -> Any: ...
+    @property
+    def account_id(self) -> int: ...
+
 
 API_KEY_PREFIX = "pf_live"
 API_KEY_CACHE_SECONDS = 300
@@ -183,7 +202,7 @@ def charge_in_one_statement(
     return rows
 
 
-def debit_credit(*, account: Account, amount: int, message: Message | None = None, reason: str = "") -> LedgerEntry:
+def debit_credit(*, account: Account, amount: int, message: Charged | None = None, reason: str = "") -> LedgerEntry:
     """Takes `amount` credits in one conditional UPDATE and books the debit in the same
     transaction. Raises InsufficientCredit or SpendingCapReached (nothing taken)."""
     with transaction.atomic():
@@ -194,7 +213,7 @@ def debit_credit(*, account: Account, amount: int, message: Message | None = Non
             amount=-amount,
             balance_after=debit.balance,
             reason=reason or "SMS",
-            message=message,
+            message_id=message.pk if message is not None else None,
         )
 
 
@@ -205,7 +224,7 @@ def charge_for_parts(*, account_id: int, parts: int) -> Debit:
     return _take_credit(account_id=account_id, parts=parts)
 
 
-def book_message_debits(*, account_id: int, messages: list[Message], balance: int, reason: str) -> None:
+def book_message_debits(*, account_id: int, messages: Sequence[Charged], balance: int, reason: str) -> None:
     """Books one debit entry per stored message (their costs were taken by `charge_for_parts`,
     leaving `balance`), with the running balance after each. (PostgreSQL does this inside
     `charge_in_one_statement`.)"""
@@ -223,7 +242,7 @@ def book_message_debits(*, account_id: int, messages: list[Message], balance: in
         )
 
 
-def refund_credit(*, message: Message, reason: str) -> LedgerEntry | None:
+def refund_credit(*, message: Charged, reason: str) -> LedgerEntry | None:
     """Gives a message's cost back, exactly once (a unique constraint guards it).
     Returns the refund entry, or None when it was refunded before or cost nothing."""
     if message.cost <= 0:
@@ -236,7 +255,7 @@ def refund_credit(*, message: Message, reason: str) -> LedgerEntry | None:
                 amount=message.cost,
                 balance_after=0,
                 reason=reason,
-                message=message,
+                message_id=message.pk,
             )
             balance = _change_balance(account_id=message.account_id, delta=message.cost)
             assert balance is not None
@@ -247,10 +266,10 @@ def refund_credit(*, message: Message, reason: str) -> LedgerEntry | None:
         return None  # refunded before: the unique (message, refund) constraint held
 
 
-def reverse_refund(*, message: Message, reason: str) -> LedgerEntry | None:
+def reverse_refund(*, message: Charged, reason: str) -> LedgerEntry | None:
     """Charges a refunded message again, because it was really sent after all (R21).
     May take the balance only to zero; returns None if there was no refund to reverse."""
-    if not LedgerEntry.objects.filter(message=message, kind=LedgerEntry.Kind.REFUND).exists():
+    if not LedgerEntry.objects.filter(message_id=message.pk, kind=LedgerEntry.Kind.REFUND).exists():
         return None
     try:
         with transaction.atomic():
@@ -271,7 +290,7 @@ def reverse_refund(*, message: Message, reason: str) -> LedgerEntry | None:
                 amount=-amount,
                 balance_after=balance,
                 reason=reason,
-                message=message,
+                message_id=message.pk,
             )
     except IntegrityError:
         return None
@@ -306,7 +325,7 @@ def create_api_key(
     name: str,
     allowed_ips: list[str] | None = None,
     cors_origins: list[str] | None = None,
-    default_list: PhoneList | None = None,
+    default_list: Owned | None = None,
 ) -> tuple[ApiKey, str]:
     """A new key and its secret, which is shown this once and never stored.
     Raises InvalidParameter for a bad IP rule or origin."""
@@ -320,7 +339,7 @@ def create_api_key(
         digest=tokens.token_digest(secret, settings.API_KEY_SECRET),
         allowed_ips=clean_ip_rules(allowed_ips or []),
         cors_origins=clean_origins(cors_origins or []),
-        default_list=default_list,
+        default_list_id=default_list.pk if default_list is not None else None,
     )
     return key, secret
 
@@ -331,7 +350,7 @@ def update_api_key(
     name: str | None = None,
     allowed_ips: list[str] | None = None,
     cors_origins: list[str] | None = None,
-    default_list: PhoneList | bool | None = False,
+    default_list: Owned | bool | None = False,
     rate_limit_per_minute: int | bool | None = False,
 ) -> ApiKey:
     """Changes a key's settings (False = leave as is); takes effect on the next request."""
@@ -352,7 +371,7 @@ def update_api_key(
             and default_list.account_id != key.account_id
         ):
             raise errors.TargetNotFound()
-        key.default_list = default_list if not isinstance(default_list, bool) else None
+        key.default_list_id = default_list.pk if default_list and not isinstance(default_list, bool) else None
         fields.append("default_list")
     if rate_limit_per_minute is not False:
         key.rate_limit_per_minute = None if isinstance(rate_limit_per_minute, bool) else rate_limit_per_minute

@@ -120,6 +120,7 @@ def main() -> None:
     from django.db import transaction
 
     from ipn import services as ipn_services
+    from messaging.services import callbacks
     from tests import factories
     from tests.ipn.conftest import make_message
 
@@ -132,7 +133,7 @@ def main() -> None:
 
     def write_event(n: int = 0) -> str:
         with transaction.atomic():
-            event = ipn_services.record_message_event(message=messages[n], status="sent")
+            event = callbacks.record_message_event(message=messages[n], status="sent")
         assert event is not None
         return event.webhook_id
 

@@ -1,4 +1,4 @@
-"""URL wiring: every app brings its own urls module."""
+"""URL wiring: every app mounts its own API routes and panel pages."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -9,8 +9,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/mobile/v1/", include("devices.smsgate.urls")),
-    path("", include("messaging.urls")),
+    path("", include("accounts.urls")),
     path("", include("devices.urls")),
     path("", include("ipn.urls")),
-    path("", include("accounts.urls")),
+    path("", include("messaging.urls")),
 ]

@@ -40,7 +40,7 @@ from devices import services
 from devices.models import Device
 from messaging.models import Message
 from messaging.services import dispatch, inbox
-from messaging.services.offers import device_group, list_group, offer_frame
+from messaging.services.offers import offer_frame
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -366,7 +366,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         await _mark_disconnected(self.device.pk, self.channel_name)
 
     def _groups(self) -> list[str]:
-        return [list_group(self.device.phone_list_id), device_group(self.device.pk)]
+        return [services.list_group(self.device.phone_list_id), services.device_group(self.device.pk)]
 
     async def _join_groups(self) -> None:
         """Joins (or re-joins) the list and device groups. Offers through them are only

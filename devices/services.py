@@ -7,6 +7,8 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -16,9 +18,8 @@ from accounts import services as account_services
 from accounts.lib import ipnet, tokens
 from accounts.models import Account
 from accounts.services import ThrottlePolicy
+from devices.lib.channel_layer import FanoutChannelLayer
 from devices.models import Device, PhoneList
-from messaging.services import offers
-from messaging.services.offers import device_group
 
 logger = logging.getLogger(__name__)
 
@@ -217,6 +218,37 @@ def authenticate_device(*, token: str | None) -> Device | None:
     )
 
 
+# --- Telling phones (through the channel layer) -----------------------------------------
+# Group names are ASCII: `list.<id>` for every phone of a list, `device.<id>` for one phone.
+
+
+def list_group(phone_list_id: int) -> str:
+    return f"list.{phone_list_id}"
+
+
+def device_group(device_id: int) -> str:
+    return f"device.{device_id}"
+
+
+def notify_group(group: str, event: dict[str, object]) -> None:
+    """Sends a channel-layer event to every member of `group`, in every server process,
+    from synchronous code (API views, services, the worker). A hint: failures are logged.
+
+    With Redis this is one synchronous PUBLISH (devices/lib/channel_layer.py), not a trip
+    through an event loop in another thread."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        if isinstance(layer, FanoutChannelLayer):
+            layer.publish_group(group, event)
+        else:
+            # One-process mode: the in-memory layer's queues belong to the server's loop.
+            async_to_sync(layer.group_send)(group, event)
+    except Exception:  # the database is the truth; a lost hint is caught up at the next tick
+        logger.warning("could not send %s to %s", event.get("type"), group, exc_info=True)
+
+
 # --- Managing phones ------------------------------------------------------------------
 
 # WebSocket close codes the server uses (documented in docs/device-protocol.md).
@@ -229,7 +261,7 @@ CLOSE_REPLACED = 4409
 def close_device_connection(*, device_id: int, code: int, reason: str) -> None:
     """Asks the phone's live connection(s), in any server process, to close now (a hint:
     the connection's own periodic check closes it anyway)."""
-    offers.notify_group(device_group(device_id), {"type": "device.close", "code": code, "reason": reason})
+    notify_group(device_group(device_id), {"type": "device.close", "code": code, "reason": reason})
 
 
 def rename_device(*, device: Device, name: str) -> Device:

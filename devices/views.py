@@ -93,7 +93,7 @@ def lists(request: HttpRequest) -> HttpResponse:
     rows = PhoneList.objects.filter(account=account).annotate(
         phones=Count("devices", filter=Q(devices__removed_at__isnull=True)), online=Count("devices", filter=online)
     )
-    return render(request, "panel/lists.html", {"lists": rows, "form": form})
+    return render(request, "devices/lists.html", {"lists": rows, "form": form})
 
 
 def _phone_link(request: HttpRequest, phone_list: PhoneList) -> str:
@@ -139,7 +139,7 @@ def _render_list(request: HttpRequest, phone_list: PhoneList, form: ListSettings
         "mobile_api_url": f"{base_url_for(request)}/api/mobile/v1",
         **extra,
     }
-    response = render(request, "panel/list_detail.html", context)
+    response = render(request, "devices/list_detail.html", context)
     if extra:
         patch_cache_control(response, no_store=True)  # it shows a new secret
     return response
@@ -210,7 +210,7 @@ def _devices(request: HttpRequest, phone_list: PhoneList | None = None) -> list[
 
 @account_required
 def phones(request: HttpRequest) -> HttpResponse:
-    return render(request, "panel/phones.html", {"devices": _devices(request)})
+    return render(request, "devices/phones.html", {"devices": _devices(request)})
 
 
 @account_required
@@ -220,7 +220,7 @@ def phones_live(request: HttpRequest) -> HttpResponse:
     phone_list = _get_list_for_account(request, token) if token else None
     back = reverse("list", args=[token]) if phone_list else reverse("phones")
     context = {"devices": _devices(request, phone_list=phone_list), "back": back}
-    return render(request, "panel/_phones_table.html", context)
+    return render(request, "devices/_phones_table.html", context)
 
 
 @require_POST
@@ -264,7 +264,7 @@ def virtual_phone(request: HttpRequest) -> HttpResponse:
     account = current_account(request)
     return render(
         request,
-        "panel/virtual_phone.html",
+        "devices/virtual_phone.html",
         {"pin": request.GET.get("pin", ""), "lists": PhoneList.objects.filter(account=account)},
     )
 

@@ -3,11 +3,9 @@ transaction), test events and replays. Delivery itself is in `ipn/delivery.py`."
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -21,18 +19,13 @@ from accounts.models import Account
 from ipn import delivery, selectors
 from ipn.lib import safehttp, signing
 from ipn.models import IpnAttempt, IpnEndpoint, IpnEvent
-from messaging.models import InboundSms, Message
 
-# Event types (SPEC): message.sent, message.delivered, message.failed, message.expired, sms.received.
-MESSAGE_EVENT_TYPES = {
-    Message.Status.SENT: "message.sent",
-    Message.Status.DELIVERED: "message.delivered",
-    Message.Status.FAILED: "message.failed",
-    Message.Status.EXPIRED: "message.expired",
-}
+# Event types (docs/ipn.md). The app an event is about builds its body (`Callback`).
+MESSAGE_SENT, MESSAGE_DELIVERED = "message.sent", "message.delivered"
+MESSAGE_FAILED, MESSAGE_EXPIRED = "message.failed", "message.expired"
 SMS_RECEIVED = "sms.received"
 TEST_EVENT = "test"
-ALL_EVENT_TYPES = [*MESSAGE_EVENT_TYPES.values(), SMS_RECEIVED]
+ALL_EVENT_TYPES = [MESSAGE_SENT, MESSAGE_DELIVERED, MESSAGE_FAILED, MESSAGE_EXPIRED, SMS_RECEIVED]
 # Bodies are capped; long texts are cut to fit (R3).
 MAX_BODY_BYTES = 20_000
 SECRET_GRACE_PERIOD = delivery.SECRET_GRACE_PERIOD
@@ -41,19 +34,33 @@ JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 
 # GenioSms format: which of our events exist there, and as which `ipn_type`.
-GENIOSMS_IPN_TYPES = {"message.sent": "SENT", "message.delivered": "DELIVERY", "message.failed": "SENT"}
-# Android SmsManager result codes, sent as `status_code` when a phone reports a failure.
-ANDROID_ERROR_CODES = {
-    "GENERIC_FAILURE": 1,
-    "RADIO_OFF": 2,
-    "NULL_PDU": 3,
-    "NO_SERVICE": 4,
-    "LIMIT_EXCEEDED": 5,
-    "FDN_CHECK_FAILURE": 6,
-    "SHORT_CODE_NOT_ALLOWED": 7,
-    "SHORT_CODE_NEVER_ALLOWED": 8,
-}
+GENIOSMS_IPN_TYPES = {MESSAGE_SENT: "SENT", MESSAGE_DELIVERED: "DELIVERY", MESSAGE_FAILED: "SENT"}
+# The GenioSms `status_code` of a success (Android's RESULT_OK).
 ANDROID_RESULT_OK = "-1"
+
+
+class Callback(Protocol):
+    """An event as the app that owns its subject builds it (messaging, for messages and
+    received SMS); ipn picks the format the account chose and stores the bytes."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def account_id(self) -> int: ...
+    @property
+    def message_id(self) -> int | None: ...
+    @property
+    def text_field(self) -> str:
+        """The `data` field cut to keep a JSON body under MAX_BODY_BYTES."""
+        ...
+
+    def standard_data(self) -> dict[str, Any]:
+        """The `data` object of the Standard Webhooks body."""
+        ...
+
+    def geniosms_fields(self) -> dict[str, str]:
+        """The GenioSms form (only asked for the types in GENIOSMS_IPN_TYPES)."""
+        ...
 
 
 # --- Endpoint settings ----------------------------------------------------------
@@ -150,7 +157,8 @@ def _wants(endpoint: IpnEndpoint | None, event_type: str) -> bool:
 # --- Bodies -------------------------------------------------------------------------
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso_time(value: datetime | None) -> str | None:
+    """A time as callback bodies write it: UTC, milliseconds, `Z`."""
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z") if value else None
 
 
@@ -186,69 +194,11 @@ def fit_form(fields: dict[str, str], text_field: str = "msg") -> str:
     return body
 
 
-def message_event_data(message: Message) -> dict[str, Any]:
-    """The `data` object of a message event (SPEC), with the message's current status (R11)."""
-    device = message.device
-    return {
-        "message_id": message.public_id,
-        "ref": message.ref,
-        "to": message.to,
-        "status": message.status,
-        "device_id": device.public_id if device else None,
-        "device_name": device.name if device else None,
-        "parts": message.parts,
-        "error": message.error or None,
-        "sent_at": _iso(message.sent_at),
-        "delivered_at": _iso(message.delivered_at),
-    }
-
-
-def request_code(message_id: str) -> str:
-    """GenioSms `request_code`: 8 digits, stable for one message (the same on SENT and DELIVERY)."""
-    return str(int(hashlib.sha256(message_id.encode()).hexdigest(), 16) % 10**8).zfill(8)
-
-
-def android_error_code(error: str) -> str:
-    """The Android SmsManager code a phone's error text names (`RESULT_ERROR_RADIO_OFF`,
-    `radio off`, `2`…); 1 (generic failure) when it names none."""
-    name = re.sub(r"[\s-]+", "_", error.strip().upper())
-    for key, code in ANDROID_ERROR_CODES.items():
-        if key in name:
-            return str(code)
-    number = re.search(r"\b(\d{1,3})\b", error)
-    return number.group(1) if number else str(ANDROID_ERROR_CODES["GENERIC_FAILURE"])
-
-
-def geniosms_fields(message: Message, event_type: str) -> dict[str, str]:
-    """The GenioSms IPN form for a message event (notes/geniosms.md §3.3)."""
-    ok = event_type != "message.failed"
-    phone_list = message.phone_list or (message.pinned_device.phone_list if message.pinned_device else None)
-    return {
-        "status": "RESULT_OK" if ok else "RESULT_ERROR",
-        "status_code": ANDROID_RESULT_OK if ok else android_error_code(message.error),
-        "id_smsout": message.public_id,
-        "request_code": request_code(message.public_id),
-        "pin": phone_list.pin if phone_list else "",
-        "custom": message.ref,
-        "ipn_type": GENIOSMS_IPN_TYPES[event_type],
-        "from": message.device.phone_number if message.device else "",
-        "to": message.to,
-        "msg": message.text,
-    }
-
-
-def _message_body(endpoint: IpnEndpoint, message: Message, event_type: str, when: datetime) -> tuple[str, str]:
-    if endpoint.format == IpnEndpoint.Format.GENIOSMS:
-        return fit_form(geniosms_fields(message, event_type)), FORM
-    payload = {"type": event_type, "timestamp": _iso(when), "occurred_at": _iso(when)}
-    return fit_json({**payload, "data": message_event_data(message)}, text_field="error"), JSON
-
-
 # --- The outbox ---------------------------------------------------------------------
 
 
 def _write(
-    *, endpoint: IpnEndpoint, event_type: str, body: str, content_type: str, when: datetime, **extra: Any
+    *, endpoint: IpnEndpoint, event_type: str, body: str, content_type: str, when: datetime, message_id: int | None
 ) -> IpnEvent:
     """Inserts the outbox row; while the endpoint is disabled it is kept as skipped,
     so that "replay failed since" can send it after re-enabling (R8)."""
@@ -264,59 +214,39 @@ def _write(
         created_at=timezone.now(),
         next_attempt_at=timezone.now(),
         schedule_started_at=timezone.now(),
-        **extra,
+        message_id=message_id,
     )
 
 
-def wants_message_event(*, endpoint: IpnEndpoint | None, status: str) -> bool:
-    """True if these IPN settings ask for the event of a message's new `status`."""
-    event_type = MESSAGE_EVENT_TYPES.get(status)  # type: ignore[call-overload]
-    return event_type is not None and _wants(endpoint, event_type)
+def wants_event(*, endpoint: IpnEndpoint | None, event_type: str) -> bool:
+    """True if these IPN settings ask for events of `event_type`."""
+    return _wants(endpoint, event_type)
 
 
-def record_message_event(
-    *, message: Message, status: str, occurred_at: datetime | None = None, endpoint: IpnEndpoint | None = None
+def record_event(
+    *, event: Callback, occurred_at: datetime | None = None, endpoint: IpnEndpoint | None = None
 ) -> IpnEvent | None:
-    """Writes the event for a message's new status into the outbox, if the account wants
-    it. Call inside the transaction that changed the status (R5). `endpoint`: the account's
-    settings when the caller has read them already. Returns the row or None."""
-    event_type = MESSAGE_EVENT_TYPES.get(status)  # type: ignore[call-overload]
-    if event_type is None:
-        return None
+    """Writes `event` into the outbox in the format its account chose, if the account wants
+    it. Call inside the transaction that caused it (R5). `endpoint`: the account's settings
+    when the caller has read them already. Returns the row or None."""
     if endpoint is None:
-        endpoint = IpnEndpoint.objects.filter(account_id=message.account_id).first()
-    if endpoint is None or not _wants(endpoint, event_type):
+        endpoint = IpnEndpoint.objects.filter(account_id=event.account_id).first()
+    if endpoint is None or not _wants(endpoint, event.type):
         return None
     when = occurred_at or timezone.now()
-    body, content_type = _message_body(endpoint, message, event_type, when)
+    if endpoint.format == IpnEndpoint.Format.GENIOSMS:
+        body, content_type = fit_form(event.geniosms_fields()), FORM
+    else:
+        payload = {"type": event.type, "timestamp": iso_time(when), "occurred_at": iso_time(when)}
+        body, content_type = fit_json({**payload, "data": event.standard_data()}, text_field=event.text_field), JSON
     return _write(
-        endpoint=endpoint, event_type=event_type, body=body, content_type=content_type, when=when, message=message
+        endpoint=endpoint,
+        event_type=event.type,
+        body=body,
+        content_type=content_type,
+        when=when,
+        message_id=event.message_id,
     )
-
-
-def inbound_event_data(inbound: InboundSms) -> dict[str, Any]:
-    """The `data` object of an `sms.received` event."""
-    return {
-        "id": inbound.public_id,
-        "from": inbound.sender,
-        "msg": inbound.text,
-        "at": _iso(inbound.received_at),
-        "device_id": inbound.device.public_id if inbound.device else None,
-        "list": inbound.phone_list.token,
-        "sim": inbound.sim,
-    }
-
-
-def record_inbound_event(*, inbound: InboundSms) -> IpnEvent | None:
-    """Writes an `sms.received` event into the outbox, if the account wants it (never in
-    the GenioSms format). Call inside the transaction that stored the SMS (R5)."""
-    endpoint = IpnEndpoint.objects.filter(account_id=inbound.account_id).first()
-    if endpoint is None or not _wants(endpoint, SMS_RECEIVED):
-        return None
-    when = inbound.received_at or timezone.now()
-    payload = {"type": SMS_RECEIVED, "timestamp": _iso(when), "occurred_at": _iso(when)}
-    body = fit_json({**payload, "data": inbound_event_data(inbound)})
-    return _write(endpoint=endpoint, event_type=SMS_RECEIVED, body=body, content_type=JSON, when=when)
 
 
 def test_event_body(endpoint: IpnEndpoint, when: datetime) -> tuple[str, str]:
@@ -336,7 +266,12 @@ def test_event_body(endpoint: IpnEndpoint, when: datetime) -> tuple[str, str]:
             "msg": text,
         }
         return urlencode(fields), FORM
-    payload = {"type": TEST_EVENT, "timestamp": _iso(when), "occurred_at": _iso(when), "data": {"message": text}}
+    payload = {
+        "type": TEST_EVENT,
+        "timestamp": iso_time(when),
+        "occurred_at": iso_time(when),
+        "data": {"message": text},
+    }
     return serialise_body(payload), JSON
 
 

@@ -56,7 +56,7 @@ def ipn_settings(request: HttpRequest) -> HttpResponse:
             return redirect("ipn")
     events = IpnEvent.objects.filter(account=account).select_related("message").order_by("-created_at", "-id")
     page = Paginator(events, 50).get_page(request.GET.get("page"))
-    response = render(request, "panel/ipn.html", {"endpoint": endpoint, "form": form, "page": page})
+    response = render(request, "ipn/ipn.html", {"endpoint": endpoint, "form": form, "page": page})
     patch_cache_control(response, no_store=True)  # it shows the signing secret
     return response
 
@@ -97,7 +97,7 @@ def ipn_event(request: HttpRequest, webhook_id: str) -> HttpResponse:
         except ValueError:
             pass  # shown as stored
     context: dict[str, Any] = {"event": event, "body": body, "attempts": event.attempts_log.order_by("-at", "-id")}
-    return render(request, "panel/ipn_event.html", context)
+    return render(request, "ipn/ipn_event.html", context)
 
 
 @require_POST

@@ -17,9 +17,12 @@ from django.db.models import Q, QuerySet
 
 from accounts import errors
 from accounts import services as account_services
+from accounts.models import ApiKey
 from accounts.services import AuthenticatedKey
 from devices import selectors as device_selectors
-from devices.models import PhoneList
+from devices.models import Device, PhoneList
+from ipn.models import IpnEndpoint, IpnEvent
+from messaging.lib import snippets
 from messaging.models import InboundSms, Message
 
 # How long a list-token lookup is cached; saves and deletes of a list clear it at once.
@@ -194,3 +197,28 @@ def inbox_for_account(
     if received_until is not None:
         queryset = queryset.filter(received_at__lt=received_until)
     return queryset
+
+
+def snippet_context(*, account_id: int, base_url: str, key: ApiKey | None = None) -> snippets.Context:
+    """The account's real values for the code examples: its key's default list (or first
+    list), newest message, a phone, newest IPN event and its IPN settings. Never a key's
+    secret: it is not stored."""
+    phone_list = (key.default_list if key else None) or PhoneList.objects.filter(account_id=account_id).first()
+    message = Message.objects.filter(account_id=account_id).order_by("-created_at").only("public_id").first()
+    device = Device.objects.filter(account_id=account_id, removed_at__isnull=True).only("public_id").first()
+    endpoint = IpnEndpoint.objects.filter(account_id=account_id).only("secret", "url").first()
+    event = IpnEvent.objects.filter(account_id=account_id).order_by("-created_at").only("webhook_id").first()
+    values: dict[str, Any] = {"base_url": base_url}
+    if phone_list:
+        values["list_token"] = phone_list.token
+    if message:
+        values["message_id"] = message.public_id
+    if device:
+        values["device_id"] = device.public_id
+    if event:
+        values["webhook_id"] = event.webhook_id
+    if endpoint and endpoint.secret:
+        values["ipn_secret"] = endpoint.secret
+    if endpoint and endpoint.url:
+        values["ipn_url"] = endpoint.url
+    return snippets.Context(**values)

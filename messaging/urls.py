@@ -1,6 +1,11 @@
+"""Routes of the messaging app: the send, message, list and inbox APIs (and the GenioSms
+drop-in path), and the dashboard, message, inbox, developers and subscriber pages."""
+
+from __future__ import annotations
+
 from django.urls import path
 
-from messaging import api
+from messaging import api, views
 
 urlpatterns = [
     # Public API
@@ -22,4 +27,23 @@ urlpatterns = [
     path("api/v1/inbox", api.InboxApi.as_view(), name="api-inbox"),
     # Drop-in for GenioSms clients: the same operation at the original path.
     path("tools/api.pl", api.GenioSmsSendApi.as_view(), name="geniosms-send"),
+    # Panel: dashboard
+    path("", views.dashboard, name="dashboard"),
+    path("live/dashboard/", views.dashboard_live, name="dashboard-live"),
+    # Panel: messages and inbox
+    path("messages/", views.message_log, name="messages"),
+    path("live/messages/", views.message_log_live, name="messages-live"),
+    path("messages/<str:message_id>/", views.message_detail, name="message"),
+    path("live/messages/<str:message_id>/", views.message_detail_live, name="message-live"),
+    path("messages/<str:message_id>/cancel/", views.message_cancel, name="message-cancel"),
+    path("inbox/", views.inbox, name="inbox"),
+    # Panel: developers
+    path("developers/", views.developers, name="developers"),
+    path("developers/code/<slug:slug>/", views.developers_code, name="developers-code"),
+    path("developers/guide/", views.api_guide, name="api-guide"),
+    # Panel: a list's subscribers (forms on the list page)
+    path("lists/<str:token>/subscribers/add/", views.list_subscribers_add, name="list-subscribers-add"),
+    path("lists/<str:token>/subscribers/remove/", views.list_subscriber_remove, name="list-subscriber-remove"),
+    path("lists/<str:token>/subscribers/replies/", views.list_subscription_replies, name="list-subscription-replies"),
+    path("lists/<str:token>/broadcast/", views.list_broadcast, name="list-broadcast"),
 ]

@@ -1,7 +1,10 @@
-"""Panel pages of the messaging app: the message log, one message's timeline, the inbox."""
+"""Panel pages of the messaging app: the dashboard, the message log, one message's
+timeline, the inbox, the developers pages (code examples hold the account's own values)
+and the subscriber forms of a list's page (they send and change subscriptions)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -9,18 +12,24 @@ from urllib.parse import urlencode
 from django import forms
 from django.contrib import messages as flash
 from django.core.paginator import Paginator
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import TruncDate
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts import errors
-from accounts.views import account_required, current_account
-from devices.models import PhoneList
+from accounts import selectors as account_selectors
+from accounts.models import Account, ApiKey
+from accounts.views import account_required, base_url_for, current_account
+from devices import selectors as device_selectors
+from devices.models import PRESENCE_TTL, Device, PhoneList, Subscriber
 from messaging import selectors
+from messaging.lib import snippets
 from messaging.models import Message
-from messaging.services import accept
+from messaging.services import accept, subscriptions
 
 PAGE_SIZE = 50
 
@@ -70,7 +79,7 @@ def message_log(request: HttpRequest) -> HttpResponse:
     form, queryset = _filtered_messages(request)
     page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
     query = _query_without_page(request)
-    return render(request, "panel/messages.html", {"form": form, "page": page, "query": query})
+    return render(request, "messaging/messages.html", {"form": form, "page": page, "query": query})
 
 
 @account_required
@@ -78,7 +87,7 @@ def message_log_live(request: HttpRequest) -> HttpResponse:
     """The rows of the current page, for live refresh."""
     _form, queryset = _filtered_messages(request)
     page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "panel/_message_rows.html", {"page": page})
+    return render(request, "messaging/_message_rows.html", {"page": page})
 
 
 def _message(request: HttpRequest, message_id: str) -> Message:
@@ -99,12 +108,12 @@ def _detail_context(message: Message) -> dict[str, Any]:
 
 @account_required
 def message_detail(request: HttpRequest, message_id: str) -> HttpResponse:
-    return render(request, "panel/message_detail.html", _detail_context(_message(request, message_id)))
+    return render(request, "messaging/message_detail.html", _detail_context(_message(request, message_id)))
 
 
 @account_required
 def message_detail_live(request: HttpRequest, message_id: str) -> HttpResponse:
-    return render(request, "panel/_message_detail_live.html", _detail_context(_message(request, message_id)))
+    return render(request, "messaging/_message_detail_live.html", _detail_context(_message(request, message_id)))
 
 
 @require_POST
@@ -131,4 +140,267 @@ def inbox(request: HttpRequest) -> HttpResponse:
     ).order_by("-received_at", "-id")
     page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {"page": page, "lists": lists.values(), "current": phone_list, "query": _query_without_page(request)}
-    return render(request, "panel/inbox.html", context)
+    return render(request, "messaging/inbox.html", context)
+
+
+# --- Dashboard ------------------------------------------------------------------
+
+CHART_GROUPS = {
+    "ok": (Message.Status.SENT, Message.Status.DELIVERED),
+    "open": (Message.Status.QUEUED, Message.Status.ASSIGNED),
+    "bad": (Message.Status.FAILED, Message.Status.EXPIRED, Message.Status.CANCELLED),
+}
+CHART_HEIGHT = 120
+
+
+def _online_devices(account: Account) -> Any:
+    return Device.objects.filter(
+        account=account,
+        is_enabled=True,
+        removed_at__isnull=True,
+        is_connected=True,
+        last_seen_at__gte=timezone.now() - PRESENCE_TTL,
+    )
+
+
+def _week_chart(account: Account) -> list[dict[str, Any]]:
+    """Messages per day for the last 7 days, stacked by outcome, scaled for an inline SVG."""
+    today = timezone.now().date()
+    start = today - timedelta(days=6)
+    rows = (
+        Message.objects.filter(account=account, created_at__date__gte=start)
+        .annotate(day=TruncDate("created_at"))
+        .values("day", "status")
+        .annotate(n=Count("id"))
+    )
+    days = {start + timedelta(days=i): {"ok": 0, "open": 0, "bad": 0} for i in range(7)}
+    for row in rows:
+        group = next(name for name, statuses in CHART_GROUPS.items() if row["status"] in statuses)
+        days[row["day"]][group] += row["n"]
+    peak = max([sum(counts.values()) for counts in days.values()] + [1])
+    chart = []
+    for i, (day, counts) in enumerate(days.items()):
+        bars, y = [], CHART_HEIGHT
+        for group in ("ok", "open", "bad"):
+            height = round(counts[group] * CHART_HEIGHT / peak)
+            y -= height
+            bars.append({"group": group, "y": y, "height": height})
+        chart.append({"day": day, "x": 20 + i * 70, "total": sum(counts.values()), "bars": bars, **counts})
+    return chart
+
+
+def _dashboard_context(account: Account) -> dict[str, Any]:
+    account.refresh_from_db(fields=["balance"])
+    start = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    today = {
+        row["status"]: row["n"]
+        for row in Message.objects.filter(account=account, created_at__gte=start)
+        .values("status")
+        .annotate(n=Count("id"))
+    }
+    return {
+        "balance": account.balance,
+        "online": _online_devices(account).count(),
+        "phones": Device.objects.filter(account=account, removed_at__isnull=True).count(),
+        "today": [(status.label, status.value, today.get(status.value, 0)) for status in Message.Status],
+        "today_total": sum(today.values()),
+        "chart": _week_chart(account),
+        "chart_height": CHART_HEIGHT,
+    }
+
+
+@account_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    account = current_account(request)
+    context = _dashboard_context(account)
+    context["recent"] = Message.objects.filter(account=account).select_related("device").order_by("-created_at")[:8]
+    context["has_lists"] = PhoneList.objects.filter(account=account).exists()
+    return render(request, "messaging/dashboard.html", context)
+
+
+@account_required
+def dashboard_live(request: HttpRequest) -> HttpResponse:
+    return render(request, "messaging/_dashboard_live.html", _dashboard_context(current_account(request)))
+
+
+# --- Developers -----------------------------------------------------------------------
+
+
+def _snippet_context(request: HttpRequest, key: ApiKey | None = None) -> snippets.Context:
+    return selectors.snippet_context(account_id=current_account(request).pk, base_url=base_url_for(request), key=key)
+
+
+@account_required
+def developers(request: HttpRequest) -> HttpResponse:
+    account = current_account(request)
+    rows = ApiKey.objects.filter(account=account, revoked_at__isnull=True).select_related("default_list")
+    context = _snippet_context(request)
+    return render(
+        request,
+        "messaging/developers.html",
+        {
+            "operations": [*snippets.OPERATIONS, snippets.RECEIVER],
+            "keys": rows,
+            "base_url": context.base_url,
+            "list_token": context.list_token,
+        },
+    )
+
+
+@account_required
+def developers_code(request: HttpRequest, slug: str) -> HttpResponse:
+    """The CODE dialog's content: one operation in every language (an HTML fragment)."""
+    account = current_account(request)
+    op = snippets.OPERATIONS_BY_SLUG.get(slug)
+    if op is None:
+        raise Http404
+    key = None
+    if request.GET.get("key", "").isdigit():
+        try:
+            key = account_selectors.get_key_for_account(account_id=account.pk, pk=int(request.GET["key"]))
+        except errors.NotFound:
+            raise Http404
+    context = _snippet_context(request, key)
+    return render(request, "messaging/_code.html", {"op": op, "key": key, "examples": snippets.examples(op, context)})
+
+
+STATUS_CODES = (
+    (1, "ok_ip", "Accepted; the caller's IP is on the key's allow-list.", 200),
+    (2, "ok_over_ip", "Accepted; the key allows any IP.", 200),
+    (3, "api_key_error", "Missing, wrong or revoked API key.", 401),
+    (4, "unauthorized_ip", "The caller's IP is not on the key's allow-list.", 403),
+    (5, "param_error", "Any other invalid parameter (bad number, bad ttl, rate limit 429, …).", 400),
+    (6, "token_or_id_device_error", "Unknown list token, device id or message id, or not this account's.", 400),
+    (7, "missing_to_number", "`to` missing or empty.", 400),
+    (8, "missing_msg", "`msg` missing or empty.", 400),
+    (9, "balance_error", "Not enough credit for all parts (or the daily cap is reached).", 402),
+)
+
+
+@account_required
+def api_guide(request: HttpRequest) -> HttpResponse:
+    context = _snippet_context(request)
+    receiver = snippets.render_all(snippets.RECEIVER, context)
+    return render(
+        request,
+        "messaging/api_guide.html",
+        {
+            "status_codes": STATUS_CODES,
+            "base_url": context.base_url,
+            "list_token": context.list_token,
+            "send_curl": snippets.render(snippets.OPERATIONS_BY_SLUG["send"], "curl", context),
+            "receivers": [(snippets.LANGUAGES[lang], receiver[lang]) for lang in ("python", "php", "node", "go")],
+        },
+    )
+
+
+# --- List subscribers (forms on the list page) ---------------------------------------------
+
+
+class SubscriberAddForm(forms.Form):
+    numbers = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=400_000,
+        help_text="One number or many: one a line, or separated by commas. National numbers use the list's country.",
+    )
+
+
+class BroadcastForm(forms.Form):
+    msg = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), strip=False, label="Text")
+
+
+class SubscriptionRepliesForm(forms.Form):
+    confirm_subscriptions = forms.BooleanField(required=False, label="Reply when someone joins or leaves by SMS")
+    subscribe_reply = forms.CharField(required=False, max_length=subscriptions.MAX_REPLY_LENGTH, label="On OK")
+    unsubscribe_reply = forms.CharField(required=False, max_length=subscriptions.MAX_REPLY_LENGTH, label="On DEL")
+
+
+def _subscriber_list(request: HttpRequest, token: str) -> PhoneList:
+    try:
+        return device_selectors.get_list_for_account(account_id=current_account(request).pk, token=token)
+    except errors.TargetNotFound:
+        raise Http404
+
+
+def _to_subscribers(phone_list: PhoneList) -> HttpResponse:
+    return redirect(f"{reverse('list', args=[phone_list.token])}#subscribers")
+
+
+def _first_form_error(form: forms.Form) -> str:
+    return str(next(iter(form.errors.values()))[0])
+
+
+@require_POST
+@account_required
+def list_subscribers_add(request: HttpRequest, token: str) -> HttpResponse:
+    phone_list = _subscriber_list(request, token)
+    form = SubscriberAddForm(request.POST)
+    if not form.is_valid():
+        flash.error(request, _first_form_error(form))
+        return _to_subscribers(phone_list)
+    given = [item.strip() for item in re.split(r"[\n\r,;]+", form.cleaned_data["numbers"]) if item.strip()]
+    try:
+        result = subscriptions.import_subscribers(phone_list=phone_list, numbers=given, source=Subscriber.Source.PANEL)
+    except errors.DomainError as exc:
+        flash.error(request, exc.message)
+        return _to_subscribers(phone_list)
+    flash.success(request, f"Added {len(result.added)}; {len(result.already)} already subscribed.")
+    for row, text, message in result.errors[:10]:
+        flash.error(request, f"Line {row} ({text}): {message}")
+    return _to_subscribers(phone_list)
+
+
+@require_POST
+@account_required
+def list_subscriber_remove(request: HttpRequest, token: str) -> HttpResponse:
+    phone_list = _subscriber_list(request, token)
+    try:
+        change = subscriptions.unsubscribe(phone_list=phone_list, number=request.POST.get("number", ""))
+    except errors.DomainError as exc:
+        flash.error(request, exc.message)
+    else:
+        if change.changed:
+            flash.success(request, f"Removed {change.number}.")
+        else:
+            flash.error(request, f"{change.number} is not subscribed.")
+    return _to_subscribers(phone_list)
+
+
+@require_POST
+@account_required
+def list_broadcast(request: HttpRequest, token: str) -> HttpResponse:
+    """One text to every current subscriber (the API's broadcast, without an API key)."""
+    phone_list = _subscriber_list(request, token)
+    form = BroadcastForm(request.POST)
+    if not form.is_valid():
+        flash.error(request, _first_form_error(form))
+        return _to_subscribers(phone_list)
+    sender = subscriptions.account_sender(account_id=phone_list.account_id)
+    try:
+        result = subscriptions.broadcast(key=sender, phone_list=phone_list, text=form.cleaned_data["msg"])
+    except errors.DomainError as exc:
+        flash.error(request, exc.message)
+        return _to_subscribers(phone_list)
+    flash.success(
+        request,
+        f"Queued {len(result.messages)} messages ({result.cost} credits), batch {result.batch_id}.",
+    )
+    return redirect(f"{reverse('messages')}?{urlencode({'list': phone_list.token})}")
+
+
+@require_POST
+@account_required
+def list_subscription_replies(request: HttpRequest, token: str) -> HttpResponse:
+    phone_list = _subscriber_list(request, token)
+    form = SubscriptionRepliesForm(request.POST)
+    if not form.is_valid():
+        flash.error(request, _first_form_error(form))
+        return _to_subscribers(phone_list)
+    try:
+        subscriptions.update_reply_settings(phone_list=phone_list, **form.cleaned_data)
+    except errors.DomainError as exc:
+        flash.error(request, exc.message)
+    else:
+        state = "on" if phone_list.confirm_subscriptions else "off"
+        flash.success(request, f"Confirmation replies are {state}.")
+    return _to_subscribers(phone_list)

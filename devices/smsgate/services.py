@@ -297,9 +297,9 @@ def stream_group(phone_list_id: int) -> str:
 def _notify(event_type: str, *, phone_list_id: int | None, device_id: int | None) -> None:
     # Hints only: the app also re-reads settings and webhooks every 24 h.
     groups = [stream_group(phone_list_id)] if phone_list_id is not None else []
-    groups += [offers.device_group(device_id)] if device_id is not None else []
+    groups += [device_services.device_group(device_id)] if device_id is not None else []
     for group in groups:
-        offers.notify_group(group, {"type": event_type})
+        device_services.notify_group(group, {"type": event_type})
 
 
 def rotate_signing_key(*, device: Device) -> str:

@@ -21,11 +21,11 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET
 
+from devices import services as device_services
 from devices.models import Device
 from devices.services import CLOSE_REPLACED
 from devices.smsgate import services, wire
 from devices.smsgate.api import authenticate_phone
-from messaging.services import offers
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +60,8 @@ class _PhoneStream:
         self.device = device
         self.layer = get_channel_layer()
         self.groups = [
-            offers.list_group(device.phone_list_id),
-            offers.device_group(device.pk),
+            device_services.list_group(device.phone_list_id),
+            device_services.device_group(device.pk),
             services.stream_group(device.phone_list_id),
         ]
         self.channel = ""

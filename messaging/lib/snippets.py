@@ -695,5 +695,10 @@ def render_all(op: Operation, context: Context) -> dict[str, str]:
     return {lang: render(op, lang, context) for lang in LANGUAGES}
 
 
+def examples(op: Operation, context: Context) -> list[dict[str, str]]:
+    """Every language's example of one operation, labelled, as the panel's code tabs show them."""
+    return [{"lang": lang, "label": LANGUAGES[lang], "code": code} for lang, code in render_all(op, context).items()]
+
+
 def with_key(context: Context, api_key: str | None) -> Context:
     return replace(context, api_key=api_key or KEY_PLACEHOLDER)

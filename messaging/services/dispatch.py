@@ -21,10 +21,9 @@ from django.utils import timezone
 
 from accounts import services as account_services
 from devices.models import Device
-from ipn import services as ipn_services
 from ipn.models import IpnEndpoint
 from messaging.models import Message, MessageEvent
-from messaging.services import offers
+from messaging.services import callbacks, offers
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=Model)
@@ -378,7 +377,7 @@ def _apply_report(
     change = functools.partial(
         _change_with_event, update_sql, params, status=status, device_id=device.pk, at=when, detail=error[:500]
     )
-    callback = ipn_services.wants_message_event(endpoint=endpoint, status=status)
+    callback = callbacks.wants_message_event(endpoint=endpoint, status=status)
     if not (status == Status.FAILED or reversed_refund or callback):
         # Nothing else to write: one statement (the commonest report, `sent` or `delivered`).
         if change() is None:
@@ -395,7 +394,7 @@ def _apply_report(
             # A late report of what really happened wins over expiry or a lapsed lease (R24).
             account_services.reverse_refund(message=message, reason=f"SMS {message.public_id} was sent after all")
         if callback:
-            ipn_services.record_message_event(message=message, status=status, occurred_at=when, endpoint=endpoint)
+            callbacks.record_message_event(message=message, status=status, occurred_at=when, endpoint=endpoint)
     return True
 
 
@@ -439,7 +438,7 @@ def _end_message(*, pk: int, status: str, lookup: Q, error: str, detail: str) ->
         message = Message.objects.select_related("device").get(pk=pk)
         MessageEvent.objects.create(message=message, status=status, device=message.device, detail=detail, at=now)
         account_services.refund_credit(message=message, reason=f"SMS {message.public_id} {status}")
-        ipn_services.record_message_event(message=message, status=status, occurred_at=now)
+        callbacks.record_message_event(message=message, status=status, occurred_at=now)
     return True
 
 

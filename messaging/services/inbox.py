@@ -10,9 +10,8 @@ from django.utils import timezone
 
 from accounts.lib import tokens
 from devices.models import Device
-from ipn import services as ipn_services
 from messaging.models import InboundSms
-from messaging.services import subscriptions
+from messaging.services import callbacks, subscriptions
 
 INBOUND_ID_PREFIX = "sms"
 
@@ -49,7 +48,7 @@ def record_incoming_sms(
                 fingerprint=fingerprint,
                 keyword=subscriptions.keyword_of(text),
             )
-            ipn_services.record_inbound_event(inbound=inbound)
+            callbacks.record_inbound_event(inbound=inbound)
             # Only the report that stored the row gets here: the keyword is applied once per list.
             subscriptions.handle_keyword(inbound=inbound)
             return inbound

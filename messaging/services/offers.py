@@ -1,30 +1,16 @@
 """Telling phones about open work through the channel layer.
 
-Offers are hints (R25): a phone that misses one still gets the work from the database
-when it connects, becomes available, or on its periodic tick. Group names are ASCII:
-`list.<id>` for every phone of a list, `device.<id>` for one phone.
+Offers are hints: a phone that misses one still gets the work from the database when it
+connects, becomes available, or on its periodic tick (docs/device-protocol.md). The
+groups and the sending are the devices app's (`devices.services.notify_group`).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from typing import Protocol
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-
-from devices.lib.channel_layer import FanoutChannelLayer
-
-logger = logging.getLogger(__name__)
-
-
-def list_group(phone_list_id: int) -> str:
-    return f"list.{phone_list_id}"
-
-
-def device_group(device_id: int) -> str:
-    return f"device.{device_id}"
+from devices.services import device_group, list_group, notify_group
 
 
 class Offerable(Protocol):
@@ -49,25 +35,6 @@ def offer_frame(message: Offerable) -> dict[str, object]:
         "parts": message.parts,
         "sim": message.sim,
     }
-
-
-def notify_group(group: str, event: dict[str, object]) -> None:
-    """Sends a channel-layer event to every member of `group`, in every server process,
-    from synchronous code (API views, services, the worker). A hint: failures are logged.
-
-    With Redis this is one synchronous PUBLISH (devices/lib/channel_layer.py), not a trip
-    through an event loop in another thread."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        if isinstance(layer, FanoutChannelLayer):
-            layer.publish_group(group, event)
-        else:
-            # One-process mode: the in-memory layer's queues belong to the server's loop.
-            async_to_sync(layer.group_send)(group, event)
-    except Exception:  # the database is the truth; a lost hint is caught up later (R25)
-        logger.warning("could not send %s to %s", event.get("type"), group, exc_info=True)
 
 
 def offer_message(*, message: Offerable) -> None:

@@ -13,6 +13,7 @@ from django.conf import settings as django_settings
 from ipn import delivery, selectors
 from ipn import services as ipn_services
 from ipn.models import IpnAttempt, IpnEndpoint, IpnEvent
+from messaging.services import callbacks
 from tests.ipn.conftest import Reply, make_device, make_message
 
 CURRENT_TIME = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -27,7 +28,7 @@ def clock():
 
 def sent_event(alice, alice_list, **message_fields) -> IpnEvent:
     message = make_message(account=alice, phone_list=alice_list, **message_fields)
-    event = ipn_services.record_message_event(message=message, status=message.status)
+    event = callbacks.record_message_event(message=message, status=message.status)
     assert event is not None
     return event
 
@@ -307,11 +308,11 @@ def test_events_arrive_even_out_of_order_and_occurred_at_restores_the_order(
     alice, alice_list, endpoint, receiver, clock
 ):
     message = make_message(account=alice, phone_list=alice_list, status="sent")
-    sent = ipn_services.record_message_event(message=message, status="sent")
+    sent = callbacks.record_message_event(message=message, status="sent")
     clock.move_to(CURRENT_TIME + timedelta(seconds=3))
     message.status, message.delivered_at = "delivered", CURRENT_TIME + timedelta(seconds=3)
     message.save(update_fields=["status", "delivered_at"])
-    delivered = ipn_services.record_message_event(message=message, status="delivered")
+    delivered = callbacks.record_message_event(message=message, status="delivered")
     assert sent is not None and delivered is not None
     receiver.replies.append(Reply(500))  # sent's first attempt fails
     assert run_due(clock, sent).status_code == 500
@@ -328,7 +329,7 @@ def test_a_disabled_endpoint_gets_nothing_and_a_user_disabled_one_records_nothin
 ):
     ipn_services.update_endpoint(account=alice, enabled=False)
     assert (
-        ipn_services.record_message_event(message=make_message(account=alice, phone_list=alice_list), status="sent")
+        callbacks.record_message_event(message=make_message(account=alice, phone_list=alice_list), status="sent")
         is None
     )
     assert delivery.deliver_one_due_event() is False

@@ -15,6 +15,7 @@ from ipn import delivery
 from ipn import services as ipn_services
 from ipn.lib import signing
 from ipn.models import IpnEndpoint
+from messaging.services import callbacks
 from tests import factories
 from tests.ipn.conftest import make_message
 from tests.live import free_port
@@ -63,7 +64,7 @@ def serve(tmp_path):
 
 
 def deliver_sent_event(alice, phone_list, **fields):
-    event = ipn_services.record_message_event(
+    event = callbacks.record_message_event(
         message=make_message(account=alice, phone_list=phone_list, **fields), status="sent"
     )
     assert event is not None
@@ -121,9 +122,9 @@ def test_the_geniosms_php_receiver_reads_sent_and_delivery_callbacks(alice, priv
     url = serve("php", "ipn.php", example("migrating-from-geniosms.md", "geniosms-receiver.php"), endpoint.secret)
     ipn_services.update_endpoint(account=alice, url=url, enabled=True, format=IpnEndpoint.Format.GENIOSMS)
     message = make_message(account=alice, phone_list=phone_list, ref="order 7 ✓")
-    ipn_services.record_message_event(message=message, status="sent")
+    callbacks.record_message_event(message=message, status="sent")
     message.status = "delivered"
-    ipn_services.record_message_event(message=message, status="delivered")
+    callbacks.record_message_event(message=message, status="delivered")
     while delivery.deliver_one_due_event():
         pass
     answers = [a.response_body for a in message.ipn_events.get(type="message.sent").attempts_log.all()]

@@ -8,6 +8,7 @@ import standardwebhooks
 from ipn import delivery
 from ipn import services as ipn_services
 from ipn.models import IpnEndpoint, IpnEvent
+from messaging.services import callbacks
 from tests.ipn.conftest import make_message
 
 
@@ -102,7 +103,7 @@ def test_the_test_button_shows_a_refused_address(api, alice, settings):
 
 
 def test_the_log_lists_events_with_their_attempts(api, alice, alice_list, endpoint, receiver):
-    event = ipn_services.record_message_event(message=make_message(account=alice, phone_list=alice_list), status="sent")
+    event = callbacks.record_message_event(message=make_message(account=alice, phone_list=alice_list), status="sent")
     assert event is not None
     delivery.deliver_one_due_event()
     events = ok(api("get", "/api/v1/ipn/events"))["events"]
@@ -114,7 +115,7 @@ def test_the_log_lists_events_with_their_attempts(api, alice, alice_list, endpoi
 
 
 def test_a_replay_through_the_api_keeps_the_webhook_id(api, alice, alice_list, endpoint, receiver):
-    event = ipn_services.record_message_event(message=make_message(account=alice, phone_list=alice_list), status="sent")
+    event = callbacks.record_message_event(message=make_message(account=alice, phone_list=alice_list), status="sent")
     assert event is not None
     delivery.deliver_one_due_event()
     body = ok(api("post", f"/api/v1/ipn/events/{event.webhook_id}/replay"))
@@ -123,7 +124,7 @@ def test_a_replay_through_the_api_keeps_the_webhook_id(api, alice, alice_list, e
 
 
 def test_another_accounts_event_is_not_found(client, bob_key, alice, alice_list, endpoint):
-    event = ipn_services.record_message_event(message=make_message(account=alice, phone_list=alice_list), status="sent")
+    event = callbacks.record_message_event(message=make_message(account=alice, phone_list=alice_list), status="sent")
     assert event is not None
     _key, secret = bob_key
     response = client.post(f"/api/v1/ipn/events/{event.webhook_id}/replay", HTTP_AUTHORIZATION=f"Bearer {secret}")
@@ -141,7 +142,7 @@ def test_rotating_through_the_api_shows_only_the_new_secret(api, alice, endpoint
 
 def test_replay_failed_since_through_the_api(api, alice, alice_list, endpoint, receiver):
     receiver.default.status = 410
-    event = ipn_services.record_message_event(message=make_message(account=alice, phone_list=alice_list), status="sent")
+    event = callbacks.record_message_event(message=make_message(account=alice, phone_list=alice_list), status="sent")
     assert event is not None
     delivery.deliver_one_due_event()
     ok(api("put", "/api/v1/ipn", {"enabled": True}))

@@ -12,7 +12,7 @@ from django.utils import timezone
 from ipn import services as ipn_services
 from ipn.models import IpnEndpoint, IpnEvent
 from messaging.models import Message
-from messaging.services import dispatch, inbox
+from messaging.services import callbacks, dispatch, inbox
 from tests import factories
 
 
@@ -104,13 +104,13 @@ def test_the_same_sms_from_two_phones_writes_one_event(endpoint, phone, alice_li
 
 def test_a_crash_after_the_status_update_leaves_neither_status_nor_event(endpoint, phone):
     message = assigned_message(phone)
-    real = ipn_services.record_message_event
+    real = callbacks.record_message_event
 
     def write_then_crash(**kwargs):
         assert real(**kwargs) is not None
         raise RuntimeError("crash before commit")
 
-    with mock.patch.object(ipn_services, "record_message_event", side_effect=write_then_crash):
+    with mock.patch.object(callbacks, "record_message_event", side_effect=write_then_crash):
         with pytest.raises(RuntimeError):
             dispatch.report_message(device=phone, message_id=message.public_id, status="sent")
     message.refresh_from_db()
@@ -197,7 +197,7 @@ def test_a_geniosms_failure_is_a_sent_result_error_with_the_android_code(genio, 
     [("radio off", "2"), ("RESULT_ERROR_GENERIC_FAILURE", "1"), ("error 5", "5"), ("weird", "1"), ("", "1")],
 )
 def test_android_error_codes_are_read_from_the_phones_error_text(error, code):
-    assert ipn_services.android_error_code(error) == code
+    assert callbacks.android_error_code(error) == code
 
 
 def test_geniosms_has_no_expired_or_received_events(genio, phone, alice_list):

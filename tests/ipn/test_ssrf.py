@@ -7,6 +7,7 @@ from ipn import delivery
 from ipn import services as ipn_services
 from ipn.lib import safehttp
 from ipn.models import IpnAttempt, IpnEvent
+from messaging.services import callbacks
 from tests.ipn.conftest import make_message
 
 # Addresses in the manner of Svix's `is_allowed` table, plus the R10 cases.
@@ -153,7 +154,7 @@ def test_sending_to_a_private_address_is_refused_at_send_time_as_a_permanent_fai
     alice, alice_list, endpoint, receiver, settings
 ):
     message = make_message(account=alice, phone_list=alice_list)
-    event = ipn_services.record_message_event(message=message, status="sent")
+    event = callbacks.record_message_event(message=message, status="sent")
     assert event is not None
     settings.IPN_ALLOW_PRIVATE_NETWORKS = False  # the URL was saved while it was allowed
     assert delivery.deliver_one_due_event() is True

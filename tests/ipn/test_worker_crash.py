@@ -12,6 +12,7 @@ from django.db import connection
 
 from ipn import services as ipn_services
 from ipn.models import IpnEvent
+from messaging.services import callbacks
 from tests.ipn.conftest import Reply, make_message
 from tests.live import wait_for
 
@@ -49,7 +50,7 @@ def test_a_worker_killed_mid_delivery_loses_nothing(postgres_only, alice, alice_
     endpoint = ipn_services.update_endpoint(account=alice, url=receiver.url, enabled=True)
     receiver.secret = endpoint.secret
     receiver.replies.append(Reply(200, delay=5))  # the first delivery hangs
-    event = ipn_services.record_message_event(message=make_message(account=alice, phone_list=alice_list), status="sent")
+    event = callbacks.record_message_event(message=make_message(account=alice, phone_list=alice_list), status="sent")
     assert event is not None
 
     first_worker = start_worker()

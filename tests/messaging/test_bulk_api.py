@@ -10,8 +10,8 @@ from asgiref.sync import async_to_sync
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from accounts.models import Account, LedgerEntry
+from devices import services as device_services
 from messaging.models import Message
-from messaging.services import offers
 from tests import factories
 
 
@@ -141,7 +141,7 @@ def test_phones_are_told_that_work_waits_after_commit(
     # What is sent to the group (tests/messaging/test_offers.py covers the Redis path).
     layer = in_memory_layer
     channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(offers.list_group(alice_list.pk), channel)
+    async_to_sync(layer.group_add)(device_services.list_group(alice_list.pk), channel)
     with django_capture_on_commit_callbacks(execute=True):
         bulk(msg="hi", recipients=[{"to": "+393331111111"}, {"to": "+393332222222"}])
     assert receive(layer, channel) == {"type": "work.available"}

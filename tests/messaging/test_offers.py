@@ -9,7 +9,7 @@ import pytest
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from messaging.services import offers
+from devices import services as device_services
 
 pytestmark = pytest.mark.asyncio
 
@@ -23,14 +23,14 @@ def redis_layer():
 
 async def test_a_group_hint_from_sync_code_reaches_every_member_once(redis_layer):
     first, second, outsider = [await redis_layer.new_channel() for _ in range(3)]
-    group = offers.list_group(987654)
+    group = device_services.list_group(987654)
     for channel in (first, second):
         await redis_layer.group_add(group, channel)
-    await redis_layer.group_add(offers.list_group(987655), outsider)
+    await redis_layer.group_add(device_services.list_group(987655), outsider)
     assert await asyncio.to_thread(redis_layer.listening.wait, 10)
     event: dict[str, object] = {"type": "message.offer", "frame": {"type": "offer", "message_id": "msg_x"}}
 
-    await asyncio.to_thread(offers.notify_group, group, event)
+    await asyncio.to_thread(device_services.notify_group, group, event)
 
     for channel in (first, second):
         assert await asyncio.wait_for(redis_layer.receive(channel), timeout=5) == event
@@ -45,7 +45,7 @@ async def test_a_device_close_reaches_the_phones_own_group(redis_layer):
     from devices import services as device_services
 
     channel = await redis_layer.new_channel()
-    await redis_layer.group_add(offers.device_group(424242), channel)
+    await redis_layer.group_add(device_services.device_group(424242), channel)
     assert await asyncio.to_thread(redis_layer.listening.wait, 10)
 
     await asyncio.to_thread(device_services.close_device_connection, device_id=424242, code=4403, reason="disabled")
@@ -60,5 +60,5 @@ async def test_a_hint_to_an_unreachable_redis_is_logged_not_raised(redis_layer, 
         raise ConnectionError("Redis is down")
 
     monkeypatch.setattr(redis_layer, "_client", refuse)
-    await asyncio.to_thread(offers.notify_group, offers.list_group(1), {"type": "work.available"})
+    await asyncio.to_thread(device_services.notify_group, device_services.list_group(1), {"type": "work.available"})
     assert "could not send work.available to list.1" in caplog.text

@@ -97,7 +97,7 @@ def test_the_status_change_rolls_back_with_a_failing_ipn_write(phone, assigned, 
     def broken(**kwargs):
         raise RuntimeError("outbox down")
 
-    monkeypatch.setattr(dispatch.ipn_services, "record_message_event", broken)
+    monkeypatch.setattr(dispatch.callbacks, "record_message_event", broken)
     with pytest.raises(RuntimeError):
         report(device=phone, message_id=assigned.public_id, status="sent")
     assert Message.objects.get(pk=assigned.pk).status == "assigned"

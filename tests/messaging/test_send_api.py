@@ -12,8 +12,8 @@ from asgiref.sync import async_to_sync
 from django.db import connection
 
 from accounts.models import Account, LedgerEntry
+from devices import services as device_services
 from messaging.models import Message
-from messaging.services import offers
 from tests import factories
 
 CURRENT_TIME = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
@@ -345,7 +345,7 @@ def test_the_offer_reaches_the_lists_group_after_commit(
     # What is sent to the group (tests/messaging/test_offers.py covers the Redis path).
     layer = in_memory_layer
     channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(offers.list_group(alice_list.pk), channel)
+    async_to_sync(layer.group_add)(device_services.list_group(alice_list.pk), channel)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         body = send(msg="Offer me").json()
     assert len(callbacks) == 1

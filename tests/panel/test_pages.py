@@ -248,7 +248,7 @@ def test_the_developers_page_lists_every_operation_and_every_active_key(alice_wo
 
 def test_the_api_guide_states_every_status_code_as_the_envelope_answers_it(alice_world, alice_client):
     from accounts import envelope, errors
-    from accounts.views import STATUS_CODES
+    from messaging.views import STATUS_CODES
 
     html = alice_client.get(reverse("api-guide")).content.decode()
     primary = {

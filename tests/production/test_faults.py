@@ -18,6 +18,7 @@ from devices.models import PhoneList
 from ipn import services as ipn_services
 from ipn.models import IpnEvent
 from messaging.models import Message, MessageEvent
+from messaging.services import callbacks
 from tests import factories
 from tests.ipn.conftest import Reply, make_message
 from tests.production.conftest import api, enrol, wait_for
@@ -91,7 +92,7 @@ def test_sigterm_lets_the_worker_finish_the_delivery_it_is_making_and_take_no_mo
     receiver.default = Reply(200, delay=2)  # every delivery takes 2 s
     events = []
     for _ in range(3):
-        event = ipn_services.record_message_event(
+        event = callbacks.record_message_event(
             message=make_message(account=alice, phone_list=alice_list), status="sent"
         )
         assert event is not None

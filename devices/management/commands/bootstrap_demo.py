@@ -10,8 +10,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from accounts.management.commands.createaccount import create_account_bundle
 from accounts.models import User
+from devices.management.commands.createaccount import create_account_bundle
 
 DEMO_EMAIL = "demo@phonefleet.local"
 

@@ -1,0 +1,165 @@
+"""Callback bodies of messages and received SMS, built here where both live and handed to
+ipn through `ipn.services.record_event`, which picks the account's format and stores them."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ipn import services as ipn_services
+from ipn.models import IpnEndpoint, IpnEvent
+from messaging.models import InboundSms, Message
+
+# The event of each status a message may end a step in (docs/ipn.md).
+MESSAGE_EVENT_TYPES: dict[str, str] = {
+    Message.Status.SENT: ipn_services.MESSAGE_SENT,
+    Message.Status.DELIVERED: ipn_services.MESSAGE_DELIVERED,
+    Message.Status.FAILED: ipn_services.MESSAGE_FAILED,
+    Message.Status.EXPIRED: ipn_services.MESSAGE_EXPIRED,
+}
+# Android SmsManager result codes, sent as GenioSms `status_code` when a phone reports a failure.
+ANDROID_ERROR_CODES = {
+    "GENERIC_FAILURE": 1,
+    "RADIO_OFF": 2,
+    "NULL_PDU": 3,
+    "NO_SERVICE": 4,
+    "LIMIT_EXCEEDED": 5,
+    "FDN_CHECK_FAILURE": 6,
+    "SHORT_CODE_NOT_ALLOWED": 7,
+    "SHORT_CODE_NEVER_ALLOWED": 8,
+}
+
+
+def message_event_data(message: Message) -> dict[str, Any]:
+    """The `data` object of a message event, with the message's current status (R11)."""
+    device = message.device
+    return {
+        "message_id": message.public_id,
+        "ref": message.ref,
+        "to": message.to,
+        "status": message.status,
+        "device_id": device.public_id if device else None,
+        "device_name": device.name if device else None,
+        "parts": message.parts,
+        "error": message.error or None,
+        "sent_at": ipn_services.iso_time(message.sent_at),
+        "delivered_at": ipn_services.iso_time(message.delivered_at),
+    }
+
+
+def request_code(message_id: str) -> str:
+    """GenioSms `request_code`: 8 digits, stable for one message (the same on SENT and DELIVERY)."""
+    return str(int(hashlib.sha256(message_id.encode()).hexdigest(), 16) % 10**8).zfill(8)
+
+
+def android_error_code(error: str) -> str:
+    """The Android SmsManager code a phone's error text names (`RESULT_ERROR_RADIO_OFF`,
+    `radio off`, `2`…); 1 (generic failure) when it names none."""
+    name = re.sub(r"[\s-]+", "_", error.strip().upper())
+    for key, code in ANDROID_ERROR_CODES.items():
+        if key in name:
+            return str(code)
+    number = re.search(r"\b(\d{1,3})\b", error)
+    return number.group(1) if number else str(ANDROID_ERROR_CODES["GENERIC_FAILURE"])
+
+
+def geniosms_fields(message: Message, event_type: str) -> dict[str, str]:
+    """The GenioSms IPN form of a message event (docs/migrating-from-geniosms.md)."""
+    ok = event_type != ipn_services.MESSAGE_FAILED
+    phone_list = message.phone_list or (message.pinned_device.phone_list if message.pinned_device else None)
+    return {
+        "status": "RESULT_OK" if ok else "RESULT_ERROR",
+        "status_code": ipn_services.ANDROID_RESULT_OK if ok else android_error_code(message.error),
+        "id_smsout": message.public_id,
+        "request_code": request_code(message.public_id),
+        "pin": phone_list.pin if phone_list else "",
+        "custom": message.ref,
+        "ipn_type": ipn_services.GENIOSMS_IPN_TYPES[event_type],
+        "from": message.device.phone_number if message.device else "",
+        "to": message.to,
+        "msg": message.text,
+    }
+
+
+@dataclass(frozen=True)
+class MessageCallback:
+    """A message's event, in the shape `ipn.services.record_event` takes."""
+
+    message: Message
+    type: str
+    text_field = "error"
+
+    @property
+    def account_id(self) -> int:
+        return self.message.account_id
+
+    @property
+    def message_id(self) -> int | None:
+        return self.message.pk
+
+    def standard_data(self) -> dict[str, Any]:
+        return message_event_data(self.message)
+
+    def geniosms_fields(self) -> dict[str, str]:
+        return geniosms_fields(self.message, self.type)
+
+
+def inbound_event_data(inbound: InboundSms) -> dict[str, Any]:
+    """The `data` object of an `sms.received` event."""
+    return {
+        "id": inbound.public_id,
+        "from": inbound.sender,
+        "msg": inbound.text,
+        "at": ipn_services.iso_time(inbound.received_at),
+        "device_id": inbound.device.public_id if inbound.device else None,
+        "list": inbound.phone_list.token,
+        "sim": inbound.sim,
+    }
+
+
+@dataclass(frozen=True)
+class InboundCallback:
+    """An `sms.received` event (there is none in the GenioSms format)."""
+
+    inbound: InboundSms
+    type = ipn_services.SMS_RECEIVED
+    text_field = "msg"
+    message_id = None
+
+    @property
+    def account_id(self) -> int:
+        return self.inbound.account_id
+
+    def standard_data(self) -> dict[str, Any]:
+        return inbound_event_data(self.inbound)
+
+    def geniosms_fields(self) -> dict[str, str]:
+        raise AssertionError("sms.received has no GenioSms form")  # GENIOSMS_IPN_TYPES leaves it out
+
+
+def wants_message_event(*, endpoint: IpnEndpoint | None, status: str) -> bool:
+    """True if these IPN settings ask for the event of a message's new `status`."""
+    event_type = MESSAGE_EVENT_TYPES.get(status)
+    return event_type is not None and ipn_services.wants_event(endpoint=endpoint, event_type=event_type)
+
+
+def record_message_event(
+    *, message: Message, status: str, occurred_at: datetime | None = None, endpoint: IpnEndpoint | None = None
+) -> IpnEvent | None:
+    """Writes the event of a message's new status into the outbox, if the account wants it.
+    Call inside the transaction that changed the status (R5). `endpoint`: the account's
+    settings when the caller has read them already. Returns the row or None."""
+    event_type = MESSAGE_EVENT_TYPES.get(status)
+    if event_type is None:
+        return None
+    event = MessageCallback(message=message, type=event_type)
+    return ipn_services.record_event(event=event, occurred_at=occurred_at, endpoint=endpoint)
+
+
+def record_inbound_event(*, inbound: InboundSms) -> IpnEvent | None:
+    """Writes an `sms.received` event into the outbox, if the account wants it. Call inside
+    the transaction that stored the SMS (R5)."""
+    return ipn_services.record_event(event=InboundCallback(inbound=inbound), occurred_at=inbound.received_at)
