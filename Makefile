@@ -8,7 +8,7 @@ PHONES ?= 0
 .PHONY: run test lint format migrate worker bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
-	python3 -m venv $(VENV)
+	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
