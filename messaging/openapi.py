@@ -14,6 +14,8 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 
 PUBLIC_PREFIXES = ("/api/v1/", "/tools/api.pl")
+# GenioSms's path answers every envelope with HTTP 200 (messaging/api/send.py).
+ALWAYS_200_PATHS = ("/tools/api.pl",)
 
 ERROR_ANSWERS = {
     "400": "Invalid parameter (5), unknown list or device (6), missing `to` (7) or `msg` (8).",
@@ -87,6 +89,19 @@ def _wrap_success(responses: dict[str, Any]) -> None:
             media["schema"] = {"allOf": [{"$ref": "#/components/schemas/Envelope"}, media.get("schema", {})]}
 
 
+def _only_200(operation: dict[str, Any]) -> None:
+    """Success and refusal alike come with HTTP 200; so no HTTP-level authentication either
+    (a wrong key is the envelope's code 3, not a 401)."""
+    success = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    operation["responses"] = {
+        "200": {
+            "description": "Every answer, refusals included: the outcome is in `response` and `status_code`.",
+            "content": {"application/json": {"schema": {"oneOf": [success, {"$ref": "#/components/schemas/Error"}]}}},
+        }
+    }
+    operation["security"] = [{}]
+
+
 def add_envelope(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     """drf-spectacular POSTPROCESSING_HOOK: envelope on every public answer, error answers listed."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
@@ -99,6 +114,9 @@ def add_envelope(result: dict[str, Any], generator: Any, request: Any, public: b
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             _wrap_success(operation["responses"])
+            if path in ALWAYS_200_PATHS:
+                _only_200(operation)
+                continue
             for status, description in ERROR_ANSWERS.items():
                 operation["responses"].setdefault(
                     status,

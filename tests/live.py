@@ -1,4 +1,4 @@
-"""A live Daphne server for tests: started on a free port, on the test database."""
+"""Live servers for tests (Daphne, or gunicorn): started on a free port, on the test database."""
 
 from __future__ import annotations
 
@@ -77,11 +77,14 @@ class LiveServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"]
+
     def start(self) -> None:
         env = {**os.environ, "DATABASE_URL": database_url(), "SECRET_KEY": settings.SECRET_KEY, **self.env}
         with self.log_path.open("a") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"],
+                self.command(),
                 cwd=ROOT,
                 env=env,
                 stdout=log,
@@ -116,6 +119,29 @@ class LiveServer:
             return
         stop_process(self.process)
         self.process = None
+
+
+class GunicornServer(LiveServer):
+    """gunicorn serving config.wsgi (the production server for `/api/` and `/tools/api.pl`)."""
+
+    def __init__(self, log_dir: Path, **env: str) -> None:
+        super().__init__(log_dir, **env)
+        self.log_path = log_dir / "gunicorn.log"
+
+    def command(self) -> list[str]:
+        bind = f"127.0.0.1:{self.port}"
+        return [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi:application",
+            "-b",
+            bind,
+            "-w",
+            "1",
+            "--log-level",
+            "warning",
+        ]
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
+import httpx
 import pytest
 import standardwebhooks
 from channels.db import database_sync_to_async
@@ -34,7 +35,7 @@ from ipn import delivery
 from messaging.models import Message
 from messaging.services import subscriptions
 from tests import factories
-from tests.live import daphne_server, live_server_url  # noqa: F401 - fixtures
+from tests.live import daphne_server, free_port, live_server_url, stop_process, wait_for  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -358,3 +359,33 @@ def test_the_guides_sendsms_script_queues_a_message_on_a_real_server(world, live
         "order-42",
         world.phone_list.pk,
     )
+
+
+@pytest.mark.slow
+def test_the_guides_corrected_sendsms_php_proxy_forwards_a_browser_call(world, live_server_url, tmp_path):  # noqa: F811
+    """GenioSms's sendSms.php fails on PHP 8 as published; the guide's corrected one is run
+    by PHP's own server and called as a browser calls it, with an unencoded `+`."""
+    if shutil.which("php") is None:
+        pytest.skip("php is not installed")
+    proxy = tmp_path / "sendSms.php"
+    proxy.write_text(doc_example("geniosms-send.php").replace("https://phonefleet.example", live_server_url))
+    port = free_port()
+    env = {**os.environ, "PHONEFLEET_API_KEY": world.api_key}
+    php = subprocess.Popen(
+        ["php", "-S", f"127.0.0.1:{port}", str(proxy)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/sendSms.php?to=+41791234567&msg=Ciao%20%C3%A8%20tutto%20ok&custom=order-9"
+        body = wait_for(lambda: _get_json(url), timeout=20, what="the PHP proxy to answer")
+    finally:
+        stop_process(php)
+    assert (body["response"], body["status_code"]) == ("200", "2"), body
+    message = Message.objects.get(public_id=body["message_id"])
+    assert (message.to, message.text, message.ref) == ("+41791234567", "Ciao è tutto ok", "order-9")
+
+
+def _get_json(url: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(httpx.get(url, timeout=10).text)
+    except (httpx.TransportError, ValueError):
+        return None  # not listening yet

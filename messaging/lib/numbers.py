@@ -8,6 +8,9 @@ import phonenumbers
 MAX_INPUT_LENGTH = 40
 
 
+DIGITS = "0123456789"
+
+
 class InvalidNumber(ValueError):
     """The text is not a phone number we can send to."""
 
@@ -28,3 +31,16 @@ def normalise_number(text: str, default_country: str) -> str:
     if not phonenumbers.is_possible_number(number):
         raise InvalidNumber(f"{text!r} has the wrong length for a phone number of its country.")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def restore_lost_plus(raw: str) -> str:
+    """`raw` with its `+` put back when form decoding turned it into a space.
+
+    Clients that do not encode their form body or query string (GenioSms's Java POST,
+    its Perl proxy) send `to=+41791234567`; decoding reads the `+` as a space, and
+    ` 41791234567` would then be read as a national number of the list's country. A
+    value that begins with a space right before its digits is therefore international.
+    """
+    if len(raw) > 1 and raw[0] == " " and raw[1] in DIGITS:
+        return "+" + raw[1:]
+    return raw

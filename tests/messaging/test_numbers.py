@@ -1,6 +1,6 @@
 import pytest
 
-from messaging.lib.numbers import InvalidNumber, normalise_number
+from messaging.lib.numbers import InvalidNumber, normalise_number, restore_lost_plus
 
 
 @pytest.mark.parametrize(
@@ -31,3 +31,20 @@ def test_a_national_number_is_read_in_the_default_country():
 def test_it_refuses_what_is_not_a_phone_number(text):
     with pytest.raises(InvalidNumber):
         normalise_number(text, "IT")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (" 41791234567", "+41791234567"),  # `to=+41791234567` after form decoding
+        (" 393331234567", "+393331234567"),
+        ("3331234567", "3331234567"),
+        ("+41791234567", "+41791234567"),
+        ("  +393331234567 ", "  +393331234567 "),
+        (" ", " "),
+        ("", ""),
+        (" x41", " x41"),
+    ],
+)
+def test_a_leading_space_before_digits_is_the_plus_that_form_decoding_ate(raw, expected):
+    assert restore_lost_plus(raw) == expected

@@ -306,9 +306,37 @@ def test_geniosms_form_post_flow_queues_a_message_and_answers_the_string_envelop
     assert (message.text, message.ref, message.encoding, message.parts) == ("Ciao 👋", "xyz", "ucs2", 1)
 
 
-def test_geniosms_refusals_use_the_same_codes(client, db):
-    response = client.get("/tools/api.pl", {"api": "wrong", "to": "3331234567", "msg": "x"})
-    assert_envelope(response, 401, 3)
+def test_geniosms_refusals_answer_http_200_with_the_refusal_in_the_envelope(client, alice_key):
+    """GenioSms's compiled samples never read the body of a non-2xx answer."""
+    _key, secret = alice_key
+    refusals = [
+        ({"api": "wrong"}, "401", "3"),
+        ({"api": secret, "to": ""}, "400", "7"),
+        ({"api": secret, "to": "not a number"}, "400", "5"),
+    ]
+    for params, response_code, status_code in refusals:
+        response = client.get("/tools/api.pl", {"to": "3331234567", "msg": "x", **params})
+        body = response.json()
+        assert response.status_code == 200
+        assert (body["response"], body["status_code"]) == (response_code, status_code)
+        assert body["error"]
+    # /api/v1/send keeps the real statuses.
+    assert_envelope(client.get("/api/v1/send", {"api": "wrong", "to": "3331234567", "msg": "x"}), 401, 3)
+    assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize("path", ["/api/v1/send", "/tools/api.pl"])
+@pytest.mark.parametrize(
+    ("raw_to", "number"),
+    [("+41791234567", "+41791234567"), ("+447700900123", "+447700900123"), ("+393331234567", "+393331234567")],
+)
+def test_an_unencoded_plus_in_a_form_body_is_read_as_international(client, alice_key, path, raw_to, number):
+    _key, secret = alice_key
+    # The exact body GenioSms's Java POST writes: nothing is encoded, so `+` means a space.
+    body = f"to={raw_to}&msg=Ciao a tutti&api={secret}".encode()
+    response = client.post(path, body, content_type="application/x-www-form-urlencoded")
+    answer = assert_envelope(response, 200, 2)
+    assert Message.objects.get(public_id=answer["message_id"]).to == number
 
 
 # --- Records and offers -------------------------------------------------------------------
