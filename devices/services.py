@@ -114,6 +114,7 @@ def update_list_settings(
         ),
     }
     fields = []
+    old_rate = phone_list.rate_limit_per_minute
     for field, (value, valid, problem) in checks.items():
         if value is UNCHANGED:
             continue
@@ -127,6 +128,10 @@ def update_list_settings(
         fields.append(field)
     if fields:
         phone_list.save(update_fields=fields)
+    if phone_list.rate_limit_per_minute != old_rate:
+        # WebSocket phones get it in their next `hello`; SMSGate phones must be told to
+        # fetch their settings again (the limit is part of them).
+        transaction.on_commit(lambda: notify_settings_updated(phone_list_id=phone_list.pk))
     return phone_list
 
 
@@ -247,6 +252,36 @@ def notify_group(group: str, event: dict[str, object]) -> None:
             async_to_sync(layer.group_send)(group, event)
     except Exception:  # the database is the truth; a lost hint is caught up at the next tick
         logger.warning("could not send %s to %s", event.get("type"), group, exc_info=True)
+
+
+# SMSGate phones' event streams (devices/smsgate/sse.py) turn these into `SettingsUpdated` /
+# `WebhooksUpdated`, and the app fetches its settings or webhooks again.
+SETTINGS_UPDATED = "smsgate.settings_updated"
+WEBHOOKS_UPDATED = "smsgate.webhooks_updated"
+
+
+def stream_group(phone_list_id: int) -> str:
+    """The SMSGate event streams of a list. Not `list.<id>`: WebSocket consumers there
+    have no handler for these events."""
+    return f"smsgate.list.{phone_list_id}"
+
+
+def notify_settings_updated(*, phone_list_id: int | None = None, device_id: int | None = None) -> None:
+    """Tells the list's (or one phone's) open SMSGate streams to send `SettingsUpdated`."""
+    _notify_streams(SETTINGS_UPDATED, phone_list_id=phone_list_id, device_id=device_id)
+
+
+def notify_webhooks_updated(*, phone_list_id: int | None = None, device_id: int | None = None) -> None:
+    """Tells the list's (or one phone's) open SMSGate streams to send `WebhooksUpdated`."""
+    _notify_streams(WEBHOOKS_UPDATED, phone_list_id=phone_list_id, device_id=device_id)
+
+
+def _notify_streams(event_type: str, *, phone_list_id: int | None, device_id: int | None) -> None:
+    # Hints only: the app also fetches both daily, and on every new stream (sse.py).
+    groups = [stream_group(phone_list_id)] if phone_list_id is not None else []
+    groups += [device_group(device_id)] if device_id is not None else []
+    for group in groups:
+        notify_group(group, {"type": event_type})
 
 
 # --- Managing phones ------------------------------------------------------------------

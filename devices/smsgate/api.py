@@ -150,6 +150,8 @@ def job_json(message: Message) -> dict[str, Any]:
     item: dict[str, Any] = {
         "id": message.public_id,
         "textMessage": {"text": message.text},
+        # Apps up to v1.39.0 read the text from `message` (the reference server sends both).
+        "message": message.text,
         "phoneNumbers": [message.to],
         "withDeliveryReport": True,
         "priority": 0,
@@ -166,8 +168,8 @@ class MessageApi(MobileView):
     takes its state reports."""
 
     def get(self, request: Request) -> Response:
-        device = self.phone(request)
-        jobs = services.fetch_jobs(device=device, order=request.query_params.get("order", "fifo"))
+        # `order` is not read: the queue is offered oldest first (services.fetch_jobs).
+        jobs = services.fetch_jobs(device=self.phone(request))
         return Response([job_json(message) for message in jobs])
 
     def patch(self, request: Request) -> Response:
@@ -211,6 +213,19 @@ class UserCodeApi(MobileView):
         credential = services.resolve_login(login=login, password=password, ip=_client_ip(request))
         code, valid_until = services.issue_login_code(credential=credential)
         return Response({"code": code, "validUntil": wire.format_datetime(valid_until)})
+
+
+class UserPasswordApi(MobileView):
+    """`PATCH /user/password` (device token): the app's change-password screen, for the
+    login of the phone's list whose password is `currentPassword`."""
+
+    def patch(self, request: Request) -> Response:
+        body = _object(request.data)
+        current, new = body.get("currentPassword"), body.get("newPassword")
+        if not isinstance(current, str) or not isinstance(new, str):
+            raise errors.InvalidParameter("`currentPassword` and `newPassword` are required strings.")
+        services.change_password(device=self.phone(request), current=current, new=new, ip=_client_ip(request))
+        return Response(status=204)
 
 
 @csrf_exempt

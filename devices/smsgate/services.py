@@ -9,6 +9,7 @@ can join by Basic sign-in or by a one-time code without a model of their own.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import secrets
@@ -45,12 +46,13 @@ CANCEL_SUPPORT_VERSION = (1, 67, 0)
 # Events every app version with webhook signing (v1.33+) knows; unknown names break its sync.
 WEBHOOK_EVENTS = ("sms:received", "sms:sent", "sms:delivered", "sms:failed", "system:ping")
 WEBHOOK_DEDUPE_SECONDS = 7 * 24 * 3600
+# How the app's settings say "no limit" (its MessagesSettings.Period.Disabled).
+NO_RATE_LIMIT = {"limit_period": "Disabled", "limit_value": 0}
+# The shortest password the reference server accepts on a change.
+MIN_PASSWORD_LENGTH = 14
 SIGN_IN_THROTTLE = account_services.ThrottlePolicy(
     max_failures=10, window=timedelta(minutes=10), first_lockout=timedelta(minutes=5), max_lockout=timedelta(days=1)
 )
-# Channel-layer event types the event stream turns into SSE events.
-SETTINGS_UPDATED = "smsgate.settings_updated"
-WEBHOOKS_UPDATED = "smsgate.webhooks_updated"
 
 
 class InvalidDeviceToken(errors.DomainError):
@@ -171,6 +173,32 @@ def resolve_login_code(*, code: str, ip: str) -> EnrolmentToken:
     return _guarded(f"smsgate-code:{ip}", check)
 
 
+def change_password(*, device: Device, current: str, new: str, ip: str) -> None:
+    """Gives the login of the phone's list whose password is `current` the password `new`.
+    Raises InvalidCredentials (wrong current password: the app shows the failure),
+    InvalidParameter for a new password under MIN_PASSWORD_LENGTH, or RateLimited."""
+    if len(new) < MIN_PASSWORD_LENGTH:
+        raise errors.InvalidParameter(f"The new password needs at least {MIN_PASSWORD_LENGTH} characters.")
+
+    def check() -> EnrolmentToken:
+        logins = EnrolmentToken.objects.filter(
+            phone_list_id=device.phone_list_id, prefix__startswith=LOGIN_PREFIX, revoked_at__isnull=True
+        )
+        for credential in logins:
+            if hmac.compare_digest(credential.digest, _login_digest(_login_of(credential) or "", current)):
+                return credential
+        raise InvalidCredentials()
+
+    credential = _guarded(f"smsgate-password:{ip}", check)
+    login = _login_of(credential) or ""
+    # Only if it was not changed meanwhile: two changes at once cannot both win.
+    changed = EnrolmentToken.objects.filter(pk=credential.pk, digest=credential.digest).update(
+        digest=_login_digest(login, new)
+    )
+    if not changed:
+        raise InvalidCredentials()
+
+
 def _create_login(*, phone_list: PhoneList) -> tuple[str, str]:
     login = "".join(secrets.choice(LOGIN_CHARS) for _ in range(6))
     password = "".join(secrets.choice(PASSWORD_CHARS) for _ in range(14))
@@ -278,35 +306,11 @@ def mark_stream_closed(*, device: Device, channel_name: str) -> None:
     device_services.mark_disconnected(device_id=device.pk, channel_name=channel_name)
 
 
-def notify_settings_updated(*, phone_list_id: int | None = None, device_id: int | None = None) -> None:
-    """Tells the list's (or one phone's) open streams to send `SettingsUpdated`."""
-    _notify(SETTINGS_UPDATED, phone_list_id=phone_list_id, device_id=device_id)
-
-
-def notify_webhooks_updated(*, phone_list_id: int | None = None, device_id: int | None = None) -> None:
-    """Tells the list's (or one phone's) open streams to send `WebhooksUpdated`."""
-    _notify(WEBHOOKS_UPDATED, phone_list_id=phone_list_id, device_id=device_id)
-
-
-def stream_group(phone_list_id: int) -> str:
-    """The SMSGate streams of a list. Not `list.<id>`: WebSocket consumers there have no
-    handler for these events."""
-    return f"smsgate.list.{phone_list_id}"
-
-
-def _notify(event_type: str, *, phone_list_id: int | None, device_id: int | None) -> None:
-    # Hints only: the app also re-reads settings and webhooks every 24 h.
-    groups = [stream_group(phone_list_id)] if phone_list_id is not None else []
-    groups += [device_services.device_group(device_id)] if device_id is not None else []
-    for group in groups:
-        device_services.notify_group(group, {"type": event_type})
-
-
 def rotate_signing_key(*, device: Device) -> str:
     """A new webhook signing key for the phone, pushed to it through `SettingsUpdated`."""
     device.webhook_signing_key = secrets.token_urlsafe(24)
     device.save(update_fields=["webhook_signing_key"])
-    transaction.on_commit(lambda: notify_settings_updated(device_id=device.pk))
+    transaction.on_commit(lambda: device_services.notify_settings_updated(device_id=device.pk))
     return device.webhook_signing_key
 
 
@@ -316,14 +320,14 @@ def rotate_signing_key(*, device: Device) -> str:
 def device_settings(*, device: Device) -> dict[str, dict[str, Any]]:
     """The `GET /settings` sections: the phone's signing key, SSE-only wake-ups and the
     list's rate limit. Never `cloud_url`: that would move the phone to another server."""
-    result: dict[str, dict[str, Any]] = {
+    rate = device.phone_list.rate_limit_per_minute
+    return {
         "webhooks": {"signing_key": device.webhook_signing_key, "internet_required": True},
         "gateway": {"notification_channel": "SSE_ONLY"},
+        # Always both fields: the app imports only the keys present, so a limit that was
+        # removed must be sent as disabled or the phone keeps the old one.
+        "messages": {"limit_period": "PerMinute", "limit_value": rate} if rate else NO_RATE_LIMIT,
     }
-    rate = device.phone_list.rate_limit_per_minute
-    if rate:
-        result["messages"] = {"limit_period": "PerMinute", "limit_value": rate}
-    return result
 
 
 def device_webhooks(*, device: Device, receiver_url: str) -> list[dict[str, str]]:
@@ -334,9 +338,11 @@ def device_webhooks(*, device: Device, receiver_url: str) -> list[dict[str, str]
 # --- Jobs and reports ----------------------------------------------------------------------
 
 
-def fetch_jobs(*, device: Device, order: str = "fifo") -> list[Message]:
-    """The phone's open assignments plus newly claimed work (fetching is claiming)."""
-    return dispatch.claim_next_messages(device=device, limit=FETCH_LIMIT, order="lifo" if order == "lifo" else "fifo")
+def fetch_jobs(*, device: Device) -> list[Message]:
+    """The phone's open assignments plus newly claimed work (fetching is claiming), oldest
+    first. The app asks with `order=lifo` by default (its processing-order setting); the
+    queue is served oldest first whatever it asks, as for every other phone."""
+    return dispatch.claim_next_messages(device=device, limit=FETCH_LIMIT, order="fifo")
 
 
 def _extend_lease(*, device: Device, message_id: str) -> None:

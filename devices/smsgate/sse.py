@@ -33,8 +33,8 @@ logger = logging.getLogger(__name__)
 EVENT_NAMES = {
     "message.offer": "MessageEnqueued",
     "work.available": "MessageEnqueued",
-    services.SETTINGS_UPDATED: "SettingsUpdated",
-    services.WEBHOOKS_UPDATED: "WebhooksUpdated",
+    device_services.SETTINGS_UPDATED: "SettingsUpdated",
+    device_services.WEBHOOKS_UPDATED: "WebhooksUpdated",
 }
 # A burst of offers (a bulk send) becomes one MessageEnqueued per this many seconds.
 COALESCE_SECONDS = 0.5
@@ -62,7 +62,7 @@ class _PhoneStream:
         self.groups = [
             device_services.list_group(device.phone_list_id),
             device_services.device_group(device.pk),
-            services.stream_group(device.phone_list_id),
+            device_services.stream_group(device.phone_list_id),
         ]
         self.channel = ""
         self.receiver: asyncio.Future[Any] | None = None
@@ -118,6 +118,12 @@ async def _stream(device: Device) -> AsyncGenerator[bytes]:
         await stream.open()
         # Sent at once, so the client sees the headers before the first event.
         yield wire.sse_comment("connected")
+        # The app fetches settings and webhooks when it starts and then once a day, and its
+        # first fetch runs before its sign-up completes, so it fetches nothing: a new phone
+        # would have no webhooks and no signing key for a day. Every new stream (which the
+        # app opens right after signing up, and on every reconnect) makes it fetch both now.
+        yield wire.sse_event("SettingsUpdated")
+        yield wire.sse_event("WebhooksUpdated")
         next_keepalive, quiet_until, enqueued_waiting = time.monotonic() + keepalive, 0.0, False
         while True:
             now = time.monotonic()

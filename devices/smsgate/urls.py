@@ -17,5 +17,6 @@ urlpatterns = [
     path("settings", api.SettingsApi.as_view(), name="smsgate-settings"),
     path("webhooks", api.WebhooksApi.as_view(), name="smsgate-webhooks"),
     path("user/code", api.UserCodeApi.as_view(), name="smsgate-user-code"),
+    path("user/password", api.UserPasswordApi.as_view(), name="smsgate-user-password"),
     path("hooks/<str:device_id>", api.webhook_receiver, name="smsgate-webhook"),
 ]

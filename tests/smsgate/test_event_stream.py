@@ -10,6 +10,7 @@ import time_machine
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
+from devices import services as device_services
 from devices.models import Device
 from devices.smsgate import services as smsgate
 from devices.smsgate import sse, wire
@@ -17,6 +18,7 @@ from messaging.services.offers import device_group, list_group
 from tests import factories
 
 ENQUEUED = wire.sse_event("MessageEnqueued")
+OPENING = [wire.sse_comment("connected"), wire.sse_event("SettingsUpdated"), wire.sse_event("WebhooksUpdated")]
 
 
 @pytest.fixture
@@ -37,10 +39,27 @@ async def next_chunk(stream, timeout: float = 3.0) -> bytes:
     return await asyncio.wait_for(stream.__anext__(), timeout)
 
 
+async def opened(stream) -> None:
+    """Reads what every new stream starts with."""
+    assert [await next_chunk(stream) for _ in OPENING] == OPENING
+
+
+async def test_every_new_stream_starts_by_making_the_app_fetch_settings_and_webhooks(transactional_db, stream_settings):
+    """The app's own first fetch of both runs before its sign-up completes and fetches
+    nothing; its next is a day later (capcom6/android-sms-gateway, GatewayService.start)."""
+    device = await database_sync_to_async(make_phone)()
+    for _ in range(2):  # a reconnect too
+        stream = sse._stream(device)
+        await opened(stream)
+        with pytest.raises(TimeoutError):
+            await next_chunk(stream, timeout=0.3)  # and nothing else until something happens
+        await stream.aclose()
+
+
 async def test_a_burst_of_offers_wakes_the_phone_once_now_and_once_after_the_burst(transactional_db, stream_settings):
     device = await database_sync_to_async(make_phone)()
     stream = sse._stream(device)
-    assert await next_chunk(stream) == wire.sse_comment("connected")
+    await opened(stream)
     layer = get_channel_layer()
     for _ in range(20):
         await layer.group_send(list_group(device.phone_list_id), {"type": "message.offer", "frame": {}})
@@ -59,7 +78,7 @@ async def test_work_whose_offer_was_lost_wakes_the_phone_at_the_next_keepalive(
     settings.SMSGATE_SSE_KEEPALIVE_SECONDS = 0.2
     device = await database_sync_to_async(make_phone)()
     stream = sse._stream(device)
-    await next_chunk(stream)
+    await opened(stream)
     assert await next_chunk(stream) == wire.sse_comment("keepalive")  # nothing waits yet
     # Queued without any channel-layer offer, as if the hint had been lost.
     await database_sync_to_async(factories.make_message)(phone_list=device.phone_list)
@@ -71,11 +90,26 @@ async def test_work_whose_offer_was_lost_wakes_the_phone_at_the_next_keepalive(
 async def test_settings_and_webhook_notices_become_their_events(transactional_db, stream_settings):
     device = await database_sync_to_async(make_phone)()
     stream = sse._stream(device)
-    await next_chunk(stream)
-    await database_sync_to_async(smsgate.notify_webhooks_updated)(phone_list_id=device.phone_list_id)
+    await opened(stream)
+    await database_sync_to_async(device_services.notify_webhooks_updated)(phone_list_id=device.phone_list_id)
     assert await next_chunk(stream) == wire.sse_event("WebhooksUpdated")
     await database_sync_to_async(smsgate.rotate_signing_key)(device=device)
     assert await next_chunk(stream) == wire.sse_event("SettingsUpdated")
+    await stream.aclose()
+
+
+async def test_a_change_of_the_lists_rate_limit_makes_its_phones_fetch_settings(transactional_db, stream_settings):
+    device = await database_sync_to_async(make_phone)()
+    stream = sse._stream(device)
+    await opened(stream)
+    change = database_sync_to_async(device_services.update_list_settings)
+    await change(phone_list=device.phone_list, rate_limit_per_minute=6)
+    assert await next_chunk(stream) == wire.sse_event("SettingsUpdated")
+    await change(phone_list=device.phone_list, rate_limit_per_minute=6, name="Same limit")
+    await change(phone_list=device.phone_list, rate_limit_per_minute=None)
+    assert await next_chunk(stream) == wire.sse_event("SettingsUpdated")
+    with pytest.raises(TimeoutError):
+        await next_chunk(stream, timeout=0.3)  # one event per change; none when it stayed
     await stream.aclose()
 
 
@@ -84,7 +118,7 @@ async def test_the_phone_is_online_while_its_stream_is_open_and_a_close_event_en
 ):
     device = await database_sync_to_async(make_phone)()
     stream = sse._stream(device)
-    await next_chunk(stream)
+    await opened(stream)
     fresh = await Device.objects.aget(pk=device.pk)
     assert fresh.is_connected and fresh.is_online and fresh.channel_name
 
@@ -97,8 +131,8 @@ async def test_the_phone_is_online_while_its_stream_is_open_and_a_close_event_en
 async def test_a_reconnect_closes_the_previous_stream_of_the_same_phone(transactional_db, stream_settings):
     device = await database_sync_to_async(make_phone)()
     old, new = sse._stream(device), sse._stream(device)
-    await next_chunk(old)
-    await next_chunk(new)
+    await opened(old)
+    await opened(new)
     with pytest.raises(StopAsyncIteration):
         await next_chunk(old)
     # The old stream's end does not take the phone offline: the new one holds it.
