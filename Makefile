@@ -29,6 +29,7 @@ test: $(VENV)/.installed lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
+	@$(PY) manage.py check --fail-level ERROR  # a bad setting stops here with its sentence
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .

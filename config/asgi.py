@@ -4,18 +4,22 @@ import gc
 import os
 
 from django.core.asgi import get_asgi_application
+from django.core.exceptions import ImproperlyConfigured
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 # Django must be set up before the consumers (and their models) are imported.
-django_asgi_app = get_asgi_application()
+try:
+    django_asgi_app = get_asgi_application()
+except ImproperlyConfigured as exc:  # the server stops with the sentence, not a traceback
+    raise SystemExit(f"Phonefleet is not configured: {exc}") from None
 
-from autobahn import util as autobahn_util  # noqa: E402
-from channels.routing import ProtocolTypeRouter  # noqa: E402
-from django.conf import settings  # noqa: E402
-from django.urls import get_resolver  # noqa: E402
+from autobahn import util as autobahn_util
+from channels.routing import ProtocolTypeRouter
+from django.conf import settings
+from django.urls import get_resolver
 
-from devices.routing import websocket_application  # noqa: E402
+from devices.routing import websocket_application
 
 application = ProtocolTypeRouter(
     {

@@ -22,16 +22,35 @@ if (BASE_DIR / ".env").exists():
 
 # --- Core --------------------------------------------------------------------
 DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+
+# The one rule for "production": DEBUG is off and the server answers to a name other than
+# this machine's own. Others then hold keys and tokens whose digests depend on SECRET_KEY,
+# so it must be given, the same to every process; a key generated into var/ would differ
+# between hosts and containers and be lost with them.
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1", "testserver"})
+PUBLIC_HOSTS = [host for host in ALLOWED_HOSTS if host not in LOCAL_HOSTS]
+PRODUCTION = not DEBUG and bool(PUBLIC_HOSTS)
+NEW_KEY_COMMAND = "python3 -c 'import secrets; print(secrets.token_urlsafe(50))'"
 
 
 def _secret_key() -> str:
-    """SECRET_KEY from the environment; in DEBUG or embedded mode a generated dev key
-    persisted in `var/secret_key` (production refuses to start without one)."""
+    """SECRET_KEY from the environment; outside production, a key generated once into
+    `var/secret_key`. Production refuses to start without a real one."""
     key = env.str("SECRET_KEY", default="")
+    why = f"this is a production deployment (ALLOWED_HOSTS names {', '.join(PUBLIC_HOSTS)} and DEBUG is off)"
+    if PRODUCTION and not key:
+        raise ImproperlyConfigured(
+            f"SECRET_KEY is not set, and {why}: set SECRET_KEY to the same long random value for every "
+            f"process, for example the output of {NEW_KEY_COMMAND}."
+        )
+    if PRODUCTION and (len(key) < 32 or "change-me" in key.lower() or key.startswith("django-insecure")):
+        raise ImproperlyConfigured(
+            f"SECRET_KEY is a placeholder or shorter than 32 characters, and {why}: "
+            f"set it to a long random value, for example the output of {NEW_KEY_COMMAND}."
+        )
     if key:
         return key
-    if not DEBUG and env.str("DATABASE_URL", default=""):
-        raise ImproperlyConfigured("SECRET_KEY must be set when DATABASE_URL is set and DEBUG is off.")
     path = BASE_DIR / "var" / "secret_key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,7 +60,6 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env.str("SITE_URL", default="")
 
@@ -163,8 +181,6 @@ SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if (TRUSTED_PROXY_COUNT or TRUSTED_PROXIES) else None
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_BODY_BYTES", default=5 * 1024 * 1024)
-if not DEBUG and SECRET_KEY.startswith("django-insecure"):
-    raise ImproperlyConfigured("SECRET_KEY is an insecure placeholder while DEBUG is off.")
 
 # --- Product ------------------------------------------------------------------
 DEFAULT_COUNTRY = env.str("DEFAULT_COUNTRY", default="IT")

@@ -2,16 +2,24 @@
 
 import gc
 import os
+import sys
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-application = get_wsgi_application()
+try:
+    application = get_wsgi_application()
+except ImproperlyConfigured as exc:
+    # One sentence, not a traceback; status 3 is gunicorn's "worker failed to boot", on which
+    # its master stops instead of starting new workers that would fail the same way.
+    print(f"Phonefleet is not configured: {exc}", file=sys.stderr)
+    sys.exit(3)
 
 # Load the views now rather than on the first request, then exempt everything loaded from
 # the garbage collector's full collections (see config/asgi.py).
-from django.urls import get_resolver  # noqa: E402
+from django.urls import get_resolver
 
 get_resolver().url_patterns  # noqa: B018
 gc.freeze()
