@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import models
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 # A phone is online while its last sign of life is this recent (R26).
 PRESENCE_TTL = timedelta(seconds=75)
+
+
+class PhoneListQuerySet(models.QuerySet["PhoneList"]):
+    def with_phone_counts(self) -> PhoneListQuerySet:
+        """Each list with `phone_count` (phones not removed) and `online_count`
+        (its phones in `Device.objects.online()`)."""
+        return self.annotate(
+            phone_count=Count("devices", filter=Q(devices__removed_at__isnull=True)),
+            online_count=Count("devices", filter=Q(devices__in=Device.objects.online())),
+        )
 
 
 class PhoneList(models.Model):
@@ -33,6 +44,8 @@ class PhoneList(models.Model):
     unsubscribe_reply = models.CharField(max_length=160, blank=True, default="You have left the list.")
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = PhoneListQuerySet.as_manager()
+
     class Meta:
         ordering = ["created_at"]
 
@@ -46,6 +59,19 @@ class PhoneList(models.Model):
             "lease_seconds": self.lease_seconds,
             "default_country": self.default_country,
         }
+
+
+class DeviceQuerySet(models.QuerySet["Device"]):
+    def online(self, *, at: datetime | None = None) -> DeviceQuerySet:
+        """The phones online now (or at `at`): enabled, not removed, connected, and seen
+        within PRESENCE_TTL (R26). The one definition of "online" every page, API and
+        offer count uses."""
+        since = (at or timezone.now()) - PRESENCE_TTL
+        return self.filter(is_enabled=True, removed_at__isnull=True, is_connected=True, last_seen_at__gte=since)
+
+    def with_online(self) -> DeviceQuerySet:
+        """Each phone with `is_online`: whether `online()` holds it."""
+        return self.annotate(is_online=Exists(Device.objects.online().filter(pk=OuterRef("pk"))))
 
 
 class Device(models.Model):
@@ -83,6 +109,8 @@ class Device(models.Model):
     webhook_signing_key = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = DeviceQuerySet.as_manager()
+
     class Meta:
         ordering = ["created_at"]
         indexes = [models.Index(fields=["phone_list", "is_enabled", "last_seen_at"])]
@@ -93,15 +121,6 @@ class Device(models.Model):
     @property
     def is_active(self) -> bool:
         return self.is_enabled and self.removed_at is None
-
-    @property
-    def is_online(self) -> bool:
-        return (
-            self.is_active
-            and self.is_connected
-            and self.last_seen_at is not None
-            and self.last_seen_at >= timezone.now() - PRESENCE_TTL
-        )
 
 
 class EnrolmentToken(models.Model):

@@ -9,11 +9,9 @@ from urllib.parse import urlencode
 import segno
 from django import forms
 from django.contrib import messages
-from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.cache import patch_cache_control
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
@@ -21,7 +19,7 @@ from django.views.decorators.http import require_POST
 from accounts import errors
 from accounts.views import account_required, base_url_for, current_account
 from devices import selectors, services
-from devices.models import PRESENCE_TTL, Device, PhoneList
+from devices.models import Device, PhoneList
 from devices.smsgate import services as smsgate
 
 
@@ -84,15 +82,7 @@ def lists(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Created “{phone_list.name}”. Join phones to it with the PIN below.")
             return redirect("list", token=phone_list.token)
-    online = Q(
-        devices__removed_at__isnull=True,
-        devices__is_enabled=True,
-        devices__is_connected=True,
-        devices__last_seen_at__gte=timezone.now() - PRESENCE_TTL,
-    )
-    rows = PhoneList.objects.filter(account=account).annotate(
-        phones=Count("devices", filter=Q(devices__removed_at__isnull=True)), online=Count("devices", filter=online)
-    )
+    rows = PhoneList.objects.filter(account=account).with_phone_counts()
     return render(request, "devices/lists.html", {"lists": rows, "form": form})
 
 
@@ -200,8 +190,10 @@ def list_regenerate_pin(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def _devices(request: HttpRequest, phone_list: PhoneList | None = None) -> list[Device]:
-    queryset = Device.objects.select_related("phone_list").filter(
-        account=current_account(request), removed_at__isnull=True
+    queryset = (
+        Device.objects.with_online()
+        .select_related("phone_list")
+        .filter(account=current_account(request), removed_at__isnull=True)
     )
     if phone_list is not None:
         queryset = queryset.filter(phone_list=phone_list)

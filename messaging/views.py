@@ -25,7 +25,7 @@ from accounts import selectors as account_selectors
 from accounts.models import Account, ApiKey
 from accounts.views import account_required, base_url_for, current_account
 from devices import selectors as device_selectors
-from devices.models import PRESENCE_TTL, Device, PhoneList, Subscriber
+from devices.models import Device, PhoneList, Subscriber
 from messaging import selectors
 from messaging.lib import snippets
 from messaging.models import Message
@@ -153,16 +153,6 @@ CHART_GROUPS = {
 CHART_HEIGHT = 120
 
 
-def _online_devices(account: Account) -> Any:
-    return Device.objects.filter(
-        account=account,
-        is_enabled=True,
-        removed_at__isnull=True,
-        is_connected=True,
-        last_seen_at__gte=timezone.now() - PRESENCE_TTL,
-    )
-
-
 def _week_chart(account: Account) -> list[dict[str, Any]]:
     """Messages per day for the last 7 days, stacked by outcome, scaled for an inline SVG."""
     today = timezone.now().date()
@@ -200,7 +190,7 @@ def _dashboard_context(account: Account) -> dict[str, Any]:
     }
     return {
         "balance": account.balance,
-        "online": _online_devices(account).count(),
+        "online": Device.objects.online().filter(account=account).count(),
         "phones": Device.objects.filter(account=account, removed_at__isnull=True).count(),
         "today": [(status.label, status.value, today.get(status.value, 0)) for status in Message.Status],
         "today_total": sum(today.values()),

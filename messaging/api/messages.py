@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, Q
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -14,7 +12,7 @@ from rest_framework.response import Response
 
 from accounts import errors
 from accounts.api import API_KEY_PARAMETER, ApiKeyView
-from devices.models import PRESENCE_TTL, Device, PhoneList
+from devices.models import Device, PhoneList
 from messaging import selectors
 from messaging.api.common import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, first_error, ok, request_params
 from messaging.models import InboundSms, Message
@@ -160,7 +158,7 @@ class ListListApi(ApiKeyView):
         list = serializers.CharField(source="token")
         name = serializers.CharField()
         default_country = serializers.CharField()
-        devices = serializers.IntegerField(source="device_count")
+        devices = serializers.IntegerField(source="phone_count")
         online = serializers.IntegerField(source="online_count")
 
     class OutputSerializer(serializers.Serializer):
@@ -168,16 +166,8 @@ class ListListApi(ApiKeyView):
 
     @extend_schema(operation_id="list_list", parameters=[API_KEY_PARAMETER], responses=OutputSerializer)
     def get(self, request: Request) -> Response:
-        active = Q(devices__removed_at__isnull=True)
-        online = active & Q(
-            devices__is_enabled=True,
-            devices__is_connected=True,
-            devices__last_seen_at__gte=timezone.now() - PRESENCE_TTL,
-        )
         lists = (
-            PhoneList.objects.filter(account_id=self.key.account_id)
-            .annotate(device_count=Count("devices", filter=active), online_count=Count("devices", filter=online))
-            .order_by("created_at", "pk")
+            PhoneList.objects.filter(account_id=self.key.account_id).with_phone_counts().order_by("created_at", "pk")
         )
         return ok(request, {"lists": self.ListSerializer(lists, many=True).data})
 
@@ -204,8 +194,10 @@ class DeviceListApi(ApiKeyView):
     @extend_schema(operation_id="device_list", parameters=[API_KEY_PARAMETER], responses=OutputSerializer)
     def get(self, request: Request) -> Response:
         params = request_params(request)
-        devices = Device.objects.select_related("phone_list").filter(
-            account_id=self.key.account_id, removed_at__isnull=True
+        devices = (
+            Device.objects.with_online()
+            .select_related("phone_list")
+            .filter(account_id=self.key.account_id, removed_at__isnull=True)
         )
         phone_list_id = list_id_param(self.key.account_id, params)
         if phone_list_id is not None:

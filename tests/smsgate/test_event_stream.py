@@ -12,9 +12,9 @@ from channels.layers import get_channel_layer
 
 from devices import services as device_services
 from devices.models import Device
+from devices.services import device_group, list_group
 from devices.smsgate import services as smsgate
 from devices.smsgate import sse, wire
-from messaging.services.offers import device_group, list_group
 from tests import factories
 
 ENQUEUED = wire.sse_event("MessageEnqueued")
@@ -120,7 +120,7 @@ async def test_the_phone_is_online_while_its_stream_is_open_and_a_close_event_en
     stream = sse._stream(device)
     await opened(stream)
     fresh = await Device.objects.aget(pk=device.pk)
-    assert fresh.is_connected and fresh.is_online and fresh.channel_name
+    assert fresh.is_connected and fresh.channel_name and await Device.objects.online().filter(pk=device.pk).aexists()
 
     await get_channel_layer().group_send(device_group(device.pk), {"type": "device.close", "code": 4403})
     with pytest.raises(StopAsyncIteration):

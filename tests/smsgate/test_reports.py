@@ -94,7 +94,7 @@ def test_a_report_with_more_work_waiting_wakes_the_phone_again(client, phone, al
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
-    from messaging.services.offers import device_group
+    from devices.services import device_group
 
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     layer = get_channel_layer()
