@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from django_redis import get_redis_connection
 from django_redis.cache import RedisCache
 
 from accounts import errors
-from accounts.lib import ipnet, redisscript, tokens
+from accounts.lib import ipnet, redisscript, sqlnames, tokens
 from accounts.models import Account, ApiKey, LedgerEntry, LoginThrottle, User
 
 
@@ -70,14 +71,24 @@ def create_account(*, email: str, name: str = "", password: str | None = None, c
 # --- Credit ---------------------------------------------------------------------
 
 
+_CHANGE_BALANCE_SQL = (
+    "UPDATE {Account} SET {Account.balance} = {Account.balance} + %s"
+    " WHERE {Account.id} = %s AND {Account.balance} + %s >= 0 RETURNING {Account.balance}"
+)
+
+
+@functools.cache
+def _sql(template: str, vendor: str, **arguments: str) -> str:
+    """`template` with the accounts models' table and column names (formatted once)."""
+    quote = connection.ops.quote_name
+    return sqlnames.sql(template, quote=quote, Account=Account, LedgerEntry=LedgerEntry, **arguments)
+
+
 def _change_balance(*, account_id: int, delta: int) -> int | None:
     """Add `delta` to the balance in one conditional UPDATE; the new balance, or None
     when a debit would take it below zero (another request got there first)."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE accounts_account SET balance = balance + %s WHERE id = %s AND balance + %s >= 0 RETURNING balance",
-            [delta, account_id, delta],
-        )
+        cursor.execute(_sql(_CHANGE_BALANCE_SQL, connection.vendor), [delta, account_id, delta])
         row = cursor.fetchone()
     return int(row[0]) if row else None
 
@@ -104,19 +115,26 @@ def top_up_credit(*, account: Account, amount: int, reason: str = "Top-up", user
 # pass the cap either). `{amount}` is an SQL expression: a parameter, or parts × the
 # account's price. In SET, every column reads the row as it was before the UPDATE.
 _DEBIT_SQL = """
-UPDATE accounts_account SET
-    balance = balance - {amount},
-    spent_that_day = (CASE WHEN spent_on = %(today)s THEN spent_that_day ELSE 0 END) + {amount},
-    spent_on = %(today)s
-WHERE id = %(account)s
-  AND balance >= {amount}
-  AND (daily_spend_cap IS NULL
-       OR (CASE WHEN spent_on = %(today)s THEN spent_that_day ELSE 0 END) + {amount} <= daily_spend_cap)
-RETURNING balance, price_per_part
+UPDATE {Account} SET
+    {Account.balance} = {Account.balance} - {amount},
+    {Account.spent_that_day} = {spent_today} + {amount},
+    {Account.spent_on} = %(today)s
+WHERE {Account.id} = %(account)s
+  AND {Account.balance} >= {amount}
+  AND ({Account.daily_spend_cap} IS NULL OR {spent_today} + {amount} <= {Account.daily_spend_cap})
+RETURNING {Account.balance} AS balance, {Account.price_per_part} AS price_per_part
 """
+# What the account spent today before this debit (the counter restarts each UTC day).
+_SPENT_TODAY = "(CASE WHEN {Account.spent_on} = %(today)s THEN {Account.spent_that_day} ELSE 0 END)"
 # Parts × price, in 64 bits: a bulk send of 10,000 ten-part messages at a high price would
 # pass a 32-bit integer.
-PARTS_PRICE = "CAST(%(parts)s AS BIGINT) * price_per_part"
+PARTS_PRICE = "CAST(%(parts)s AS BIGINT) * {Account.price_per_part}"
+
+
+def _debit_sql(*, amount: str) -> str:
+    """The debit UPDATE taking `amount` (an SQL expression of `_DEBIT_SQL`'s parameters)."""
+    vendor = connection.vendor
+    return _sql(_DEBIT_SQL, vendor, amount=_sql(amount, vendor), spent_today=_sql(_SPENT_TODAY, vendor))
 
 
 @dataclass(frozen=True)
@@ -152,13 +170,20 @@ def _take_credit(*, account_id: int, amount: int | None = None, parts: int | Non
     expression = "CAST(%(amount)s AS BIGINT)" if amount is not None else PARTS_PRICE
     with connection.cursor() as cursor:
         cursor.execute(
-            _DEBIT_SQL.format(amount=expression),
+            _debit_sql(amount=expression),
             {"amount": amount, "parts": parts, "today": today, "account": account_id},
         )
         row = cursor.fetchone()
     if row is None:
         raise _refusal(account_id=account_id, today=today, amount=amount, parts=parts)
     return Debit(int(row[0]), int(row[1]))
+
+
+# The debit entries of charged messages (their rows follow: VALUES or a SELECT).
+_BOOK_DEBITS_SQL = (
+    "INSERT INTO {LedgerEntry} ({LedgerEntry.account}, {LedgerEntry.kind}, {LedgerEntry.amount},"
+    " {LedgerEntry.balance_after}, {LedgerEntry.reason}, {LedgerEntry.message}, {LedgerEntry.created_at})"
+)
 
 
 def charge_in_one_statement(
@@ -174,10 +199,10 @@ def charge_in_one_statement(
     InsufficientCredit or SpendingCapReached (nothing taken, nothing inserted)."""
     today = _today()
     statement = f"""
-        WITH debit AS ({_DEBIT_SQL.format(amount=PARTS_PRICE)}),
+        WITH debit AS ({_debit_sql(amount=PARTS_PRICE)}),
         charged AS ({insert_sql}),
         booked AS (
-            INSERT INTO accounts_ledgerentry (account_id, kind, amount, balance_after, reason, message_id, created_at)
+            {_sql(_BOOK_DEBITS_SQL, connection.vendor)}
             SELECT %(account)s, %(debit_kind)s, -charged.cost,
                    debit.balance + SUM(charged.cost) OVER () - SUM(charged.cost) OVER (ORDER BY charged.id),
                    %(reason)s, charged.id, %(now)s
@@ -235,11 +260,7 @@ def book_message_debits(*, account_id: int, messages: Sequence[Charged], balance
         running -= message.cost
         rows.append((account_id, LedgerEntry.Kind.DEBIT, -message.cost, running, reason, message.pk, now))
     with connection.cursor() as cursor:
-        cursor.executemany(
-            "INSERT INTO accounts_ledgerentry (account_id, kind, amount, balance_after, reason, message_id, created_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            rows,
-        )
+        cursor.executemany(_sql(_BOOK_DEBITS_SQL, connection.vendor) + " VALUES (%s, %s, %s, %s, %s, %s, %s)", rows)
 
 
 def refund_credit(*, message: Charged, reason: str) -> LedgerEntry | None:

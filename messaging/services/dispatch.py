@@ -20,6 +20,7 @@ from django.db.models import F, Field, Model, Q
 from django.utils import timezone
 
 from accounts import services as account_services
+from accounts.lib import sqlnames
 from devices.models import Device
 from ipn.models import IpnEndpoint
 from messaging.models import Message, MessageEvent
@@ -82,6 +83,13 @@ def _take_rate_slot(*, device: Device, now: datetime) -> int | None:
     return max(limit - recent, 0)
 
 
+@functools.cache
+def _sql(template: str, **arguments: str) -> str:
+    """`template` with the names of the models it names (`{Message.status}`, accounts/lib/sqlnames.py)."""
+    models = {"Message": Message, "MessageEvent": MessageEvent, "Device": Device}
+    return sqlnames.sql(template, quote=connection.ops.quote_name, **models, **arguments)
+
+
 def _column(model: type[Model], name: str) -> str:
     """The quoted database column of a model field."""
     return connection.ops.quote_name(str(cast(Field, model._meta.get_field(name)).column))  # type: ignore[type-arg]
@@ -108,10 +116,14 @@ def _with_timeline(update_sql: str, *, at: str = "%(ev_at)s") -> str:
     timeline entry of each row it changed, as one statement that returns the UPDATE's rows.
     The entry takes `%(ev_status)s`, `%(ev_device)s`, `%(ev_detail)s`, and its time from
     `at` (a parameter, or a column the UPDATE returns)."""
+    timeline = _sql(
+        "INSERT INTO {MessageEvent} ({MessageEvent.message}, {MessageEvent.status}, {MessageEvent.device},"
+        " {MessageEvent.detail}, {MessageEvent.at})"
+    )
     return f"""
         WITH changed AS ({update_sql}),
         timeline AS (
-            INSERT INTO messaging_messageevent (message_id, status, device_id, detail, at)
+            {timeline}
             SELECT id, %(ev_status)s, %(ev_device)s, %(ev_detail)s, {at} FROM changed
         )
         SELECT * FROM changed
@@ -146,14 +158,16 @@ def _change_with_event(
 # message must still be queued, due, unexpired and meant for this phone, and the phone
 # enabled and available. RETURNING gives the assign frame's fields without another query.
 _CLAIM_SQL = """
-UPDATE messaging_message
-SET status = %(assigned)s, device_id = %(device)s, assigned_at = %(now)s, lease_expires_at = %(lease)s,
-    attempts = attempts + 1
-WHERE {lookup} = %(lookup)s AND status = %(queued)s AND send_at <= %(now)s AND expires_at > %(now)s
-  AND (pinned_device_id = %(device)s OR (pinned_device_id IS NULL AND phone_list_id = %(list)s))
-  AND EXISTS (SELECT 1 FROM devices_device
-              WHERE id = %(device)s AND is_enabled AND removed_at IS NULL AND is_available)
-RETURNING id, public_id, "to", text, parts, sim
+UPDATE {Message} SET
+    {Message.status} = %(assigned)s, {Message.device} = %(device)s, {Message.assigned_at} = %(now)s,
+    {Message.lease_expires_at} = %(lease)s, {Message.attempts} = {Message.attempts} + 1
+WHERE {lookup} = %(lookup)s AND {Message.status} = %(queued)s
+  AND {Message.send_at} <= %(now)s AND {Message.expires_at} > %(now)s
+  AND ({Message.pinned_device} = %(device)s
+       OR ({Message.pinned_device} IS NULL AND {Message.phone_list} = %(list)s))
+  AND EXISTS (SELECT 1 FROM {Device} WHERE {Device.id} = %(device)s
+              AND {Device.is_enabled} AND {Device.removed_at} IS NULL AND {Device.is_available})
+RETURNING {Message.id}, {Message.public_id}, {Message.to}, {Message.text}, {Message.parts}, {Message.sim}
 """
 _CLAIMED_FIELDS = ("id", "public_id", "to", "text", "parts", "sim")
 
@@ -176,7 +190,7 @@ def _claim(*, device: Device, lookup: tuple[str, object], now: datetime) -> Mess
     adapt = connection.ops.adapt_datetimefield_value
     column, value = lookup
     row = _change_with_event(
-        _CLAIM_SQL.format(lookup=column),  # `column` is "public_id" or "id", never input
+        _sql(_CLAIM_SQL, lookup=_sql(f"{{Message.{column}}}")),  # `column` is "public_id" or "id", never input
         {
             "assigned": Status.ASSIGNED,
             "queued": Status.QUEUED,
