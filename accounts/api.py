@@ -6,13 +6,15 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from django.http import HttpRequest
+from django.http.request import RawPostDataException
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer
-from rest_framework.request import Empty, Request
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -23,20 +25,31 @@ from accounts.models import Account
 DEFAULT_RATE_LIMIT_PER_MINUTE = 600
 
 
-def body_of(request: Request) -> Any:
+class ApiRequest(Request):
+    """DRF's request in the public API, keeping the Django request it wraps (DRF keeps it
+    privately) and what the API-key check adds."""
+
+    api_call: services.ApiCall
+    api_status_code: int
+
+    def __init__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
+        super().__init__(request, *args, **kwargs)
+        self.http = request
+
+
+def body_of(request: ApiRequest) -> Any:
     """The parsed body: a form by Django itself (`request.POST`, the same QueryDict that
     DRF's form parser would build, without DRF's parsing machinery around it), anything
     else (JSON, multipart) by the view's DRF parsers."""
-    django_request = request._request
-    if (
-        django_request.content_type == "application/x-www-form-urlencoded"
-        and getattr(request, "_full_data", Empty) is Empty
-    ):
-        return django_request.POST
+    if request.http.content_type == "application/x-www-form-urlencoded":
+        try:
+            return request.http.POST
+        except RawPostDataException:  # DRF's parsers read the body first: use what they made of it
+            return request.data
     return request.data
 
 
-def api_key_from_request(request: Request) -> str | None:
+def api_key_from_request(request: ApiRequest) -> str | None:
     """The key from `Authorization: Bearer`, or the `api_key` / `api` parameter (query or body)."""
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer "):
@@ -61,12 +74,13 @@ class ApiKeyAuthentication(BaseAuthentication):
     """Authenticates by API key (code 3) and then checks the key's IP rule (code 4)."""
 
     def authenticate(self, request: Request) -> tuple[None, services.AuthenticatedKey]:
+        assert isinstance(request, ApiRequest)  # made by ApiKeyView.initialize_request
         call = services.authenticate_api_call(secret=api_key_from_request(request))
         key = call.key
         # CORS answers follow the key's origins (see ApiCorsMiddleware).
-        request._request.cors_origins = key.cors_origins  # type: ignore[attr-defined]
-        request.api_status_code = services.check_ip(key=key, ip=request._request.client_ip)  # type: ignore[attr-defined]
-        request.api_call = call  # type: ignore[attr-defined]
+        request.http.cors_origins = key.cors_origins  # type: ignore[attr-defined]
+        request.api_status_code = services.check_ip(key=key, ip=request.http.client_ip)  # type: ignore[attr-defined]
+        request.api_call = call
         return (None, key)
 
     def authenticate_header(self, request: Request) -> str:
@@ -112,12 +126,22 @@ class ApiKeyView(APIView):
     renderer_classes = [EnvelopeRenderer]
     content_negotiation_class = JsonOnly
 
+    def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> ApiRequest:
+        """DRF's own (its views guide, "Dispatch methods"), making an ApiRequest."""
+        return ApiRequest(
+            request,
+            parsers=self.get_parsers(),
+            authenticators=self.get_authenticators(),
+            negotiator=self.get_content_negotiator(),
+            parser_context=self.get_parser_context(request),
+        )
+
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
         key = request.auth
-        if not isinstance(key, services.AuthenticatedKey):
+        if not isinstance(key, services.AuthenticatedKey) or not isinstance(request, ApiRequest):
             raise errors.InvalidApiKey()
-        enforce_rate_limit(request.api_call)  # type: ignore[attr-defined]
+        enforce_rate_limit(request.api_call)
 
     @property
     def key(self) -> services.AuthenticatedKey:

@@ -6,7 +6,9 @@ Runs both consumer styles through Channels' ASGI test communicator on a throw-aw
 database (SQLite by default; set DATABASE_URL for PostgreSQL):
 
 - `async`: the real `devices.consumers.DeviceConsumer` (frames handled on the event loop,
-  the ORM reached through `database_sync_to_async` helpers);
+  the ORM reached through `devices.consumer_base.orm`: in Channels' one sync thread, or
+  on a pool of 4 threads through asgiref's `executor` option or the loop's
+  `run_in_executor`);
 - `sync`: the same protocol as a `JsonWebsocketConsumer` (every frame handled in Channels'
   sync thread).
 
@@ -43,7 +45,7 @@ from channels.generic.websocket import JsonWebsocketConsumer  # noqa: E402
 from channels.testing import WebsocketCommunicator  # noqa: E402
 from django.db import connection, connections  # noqa: E402
 
-from devices import consumers  # noqa: E402
+from devices import consumer_base  # noqa: E402
 from devices.consumers import DeviceConsumer  # noqa: E402
 from devices.models import Device  # noqa: E402
 from messaging.services import dispatch  # noqa: E402
@@ -139,7 +141,7 @@ async def close_worker_connections() -> None:
     """Closes the database connections of Channels' sync thread and of the consumer's ORM
     threads (so the test database can be dropped at the end)."""
     await database_sync_to_async(lambda: connections.close_all())()
-    consumers.close_orm_connections()
+    consumer_base.close_orm_connections()
 
 
 async def measure(style: str, devices: list[Device], args: argparse.Namespace) -> dict[str, float]:
@@ -170,12 +172,18 @@ def main() -> None:
             f"{connection.vendor}, {args.phones} phones, {args.pings} pings each, "
             f"{args.claimers} phones racing for {args.messages} messages"
         )
-        for style, parallel_orm in (("sync", False), ("async", False), ("async", True)):
-            consumers.ORM_THREAD_SENSITIVE = not parallel_orm
+        variants = (
+            ("sync", "", "sync"),
+            ("async", "one", "async (ORM in one thread)"),
+            ("async", "asgiref", "async (ORM pool, asgiref executor)"),
+            ("async", "direct", "async (ORM pool, run_in_executor)"),
+        )
+        for style, hop, label in variants:
+            consumer_base.ORM_THREAD_SENSITIVE = hop == "one"
+            consumer_base.ORM_HOP = hop or "asgiref"
             result = asyncio.run(measure(style, devices, args))
-            style = f"{style} (ORM in {'a thread pool' if parallel_orm else 'one thread'})"
             print(
-                f"{style:>32}: {result['pings_per_s']:8.0f} ping round trips/s   "
+                f"{label:>36}: {result['pings_per_s']:8.0f} ping round trips/s   "
                 f"{result['claims_per_s']:7.0f} claims answered/s"
             )
     finally:

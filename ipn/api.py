@@ -11,11 +11,10 @@ from typing import Any
 from django.http import QueryDict
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import errors
-from accounts.api import API_KEY_PARAMETER, ApiKeyView
+from accounts.api import API_KEY_PARAMETER, ApiKeyView, ApiRequest
 from ipn import selectors, services
 from ipn.models import IpnAttempt, IpnEndpoint, IpnEvent
 
@@ -93,7 +92,7 @@ class IpnSettingsApi(ApiKeyView):
         format = serializers.ChoiceField(choices=IpnEndpoint.Format.values, required=False)
 
     @extend_schema(operation_id="ipn_get", parameters=[API_KEY_PARAMETER], responses=EndpointSerializer)
-    def get(self, request: Request) -> Response:
+    def get(self, request: ApiRequest) -> Response:
         endpoint = services.get_or_create_endpoint(account=self.get_account())
         return Response(EndpointSerializer(endpoint).data)
 
@@ -105,7 +104,7 @@ class IpnSettingsApi(ApiKeyView):
         description="Fields left out keep their value. `events` is a list (empty = all event types); "
         "form posts may repeat `events` or give one comma-separated value.",
     )
-    def put(self, request: Request) -> Response:
+    def put(self, request: ApiRequest) -> Response:
         serializer = self.InputSerializer(data=_settings_input(request))
         if not serializer.is_valid():
             raise errors.InvalidParameter(_first_error(serializer))
@@ -113,7 +112,7 @@ class IpnSettingsApi(ApiKeyView):
         return Response(EndpointSerializer(endpoint).data)
 
 
-def _settings_input(request: Request) -> dict[str, Any]:
+def _settings_input(request: ApiRequest) -> dict[str, Any]:
     """The PUT body as a dict; `events` from a form may be repeated or comma-separated."""
     data = request.data
     if isinstance(data, QueryDict):
@@ -134,7 +133,7 @@ class IpnRotateSecretApi(ApiKeyView):
     @extend_schema(
         operation_id="ipn_rotate_secret", parameters=[API_KEY_PARAMETER], request=None, responses=EndpointSerializer
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: ApiRequest) -> Response:
         endpoint = services.rotate_secret(account=self.get_account())
         return Response(EndpointSerializer(endpoint).data)
 
@@ -147,7 +146,7 @@ class IpnTestApi(ApiKeyView):
         attempt = AttemptSerializer(source="*")
 
     @extend_schema(operation_id="ipn_test", parameters=[API_KEY_PARAMETER], request=None, responses=OutputSerializer)
-    def post(self, request: Request) -> Response:
+    def post(self, request: ApiRequest) -> Response:
         attempt: IpnAttempt = services.send_test_event(account=self.get_account())
         return Response(self.OutputSerializer(attempt).data)
 
@@ -168,7 +167,7 @@ class IpnEventListApi(ApiKeyView):
         ],
         responses=OutputSerializer,
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: ApiRequest) -> Response:
         params = request.query_params
         try:
             limit = int(params.get("limit") or DEFAULT_PAGE_SIZE)
@@ -191,7 +190,7 @@ class IpnReplayApi(ApiKeyView):
     @extend_schema(
         operation_id="ipn_replay", parameters=[API_KEY_PARAMETER], request=None, responses=IpnTestApi.OutputSerializer
     )
-    def post(self, request: Request, webhook_id: str) -> Response:
+    def post(self, request: ApiRequest, webhook_id: str) -> Response:
         attempt = services.replay_event(account=self.get_account(), webhook_id=webhook_id)
         return Response(IpnTestApi.OutputSerializer(attempt).data)
 
@@ -211,7 +210,7 @@ class IpnReplayFailedApi(ApiKeyView):
         request=InputSerializer,
         responses=OutputSerializer,
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: ApiRequest) -> Response:
         serializer = self.InputSerializer(data=request.data if hasattr(request.data, "get") else {})
         if not serializer.is_valid():
             raise errors.InvalidParameter(_first_error(serializer))

@@ -25,7 +25,7 @@ def _close_async_test_connections():
     from asgiref.sync import SyncToAsync
     from django.db import connections
 
-    from devices.consumers import close_orm_connections
+    from devices.consumer_base import close_orm_connections
 
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
     close_orm_connections()

@@ -54,7 +54,7 @@ def _user_agent(request: Request | HttpRequest) -> str:
 
 
 def _client_ip(request: Request) -> str:
-    return getattr(request._request, "client_ip", "") or request.META.get("REMOTE_ADDR", "")
+    return getattr(request, "client_ip", "") or request.META.get("REMOTE_ADDR", "")
 
 
 def _basic(value: str) -> tuple[str, str]:

@@ -10,11 +10,10 @@ from typing import Any
 from django.core.exceptions import RequestDataTooBig
 from django.http import QueryDict
 from rest_framework import serializers
-from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import errors
-from accounts.api import body_of
+from accounts.api import ApiRequest, body_of
 from accounts.envelope import envelope, error_response
 from messaging.services import idempotency
 
@@ -30,7 +29,7 @@ EXECUTION_ERRORS = (errors.InsufficientCredit, errors.SpendingCapReached)
 # --- Request helpers ---------------------------------------------------------------
 
 
-def request_params(request: Request) -> dict[str, Any]:
+def request_params(request: ApiRequest) -> dict[str, Any]:
     """The call's parameters: the query string, overlaid by a form or JSON body
     (GenioSms clients mix both), with the `custom` alias read as `ref`."""
     params: dict[str, Any] = dict(request.query_params.items())
@@ -125,7 +124,7 @@ class IdempotentMixin:
 
     idempotency_endpoint = ""
 
-    def run_idempotent(self, request: Request, params: dict[str, Any], execute: Callable[[], Response]) -> Response:
+    def run_idempotent(self, request: ApiRequest, params: dict[str, Any], execute: Callable[[], Response]) -> Response:
         key = request.headers.get("Idempotency-Key")
         if key is None:
             return execute()
@@ -151,7 +150,7 @@ class IdempotentMixin:
         return response
 
 
-def ok(request: Request, data: dict[str, Any], status: int = 200) -> Response:
+def ok(request: ApiRequest, data: dict[str, Any], status: int = 200) -> Response:
     """A success answer with its envelope built now, so it can be stored and replayed."""
     code = getattr(request, "api_status_code", 2)
     return Response(envelope(status, code, **data), status=status)

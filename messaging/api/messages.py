@@ -7,11 +7,10 @@ from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
-from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import errors
-from accounts.api import API_KEY_PARAMETER, ApiKeyView
+from accounts.api import API_KEY_PARAMETER, ApiKeyView, ApiRequest
 from devices.models import Device, PhoneList
 from messaging import selectors
 from messaging.api.common import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, first_error, ok, request_params
@@ -79,7 +78,7 @@ class MessageDetailApi(ApiKeyView):
         timeline = TimelineEntrySerializer(many=True)
 
     @extend_schema(operation_id="message_detail", parameters=[API_KEY_PARAMETER], responses=OutputSerializer)
-    def get(self, request: Request, message_id: str) -> Response:
+    def get(self, request: ApiRequest, message_id: str) -> Response:
         message = selectors.get_message_for_account(account_id=self.key.account_id, message_id=message_id)
         message.timeline = timeline(message)  # type: ignore[attr-defined]
         return ok(request, self.OutputSerializer(message).data)
@@ -93,7 +92,7 @@ class CancelMessageApi(ApiKeyView):
     @extend_schema(
         operation_id="message_cancel", parameters=[API_KEY_PARAMETER], request=None, responses=MessageSerializer
     )
-    def post(self, request: Request, message_id: str) -> Response:
+    def post(self, request: ApiRequest, message_id: str) -> Response:
         message = accept.cancel_message(account_id=self.key.account_id, message_id=message_id)
         return ok(request, self.OutputSerializer(message).data)
 
@@ -121,7 +120,7 @@ class MessageListApi(ApiKeyView):
     @extend_schema(
         operation_id="message_list", parameters=[API_KEY_PARAMETER, FilterSerializer], responses=OutputSerializer
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: ApiRequest) -> Response:
         filters = self.FilterSerializer(data=request_params(request))
         if not filters.is_valid():
             raise errors.InvalidParameter(first_error(filters))
@@ -165,7 +164,7 @@ class ListListApi(ApiKeyView):
         lists = serializers.ListField(child=serializers.DictField())
 
     @extend_schema(operation_id="list_list", parameters=[API_KEY_PARAMETER], responses=OutputSerializer)
-    def get(self, request: Request) -> Response:
+    def get(self, request: ApiRequest) -> Response:
         lists = (
             PhoneList.objects.filter(account_id=self.key.account_id).with_phone_counts().order_by("created_at", "pk")
         )
@@ -192,7 +191,7 @@ class DeviceListApi(ApiKeyView):
         devices = serializers.ListField(child=serializers.DictField())
 
     @extend_schema(operation_id="device_list", parameters=[API_KEY_PARAMETER], responses=OutputSerializer)
-    def get(self, request: Request) -> Response:
+    def get(self, request: ApiRequest) -> Response:
         params = request_params(request)
         devices = (
             Device.objects.with_online()
@@ -239,7 +238,7 @@ class InboxApi(ApiKeyView):
             self.fields["from"] = serializers.DateTimeField(required=False, help_text="Received at or after this time.")
 
     @extend_schema(operation_id="inbox", parameters=[API_KEY_PARAMETER, FilterSerializer], responses=OutputSerializer)
-    def get(self, request: Request) -> Response:
+    def get(self, request: ApiRequest) -> Response:
         filters = self.FilterSerializer(data=request_params(request))
         if not filters.is_valid():
             raise errors.InvalidParameter(first_error(filters))

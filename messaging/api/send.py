@@ -9,11 +9,10 @@ from typing import Any
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
-from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import errors
-from accounts.api import API_KEY_PARAMETER, ApiKeyView
+from accounts.api import API_KEY_PARAMETER, ApiKeyView, ApiRequest
 from accounts.envelope import ERROR_TABLE, PARAM_ERROR
 from devices.selectors import OnlineDevice
 from messaging.api.common import (
@@ -87,7 +86,7 @@ class SendMessageApi(IdempotentMixin, ApiKeyView):
         request=InputSerializer,
         responses=OutputSerializer,
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: ApiRequest) -> Response:
         params = request_params(request)
         return self.run_idempotent(request, params, lambda: self.send(request, params))
 
@@ -97,10 +96,10 @@ class SendMessageApi(IdempotentMixin, ApiKeyView):
         responses=OutputSerializer,
         description="The same as POST, with the parameters in the query string (for quick tests).",
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: ApiRequest) -> Response:
         return self.post(request)
 
-    def send(self, request: Request, params: dict[str, Any]) -> Response:
+    def send(self, request: ApiRequest, params: dict[str, Any]) -> Response:
         if isinstance(params.get("to"), str):
             params["to"] = numbers.restore_lost_plus(params["to"])
         try:
@@ -194,7 +193,7 @@ class SendBulkApi(IdempotentMixin, ApiKeyView):
         request={"application/json": InputSerializer, "multipart/form-data": InputSerializer},
         responses=OutputSerializer,
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: ApiRequest) -> Response:
         params = request_params(request)
         upload = params.pop("file", None)
         fingerprint_params = dict(params)
@@ -204,7 +203,7 @@ class SendBulkApi(IdempotentMixin, ApiKeyView):
             fingerprint_params["file"] = [(r.to, r.text, r.ref) for r in rows]
         return self.run_idempotent(request, fingerprint_params, lambda: self.send(request, params, rows))
 
-    def send(self, request: Request, params: dict[str, Any], rows: list[accept.BulkRow] | None) -> Response:
+    def send(self, request: ApiRequest, params: dict[str, Any], rows: list[accept.BulkRow] | None) -> Response:
         serializer = self.InputSerializer(data=drop_empty(params, EMPTY_MEANS_ABSENT))
         if not serializer.is_valid():
             accept.resolve_target(

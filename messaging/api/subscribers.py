@@ -9,11 +9,10 @@ from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
 from rest_framework import serializers
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
-from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import errors
-from accounts.api import API_KEY_PARAMETER, ApiKeyView
+from accounts.api import API_KEY_PARAMETER, ApiKeyView, ApiRequest
 from accounts.envelope import PARAM_ERROR
 from devices.models import PhoneList, Subscriber
 from devices.selectors import get_list_for_account
@@ -97,7 +96,7 @@ class SubscriberListApi(ApiKeyView):
     @extend_schema(
         operation_id="subscriber_list", parameters=[API_KEY_PARAMETER, FilterSerializer], responses=PageSerializer
     )
-    def get(self, request: Request, token: str) -> Response:
+    def get(self, request: ApiRequest, token: str) -> Response:
         phone_list = subscriber_list(self.key.account_id, token)
         filters = self.FilterSerializer(data=request_params(request))
         if not filters.is_valid():
@@ -120,7 +119,7 @@ class SubscriberListApi(ApiKeyView):
         request=InputSerializer,
         responses=AddedSerializer,
     )
-    def post(self, request: Request, token: str) -> Response:
+    def post(self, request: ApiRequest, token: str) -> Response:
         phone_list = subscriber_list(self.key.account_id, token)
         given = numbers_param(request_params(request))
         if not given:
@@ -144,7 +143,7 @@ class SubscriberDetailApi(ApiKeyView):
     @extend_schema(
         operation_id="subscriber_remove", parameters=[API_KEY_PARAMETER], request=None, responses=SubscriberSerializer
     )
-    def delete(self, request: Request, token: str, number: str) -> Response:
+    def delete(self, request: ApiRequest, token: str, number: str) -> Response:
         phone_list = subscriber_list(self.key.account_id, token)
         change = subscriptions.unsubscribe(phone_list=phone_list, number=number)
         if not change.changed:
@@ -161,7 +160,7 @@ class SubscriberExportApi(ApiKeyView):
         parameters=[API_KEY_PARAMETER],
         responses={(200, "text/csv"): OpenApiTypes.STR},
     )
-    def get(self, request: Request, token: str) -> HttpResponse:
+    def get(self, request: ApiRequest, token: str) -> HttpResponse:
         phone_list = subscriber_list(self.key.account_id, token)
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="subscribers-{phone_list.token}.csv"'
@@ -196,11 +195,11 @@ class BroadcastApi(IdempotentMixin, ApiKeyView):
         request=InputSerializer,
         responses=OutputSerializer,
     )
-    def post(self, request: Request, token: str) -> Response:
+    def post(self, request: ApiRequest, token: str) -> Response:
         params = request_params(request)
         return self.run_idempotent(request, {**params, "list": token}, lambda: self.send(request, token, params))
 
-    def send(self, request: Request, token: str, params: dict[str, Any]) -> Response:
+    def send(self, request: ApiRequest, token: str, params: dict[str, Any]) -> Response:
         phone_list = subscriber_list(self.key.account_id, token)
         serializer = self.InputSerializer(data=params)
         if not serializer.is_valid():

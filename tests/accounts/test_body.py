@@ -6,13 +6,23 @@ import json
 
 from django.test import RequestFactory
 from rest_framework.parsers import FormParser, JSONParser
-from rest_framework.request import Empty, Request
 
-from accounts.api import body_of
+from accounts.api import ApiRequest, body_of
+
+
+class CountingFormParser(FormParser):
+    """DRF's form parser, counting how often DRF runs it."""
+
+    calls = 0
+
+    def parse(self, *args, **kwargs):
+        type(self).calls += 1
+        return super().parse(*args, **kwargs)
 
 
 def drf_request(django_request):
-    return Request(django_request, parsers=[JSONParser(), FormParser()])
+    CountingFormParser.calls = 0
+    return ApiRequest(django_request, parsers=[JSONParser(), CountingFormParser()])
 
 
 def test_a_form_is_read_by_django_without_drf_parsing_it():
@@ -20,9 +30,10 @@ def test_a_form_is_read_by_django_without_drf_parsing_it():
         RequestFactory().post("/x", "to=%2B39333&msg=Ciao+%E2%98%95", "application/x-www-form-urlencoded")
     )
     data = body_of(request)
-    assert data is request._request.POST
+    assert data is request.http.POST
     assert (data["to"], data["msg"]) == ("+39333", "Ciao ☕")
-    assert request._full_data is Empty  # DRF's parsers never ran
+    assert CountingFormParser.calls == 0  # DRF's parsers never ran
+    assert request.data == data  # and DRF still reads the same form afterwards
 
 
 def test_json_goes_through_drf_and_a_form_already_parsed_by_drf_is_reused():
@@ -30,4 +41,5 @@ def test_json_goes_through_drf_and_a_form_already_parsed_by_drf_is_reused():
     assert body_of(request) == {"to": "+39333"}
     form = drf_request(RequestFactory().post("/x", "to=1", "application/x-www-form-urlencoded"))
     parsed = form.data
+    assert CountingFormParser.calls == 1
     assert body_of(form) is parsed

@@ -1,0 +1,165 @@
+"""What the phones' WebSocket changes of Channels, in one place.
+
+Two things, each measured (docs/benchmarks.md, "Phone consumer"):
+
+- **The dispatch loop.** `DrainingConsumer` replaces `AsyncConsumer.__call__` (Channels
+  CHANNELS_VERSION) so that everything a source has queued is dispatched in one event-loop
+  turn, and its `dispatch` skips the per-message trip to Channels' sync thread.
+- **The thread hop.** `orm()` runs a short ORM function on a small pool of threads, each
+  with its own database connection, through asgiref's documented `executor` option.
+
+`tests/devices/test_consumer_base.py` fails when Channels' version or the code these
+overrides copy changes, so an upgrade is read against them first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from asgiref.sync import SyncToAsync
+from asgiref.typing import ASGIReceiveCallable as Receive
+from asgiref.typing import ASGISendCallable as Send
+from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from django.db import close_old_connections, connections
+
+T = TypeVar("T")
+
+# The Channels release whose AsyncConsumer.__call__ and dispatch DrainingConsumer replaces.
+CHANNELS_VERSION = "4.3.2"
+# Messages waiting for one connection's dispatch loop before its sources wait too.
+INBOX_SIZE = 1000
+
+
+# --- The thread hop ---------------------------------------------------------------------
+
+# False: ORM calls run in parallel on a small pool of threads (each keeps its own database
+# connection, so this bounds the connections per process); True: they queue for Channels'
+# single sync thread. Chosen by measuring with bench/consumer.py (docs/benchmarks.md).
+ORM_THREAD_SENSITIVE = False
+ORM_THREADS = 4
+# Which way a call reaches the pool: "asgiref" (its `executor` option) or "direct" (the
+# event loop's run_in_executor, without asgiref's per-call context handling).
+ORM_HOP = "asgiref"
+_started_threads = threading.Semaphore(0)
+_orm_pool = ThreadPoolExecutor(
+    max_workers=ORM_THREADS, thread_name_prefix="device-orm", initializer=_started_threads.release
+)
+
+
+def _in_orm_thread(func: Callable[..., T], args: tuple[Any, ...]) -> T:
+    # What Channels' database_sync_to_async does around a call.
+    close_old_connections()
+    try:
+        return func(*args)
+    finally:
+        close_old_connections()
+
+
+def orm(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """Runs a short ORM function off the event loop (closing stale connections around it)."""
+    pooled: SyncToAsync = database_sync_to_async(func, thread_sensitive=False, executor=_orm_pool)
+
+    @functools.wraps(func)
+    async def call(*args: Any) -> T:
+        if ORM_THREAD_SENSITIVE:
+            return await database_sync_to_async(func)(*args)  # type: ignore[no-any-return]
+        if ORM_HOP == "direct":
+            return await asyncio.get_running_loop().run_in_executor(_orm_pool, _in_orm_thread, func, args)
+        return await pooled(*args)  # type: ignore[no-any-return]
+
+    return call
+
+
+def close_orm_connections() -> None:
+    """Closes the database connection of every ORM thread (tests and benchmarks, before
+    the database is dropped)."""
+    if not _started_threads.acquire(blocking=False):  # none started yet: nothing to close
+        return
+    _started_threads.release()
+    barrier = threading.Barrier(ORM_THREADS)
+
+    def close() -> None:
+        barrier.wait(timeout=10)  # one call per thread: all of them are busy at once
+        connections.close_all()
+
+    for future in [_orm_pool.submit(close) for _ in range(ORM_THREADS)]:
+        future.result()
+
+
+# --- The dispatch loop ------------------------------------------------------------------
+
+
+class _SourceFailed:
+    """What a dispatch-loop pump puts in the inbox when its source raised."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class DrainingConsumer(AsyncWebsocketConsumer):
+    """Channels' AsyncWebsocketConsumer with the dispatch loop and `dispatch` below."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:  # type: ignore[override]
+        """Channels' AsyncConsumer.__call__, with `_dispatch_all` in place of its
+        `await_many_dispatch`."""
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.base_send = send
+        sources: list[Callable[[], Awaitable[Any]]] = [receive]
+        if self.channel_layer is not None:
+            self.channel_name = await self.channel_layer.new_channel()
+            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+            sources.append(self.channel_receive)
+        with contextlib.suppress(StopConsumer):
+            await self._dispatch_all(sources)
+
+    async def _dispatch_all(self, sources: list[Callable[[], Awaitable[Any]]]) -> None:
+        """Hands every message from the phone and from the channel layer to `dispatch`, in
+        the order each source gave them.
+
+        Channels' loop takes one message per source per event-loop turn (a task per
+        message). A busy phone gets about two messages for each SMS (the offer, its claim),
+        so under load that loop, not the CPU, set the pace (bench/send.py: offers 200 ms
+        late at 100 SMS/s). Here one pump per source moves everything its queue holds into
+        one inbox, and everything in the inbox is dispatched in the same turn."""
+        inbox: asyncio.Queue[Any] = asyncio.Queue(INBOX_SIZE)
+
+        async def pump(source: Callable[[], Awaitable[Any]]) -> None:
+            try:
+                while True:
+                    await inbox.put(await source())
+            except Exception as exc:  # a source that fails stops the consumer, as in Channels
+                await inbox.put(_SourceFailed(exc))
+
+        pumps = [asyncio.create_task(pump(source)) for source in sources]
+        try:
+            while True:
+                message = await inbox.get()  # no wait while the inbox holds messages
+                if isinstance(message, _SourceFailed):
+                    raise message.error
+                await self.dispatch(message)
+        finally:
+            for pump_task in pumps:
+                pump_task.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' own dispatch first closes stale database connections, in its single
+        sync thread, for every frame and every channel-layer event: a thread round trip per
+        offer and per claim, the largest cost of a busy phone connection (bench/send.py).
+        A subclass never touches the ORM on the event loop; every call goes through
+        `orm()`, which does that clean-up in its own thread. So: straight to the handler."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
