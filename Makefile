@@ -26,6 +26,7 @@ run: $(VENV)/.installed
 	  wait'
 
 test: $(VENV)/.installed lint
+	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed

@@ -1,5 +1,8 @@
+from __future__ import annotations
+
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts import services
@@ -64,6 +67,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return False  # keys are created in the panel, where the secret is shown once
 
     @admin.action(description="Revoke the selected keys")
-    def revoke(self, request: HttpRequest, queryset: object) -> None:
-        for key in queryset:  # type: ignore[attr-defined]
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        for key in queryset:
             services.revoke_api_key(key=key)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from django.http import HttpRequest
 from django.http.request import RawPostDataException
@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 
 from accounts import errors, services
 from accounts.envelope import EnvelopeRenderer
+from accounts.middleware import ClientRequest
 from accounts.models import Account
 
 DEFAULT_RATE_LIMIT_PER_MINUTE = 600
@@ -34,7 +35,26 @@ class ApiRequest(Request):
 
     def __init__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
         super().__init__(request, *args, **kwargs)
-        self.http = request
+        # Every request passed ClientIpMiddleware (settings.MIDDLEWARE).
+        self.http = cast(ClientRequest, request)
+
+    @property
+    def client_ip(self) -> str:
+        return self.http.client_ip
+
+
+class ApiView(APIView):
+    """An API view whose handlers get an ApiRequest."""
+
+    def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> ApiRequest:
+        """DRF's own (its views guide, "Dispatch methods"), making an ApiRequest."""
+        return ApiRequest(
+            request,
+            parsers=self.get_parsers(),
+            authenticators=self.get_authenticators(),
+            negotiator=self.get_content_negotiator(),
+            parser_context=self.get_parser_context(request),
+        )
 
 
 def body_of(request: ApiRequest) -> Any:
@@ -78,8 +98,8 @@ class ApiKeyAuthentication(BaseAuthentication):
         call = services.authenticate_api_call(secret=api_key_from_request(request))
         key = call.key
         # CORS answers follow the key's origins (see ApiCorsMiddleware).
-        request.http.cors_origins = key.cors_origins  # type: ignore[attr-defined]
-        request.api_status_code = services.check_ip(key=key, ip=request.http.client_ip)  # type: ignore[attr-defined]
+        request.http.cors_origins = key.cors_origins
+        request.api_status_code = services.check_ip(key=key, ip=request.client_ip)
         request.api_call = call
         return (None, key)
 
@@ -99,7 +119,7 @@ def enforce_rate_limit(call: services.ApiCall) -> None:
 
 
 class JsonOnly(DefaultContentNegotiation):
-    """The API answers JSON whatever the client accepts (the SPEC's envelope), so there is
+    """The API answers JSON whatever the client accepts (the envelope of docs/api.md), so there is
     nothing to negotiate: the first renderer, without parsing the Accept header. Request
     bodies are still parsed by their content type (form and JSON found without parsing
     media types)."""
@@ -119,22 +139,12 @@ class JsonOnly(DefaultContentNegotiation):
         return renderer, renderer.media_type
 
 
-class ApiKeyView(APIView):
+class ApiKeyView(ApiView):
     """Base of every public API operation: key, IP rule, rate limit, the envelope."""
 
     authentication_classes = [ApiKeyAuthentication]
     renderer_classes = [EnvelopeRenderer]
     content_negotiation_class = JsonOnly
-
-    def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> ApiRequest:
-        """DRF's own (its views guide, "Dispatch methods"), making an ApiRequest."""
-        return ApiRequest(
-            request,
-            parsers=self.get_parsers(),
-            authenticators=self.get_authenticators(),
-            negotiator=self.get_content_negotiator(),
-            parser_context=self.get_parser_context(request),
-        )
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)

@@ -1,4 +1,4 @@
-"""The SPEC's API envelope, built in exactly one place.
+"""The API envelope (docs/api.md), built in exactly one place.
 
 Every API answer is JSON with `response` (the HTTP status, as a string) and
 `status_code` (as a string). Errors come from domain exceptions and DRF's own, mapped
@@ -16,7 +16,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from accounts import errors
 
-# status_code names from the SPEC.
+# status_code names (docs/api.md).
 OK_IP = 1
 OK_OVER_IP = 2
 API_KEY_ERROR = 3
@@ -47,7 +47,7 @@ ERROR_TABLE: dict[type[errors.DomainError], tuple[int, int]] = {
 
 
 def envelope(http_status: int, status_code: int, **fields: Any) -> dict[str, Any]:
-    """The SPEC envelope: `response` and `status_code` as strings, then the fields."""
+    """The API envelope (docs/api.md): `response` and `status_code` as strings, then the fields."""
     return {"response": str(http_status), "status_code": str(status_code), **fields}
 
 

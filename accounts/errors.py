@@ -1,5 +1,5 @@
 """Domain errors raised by services. They know nothing of HTTP: the API envelope
-(`accounts/envelope.py`) maps each one to a SPEC status code in a single table."""
+(`accounts/envelope.py`) maps each one to an API status code (docs/api.md) in a single table."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A logging filter that removes credentials from every log line (R14)."""
+"""A logging filter that removes credentials from every log line."""
 
 from __future__ import annotations
 

@@ -10,14 +10,23 @@ from django.http import HttpRequest, HttpResponse
 from accounts.lib.ipnet import client_ip
 
 
+class ClientRequest(HttpRequest):
+    """Every request, as the views see it after these middlewares."""
+
+    # Set by ClientIpMiddleware.
+    client_ip: str
+    # Set by the API-key check, for ApiCorsMiddleware's answer.
+    cors_origins: tuple[str, ...]
+
+
 class ClientIpMiddleware:
-    """Sets `request.client_ip`: the socket's address unless trusted proxies say otherwise (R15)."""
+    """Sets `request.client_ip`: the socket's address unless trusted proxies say otherwise."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        request.client_ip = client_ip(  # type: ignore[attr-defined]
+    def __call__(self, request: ClientRequest) -> HttpResponse:
+        request.client_ip = client_ip(
             request.META.get("REMOTE_ADDR", ""),
             request.META.get("HTTP_X_FORWARDED_FOR"),
             settings.TRUSTED_PROXY_COUNT,

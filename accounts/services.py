@@ -288,7 +288,7 @@ def refund_credit(*, message: Charged, reason: str) -> LedgerEntry | None:
 
 
 def reverse_refund(*, message: Charged, reason: str) -> LedgerEntry | None:
-    """Charges a refunded message again, because it was really sent after all (R21).
+    """Charges a refunded message again, because it was really sent after all.
     May take the balance only to zero; returns None if there was no refund to reverse."""
     if not LedgerEntry.objects.filter(message_id=message.pk, kind=LedgerEntry.Kind.REFUND).exists():
         return None
@@ -509,7 +509,7 @@ def authenticate_api_key(*, secret: str | None) -> AuthenticatedKey:
 
 
 def check_ip(*, key: AuthenticatedKey, ip: str) -> int:
-    """The SPEC status code that lets the call through: 1 (IP on the allow-list) or 2
+    """The API status code (docs/api.md) that lets the call through: 1 (IP on the allow-list) or 2
     (the key allows any IP). Raises IpNotAllowed."""
     if not key.allowed_ips:
         return 2

@@ -23,9 +23,17 @@ from django.views.decorators.http import require_POST
 
 from accounts import errors, selectors, services
 from accounts.forms import ApiKeyForm, ThrottledLoginForm
-from accounts.models import Account, ApiKey
+from accounts.middleware import ClientRequest
+from accounts.models import Account, ApiKey, User
 
 View = Callable[..., HttpResponse]
+
+
+class PanelRequest(ClientRequest):
+    """A panel page's request, after `account_required`."""
+
+    user: User
+    account: Account
 
 
 def account_required(view: View) -> View:
@@ -33,18 +41,18 @@ def account_required(view: View) -> View:
 
     @login_required
     @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        account = getattr(request.user, "account", None)
+    def wrapper(request: PanelRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        account = request.user.account
         if account is None:
             return redirect("admin:index")
-        request.account = account  # type: ignore[attr-defined]
+        request.account = account
         return view(request, *args, **kwargs)
 
     return wrapper
 
 
-def current_account(request: HttpRequest) -> Account:
-    return request.account  # type: ignore[attr-defined,no-any-return]
+def current_account(request: PanelRequest) -> Account:
+    return request.account
 
 
 class LoginView(auth_views.LoginView):
@@ -74,7 +82,7 @@ def _key_initial(key: ApiKey) -> dict[str, Any]:
 
 
 @account_required
-def keys(request: HttpRequest) -> HttpResponse:
+def keys(request: PanelRequest) -> HttpResponse:
     account = current_account(request)
     form = ApiKeyForm(request.POST or None, account=account)
     if request.method == "POST" and form.is_valid():
@@ -98,11 +106,11 @@ def keys(request: HttpRequest) -> HttpResponse:
             patch_cache_control(response, no_store=True)  # the secret must not land in any cache
             return response
     rows = ApiKey.objects.filter(account=account).select_related("default_list").order_by("revoked_at", "-created_at")
-    return render(request, "accounts/keys.html", {"form": form, "keys": rows, "client_ip": request.client_ip})  # type: ignore[attr-defined]
+    return render(request, "accounts/keys.html", {"form": form, "keys": rows, "client_ip": request.client_ip})
 
 
 @account_required
-def key_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def key_detail(request: PanelRequest, pk: int) -> HttpResponse:
     account = current_account(request)
     key = _get_key_for_account(account, pk)
     form = ApiKeyForm(request.POST or None, account=account, initial=_key_initial(key))
@@ -122,13 +130,13 @@ def key_detail(request: HttpRequest, pk: int) -> HttpResponse:
         else:
             messages.success(request, f"Saved “{key.name}”. It applies from the next request.")
             return redirect("key", pk=key.pk)
-    context = {"key": key, "form": form, "client_ip": request.client_ip}  # type: ignore[attr-defined]
+    context = {"key": key, "form": form, "client_ip": request.client_ip}
     return render(request, "accounts/key_detail.html", context)
 
 
 @require_POST
 @account_required
-def key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+def key_revoke(request: PanelRequest, pk: int) -> HttpResponse:
     key = _get_key_for_account(current_account(request), pk)
     services.revoke_api_key(key=key)
     messages.success(request, f"Revoked “{key.name}”: calls with it now get status code 3.")
@@ -147,7 +155,7 @@ def base_url_for(request: HttpRequest) -> str:
 
 
 @account_required
-def credit(request: HttpRequest) -> HttpResponse:
+def credit(request: PanelRequest) -> HttpResponse:
     account = current_account(request)
     account.refresh_from_db(fields=["balance"])
     entries = account.ledger.select_related("message").order_by("-created_at", "-id")

@@ -22,7 +22,7 @@ logger = logging.getLogger("agent")
 
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
-# Application-level pings keep the server's presence lease fresh (R26).
+# Application-level pings keep the server's presence lease fresh.
 PING_SECONDS = 20.0
 INBOX_POLL_SECONDS = 15.0
 # A connection that lived this long resets the backoff.
@@ -46,7 +46,7 @@ class PhoneLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 
 def backoff_delay(attempt: int, rng: random.Random, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base·2^attempt)] (R28)."""
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base·2^attempt)]."""
     return rng.uniform(0, min(cap, base * 2 ** min(attempt, 30)))
 
 
@@ -259,7 +259,7 @@ class Phone:
     async def _on_offer(self, message_id: str) -> None:
         outcome = self.state.outcomes.get(message_id)
         if outcome is not None:
-            # Already sent (our report must have been lost): say so again, never resend (R24).
+            # Already sent (our report must have been lost): say so again, never resend.
             await self._report(message_id, outcome)
             return
         if message_id in self.inflight or message_id in self.claiming:

@@ -1,4 +1,4 @@
-"""What a phone remembers across restarts: its token and what it already sent (R24)."""
+"""What a phone remembers across restarts: its token and what it already sent."""
 
 from __future__ import annotations
 

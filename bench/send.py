@@ -10,7 +10,7 @@ database connections; daphne = ASGI with DATABASE_POOL=true) it measures
 2. single sends (`POST /api/v1/send`) from concurrent keep-alive clients: msg/s, p50/p99
    (1 and 2 take turns in short rounds, so a busy moment of the machine hits both);
 3. bulk sends (`POST /api/v1/send/bulk`, 10,000 recipients): msg/s;
-4. dispatch: N simulated phones on daphne's `/ws/device/` (they speak the SPEC frames:
+4. dispatch: N simulated phones on daphne's `/ws/device/` (they speak the frames of docs/device-protocol.md:
    claim every offer, report `sent` on assign) while sends arrive at a fixed rate; the
    latency from the API answer to the `assign` frame at a phone, p50/p99, duplicates, lost.
 

@@ -5,7 +5,7 @@
 Starts everything itself on 127.0.0.1: a fresh PostgreSQL database (`phonefleet_soak`,
 dropped and re-created), Redis db 14 (flushed), one Daphne (the phones' WebSockets), one
 gunicorn (the API, as in docs/deploy.md) and one `manage.py worker`. The phones are asyncio
-`websockets` clients spread over a few processes; they speak the SPEC frames (state, claim
+`websockets` clients spread over a few processes; they speak the frames of docs/device-protocol.md (state, claim
 every offer, report `sent` on assign, ping every 20 s). Reports:
 
 - connections held: phones connected at the end / phones started, and reconnects;
@@ -145,7 +145,7 @@ async def phone(url: str, token: str, stats: dict[str, Any], stop: asyncio.Event
             status = getattr(getattr(exc, "response", None), "status_code", "")
             name = f"{type(exc).__name__}{status}"
             stats["errors"][name] = stats["errors"].get(name, 0) + 1
-            # As the reference agent does (R28): exponential backoff, full jitter, 1 s → 60 s.
+            # As the reference agent does: exponential backoff, full jitter, 1 s → 60 s.
             await asyncio.sleep(random.uniform(0, min(60.0, 2.0**attempt)))
             attempt += 1
 

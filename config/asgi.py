@@ -14,7 +14,6 @@ try:
 except ImproperlyConfigured as exc:  # the server stops with the sentence, not a traceback
     raise SystemExit(f"Phonefleet is not configured: {exc}") from None
 
-from autobahn import util as autobahn_util
 from channels.routing import ProtocolTypeRouter
 from django.conf import settings
 from django.urls import get_resolver
@@ -27,12 +26,6 @@ application = ProtocolTypeRouter(
         "websocket": websocket_application,
     }
 )
-
-# autobahn formats the arguments of its debug-log calls on every frame a phone sends, even
-# with debug logging off, and colours them with click when click is installed (it is, for
-# schemathesis): four click.style() calls per frame, 6 % of a busy Daphne's event loop
-# (bench/send.py). Uncoloured, they are cheap to build; nobody reads them.
-autobahn_util._HAS_CLICK = False
 
 # What is loaded by now lives as long as the process: freeze it, so the garbage collector
 # stops scanning it on every full collection (one such collection paused the phones' event

@@ -154,7 +154,7 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     # Groups live in each server process; Redis pub/sub carries each message to every
     # process once (devices/lib/channel_layer.py says why not channels_redis). Only hints
-    # travel this way (R25): a message lost while a process reconnects costs a tick's delay.
+    # travel this way: a message lost while a process reconnects costs a tick's delay.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "devices.lib.channel_layer.FanoutChannelLayer",
@@ -187,7 +187,7 @@ DEFAULT_COUNTRY = env.str("DEFAULT_COUNTRY", default="IT")
 DEFAULT_PRICE_PER_PART = env.int("DEFAULT_PRICE_PER_PART", default=1)
 DEMO_CREDIT = env.int("DEMO_CREDIT", default=1000)
 IPN_ALLOW_PRIVATE_NETWORKS = env.bool("IPN_ALLOW_PRIVATE_NETWORKS", default=False)
-# Seconds an IPN receiver has to answer (SPEC: 10).
+# Seconds an IPN receiver has to answer (docs/ipn.md: 10).
 IPN_TIMEOUT_SECONDS = env.float("IPN_TIMEOUT_SECONDS", default=10.0)
 # SMSGate Android phones: seconds between keep-alive comments on their event stream.
 SMSGATE_SSE_KEEPALIVE_SECONDS = env.float("SMSGATE_SSE_KEEPALIVE_SECONDS", default=15.0)

@@ -1,6 +1,6 @@
 """The phones' own HTTP endpoint: enrolment with a list's PIN.
 
-Its answers are plain JSON as the SPEC shows them (not the send-API envelope); errors
+Its answers are plain JSON as docs/device-protocol.md shows them (not the send-API envelope); errors
 are `{"error": "<sentence>"}`.
 """
 
@@ -9,15 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework import serializers, status
-from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from accounts import errors
+from accounts.api import ApiRequest, ApiView
 from devices import services
 
 
-class EnrolDeviceApi(APIView):
+class EnrolDeviceApi(ApiView):
     """POST /api/device/v1/enroll: `pin`, `name`, optional `model`, `sims` → the device's
     id and secret token, its list and where to connect."""
 
@@ -27,7 +26,7 @@ class EnrolDeviceApi(APIView):
         model = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
         sims = serializers.ListField(child=serializers.JSONField(), required=False, max_length=8, default=list)
 
-    def post(self, request: Request) -> Response:
+    def post(self, request: ApiRequest) -> Response:
         data = self.InputSerializer(data=request.data)
         if not data.is_valid():
             field, problems = next(iter(data.errors.items()))
@@ -39,7 +38,7 @@ class EnrolDeviceApi(APIView):
                 name=values["name"],
                 model=values["model"],
                 sims=values["sims"],
-                client_ip=request.client_ip,  # type: ignore[attr-defined]
+                client_ip=request.client_ip,
             )
         except errors.WrongPin as exc:
             return Response({"error": exc.message}, status=status.HTTP_403_FORBIDDEN)

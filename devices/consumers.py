@@ -1,8 +1,8 @@
-"""The phones' WebSocket: SPEC frames in, service calls, SPEC frames out.
+"""The phones' WebSocket: protocol frames in (docs/device-protocol.md), service calls, frames out.
 
 Async, because one process holds many idle phones and answers pings and offers without
 a thread hop; the ORM is reached only through the small helpers below (see
-`bench/consumer.py` for the measurement). The database is the truth (R25): on connect,
+`bench/consumer.py` for the measurement). The database is the truth: on connect,
 on every `state: available`, on `work.available` hints and on a periodic tick the phone
 is offered the open work from the database, so nothing depends on a channel-layer
 message arriving.
@@ -40,7 +40,7 @@ MAX_BAD_FRAMES = 10
 # Claims and reports of one phone handled at the same time; a phone sending more waits.
 MAX_FRAMES_IN_FLIGHT = 32
 OFFER_BATCH = 20
-# Presence (last_seen_at) is written at most this often per phone (R26: TTL is 75 s).
+# Presence (last_seen_at) is written at most this often per phone (the presence TTL is 75 s).
 PRESENCE_WRITE_INTERVAL = timedelta(seconds=15)
 
 
@@ -251,7 +251,7 @@ class DeviceConsumer(DrainingConsumer):
 
     async def _join_groups(self) -> None:
         """Joins (or re-joins) the list and device groups. Offers through them are only
-        hints (R25), so a channel layer that is down does not stop the phone."""
+        hints, so a channel layer that is down does not stop the phone."""
         try:
             for group in self._groups():
                 await self.channel_layer.group_add(group, self.channel_name)
@@ -271,7 +271,7 @@ class DeviceConsumer(DrainingConsumer):
 
     async def tick(self) -> bool:
         """Periodic check: idle phones and disabled ones are closed, presence is refreshed,
-        group membership renewed (R28) and open work offered. False when it closed."""
+        group membership renewed and open work offered. False when it closed."""
         now = timezone.now()
         if now - self.last_frame_at > timedelta(seconds=settings.DEVICE_IDLE_SECONDS):
             await self.close(code=services.CLOSE_IDLE)

@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
-# A phone is online while its last sign of life is this recent (R26).
+# A phone is online while its last sign of life is this recent.
 PRESENCE_TTL = timedelta(seconds=75)
 
 
@@ -64,7 +64,7 @@ class PhoneList(models.Model):
 class DeviceQuerySet(models.QuerySet["Device"]):
     def online(self, *, at: datetime | None = None) -> DeviceQuerySet:
         """The phones online now (or at `at`): enabled, not removed, connected, and seen
-        within PRESENCE_TTL (R26). The one definition of "online" every page, API and
+        within PRESENCE_TTL. The one definition of "online" every page, API and
         offer count uses."""
         since = (at or timezone.now()) - PRESENCE_TTL
         return self.filter(is_enabled=True, removed_at__isnull=True, is_connected=True, last_seen_at__gte=since)
@@ -96,7 +96,7 @@ class Device(models.Model):
     app_version = models.CharField(max_length=40, blank=True)
     is_enabled = models.BooleanField(default=True)
     removed_at = models.DateTimeField(null=True, blank=True)
-    # Presence: a lease, refreshed by pings and frames (R26).
+    # Presence: a lease, refreshed by pings and frames.
     last_seen_at = models.DateTimeField(null=True, blank=True, db_index=True)
     connected_at = models.DateTimeField(null=True, blank=True)
     is_connected = models.BooleanField(default=False)

@@ -1,7 +1,7 @@
 """WebSocket routes and the device-token middleware that guards them.
 
 `/ws/device/` is for native phones: `Authorization: Bearer <device_token>`, no Origin
-needed (R27). `/ws/browser-device/` is for the panel's virtual phone: browsers cannot set
+needed. `/ws/browser-device/` is for the panel's virtual phone: browsers cannot set
 headers, so it takes `?token=`, only for `browser` devices, and only from our own hosts.
 """
 
@@ -35,7 +35,7 @@ def _query_token(scope: dict[str, Any]) -> str | None:
 
 class DeviceTokenAuthMiddleware:
     """Authenticates the phone before the handshake is accepted: a bad token gets the
-    handshake refused (HTTP 403) and never a frame (R27)."""
+    handshake refused (HTTP 403) and never a frame."""
 
     def __init__(self, app: Any, *, from_query: bool = False, kinds: tuple[str, ...] = ()) -> None:
         self.app = app

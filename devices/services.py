@@ -194,7 +194,7 @@ def enrol_device(
     *, pin: str, name: str, client_ip: str, model: str = "", sims: list[Any] | None = None
 ) -> tuple[Device, str]:
     """Joins a phone to the list whose PIN this is; returns the device and its token.
-    Every attempt is counted before it is checked, per address and globally (R17).
+    Every attempt is counted before it is checked, per address and globally.
     Raises WrongPin, or RateLimited (with `retry_after`) while locked out."""
     address_scope = enrol_address_scope(client_ip)
     account_services.reserve_attempt(scope=address_scope, policy=ENROL_ADDRESS_POLICY)
@@ -352,7 +352,7 @@ def mark_disconnected(*, device_id: int, channel_name: str) -> None:
 
 
 def touch_device(*, device_id: int, channel_name: str) -> None:
-    """Refreshes the presence lease (R26) of this connection."""
+    """Refreshes the presence lease of this connection."""
     Device.objects.filter(pk=device_id, channel_name=channel_name).update(
         last_seen_at=timezone.now(), is_connected=True
     )

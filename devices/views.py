@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 import segno
 from django import forms
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
@@ -17,27 +17,27 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from accounts import errors
-from accounts.views import account_required, base_url_for, current_account
+from accounts.views import PanelRequest, account_required, base_url_for, current_account
 from devices import selectors, services
 from devices.models import Device, PhoneList
 from devices.smsgate import services as smsgate
 
 
-def _get_list_for_account(request: HttpRequest, token: str) -> PhoneList:
+def _get_list_for_account(request: PanelRequest, token: str) -> PhoneList:
     try:
         return selectors.get_list_for_account(account_id=current_account(request).pk, token=token)
     except errors.TargetNotFound:
         raise Http404
 
 
-def _get_device_for_account(request: HttpRequest, public_id: str) -> Device:
+def _get_device_for_account(request: PanelRequest, public_id: str) -> Device:
     try:
         return selectors.get_device_for_account(account_id=current_account(request).pk, public_id=public_id)
     except errors.TargetNotFound:
         raise Http404
 
 
-def _back(request: HttpRequest, fallback: str) -> HttpResponse:
+def _back(request: PanelRequest, fallback: str) -> HttpResponse:
     target = request.POST.get("next", "")
     safe = url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
@@ -66,7 +66,7 @@ class ListSettingsForm(ListForm):
 
 
 @account_required
-def lists(request: HttpRequest) -> HttpResponse:
+def lists(request: PanelRequest) -> HttpResponse:
     account = current_account(request)
     form = ListForm(request.POST or None, initial={"default_country": "IT"})
     if request.method == "POST" and form.is_valid():
@@ -86,12 +86,12 @@ def lists(request: HttpRequest) -> HttpResponse:
     return render(request, "devices/lists.html", {"lists": rows, "form": form})
 
 
-def _phone_link(request: HttpRequest, phone_list: PhoneList) -> str:
+def _phone_link(request: PanelRequest, phone_list: PhoneList) -> str:
     return f"{base_url_for(request)}{reverse('virtual-phone')}?{urlencode({'pin': phone_list.pin})}"
 
 
 @account_required
-def list_detail(request: HttpRequest, token: str) -> HttpResponse:
+def list_detail(request: PanelRequest, token: str) -> HttpResponse:
     phone_list = _get_list_for_account(request, token)
     form = ListSettingsForm(
         request.POST or None,
@@ -114,7 +114,7 @@ def list_detail(request: HttpRequest, token: str) -> HttpResponse:
     return _render_list(request, phone_list, form)
 
 
-def _render_list(request: HttpRequest, phone_list: PhoneList, form: ListSettingsForm, **extra: Any) -> HttpResponse:
+def _render_list(request: PanelRequest, phone_list: PhoneList, form: ListSettingsForm, **extra: Any) -> HttpResponse:
     link = _phone_link(request, phone_list)
     subscribed = phone_list.subscribers.filter(unsubscribed_at__isnull=True)
     context = {
@@ -142,7 +142,7 @@ def _list_settings_form(phone_list: PhoneList) -> ListSettingsForm:
 
 @require_POST
 @account_required
-def list_mobile_token_create(request: HttpRequest, token: str) -> HttpResponse:
+def list_mobile_token_create(request: PanelRequest, token: str) -> HttpResponse:
     """A new private token for SMSGate Android phones, shown in this answer only."""
     phone_list = _get_list_for_account(request, token)
     _row, secret = smsgate.create_enrolment_token(phone_list=phone_list)
@@ -151,7 +151,7 @@ def list_mobile_token_create(request: HttpRequest, token: str) -> HttpResponse:
 
 @require_POST
 @account_required
-def list_mobile_token_revoke(request: HttpRequest, token: str, pk: int) -> HttpResponse:
+def list_mobile_token_revoke(request: PanelRequest, token: str, pk: int) -> HttpResponse:
     phone_list = _get_list_for_account(request, token)
     found = next((row for row in smsgate.list_private_tokens(phone_list=phone_list) if row.pk == pk), None)
     if found is None:
@@ -162,7 +162,7 @@ def list_mobile_token_revoke(request: HttpRequest, token: str, pk: int) -> HttpR
 
 
 @account_required
-def list_subscribers_csv(request: HttpRequest, token: str) -> HttpResponse:
+def list_subscribers_csv(request: PanelRequest, token: str) -> HttpResponse:
     """Every subscriber of the list, current and former, as CSV."""
     phone_list = _get_list_for_account(request, token)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
@@ -179,7 +179,7 @@ def list_subscribers_csv(request: HttpRequest, token: str) -> HttpResponse:
 
 @require_POST
 @account_required
-def list_regenerate_pin(request: HttpRequest, token: str) -> HttpResponse:
+def list_regenerate_pin(request: PanelRequest, token: str) -> HttpResponse:
     phone_list = _get_list_for_account(request, token)
     services.regenerate_pin(phone_list=phone_list)
     messages.success(request, "New PIN. Phones already joined keep working; the old PIN no longer joins new ones.")
@@ -189,7 +189,7 @@ def list_regenerate_pin(request: HttpRequest, token: str) -> HttpResponse:
 # --- Phones ----------------------------------------------------------------------------
 
 
-def _devices(request: HttpRequest, phone_list: PhoneList | None = None) -> list[Device]:
+def _devices(request: PanelRequest, phone_list: PhoneList | None = None) -> list[Device]:
     queryset = (
         Device.objects.with_online()
         .select_related("phone_list")
@@ -201,12 +201,12 @@ def _devices(request: HttpRequest, phone_list: PhoneList | None = None) -> list[
 
 
 @account_required
-def phones(request: HttpRequest) -> HttpResponse:
+def phones(request: PanelRequest) -> HttpResponse:
     return render(request, "devices/phones.html", {"devices": _devices(request)})
 
 
 @account_required
-def phones_live(request: HttpRequest) -> HttpResponse:
+def phones_live(request: PanelRequest) -> HttpResponse:
     """The phones table alone, for live refresh (all phones, or one list's with ?list=)."""
     token = request.GET.get("list", "")
     phone_list = _get_list_for_account(request, token) if token else None
@@ -217,7 +217,7 @@ def phones_live(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @account_required
-def phone_rename(request: HttpRequest, public_id: str) -> HttpResponse:
+def phone_rename(request: PanelRequest, public_id: str) -> HttpResponse:
     device = _get_device_for_account(request, public_id)
     try:
         services.rename_device(device=device, name=request.POST.get("name", ""))
@@ -228,7 +228,7 @@ def phone_rename(request: HttpRequest, public_id: str) -> HttpResponse:
 
 @require_POST
 @account_required
-def phone_disable(request: HttpRequest, public_id: str) -> HttpResponse:
+def phone_disable(request: PanelRequest, public_id: str) -> HttpResponse:
     device = _get_device_for_account(request, public_id)
     if device.is_enabled:
         services.disable_device(device=device)
@@ -241,7 +241,7 @@ def phone_disable(request: HttpRequest, public_id: str) -> HttpResponse:
 
 @require_POST
 @account_required
-def phone_remove(request: HttpRequest, public_id: str) -> HttpResponse:
+def phone_remove(request: PanelRequest, public_id: str) -> HttpResponse:
     device = _get_device_for_account(request, public_id)
     services.remove_device(device=device)
     messages.success(request, f"Removed “{device.name}”.")
@@ -252,7 +252,7 @@ def phone_remove(request: HttpRequest, public_id: str) -> HttpResponse:
 
 
 @account_required
-def virtual_phone(request: HttpRequest) -> HttpResponse:
+def virtual_phone(request: PanelRequest) -> HttpResponse:
     account = current_account(request)
     return render(
         request,
@@ -263,7 +263,7 @@ def virtual_phone(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @account_required
-def virtual_phone_join(request: HttpRequest) -> JsonResponse:
+def virtual_phone_join(request: PanelRequest) -> JsonResponse:
     """Joins a browser phone to one of the account's own lists by its PIN (so the PIN
     cannot be used to guess other accounts' lists); answers like the enrol API."""
     pin = request.POST.get("pin", "").strip()

@@ -1,6 +1,6 @@
 """Delivering the outbox: one claimed event per step, signed fresh per attempt, logged.
 
-`deliver_one_due_event` is a worker step (STYLE 12): `messaging/worker.py` runs it in
+`deliver_one_due_event` is a worker step: `messaging/worker.py` runs it in
 `manage.py worker` and in the embedded worker thread. Any number of workers may run it
 side by side: each claims different rows (SKIP LOCKED); one step sends to several
 accounts at once, one event per account.
@@ -25,14 +25,14 @@ from django.utils import timezone
 from ipn.lib import safehttp, signing
 from ipn.models import IpnAttempt, IpnEndpoint, IpnEvent
 
-# Waits after the 1st … 7th failed attempt (Svix's schedule); the 8th failure is final (R6).
+# Waits after the 1st … 7th failed attempt (Svix's schedule); the 8th failure is final.
 RETRY_DELAYS = [5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600]
 JITTER = 0.2
 # The schedule always spans at least this long, whatever the jitter drew.
 MIN_RETRY_SPAN = timedelta(hours=24)
 # After a timeout or a 429, never come back sooner than this.
 MIN_DELAY_AFTER_OVERLOAD = 60
-# Only failures for this long disable an endpoint (R8).
+# Only failures for this long disable an endpoint.
 DISABLE_AFTER = timedelta(days=5)
 # One worker step sends to this many accounts at once (one event each).
 PARALLEL_ACCOUNTS = 16
@@ -47,7 +47,7 @@ DISABLED_FAILING = "disabled (failing for 5 days)"
 
 
 def timeout_seconds() -> float:
-    """The per-request timeout: `IPN_TIMEOUT_SECONDS`, 10 s by default (SPEC)."""
+    """The per-request timeout: `IPN_TIMEOUT_SECONDS`, 10 s by default (docs/ipn.md)."""
     return float(getattr(settings, "IPN_TIMEOUT_SECONDS", 10.0))
 
 
@@ -92,8 +92,8 @@ def _storable(raw: bytes, limit: int) -> str:
 
 
 def attempt(*, event: IpnEvent, endpoint: IpnEndpoint, is_test: bool = False) -> IpnAttempt:
-    """Signs the stored body for this moment (R2), POSTs it, and returns the attempt's log
-    row, not yet saved (R9). Its outcome says what follows: success, retry, or permanent."""
+    """Signs the stored body for this moment, POSTs it, and returns the attempt's log
+    row, not yet saved. Its outcome says what follows: success, retry, or permanent."""
     now = timezone.now()
     body = event.body.encode()
     headers = {
@@ -131,7 +131,7 @@ def attempt(*, event: IpnEvent, endpoint: IpnEndpoint, is_test: bool = False) ->
             log.error = "410 Gone: the endpoint is disabled"
             log.outcome = IpnAttempt.Outcome.PERMANENT
         else:
-            # 3xx included: redirects are never followed (R7).
+            # 3xx included: redirects are never followed.
             log.error = f"HTTP {answer.status_code}"
             log.outcome = IpnAttempt.Outcome.RETRY
     log.latency_ms = int((time.monotonic() - started) * 1000)
@@ -140,7 +140,7 @@ def attempt(*, event: IpnEvent, endpoint: IpnEndpoint, is_test: bool = False) ->
 
 def next_delay(*, event: IpnEvent, log: IpnAttempt, now: datetime) -> float | None:
     """Seconds until the next attempt after a failed one, or None when retries are
-    exhausted. `event.attempts` counts the attempt just made (R6)."""
+    exhausted. `event.attempts` counts the attempt just made."""
     if event.attempts > len(RETRY_DELAYS):
         return None
     delay = RETRY_DELAYS[event.attempts - 1] * random.uniform(1 - JITTER, 1 + JITTER)
@@ -156,7 +156,7 @@ def next_delay(*, event: IpnEvent, log: IpnAttempt, now: datetime) -> float | No
 
 
 def _record_health(endpoint: IpnEndpoint, log: IpnAttempt, now: datetime) -> None:
-    """Success resets the failing clock; 410, or failing for 5 days, disables (R7, R8)."""
+    """Success resets the failing clock; 410, or failing for 5 days, disables."""
     endpoints = IpnEndpoint.objects.filter(pk=endpoint.pk)
     if log.outcome == IpnAttempt.Outcome.SUCCESS:
         # Written only when it changes something (or once a minute): a busy endpoint's
@@ -197,7 +197,7 @@ def _claim_due_events(now: datetime, limit: int) -> tuple[list[IpnEvent], bool]:
     """(the claimed events, whether any was due): the oldest due event of each of up to
     `limit` accounts. SKIP LOCKED lets workers side by side take different rows; the
     claim pushes `next_attempt_at` to the end of the lock, so a crashed worker's events
-    become due again by themselves (R5)."""
+    become due again by themselves."""
     until = now + lock_duration()
     with _bookkeeping():
         rows = (

@@ -19,7 +19,7 @@ class IpnEndpoint(models.Model):
     # Event types to send; empty means all.
     events = models.JSONField(default=list, blank=True)
     format = models.CharField(max_length=10, choices=Format.choices, default=Format.STANDARD)
-    # "whsec_<base64 of 32 bytes>"; the previous one keeps signing until it expires (R4).
+    # "whsec_<base64 of 32 bytes>"; the previous one keeps signing until it expires.
     secret = models.CharField(max_length=80)
     previous_secret = models.CharField(max_length=80, blank=True)
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
@@ -36,10 +36,10 @@ class IpnEndpoint(models.Model):
 
 
 class IpnEvent(models.Model):
-    """One event in the outbox, written in the transaction that caused it (R5).
+    """One event in the outbox, written in the transaction that caused it.
 
     The body is serialised once and stored; every attempt signs and sends exactly
-    these bytes (R3).
+    these bytes.
     """
 
     class Status(models.TextChoices):
@@ -64,7 +64,7 @@ class IpnEvent(models.Model):
     # How many times someone asked to deliver it again (panel or API).
     replays = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
-    # A worker holds the row until this time; after a crash another worker takes it (R5).
+    # A worker holds the row until this time; after a crash another worker takes it.
     locked_until = models.DateTimeField(null=True, blank=True)
     occurred_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -96,7 +96,7 @@ class IpnAttempt(models.Model):
     error = models.CharField(max_length=500, blank=True)
     # The receiver's `Retry-After`, in seconds, when it sent one.
     retry_after = models.PositiveIntegerField(null=True, blank=True)
-    # At most 20,000 bytes of the answer (R9).
+    # At most 20,000 bytes of the answer.
     response_body = models.TextField(blank=True)
     outcome = models.CharField(max_length=10, choices=Outcome.choices)
     is_replay = models.BooleanField(default=False)

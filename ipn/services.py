@@ -26,7 +26,7 @@ MESSAGE_FAILED, MESSAGE_EXPIRED = "message.failed", "message.expired"
 SMS_RECEIVED = "sms.received"
 TEST_EVENT = "test"
 ALL_EVENT_TYPES = [MESSAGE_SENT, MESSAGE_DELIVERED, MESSAGE_FAILED, MESSAGE_EXPIRED, SMS_RECEIVED]
-# Bodies are capped; long texts are cut to fit (R3).
+# Bodies are capped; long texts are cut to fit.
 MAX_BODY_BYTES = 20_000
 SECRET_GRACE_PERIOD = delivery.SECRET_GRACE_PERIOD
 
@@ -79,7 +79,7 @@ def get_or_create_endpoint(*, account: Account) -> IpnEndpoint:
 
 
 def validate_url(url: str) -> str:
-    """The URL, stripped, if callbacks may go there; raises InvalidParameter (R10)."""
+    """The URL, stripped, if callbacks may go there; raises InvalidParameter."""
     url = url.strip()
     if not url:
         return ""
@@ -135,7 +135,7 @@ def update_endpoint(
 
 
 def rotate_secret(*, account: Account) -> IpnEndpoint:
-    """Replaces the signing secret; the old one keeps signing beside it for 24 h (R4)."""
+    """Replaces the signing secret; the old one keeps signing beside it for 24 h."""
     endpoint = get_or_create_endpoint(account=account)
     now = timezone.now()
     # Only one previous secret is kept: rotating again within the day drops the older one.
@@ -163,7 +163,7 @@ def iso_time(value: datetime | None) -> str | None:
 
 
 def serialise_body(payload: dict[str, Any]) -> str:
-    """Compact UTF-8 JSON, serialised once (R3)."""
+    """Compact UTF-8 JSON, serialised once."""
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -201,7 +201,7 @@ def _write(
     *, endpoint: IpnEndpoint, event_type: str, body: str, content_type: str, when: datetime, message_id: int | None
 ) -> IpnEvent:
     """Inserts the outbox row; while the endpoint is disabled it is kept as skipped,
-    so that "replay failed since" can send it after re-enabling (R8)."""
+    so that "replay failed since" can send it after re-enabling."""
     status = IpnEvent.Status.SKIPPED if endpoint.disabled_at else IpnEvent.Status.PENDING
     return IpnEvent.objects.create(
         webhook_id=tokens.public_id("evt"),
@@ -227,7 +227,7 @@ def record_event(
     *, event: Callback, occurred_at: datetime | None = None, endpoint: IpnEndpoint | None = None
 ) -> IpnEvent | None:
     """Writes `event` into the outbox in the format its account chose, if the account wants
-    it. Call inside the transaction that caused it (R5). `endpoint`: the account's settings
+    it. Call inside the transaction that caused it. `endpoint`: the account's settings
     when the caller has read them already. Returns the row or None."""
     if endpoint is None:
         endpoint = IpnEndpoint.objects.filter(account_id=event.account_id).first()
@@ -316,7 +316,7 @@ def replay_event(*, account: Account, webhook_id: str) -> IpnAttempt:
 
 def replay_failed_since(*, account: Account, since: datetime) -> int:
     """Queues again every event written since `since` that failed or was skipped while the
-    endpoint was disabled; the worker sends each once more, oldest first (R8). Returns how many."""
+    endpoint was disabled; the worker sends each once more, oldest first. Returns how many."""
     now = timezone.now()
     return (
         IpnEvent.objects.filter(

@@ -8,13 +8,13 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_POST
 
 from accounts import errors
-from accounts.views import account_required, current_account
+from accounts.views import PanelRequest, account_required, current_account
 from ipn import services
 from ipn.models import IpnAttempt, IpnEndpoint, IpnEvent
 
@@ -38,7 +38,7 @@ def _attempt_message(attempt: IpnAttempt) -> tuple[int, str]:
 
 
 @account_required
-def ipn_settings(request: HttpRequest) -> HttpResponse:
+def ipn_settings(request: PanelRequest) -> HttpResponse:
     account = current_account(request)
     endpoint = services.get_or_create_endpoint(account=account)
     initial = {"url": endpoint.url, "enabled": endpoint.enabled, "events": endpoint.events, "format": endpoint.format}
@@ -63,7 +63,7 @@ def ipn_settings(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @account_required
-def ipn_rotate(request: HttpRequest) -> HttpResponse:
+def ipn_rotate(request: PanelRequest) -> HttpResponse:
     services.rotate_secret(account=current_account(request))
     messages.success(request, "New secret. The old one keeps signing beside it for 24 hours: update your receiver.")
     return redirect("ipn")
@@ -71,7 +71,7 @@ def ipn_rotate(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @account_required
-def ipn_test(request: HttpRequest) -> HttpResponse:
+def ipn_test(request: PanelRequest) -> HttpResponse:
     try:
         attempt = services.send_test_event(account=current_account(request))
     except errors.DomainError as exc:
@@ -81,14 +81,14 @@ def ipn_test(request: HttpRequest) -> HttpResponse:
     return redirect("ipn")
 
 
-def _event(request: HttpRequest, webhook_id: str) -> IpnEvent:
+def _event(request: PanelRequest, webhook_id: str) -> IpnEvent:
     return get_object_or_404(
         IpnEvent.objects.select_related("message"), account=current_account(request), webhook_id=webhook_id
     )
 
 
 @account_required
-def ipn_event(request: HttpRequest, webhook_id: str) -> HttpResponse:
+def ipn_event(request: PanelRequest, webhook_id: str) -> HttpResponse:
     event = _event(request, webhook_id)
     body = event.body
     if event.content_type.startswith("application/json"):
@@ -102,7 +102,7 @@ def ipn_event(request: HttpRequest, webhook_id: str) -> HttpResponse:
 
 @require_POST
 @account_required
-def ipn_replay(request: HttpRequest, webhook_id: str) -> HttpResponse:
+def ipn_replay(request: PanelRequest, webhook_id: str) -> HttpResponse:
     event = _event(request, webhook_id)
     try:
         attempt = services.replay_event(account=current_account(request), webhook_id=event.webhook_id)

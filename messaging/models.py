@@ -63,7 +63,7 @@ class Message(models.Model):
     send_at = models.DateTimeField(default=timezone.now)
     # Ends `expired` if nobody sent it by then.
     expires_at = models.DateTimeField()
-    # While assigned: the assignee must report before this (R23).
+    # While assigned: the assignee must report before this.
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     # How many times it has been assigned (a re-offer after a lapsed lease counts).
     attempts = models.PositiveSmallIntegerField(default=0)

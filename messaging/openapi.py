@@ -1,7 +1,7 @@
 """The OpenAPI description of the public API's envelope and authentication.
 
 Views describe only their own fields; this hook wraps every answer of the public API in
-the SPEC envelope (`response` and `status_code` as strings) and documents the error
+the API envelope (docs/api.md) (`response` and `status_code` as strings) and documents the error
 answers every operation may give, so a schema-driven checker (schemathesis) can validate
 real answers against it.
 """
@@ -59,7 +59,7 @@ ERROR_SCHEMA = {
 
 class AutoSchema(SpectacularAutoSchema):
     """Names nested serializers after their view (`SendMessageApiOutput`), so every
-    view's `InputSerializer`/`OutputSerializer` (STYLE 9) gets its own component."""
+    view's `InputSerializer`/`OutputSerializer` gets its own component."""
 
     def _get_serializer_name(self, serializer: Any, direction: Any, bypass_extensions: bool = False) -> str:
         name = super()._get_serializer_name(serializer, direction, bypass_extensions)

@@ -1,7 +1,7 @@
 """Reads of messages shared by the API and the panel, and the cached send target.
 
 Every lookup by a customer-supplied id is filtered by the caller's account: another
-account's id is simply not found (R19).
+account's id is simply not found.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from django.contrib import messages as flash
 from django.core.paginator import Paginator
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -23,7 +23,7 @@ from django.views.decorators.http import require_POST
 from accounts import errors
 from accounts import selectors as account_selectors
 from accounts.models import Account, ApiKey
-from accounts.views import account_required, base_url_for, current_account
+from accounts.views import PanelRequest, account_required, base_url_for, current_account
 from devices import selectors as device_selectors
 from devices.models import Device, PhoneList, Subscriber
 from messaging import selectors
@@ -45,14 +45,16 @@ class MessageFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.lists = {pl.token: pl for pl in lists}
         choices = [("", "Any list")] + [(t, pl.name) for t, pl in self.lists.items()]
-        self.fields["list"].choices = choices  # type: ignore[attr-defined]
+        field = self.fields["list"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = choices
 
 
 def _day_start(day: Any) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min), timezone.get_current_timezone())
 
 
-def _filtered_messages(request: HttpRequest) -> tuple[MessageFilterForm, QuerySet[Message]]:
+def _filtered_messages(request: PanelRequest) -> tuple[MessageFilterForm, QuerySet[Message]]:
     account = current_account(request)
     form = MessageFilterForm(request.GET or None, lists=PhoneList.objects.filter(account=account))
     data = form.cleaned_data if form.is_valid() else {}
@@ -70,12 +72,12 @@ def _filtered_messages(request: HttpRequest) -> tuple[MessageFilterForm, QuerySe
     return form, queryset.order_by("-created_at", "-id")
 
 
-def _query_without_page(request: HttpRequest) -> str:
+def _query_without_page(request: PanelRequest) -> str:
     return urlencode([(k, v) for k, v in request.GET.items() if k != "page" and v])
 
 
 @account_required
-def message_log(request: HttpRequest) -> HttpResponse:
+def message_log(request: PanelRequest) -> HttpResponse:
     form, queryset = _filtered_messages(request)
     page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
     query = _query_without_page(request)
@@ -83,14 +85,14 @@ def message_log(request: HttpRequest) -> HttpResponse:
 
 
 @account_required
-def message_log_live(request: HttpRequest) -> HttpResponse:
+def message_log_live(request: PanelRequest) -> HttpResponse:
     """The rows of the current page, for live refresh."""
     _form, queryset = _filtered_messages(request)
     page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "messaging/_message_rows.html", {"page": page})
 
 
-def _message(request: HttpRequest, message_id: str) -> Message:
+def _message(request: PanelRequest, message_id: str) -> Message:
     try:
         return selectors.get_message_for_account(account_id=current_account(request).pk, message_id=message_id)
     except errors.NotFound:
@@ -107,18 +109,18 @@ def _detail_context(message: Message) -> dict[str, Any]:
 
 
 @account_required
-def message_detail(request: HttpRequest, message_id: str) -> HttpResponse:
+def message_detail(request: PanelRequest, message_id: str) -> HttpResponse:
     return render(request, "messaging/message_detail.html", _detail_context(_message(request, message_id)))
 
 
 @account_required
-def message_detail_live(request: HttpRequest, message_id: str) -> HttpResponse:
+def message_detail_live(request: PanelRequest, message_id: str) -> HttpResponse:
     return render(request, "messaging/_message_detail_live.html", _detail_context(_message(request, message_id)))
 
 
 @require_POST
 @account_required
-def message_cancel(request: HttpRequest, message_id: str) -> HttpResponse:
+def message_cancel(request: PanelRequest, message_id: str) -> HttpResponse:
     try:
         accept.cancel_message(account_id=current_account(request).pk, message_id=message_id)
     except errors.NotFound:
@@ -131,7 +133,7 @@ def message_cancel(request: HttpRequest, message_id: str) -> HttpResponse:
 
 
 @account_required
-def inbox(request: HttpRequest) -> HttpResponse:
+def inbox(request: PanelRequest) -> HttpResponse:
     account = current_account(request)
     lists = {pl.token: pl for pl in PhoneList.objects.filter(account=account)}
     phone_list = lists.get(request.GET.get("list", ""))
@@ -200,7 +202,7 @@ def _dashboard_context(account: Account) -> dict[str, Any]:
 
 
 @account_required
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: PanelRequest) -> HttpResponse:
     account = current_account(request)
     context = _dashboard_context(account)
     context["recent"] = Message.objects.filter(account=account).select_related("device").order_by("-created_at")[:8]
@@ -209,19 +211,19 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 
 @account_required
-def dashboard_live(request: HttpRequest) -> HttpResponse:
+def dashboard_live(request: PanelRequest) -> HttpResponse:
     return render(request, "messaging/_dashboard_live.html", _dashboard_context(current_account(request)))
 
 
 # --- Developers -----------------------------------------------------------------------
 
 
-def _snippet_context(request: HttpRequest, key: ApiKey | None = None) -> snippets.Context:
+def _snippet_context(request: PanelRequest, key: ApiKey | None = None) -> snippets.Context:
     return selectors.snippet_context(account_id=current_account(request).pk, base_url=base_url_for(request), key=key)
 
 
 @account_required
-def developers(request: HttpRequest) -> HttpResponse:
+def developers(request: PanelRequest) -> HttpResponse:
     account = current_account(request)
     rows = ApiKey.objects.filter(account=account, revoked_at__isnull=True).select_related("default_list")
     context = _snippet_context(request)
@@ -238,7 +240,7 @@ def developers(request: HttpRequest) -> HttpResponse:
 
 
 @account_required
-def developers_code(request: HttpRequest, slug: str) -> HttpResponse:
+def developers_code(request: PanelRequest, slug: str) -> HttpResponse:
     """The CODE dialog's content: one operation in every language (an HTML fragment)."""
     account = current_account(request)
     op = snippets.OPERATIONS_BY_SLUG.get(slug)
@@ -268,7 +270,7 @@ STATUS_CODES = (
 
 
 @account_required
-def api_guide(request: HttpRequest) -> HttpResponse:
+def api_guide(request: PanelRequest) -> HttpResponse:
     context = _snippet_context(request)
     receiver = snippets.render_all(snippets.RECEIVER, context)
     return render(
@@ -305,7 +307,7 @@ class SubscriptionRepliesForm(forms.Form):
     unsubscribe_reply = forms.CharField(required=False, max_length=subscriptions.MAX_REPLY_LENGTH, label="On DEL")
 
 
-def _subscriber_list(request: HttpRequest, token: str) -> PhoneList:
+def _subscriber_list(request: PanelRequest, token: str) -> PhoneList:
     try:
         return device_selectors.get_list_for_account(account_id=current_account(request).pk, token=token)
     except errors.TargetNotFound:
@@ -322,7 +324,7 @@ def _first_form_error(form: forms.Form) -> str:
 
 @require_POST
 @account_required
-def list_subscribers_add(request: HttpRequest, token: str) -> HttpResponse:
+def list_subscribers_add(request: PanelRequest, token: str) -> HttpResponse:
     phone_list = _subscriber_list(request, token)
     form = SubscriberAddForm(request.POST)
     if not form.is_valid():
@@ -342,7 +344,7 @@ def list_subscribers_add(request: HttpRequest, token: str) -> HttpResponse:
 
 @require_POST
 @account_required
-def list_subscriber_remove(request: HttpRequest, token: str) -> HttpResponse:
+def list_subscriber_remove(request: PanelRequest, token: str) -> HttpResponse:
     phone_list = _subscriber_list(request, token)
     try:
         change = subscriptions.unsubscribe(phone_list=phone_list, number=request.POST.get("number", ""))
@@ -358,7 +360,7 @@ def list_subscriber_remove(request: HttpRequest, token: str) -> HttpResponse:
 
 @require_POST
 @account_required
-def list_broadcast(request: HttpRequest, token: str) -> HttpResponse:
+def list_broadcast(request: PanelRequest, token: str) -> HttpResponse:
     """One text to every current subscriber (the API's broadcast, without an API key)."""
     phone_list = _subscriber_list(request, token)
     form = BroadcastForm(request.POST)
@@ -380,7 +382,7 @@ def list_broadcast(request: HttpRequest, token: str) -> HttpResponse:
 
 @require_POST
 @account_required
-def list_subscription_replies(request: HttpRequest, token: str) -> HttpResponse:
+def list_subscription_replies(request: PanelRequest, token: str) -> HttpResponse:
     phone_list = _subscriber_list(request, token)
     form = SubscriptionRepliesForm(request.POST)
     if not form.is_valid():

@@ -1,6 +1,6 @@
 """The background worker: a loop over step functions.
 
-Each step does one claimed unit of work and returns "more work waiting?" (STYLE 12).
+Each step does one claimed unit of work and returns "more work waiting?".
 Any number of workers may run side by side on PostgreSQL: every step claims its row
 with a conditional UPDATE or SKIP LOCKED. In embedded mode the same loop runs in a
 thread of the server process.

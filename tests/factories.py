@@ -42,7 +42,7 @@ def make_api_key(
 
 
 def make_device(*, phone_list: PhoneList, name: str = "Pixel 7", online: bool = False) -> Device:
-    """A phone of the list; `online` = connected and seen just now (R26 presence)."""
+    """A phone of the list; `online` = connected and seen just now (presence is `Device.objects.online()`)."""
     now = timezone.now()
     return Device.objects.create(
         account_id=phone_list.account_id,

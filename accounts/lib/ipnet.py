@@ -59,7 +59,7 @@ def address_allowed(address: str, networks: Sequence[str]) -> bool:
 
 
 def client_ip(remote_addr: str, forwarded_for: str | None, trusted_count: int, trusted_networks: Sequence[str]) -> str:
-    """The caller's address (R15).
+    """The caller's address.
 
     Without trusted proxies it is the socket's address and X-Forwarded-For is ignored.
     Otherwise X-Forwarded-For is walked from the right: with a proxy count, the entry

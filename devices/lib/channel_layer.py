@@ -21,7 +21,7 @@ a write to a closed socket would succeed locally and its PUBLISH vanish.
 
 Delivery is still at most once, like any pub/sub: what is published while a reader is
 reconnecting is lost, and so is a publish written in the instant between Redis closing
-the connection and the close reaching us. Phonefleet sends only hints this way (R25):
+the connection and the close reaching us. Phonefleet sends only hints this way:
 offers, "work waiting", "close this connection"; phones also read their work from the
 database.
 """

@@ -295,8 +295,8 @@ def mark_stream_open(*, device: Device, channel_name: str) -> str:
 
 
 def refresh_stream(*, device: Device, channel_name: str) -> bool:
-    """Keeps an open stream's presence lease fresh (R26); returns whether queued work
-    waits for the phone, so a lost offer is caught up on the next keep-alive (R25)."""
+    """Keeps an open stream's presence lease fresh; returns whether queued work
+    waits for the phone, so a lost offer is caught up on the next keep-alive."""
     device_services.touch_device(device_id=device.pk, channel_name=channel_name)
     return _has_waiting_work(device=device)
 

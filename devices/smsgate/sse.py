@@ -3,7 +3,7 @@
 The stream joins the channel-layer groups of the phone's list and of the phone itself,
 so it hears the same `message.offer` / `work.available` hints as WebSocket phones and
 turns them into `MessageEnqueued`; the app then calls `GET /message`, where the claim
-happens. Events are hints (R25): on every (re)connect the app fetches anyway.
+happens. Events are hints: on every (re)connect the app fetches anyway.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class _PhoneStream:
             await self.layer.send(replaced, {"type": "device.close", "code": CLOSE_REPLACED, "reason": "replaced"})
 
     async def join(self) -> None:
-        # Re-joining also renews the membership before the layer's group_expiry (R28).
+        # Re-joining also renews the membership before the layer's group_expiry.
         for group in self.groups if self.layer is not None else []:
             await self.layer.group_add(group, self.channel)
 
@@ -133,7 +133,7 @@ async def _stream(device: Device) -> AsyncGenerator[bytes]:
             if now >= next_keepalive:
                 next_keepalive = now + keepalive
                 yield wire.sse_comment("keepalive")
-                # Offers are hints (R25): a lost one is caught up here, from the database.
+                # Offers are hints: a lost one is caught up here, from the database.
                 enqueued_waiting = await stream.refresh() or enqueued_waiting
             deadline = min(next_keepalive, quiet_until) if enqueued_waiting else next_keepalive
             event_type = await stream.next_event(max(0.0, deadline - time.monotonic()))
@@ -145,7 +145,7 @@ async def _stream(device: Device) -> AsyncGenerator[bytes]:
             elif name:
                 yield wire.sse_event(name)
     except Exception:
-        # Ending the stream is safe: the app reconnects and fetches its work at once (R25).
+        # Ending the stream is safe: the app reconnects and fetches its work at once.
         logger.warning("SMSGate event stream of %s failed", device.public_id, exc_info=True)
     finally:
         await stream.close()

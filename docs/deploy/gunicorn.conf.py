@@ -17,7 +17,7 @@ timeout = 60
 graceful_timeout = 30
 max_requests = 5000
 max_requests_jitter = 500
-# R14: no access log here (nginx writes one without query strings). If you enable it,
+# No credentials in logs: no access log here (nginx writes one without query strings). If you enable it,
 # keep %(U)s (path) and never %(r)s or %(q)s, which carry `?api_key=…`.
 accesslog = None
 errorlog = "-"

@@ -1,4 +1,4 @@
-"""One outbound POST that cannot be steered into our own network (R10). Django-free.
+"""One outbound POST that cannot be steered into our own network. Django-free.
 
 The host is resolved once, **every** answer is validated, and the connection goes to
 the validated address only: the URL is rewritten to that IP while the `Host` header
@@ -248,7 +248,7 @@ def _client_for(scheme: str, host: str, address: Address) -> httpx.Client:
 
 
 def _read_capped(response: httpx.Response, limit: int, deadline: float) -> tuple[bytes, bool]:
-    """At most `limit` bytes of the body, read as a stream (a 50 MB answer is cut, R9)."""
+    """At most `limit` bytes of the body, read as a stream (a 50 MB answer is cut)."""
     chunks: list[bytes] = []
     size = 0
     cut = False

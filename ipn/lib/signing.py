@@ -37,7 +37,7 @@ def sign(*, secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
 
 
 def signature_header(*, secrets: Sequence[str], webhook_id: str, timestamp: int, body: bytes) -> str:
-    """The ``webhook-signature`` value: one signature per secret, space-separated (R4)."""
+    """The ``webhook-signature`` value: one signature per secret, space-separated."""
     return " ".join(sign(secret=s, webhook_id=webhook_id, timestamp=timestamp, body=body) for s in secrets)
 
 

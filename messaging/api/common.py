@@ -120,7 +120,7 @@ def represent_with(serializer_class: type[serializers.Serializer], instance: Any
 
 
 class IdempotentMixin:
-    """Runs a write once per `Idempotency-Key` and replays its stored answer (R12)."""
+    """Runs a write once per `Idempotency-Key` and replays its stored answer."""
 
     idempotency_endpoint = ""
 

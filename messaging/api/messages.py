@@ -80,8 +80,8 @@ class MessageDetailApi(ApiKeyView):
     @extend_schema(operation_id="message_detail", parameters=[API_KEY_PARAMETER], responses=OutputSerializer)
     def get(self, request: ApiRequest, message_id: str) -> Response:
         message = selectors.get_message_for_account(account_id=self.key.account_id, message_id=message_id)
-        message.timeline = timeline(message)  # type: ignore[attr-defined]
-        return ok(request, self.OutputSerializer(message).data)
+        entries = TimelineEntrySerializer(timeline(message), many=True).data
+        return ok(request, {**MessageSerializer(message).data, "timeline": entries})
 
 
 class CancelMessageApi(ApiKeyView):
@@ -220,7 +220,7 @@ class InboxApi(ApiKeyView):
 
         def to_representation(self, instance: InboundSms) -> dict[str, Any]:
             data = super().to_representation(instance)
-            data["from"] = data.pop("sender")  # SPEC's `incoming` frame calls it `from`
+            data["from"] = data.pop("sender")  # the `incoming` frame (docs/device-protocol.md) calls it `from`
             return data
 
     class OutputSerializer(serializers.Serializer):

@@ -1,6 +1,6 @@
 """Accepting messages (one, or a bulk batch) and cancelling them.
 
-The checks run in the SPEC's order of concern: target (code 6), number present (7),
+The checks run in the order of concern docs/api.md gives: target (code 6), number present (7),
 text present (8), every other parameter (5), then credit (9). Credit for all parts is
 taken by one conditional UPDATE in the transaction that inserts the message; phones
 hear about it only after commit.
@@ -29,7 +29,7 @@ from messaging.services import offers
 
 MESSAGE_ID_PREFIX = "msg"
 BATCH_ID_PREFIX = "bat"
-# R18 limits; each is refused with code 5 (HTTP 400).
+# limits; each is refused with code 5 (HTTP 400).
 MAX_PARTS = 10
 MAX_TTL_SECONDS = 7 * 24 * 3600
 MAX_SCHEDULE_AHEAD = timedelta(days=30)
@@ -144,7 +144,7 @@ def check_required(*, to: str | None, text: str | None) -> None:
 def check_options(
     *, target: selectors.SendTarget, sim: int | None, ttl: int | None, send_at: datetime | None
 ) -> Options:
-    """The optional parameters checked against the R18 limits; raises InvalidParameter."""
+    """The optional parameters checked against the limits; raises InvalidParameter."""
     now = timezone.now()
     if sim is not None and not 1 <= sim <= MAX_SIM:
         raise errors.InvalidParameter(f"`sim` must be between 1 and {MAX_SIM}.")
@@ -331,7 +331,7 @@ def accept_message(
 ) -> AcceptedMessage:
     """Queues one message, takes its credit and offers it to the phones after commit.
     Raises TargetNotFound, MissingTo, MissingMsg, InvalidParameter, InsufficientCredit
-    or SpendingCapReached (in the SPEC's order); nothing is stored or taken then."""
+    or SpendingCapReached (in the order docs/api.md gives); nothing is stored or taken then."""
     target = resolve_target(key=key, list_token=list_token, device_id=device_id)
     check_required(to=to, text=text)
     options = check_options(target=target, sim=sim, ttl=ttl, send_at=send_at)

@@ -34,7 +34,7 @@ ANDROID_ERROR_CODES = {
 
 
 def message_event_data(message: Message) -> dict[str, Any]:
-    """The `data` object of a message event, with the message's current status (R11)."""
+    """The `data` object of a message event, with the message's current status."""
     device = message.device
     return {
         "message_id": message.public_id,
@@ -150,7 +150,7 @@ def record_message_event(
     *, message: Message, status: str, occurred_at: datetime | None = None, endpoint: IpnEndpoint | None = None
 ) -> IpnEvent | None:
     """Writes the event of a message's new status into the outbox, if the account wants it.
-    Call inside the transaction that changed the status (R5). `endpoint`: the account's
+    Call inside the transaction that changed the status. `endpoint`: the account's
     settings when the caller has read them already. Returns the row or None."""
     event_type = MESSAGE_EVENT_TYPES.get(status)
     if event_type is None:
@@ -161,5 +161,5 @@ def record_message_event(
 
 def record_inbound_event(*, inbound: InboundSms) -> IpnEvent | None:
     """Writes an `sms.received` event into the outbox, if the account wants it. Call inside
-    the transaction that stored the SMS (R5)."""
+    the transaction that stored the SMS."""
     return ipn_services.record_event(event=InboundCallback(inbound=inbound), occurred_at=inbound.received_at)

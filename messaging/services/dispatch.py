@@ -2,8 +2,8 @@
 
 The database decides everything here: a claim is one conditional UPDATE whose row
 count says who won, every transition is a conditional UPDATE from the statuses it may
-leave, and the channel layer only carries hints (R25). The worker steps at the bottom
-each do one unit of work and return "more work waiting?" (STYLE 12).
+leave, and the channel layer only carries hints. The worker steps at the bottom
+each do one unit of work and return "more work waiting?".
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ M = TypeVar("M", bound=Model)
 
 Status = Message.Status
 
-# After this many assignments whose lease lapsed without a report, the message fails (R23).
+# After this many assignments whose lease lapsed without a report, the message fails.
 MAX_ATTEMPTS = 3
 # A phone's send rate is measured over this window.
 RATE_WINDOW = timedelta(minutes=1)
@@ -40,7 +40,7 @@ SCHEDULED_WATERMARK_KEY = "dispatch:scheduled-announced-until"
 SCHEDULED_LOOKBACK = timedelta(hours=1)
 
 # A report may move a message only out of these statuses. The first tuple is the normal
-# path; the second holds the refunded ends that a late `sent`/`delivered` overrules (R24).
+# path; the second holds the refunded ends that a late `sent`/`delivered` overrules.
 REPORT_FROM: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     Status.SENT: ((Status.QUEUED, Status.ASSIGNED), (Status.EXPIRED, Status.FAILED, Status.CANCELLED)),
     Status.DELIVERED: (
@@ -154,7 +154,7 @@ def _change_with_event(
 
 # --- Claims ---------------------------------------------------------------------
 
-# The claim: one conditional UPDATE, and its row count says who won (STYLE 5, R22). The
+# The claim: one conditional UPDATE, and its row count says who won . The
 # message must still be queued, due, unexpired and meant for this phone, and the phone
 # enabled and available. RETURNING gives the assign frame's fields without another query.
 _CLAIM_SQL = """

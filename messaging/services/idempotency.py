@@ -1,4 +1,4 @@
-"""`Idempotency-Key` handling with Stripe's semantics (R12).
+"""`Idempotency-Key` handling with Stripe's semantics.
 
 A key is scoped to (API key, endpoint) and kept at least 24 h. The first request with a
 key inserts a row (committed at once, so concurrent retries see it); its final answer

@@ -26,7 +26,7 @@ class Offerable(Protocol):
 
 
 def offer_frame(message: Offerable) -> dict[str, object]:
-    """The SPEC `offer` frame (also the body of `assign`, with its own type)."""
+    """The `offer` frame (docs/device-protocol.md) (also the body of `assign`, with its own type)."""
     return {
         "type": "offer",
         "message_id": message.public_id,

@@ -1,5 +1,5 @@
 // The virtual phone: joins a list, keeps a WebSocket open and speaks the phone frames
-// of the SPEC (hello, offer, claim, assign, taken, report, ack, state, incoming, ping).
+// of the protocol in docs/device-protocol.md (hello, offer, claim, assign, taken, report, ack, state, incoming, ping).
 (function () {
   "use strict";
   var STORE = "phonefleet.virtual-phone";

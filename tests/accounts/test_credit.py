@@ -76,7 +76,7 @@ def test_a_daily_spending_cap_stops_debits_past_it(db):
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_debits_never_overdraw_and_the_ledger_matches(postgres_only):
-    """R20: credit for exactly 100 parts, 200 concurrent single-part debits."""
+    """Credit for exactly 100 parts, 200 concurrent single-part debits."""
     account = factories.make_account(credit=100)
 
     def debit(_):

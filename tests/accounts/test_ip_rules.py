@@ -61,7 +61,7 @@ def test_allowed_equals_membership_for_ipv6(network, address):
     assert ipnet.address_allowed(str(address), [str(network)]) == expected
 
 
-# Client IP behind proxies (R15).
+# Client IP behind proxies.
 
 
 def test_without_trusted_proxies_a_forged_forwarded_for_is_ignored():

@@ -1,4 +1,4 @@
-"""The agent against a real server that crashes and comes back (R26, R28)."""
+"""The agent against a real server that crashes and comes back."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The reference agent's protocol logic: claim, send once, report, re-report (R24, R28).
+"""The reference agent's protocol logic: claim, send once, report, re-report.
 
 The agent talks to a recording connection here (the WebSocket itself is exercised by the
 live-server test in tests/messaging/test_claim_race.py).

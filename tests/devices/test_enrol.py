@@ -1,4 +1,4 @@
-"""POST /api/device/v1/enroll: joining a list with its PIN, and PIN guessing (R17)."""
+"""POST /api/device/v1/enroll: joining a list with its PIN, and PIN guessing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The device route on a real Daphne server, with a real WebSocket client (R27)."""
+"""The device route on a real Daphne server, with a real WebSocket client."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""R3: whatever Unicode a customer or a phone sends, the bytes signed are the bytes sent."""
+"""Whatever Unicode a customer or a phone sends, the bytes signed are the bytes sent."""
 
 import json
 from itertools import count

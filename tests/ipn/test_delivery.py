@@ -1,4 +1,4 @@
-"""End-to-end delivery to a real local receiver: signatures, retries, status handling (R1–R9, R11)."""
+"""End-to-end delivery to a real local receiver: signatures, retries, status handling."""
 
 import json
 import resource

@@ -1,4 +1,4 @@
-"""Events written in the transaction that caused them (R5), and what each one says."""
+"""Events written in the transaction that caused them, and what each one says."""
 
 import json
 from datetime import timedelta

@@ -10,7 +10,7 @@ from ipn.models import IpnAttempt, IpnEvent
 from messaging.services import callbacks
 from tests.ipn.conftest import make_message
 
-# Addresses in the manner of Svix's `is_allowed` table, plus the R10 cases.
+# Addresses in the manner of Svix's `is_allowed` table, plus our own (loopback, private and link-local ranges).
 REFUSED = [
     "127.0.0.1",
     "127.255.255.254",

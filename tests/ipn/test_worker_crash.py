@@ -1,4 +1,4 @@
-"""R5 on the real stack: `kill -9` the worker while it waits on a slow receiver; after a
+"""At-least-once delivery on the real stack: `kill -9` the worker while it waits on a slow receiver; after a
 restart the event still arrives (possibly twice, never zero times, same `webhook-id`)."""
 
 import os

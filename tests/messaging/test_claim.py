@@ -1,4 +1,4 @@
-"""Claiming: exactly one phone is assigned each message (R22)."""
+"""Claiming: exactly one phone is assigned each message."""
 
 from __future__ import annotations
 
@@ -203,7 +203,7 @@ async def test_a_phone_gets_open_work_on_its_periodic_tick_without_any_hint(alic
     ws = connect(token)
     assert (await ws.connect())[0]
     assert (await ws.receive_json_from(timeout=5))["type"] == "hello"
-    # Stored without any channel-layer offer, as if the hint had been lost (R25).
+    # Stored without any channel-layer offer, as if the hint had been lost.
     message = await database_sync_to_async(factories.make_message)(phone_list=alice_list)
     assert (await ws.receive_json_from(timeout=5))["message_id"] == message.public_id
     await ws.disconnect()

@@ -1,4 +1,4 @@
-"""Exactly one phone sends each message, proven with real connections (R22).
+"""Exactly one phone sends each message, proven with real connections.
 
 Two levels: many threads (each its own database connection) racing the claim UPDATE on
 PostgreSQL, and real agent phones against a live Daphne server started here.

@@ -1,4 +1,4 @@
-"""Idempotency-Key on the send endpoints (R12, Stripe semantics)."""
+"""Idempotency-Key on the send endpoints (Stripe's semantics)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Leases, re-offers, TTL expiry and scheduled sends: the worker steps (R23)."""
+"""Leases, re-offers, TTL expiry and scheduled sends: the worker steps."""
 
 from __future__ import annotations
 

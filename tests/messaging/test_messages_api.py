@@ -63,7 +63,7 @@ def test_an_unknown_message_id_is_404_with_code_6(api):
     assert (response.json()["response"], response.json()["status_code"]) == ("404", "6")
 
 
-# --- Object-level authorization (R19) ---------------------------------------------------
+# --- Object-level authorization ---------------------------------------------------
 
 
 def test_bobs_key_finds_none_of_alices_objects(api, client, alice_list, bob_key):

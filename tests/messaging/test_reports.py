@@ -1,4 +1,4 @@
-"""Reports from phones: the lifecycle moves forward only, refunds happen once (R21, R24)."""
+"""Reports from phones: the lifecycle moves forward only, refunds happen once."""
 
 from __future__ import annotations
 

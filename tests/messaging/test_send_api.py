@@ -1,4 +1,4 @@
-"""POST/GET /api/v1/send and its GenioSms twin /tools/api.pl: SPEC "Send API"."""
+"""POST/GET /api/v1/send and its GenioSms twin /tools/api.pl (docs/api.md)."""
 
 from __future__ import annotations
 

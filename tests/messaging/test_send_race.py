@@ -1,4 +1,4 @@
-"""R20 through the real API on PostgreSQL: concurrent sends never overdraw the balance."""
+"""Through the real API on PostgreSQL: concurrent sends never overdraw the balance."""
 
 from __future__ import annotations
 

@@ -81,7 +81,7 @@ def test_form_and_query_parameters_are_ones_the_api_reads():
         serializer = getattr(view, "InputSerializer", None) or getattr(view, "FilterSerializer", None)
         if serializer is None or not op.params:
             continue
-        fields = set(serializer().fields) | {"api", "api_key", "custom"}  # SPEC aliases
+        fields = set(serializer().fields) | {"api", "api_key", "custom"}  # the API's aliases (docs/api.md)
         for param in op.params:
             assert param.name in fields, (op.slug, param.name)
             checked += 1

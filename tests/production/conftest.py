@@ -229,7 +229,7 @@ def enrol(server: str, pin: str, name: str) -> str:
 
 
 class RawPhones:
-    """Phones speaking the SPEC frames with `websockets`, on an event loop in a thread.
+    """Phones speaking the protocol's frames (docs/device-protocol.md) with `websockets`, on an event loop in a thread.
 
     mode "send": claim every offer, "radio-send" on assign (counted), report `sent`.
     mode "hold": claim every offer and never report (a phone that took work and then died).

@@ -1,5 +1,5 @@
-"""Faults on the real stack: a Daphne process killed under phones that hold work (R23),
-the worker stopped with SIGTERM mid-unit, and Redis restarted while messages wait (R25).
+"""Faults on the real stack: a Daphne process killed under phones that hold work,
+the worker stopped with SIGTERM mid-unit, and Redis restarted while messages wait.
 
 The worker killed with SIGKILL mid-delivery is `tests/ipn/test_worker_crash.py`.
 """
@@ -205,7 +205,7 @@ def test_sigterm_to_daphne_closes_its_phones_and_they_carry_on_through_the_other
     assert server1.terminate(timeout=20) == 0  # graceful: it closes its sockets and exits by itself
     wait_for(lambda: not raw_phones.connected, timeout=10, what="the phones to see their sockets closed")
     # Daphne cancels its consumers on shutdown, so presence is not cleared by a disconnect
-    # handler; it is a lease (R26), and a reconnect elsewhere simply takes over.
+    # handler; it is a lease, and a reconnect elsewhere simply takes over.
     raw_phones.start(server2.url, tokens, mode="send")
     wait_for(lambda: len(raw_phones.connected) == 3, timeout=15, what="the phones back through server 2")
     ids = send_many(server2.url, secret, 20, "after")

@@ -1,4 +1,4 @@
-"""R14 in the production layout: the servers, run as docs/deploy/ runs them, never write
+"""Credentials stay out of the logs in the production layout: the servers, run as docs/deploy/ runs them, never write
 an API key from a query string to their output."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Scale-out (R22 on the real stack): two Daphne processes and one worker share PostgreSQL
+"""Scale-out (exactly one phone sends, on the real stack): two Daphne processes and one worker share PostgreSQL
 and Redis; phones on server 1 get what is sent through server 2, exactly once each."""
 
 from __future__ import annotations

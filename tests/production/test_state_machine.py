@@ -1,4 +1,4 @@
-"""R21/R22 as a hypothesis state machine over the real services: accept, top up, claim,
+"""Credit and exactly-once sending as a hypothesis state machine over the real services: accept, top up, claim,
 report sent/delivered/failed, cancel, and time passing (lease lapses and TTL expiry run by
 the worker's own steps), in random orders, with the credit and assignment invariants
 checked after every step against the database."""
