@@ -9,7 +9,7 @@ from accounts import services
 from accounts.models import Account, ApiKey, LedgerEntry, User
 
 
-class LedgerInline(admin.TabularInline):
+class LedgerInline(admin.TabularInline[LedgerEntry, Account]):
     model = LedgerEntry
     extra = 0
     fields = ("created_at", "kind", "amount", "balance_after", "reason", "message")
@@ -22,7 +22,7 @@ class LedgerInline(admin.TabularInline):
 
 
 @admin.register(Account)
-class AccountAdmin(admin.ModelAdmin):
+class AccountAdmin(admin.ModelAdmin[Account]):
     list_display = ("name", "balance", "price_per_part", "daily_spend_cap", "is_active", "created_at")
     search_fields = ("name", "users__email")
     readonly_fields = ("balance",)
@@ -30,13 +30,13 @@ class AccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(User)
-class UserAdmin(BaseUserAdmin):
+class UserAdmin(BaseUserAdmin[User]):
     list_display = ("username", "email", "account", "is_staff")
     fieldsets = (*(BaseUserAdmin.fieldsets or ()), ("Phonefleet", {"fields": ("account",)}))
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(admin.ModelAdmin):
+class LedgerEntryAdmin(admin.ModelAdmin[LedgerEntry]):
     """Top-ups are added here; the balance moves through the credit service, never by hand."""
 
     list_display = ("created_at", "account", "kind", "amount", "balance_after", "reason")
@@ -58,7 +58,7 @@ class LedgerEntryAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
     list_display = ("name", "prefix", "account", "created_at", "last_used_at", "revoked_at")
     readonly_fields = ("prefix", "digest", "created_at", "last_used_at")
     actions = ["revoke"]

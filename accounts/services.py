@@ -221,7 +221,7 @@ def charge_in_one_statement(
     }
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
-        rows = cursor.fetchall()
+        rows: list[tuple[Any, ...]] = cursor.fetchall()
     if not rows:
         raise _refusal(account_id=account_id, today=today, parts=parts)
     return rows

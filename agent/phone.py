@@ -98,7 +98,8 @@ class Phone:
             f"{self.server}/api/device/v1/enroll", data=body, headers={"Content-Type": "application/json"}
         )
         with urllib.request.urlopen(request, timeout=15) as answer:  # noqa: S310
-            return json.loads(answer.read())
+            enrolled: dict[str, Any] = json.loads(answer.read())
+            return enrolled
 
     async def ensure_enrolled(self, stop: asyncio.Event) -> None:
         """Enrols with the PIN unless a saved token exists. Raises EnrolmentRefused."""

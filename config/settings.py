@@ -11,8 +11,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+# Django's generic classes (`admin.ModelAdmin[Account]`, …) take type arguments at run
+# time as well, for mypy's strict checks of the apps.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -37,7 +42,7 @@ NEW_KEY_COMMAND = "python3 -c 'import secrets; print(secrets.token_urlsafe(50))'
 def _secret_key() -> str:
     """SECRET_KEY from the environment; outside production, a key generated once into
     `var/secret_key`. Production refuses to start without a real one."""
-    key = env.str("SECRET_KEY", default="")
+    key: str = env.str("SECRET_KEY", default="")
     why = f"this is a production deployment (ALLOWED_HOSTS names {', '.join(PUBLIC_HOSTS)} and DEBUG is off)"
     if PRODUCTION and not key:
         raise ImproperlyConfigured(

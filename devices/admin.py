@@ -7,7 +7,7 @@ from django.contrib import admin
 from devices.models import Device, EnrolmentToken, PhoneList, Subscriber
 
 
-class DeviceInline(admin.TabularInline):
+class DeviceInline(admin.TabularInline[Device, PhoneList]):
     model = Device
     fields = ["public_id", "name", "kind", "is_enabled", "is_connected", "last_seen_at"]
     readonly_fields = ["public_id", "name", "kind", "is_enabled", "is_connected", "last_seen_at"]
@@ -17,7 +17,7 @@ class DeviceInline(admin.TabularInline):
 
 
 @admin.register(PhoneList)
-class PhoneListAdmin(admin.ModelAdmin):
+class PhoneListAdmin(admin.ModelAdmin[PhoneList]):
     list_display = ["name", "token", "account", "rate_limit_per_minute", "lease_seconds", "created_at"]
     search_fields = ["name", "token", "account__name"]
     readonly_fields = ["token", "created_at"]
@@ -26,7 +26,7 @@ class PhoneListAdmin(admin.ModelAdmin):
 
 
 @admin.register(Device)
-class DeviceAdmin(admin.ModelAdmin):
+class DeviceAdmin(admin.ModelAdmin[Device]):
     list_display = ["name", "public_id", "phone_list", "kind", "is_enabled", "is_connected", "last_seen_at", "battery"]
     list_filter = ["kind", "is_enabled", "is_connected"]
     search_fields = ["name", "public_id", "phone_list__token", "account__name"]
@@ -44,14 +44,14 @@ class DeviceAdmin(admin.ModelAdmin):
 
 
 @admin.register(EnrolmentToken)
-class EnrolmentTokenAdmin(admin.ModelAdmin):
+class EnrolmentTokenAdmin(admin.ModelAdmin[EnrolmentToken]):
     list_display = ["prefix", "phone_list", "created_at", "revoked_at"]
     readonly_fields = ["prefix", "digest", "created_at"]
     raw_id_fields = ["phone_list"]
 
 
 @admin.register(Subscriber)
-class SubscriberAdmin(admin.ModelAdmin):
+class SubscriberAdmin(admin.ModelAdmin[Subscriber]):
     list_display = ["number", "phone_list", "source", "subscribed_at", "unsubscribed_at"]
     search_fields = ["number", "phone_list__token"]
     raw_id_fields = ["phone_list"]

@@ -20,7 +20,7 @@ class EnrolDeviceApi(ApiView):
     """POST /api/device/v1/enroll: `pin`, `name`, optional `model`, `sims` → the device's
     id and secret token, its list and where to connect."""
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(serializers.Serializer[Any]):
         pin = serializers.CharField(max_length=32, trim_whitespace=True)
         name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="Phone")
         model = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")

@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from asgiref.sync import SyncToAsync
 from asgiref.typing import ASGIReceiveCallable as Receive
 from asgiref.typing import ASGISendCallable as Send
 from channels.consumer import get_handler_name
@@ -67,7 +66,7 @@ def _in_orm_thread(func: Callable[..., T], args: tuple[Any, ...]) -> T:
 
 def orm(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
     """Runs a short ORM function off the event loop (closing stale connections around it)."""
-    pooled: SyncToAsync = database_sync_to_async(func, thread_sensitive=False, executor=_orm_pool)
+    pooled: Callable[..., Awaitable[T]] = database_sync_to_async(func, thread_sensitive=False, executor=_orm_pool)
 
     @functools.wraps(func)
     async def call(*args: Any) -> T:
@@ -75,7 +74,7 @@ def orm(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
             return await database_sync_to_async(func)(*args)  # type: ignore[no-any-return]
         if ORM_HOP == "direct":
             return await asyncio.get_running_loop().run_in_executor(_orm_pool, _in_orm_thread, func, args)
-        return await pooled(*args)  # type: ignore[no-any-return]
+        return await pooled(*args)
 
     return call
 
@@ -109,7 +108,7 @@ class _SourceFailed:
 class DrainingConsumer(AsyncWebsocketConsumer):
     """Channels' AsyncWebsocketConsumer with the dispatch loop and `dispatch` below."""
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:  # type: ignore[override]
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         """Channels' AsyncConsumer.__call__, with `_dispatch_all` in place of its
         `await_many_dispatch`."""
         self.scope = scope

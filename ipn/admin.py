@@ -7,7 +7,7 @@ from ipn.models import IpnAttempt, IpnEndpoint, IpnEvent
 
 
 @admin.register(IpnEndpoint)
-class IpnEndpointAdmin(admin.ModelAdmin):
+class IpnEndpointAdmin(admin.ModelAdmin[IpnEndpoint]):
     list_display = ("account", "url", "enabled", "format", "disabled_reason", "failing_since", "last_success_at")
     list_filter = ("enabled", "format")
     search_fields = ("account__name", "url")
@@ -16,7 +16,7 @@ class IpnEndpointAdmin(admin.ModelAdmin):
     readonly_fields = ("disabled_at", "failing_since", "last_success_at", "previous_secret_expires_at")
 
 
-class AttemptInline(admin.TabularInline):
+class AttemptInline(admin.TabularInline[IpnAttempt, IpnEvent]):
     model = IpnAttempt
     extra = 0
     fields = ("at", "url", "status_code", "latency_ms", "outcome", "error", "retry_after", "is_replay", "is_test")
@@ -28,7 +28,7 @@ class AttemptInline(admin.TabularInline):
 
 
 @admin.register(IpnEvent)
-class IpnEventAdmin(admin.ModelAdmin):
+class IpnEventAdmin(admin.ModelAdmin[IpnEvent]):
     list_display = ("webhook_id", "account", "type", "status", "attempts", "next_attempt_at", "created_at")
     list_filter = ("status", "type")
     search_fields = ("webhook_id", "account__name")

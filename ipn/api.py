@@ -22,13 +22,13 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
 
 
-def _first_error(serializer: serializers.Serializer) -> str:
+def _first_error(serializer: serializers.Serializer[Any]) -> str:
     field, messages = next(iter(serializer.errors.items()))
     text = messages[0] if isinstance(messages, list) else str(messages)
     return f"`{field}`: {text}"
 
 
-class EndpointSerializer(serializers.Serializer):
+class EndpointSerializer(serializers.Serializer[Any]):
     url = serializers.CharField()
     enabled = serializers.BooleanField()
     events = serializers.ListField(child=serializers.CharField())
@@ -45,7 +45,7 @@ class EndpointSerializer(serializers.Serializer):
         return endpoint.enabled and bool(endpoint.url) and endpoint.disabled_at is None
 
 
-class AttemptSerializer(serializers.Serializer):
+class AttemptSerializer(serializers.Serializer[Any]):
     at = serializers.DateTimeField()
     url = serializers.CharField()
     status_code = serializers.IntegerField(allow_null=True)
@@ -58,7 +58,7 @@ class AttemptSerializer(serializers.Serializer):
     is_test = serializers.BooleanField()
 
 
-class EventSerializer(serializers.Serializer):
+class EventSerializer(serializers.Serializer[Any]):
     webhook_id = serializers.CharField()
     type = serializers.CharField()
     status = serializers.CharField()
@@ -76,14 +76,14 @@ class EventSerializer(serializers.Serializer):
         return serializers.DateTimeField().to_representation(event.next_attempt_at) if pending else None
 
 
-class EventListSerializer(serializers.Serializer):
+class EventListSerializer(serializers.Serializer[Any]):
     events = EventSerializer(many=True)
 
 
 class IpnSettingsApi(ApiKeyView):
     """Read or change the account's IPN settings; the answer includes the current secret."""
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(serializers.Serializer[Any]):
         url = serializers.CharField(required=False, allow_blank=True, max_length=1000, trim_whitespace=True)
         enabled = serializers.BooleanField(required=False)
         events = serializers.ListField(
@@ -141,7 +141,7 @@ class IpnRotateSecretApi(ApiKeyView):
 class IpnTestApi(ApiKeyView):
     """Send a `test` event now and show the receiver's answer."""
 
-    class OutputSerializer(serializers.Serializer):
+    class OutputSerializer(serializers.Serializer[Any]):
         webhook_id = serializers.CharField(source="event.webhook_id")
         attempt = AttemptSerializer(source="*")
 
@@ -154,7 +154,7 @@ class IpnTestApi(ApiKeyView):
 class IpnEventListApi(ApiKeyView):
     """The delivery log: recent events, newest first, each with every attempt."""
 
-    class OutputSerializer(serializers.Serializer):
+    class OutputSerializer(serializers.Serializer[Any]):
         events = EventSerializer(many=True)
 
     @extend_schema(
@@ -198,10 +198,10 @@ class IpnReplayApi(ApiKeyView):
 class IpnReplayFailedApi(ApiKeyView):
     """Queue again every event that failed (or was skipped while disabled) since a time."""
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(serializers.Serializer[Any]):
         since = serializers.DateTimeField()
 
-    class OutputSerializer(serializers.Serializer):
+    class OutputSerializer(serializers.Serializer[Any]):
         queued = serializers.IntegerField()
 
     @extend_schema(

@@ -64,7 +64,7 @@ def _to_target(phone_list: PhoneList) -> ListTarget:
 
 
 def _cached_list(cache_name: str, *, account_id: int, **lookup: Any) -> ListTarget:
-    found = cache.get(cache_name)
+    found: ListTarget | None = cache.get(cache_name)
     if found is None:
         row = PhoneList.objects.filter(account_id=account_id, **lookup).first()
         if row is None:

@@ -189,9 +189,11 @@ class SettingsApi(MobileView):
 def receiver_url(request: Request | HttpRequest, device: Device) -> str:
     """Absolute URL of our webhook receiver for this phone (SITE_URL when set)."""
     path = reverse("smsgate-webhook", args=[device.public_id])
-    if settings.SITE_URL:
-        return settings.SITE_URL.rstrip("/") + path
-    return request.build_absolute_uri(path)
+    site: str = settings.SITE_URL
+    if site:
+        return site.rstrip("/") + path
+    url: str = request.build_absolute_uri(path)
+    return url
 
 
 class WebhooksApi(MobileView):

@@ -14,6 +14,7 @@ import json
 import logging
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -127,7 +128,7 @@ def resolve_private_token(*, secret: str) -> EnrolmentToken:
     return _active_credential(_digest(secret))
 
 
-def _guarded(scope: str, check: Any) -> EnrolmentToken:
+def _guarded(scope: str, check: Callable[[], EnrolmentToken]) -> EnrolmentToken:
     """Counts a guessable sign-in attempt before checking it; a right one is given back."""
     account_services.reserve_attempt(scope=scope, policy=SIGN_IN_THROTTLE)
     credential = check()

@@ -84,7 +84,8 @@ class _PhoneStream:
 
     async def refresh(self) -> bool:
         """Renews presence and group membership; True when work waits for this phone."""
-        waiting = await database_sync_to_async(services.refresh_stream)(device=self.device, channel_name=self.channel)
+        refresh = database_sync_to_async(services.refresh_stream)
+        waiting: bool = await refresh(device=self.device, channel_name=self.channel)
         await self.join()
         return waiting
 

@@ -79,7 +79,7 @@ def drop_empty(params: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]
     return {k: v for k, v in params.items() if not (k in names and v in ("", None))}
 
 
-def first_error(serializer: serializers.Serializer) -> str:
+def first_error(serializer: serializers.Serializer[Any]) -> str:
     return _first_of(serializer.errors)
 
 
@@ -93,14 +93,14 @@ def _first_of(errors_by_field: Any) -> str:
 
 
 @functools.cache
-def _bound(serializer_class: type[serializers.Serializer]) -> serializers.Serializer:
+def _bound(serializer_class: type[serializers.Serializer[Any]]) -> serializers.Serializer[Any]:
     """One instance per serializer class, with its fields built and bound once."""
     serializer = serializer_class()
     serializer.fields  # noqa: B018 (builds them)
     return serializer
 
 
-def validate_with(serializer_class: type[serializers.Serializer], data: dict[str, Any]) -> dict[str, Any]:
+def validate_with(serializer_class: type[serializers.Serializer[Any]], data: dict[str, Any]) -> dict[str, Any]:
     """`data` checked by the serializer; raises InvalidParameter naming the first bad field.
 
     DRF deep-copies every declared field for each new serializer instance, which cost the
@@ -113,7 +113,7 @@ def validate_with(serializer_class: type[serializers.Serializer], data: dict[str
         raise errors.InvalidParameter(_first_of(exc.detail))
 
 
-def represent_with(serializer_class: type[serializers.Serializer], instance: Any) -> dict[str, Any]:
+def represent_with(serializer_class: type[serializers.Serializer[Any]], instance: Any) -> dict[str, Any]:
     """`instance` as the serializer renders it, with the same shared instance as
     `validate_with` (`to_representation` keeps no state either)."""
     return dict(_bound(serializer_class).to_representation(instance))

@@ -18,7 +18,7 @@ from messaging.models import InboundSms, Message
 from messaging.services import accept
 
 
-class MessageSerializer(serializers.Serializer):
+class MessageSerializer(serializers.Serializer[Any]):
     message_id = serializers.CharField(source="public_id")
     status = serializers.CharField()
     to = serializers.CharField()
@@ -44,7 +44,7 @@ class MessageSerializer(serializers.Serializer):
     cancelled_at = serializers.DateTimeField(allow_null=True)
 
 
-class TimelineEntrySerializer(serializers.Serializer):
+class TimelineEntrySerializer(serializers.Serializer[Any]):
     status = serializers.CharField()
     at = serializers.DateTimeField()
     device_id = serializers.CharField(allow_null=True)
@@ -100,7 +100,7 @@ class CancelMessageApi(ApiKeyView):
 class MessageListApi(ApiKeyView):
     """The account's messages, newest first, with filters and cursor pagination."""
 
-    class FilterSerializer(serializers.Serializer):
+    class FilterSerializer(serializers.Serializer[Any]):
         status = serializers.ChoiceField(choices=Message.Status.choices, required=False)
         list = serializers.CharField(required=False, allow_blank=True, help_text="List token.")
         ref = serializers.CharField(required=False)
@@ -113,7 +113,7 @@ class MessageListApi(ApiKeyView):
             super().__init__(*args, **kwargs)
             self.fields["from"] = serializers.DateTimeField(required=False, help_text="Created at or after this time.")
 
-    class OutputSerializer(serializers.Serializer):
+    class OutputSerializer(serializers.Serializer[Any]):
         messages = MessageSerializer(many=True)
         next_cursor = serializers.CharField(allow_null=True)
 
@@ -153,14 +153,14 @@ def list_id_param(account_id: int, params: dict[str, Any]) -> int | None:
 class ListListApi(ApiKeyView):
     """The account's lists with how many phones each has and how many are online."""
 
-    class ListSerializer(serializers.Serializer):
+    class ListSerializer(serializers.Serializer[Any]):
         list = serializers.CharField(source="token")
         name = serializers.CharField()
         default_country = serializers.CharField()
         devices = serializers.IntegerField(source="phone_count")
         online = serializers.IntegerField(source="online_count")
 
-    class OutputSerializer(serializers.Serializer):
+    class OutputSerializer(serializers.Serializer[Any]):
         lists = serializers.ListField(child=serializers.DictField())
 
     @extend_schema(operation_id="list_list", parameters=[API_KEY_PARAMETER], responses=OutputSerializer)
@@ -174,7 +174,7 @@ class ListListApi(ApiKeyView):
 class DeviceListApi(ApiKeyView):
     """The account's phones with their online state."""
 
-    class DeviceSerializer(serializers.Serializer):
+    class DeviceSerializer(serializers.Serializer[Any]):
         device_id = serializers.CharField(source="public_id")
         name = serializers.CharField()
         model = serializers.CharField()
@@ -187,7 +187,7 @@ class DeviceListApi(ApiKeyView):
         signal = serializers.IntegerField(allow_null=True)
         last_seen_at = serializers.DateTimeField(allow_null=True)
 
-    class OutputSerializer(serializers.Serializer):
+    class OutputSerializer(serializers.Serializer[Any]):
         devices = serializers.ListField(child=serializers.DictField())
 
     @extend_schema(operation_id="device_list", parameters=[API_KEY_PARAMETER], responses=OutputSerializer)
@@ -208,7 +208,7 @@ class DeviceListApi(ApiKeyView):
 class InboxApi(ApiKeyView):
     """SMS received by the account's phones, newest first, with cursor pagination."""
 
-    class SmsSerializer(serializers.Serializer):
+    class SmsSerializer(serializers.Serializer[Any]):
         id = serializers.CharField(source="public_id")
         sender = serializers.CharField()
         msg = serializers.CharField(source="text")
@@ -223,11 +223,11 @@ class InboxApi(ApiKeyView):
             data["from"] = data.pop("sender")  # the `incoming` frame (docs/device-protocol.md) calls it `from`
             return data
 
-    class OutputSerializer(serializers.Serializer):
+    class OutputSerializer(serializers.Serializer[Any]):
         messages = serializers.ListField(child=serializers.DictField())
         next_cursor = serializers.CharField(allow_null=True)
 
-    class FilterSerializer(serializers.Serializer):
+    class FilterSerializer(serializers.Serializer[Any]):
         list = serializers.CharField(required=False, allow_blank=True, help_text="List token.")
         until = serializers.DateTimeField(required=False, help_text="Received before this time.")
         cursor = serializers.CharField(required=False, allow_blank=True)

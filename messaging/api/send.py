@@ -34,7 +34,7 @@ EMPTY_MEANS_ABSENT = ("sim", "ttl", "send_at")
 ROW_SHAPE = 'A recipient is a number ("+393331234567") or an object {"to", "msg"?, "ref"?}.'
 
 
-class RecordSerializer(serializers.Serializer):
+class RecordSerializer(serializers.Serializer[Any]):
     device_id = serializers.CharField(source="public_id")
     device_name = serializers.CharField(source="name")
     received = serializers.SerializerMethodField()
@@ -52,7 +52,7 @@ class SendMessageApi(IdempotentMixin, ApiKeyView):
     parser_classes = [JSONParser, FormParser, MultiPartParser]
     idempotency_endpoint = "send"
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(serializers.Serializer[Any]):
         list = serializers.CharField(required=False, allow_blank=True, help_text="List token (lst_…).")
         device_id = serializers.CharField(required=False, allow_blank=True, help_text="Pin to one phone (dev_…).")
         # Missing `to`/`msg` still answer 7/8 (not 5): see `send`.
@@ -73,7 +73,7 @@ class SendMessageApi(IdempotentMixin, ApiKeyView):
             required=False, allow_blank=True, max_length=255, help_text="Your reference (alias `custom`)."
         )
 
-    class OutputSerializer(serializers.Serializer):
+    class OutputSerializer(serializers.Serializer[Any]):
         message_id = serializers.CharField(source="message.public_id")
         to = serializers.CharField(source="message.to")
         parts = serializers.IntegerField(source="message.parts")
@@ -150,12 +150,12 @@ class SendBulkApi(IdempotentMixin, ApiKeyView):
     parser_classes = [JSONParser, MultiPartParser, FormParser]
     idempotency_endpoint = "send/bulk"
 
-    class RecipientSerializer(serializers.Serializer):
+    class RecipientSerializer(serializers.Serializer[Any]):
         to = serializers.CharField(allow_blank=True)
         msg = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
         ref = serializers.CharField(required=False, allow_blank=True)
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(serializers.Serializer[Any]):
         list = serializers.CharField(required=False, allow_blank=True)
         device_id = serializers.CharField(required=False, allow_blank=True)
         msg = serializers.CharField(
@@ -168,17 +168,17 @@ class SendBulkApi(IdempotentMixin, ApiKeyView):
         ttl = serializers.IntegerField(required=False, allow_null=True)
         send_at = serializers.DateTimeField(required=False, allow_null=True)
 
-    class RowErrorSerializer(serializers.Serializer):
+    class RowErrorSerializer(serializers.Serializer[Any]):
         row = serializers.IntegerField()
         status_code = serializers.CharField()
         error = serializers.CharField()
 
-    class AcceptedRowSerializer(serializers.Serializer):
+    class AcceptedRowSerializer(serializers.Serializer[Any]):
         message_id = serializers.CharField()
         to = serializers.CharField()
         parts = serializers.IntegerField()
 
-    class OutputSerializer(serializers.Serializer):
+    class OutputSerializer(serializers.Serializer[Any]):
         batch_id = serializers.CharField()
         accepted = serializers.IntegerField()
         rejected = serializers.IntegerField()

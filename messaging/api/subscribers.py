@@ -29,7 +29,7 @@ from messaging.api.common import (
 from messaging.services import subscriptions
 
 
-class SubscriberSerializer(serializers.Serializer):
+class SubscriberSerializer(serializers.Serializer[Any]):
     number = serializers.CharField()
     # `source` is declared in __init__ below: the class attribute name is DRF's own.
     subscribed = serializers.BooleanField(source="is_subscribed")
@@ -67,28 +67,28 @@ class SubscriberListApi(ApiKeyView):
 
     parser_classes = [JSONParser, FormParser, MultiPartParser]
 
-    class FilterSerializer(serializers.Serializer):
+    class FilterSerializer(serializers.Serializer[Any]):
         state = serializers.ChoiceField(
             choices=["subscribed", "unsubscribed", "all"], required=False, help_text="Default: subscribed."
         )
         cursor = serializers.CharField(required=False)
         limit = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PAGE_SIZE)
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(serializers.Serializer[Any]):
         number = serializers.CharField(required=False, allow_blank=True, help_text="One number to add.")
         numbers = serializers.JSONField(required=False, help_text="Several: a JSON array, or comma-separated.")
 
-    class PageSerializer(serializers.Serializer):
+    class PageSerializer(serializers.Serializer[Any]):
         subscribers = SubscriberSerializer(many=True)
         next_cursor = serializers.CharField(allow_null=True)
 
-    class RowErrorSerializer(serializers.Serializer):
+    class RowErrorSerializer(serializers.Serializer[Any]):
         row = serializers.IntegerField()
         number = serializers.CharField()
         status_code = serializers.CharField()
         error = serializers.CharField()
 
-    class AddedSerializer(serializers.Serializer):
+    class AddedSerializer(serializers.Serializer[Any]):
         added = serializers.ListField(child=serializers.CharField())
         already = serializers.ListField(child=serializers.CharField())
         errors = serializers.ListField(child=serializers.DictField())  # type: ignore[assignment]
@@ -174,7 +174,7 @@ class BroadcastApi(IdempotentMixin, ApiKeyView):
     parser_classes = [JSONParser, FormParser, MultiPartParser]
     idempotency_endpoint = "lists/broadcast"
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(serializers.Serializer[Any]):
         msg = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, help_text="The text.")
         ref = serializers.CharField(
             required=False,
@@ -183,7 +183,7 @@ class BroadcastApi(IdempotentMixin, ApiKeyView):
             help_text="Your reference for every message (alias `custom`).",
         )
 
-    class OutputSerializer(serializers.Serializer):
+    class OutputSerializer(serializers.Serializer[Any]):
         batch_id = serializers.CharField()
         recipients = serializers.IntegerField()
         parts = serializers.IntegerField()

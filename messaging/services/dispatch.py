@@ -142,11 +142,12 @@ def _change_with_event(
         event = {"ev_status": status, "ev_device": device_id, "ev_detail": detail, "ev_at": at}
         with connection.cursor() as cursor:
             cursor.execute(_with_timeline(update_sql), {**params, **event})
-            return cursor.fetchone()
+            changed: tuple[Any, ...] | None = cursor.fetchone()
+            return changed
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(update_sql, params)
-            row = cursor.fetchone()
+            row: tuple[Any, ...] | None = cursor.fetchone()
         if row is not None:
             MessageEvent.objects.create(message_id=row[0], status=status, device_id=device_id, detail=detail, at=at)
         return row

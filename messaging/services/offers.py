@@ -8,6 +8,7 @@ groups and the sending are the devices app's (`devices.services.notify_group`).
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Protocol
 
 from devices.services import device_group, list_group, notify_group
@@ -47,7 +48,7 @@ def offer_message(*, message: Offerable) -> None:
     notify_group(group, {"type": "message.offer", "frame": frame, "text": text})
 
 
-def announce_work(*, phone_list_ids: set[int] = frozenset(), device_ids: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+def announce_work(*, phone_list_ids: Collection[int] = frozenset(), device_ids: Collection[int] = frozenset()) -> None:
     """Tells phones that work is waiting without naming it (bulk sends, re-queued
     leases): each phone then asks the database for its open work."""
     for list_id in sorted(phone_list_ids):

@@ -1,6 +1,7 @@
 """End-to-end delivery to a real local receiver: signatures, retries, status handling."""
 
 import json
+import random
 import resource
 import time
 from datetime import UTC, datetime, timedelta
@@ -108,7 +109,7 @@ def test_failures_are_retried_on_the_jittered_schedule_for_at_least_a_day_then_g
 
 
 def test_the_schedule_spans_a_day_even_when_every_jitter_draws_short(monkeypatch):
-    monkeypatch.setattr(delivery.random, "uniform", lambda low, high: low)
+    monkeypatch.setattr(random, "uniform", lambda low, high: low)
     event = IpnEvent(schedule_started_at=CURRENT_TIME)
     at = CURRENT_TIME
     for number in range(1, len(delivery.RETRY_DELAYS) + 1):

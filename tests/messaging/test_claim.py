@@ -15,7 +15,7 @@ from config.asgi import application
 from devices import consumers
 from devices.models import Device
 from messaging.models import Message, MessageEvent
-from messaging.services import dispatch
+from messaging.services import dispatch, offers
 from tests import factories
 
 
@@ -146,7 +146,7 @@ async def test_two_phones_are_offered_a_message_and_only_one_is_assigned(alice_l
         assert (await ws.connect())[0]
         assert (await ws.receive_json_from(timeout=5))["type"] == "hello"
     message = await database_sync_to_async(factories.make_message)(phone_list=alice_list)
-    await database_sync_to_async(dispatch.offers.offer_message)(message=message)
+    await database_sync_to_async(offers.offer_message)(message=message)
     for ws in phones:
         offer = await ws.receive_json_from(timeout=5)
         assert offer == {

@@ -15,7 +15,7 @@ from accounts.models import Account, LedgerEntry
 from config.asgi import application
 from ipn.models import IpnEndpoint, IpnEvent
 from messaging.models import Message
-from messaging.services import dispatch
+from messaging.services import callbacks, dispatch
 from tests import factories
 
 
@@ -97,7 +97,7 @@ def test_the_status_change_rolls_back_with_a_failing_ipn_write(phone, assigned, 
     def broken(**kwargs):
         raise RuntimeError("outbox down")
 
-    monkeypatch.setattr(dispatch.callbacks, "record_message_event", broken)
+    monkeypatch.setattr(callbacks, "record_message_event", broken)
     with pytest.raises(RuntimeError):
         report(device=phone, message_id=assigned.public_id, status="sent")
     assert Message.objects.get(pk=assigned.pk).status == "assigned"

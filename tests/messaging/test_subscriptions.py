@@ -11,6 +11,7 @@ import pytest
 import time_machine
 from django.db import connection
 
+from accounts import errors
 from accounts.models import Account
 from devices.models import Device, PhoneList, Subscriber
 from messaging.models import InboundSms, Message
@@ -190,11 +191,11 @@ def test_a_list_without_a_reply_text_stays_silent(phones, confirming):
 
 
 def test_reply_settings_are_checked(alice_list):
-    with pytest.raises(subscriptions.errors.InvalidParameter):
+    with pytest.raises(errors.InvalidParameter):
         subscriptions.update_reply_settings(
             phone_list=alice_list, confirm_subscriptions=True, subscribe_reply="", unsubscribe_reply=" "
         )
-    with pytest.raises(subscriptions.errors.InvalidParameter):
+    with pytest.raises(errors.InvalidParameter):
         subscriptions.update_reply_settings(
             phone_list=alice_list, confirm_subscriptions=False, subscribe_reply="x" * 161, unsubscribe_reply=""
         )
@@ -209,7 +210,7 @@ def test_subscribe_and_unsubscribe_say_whether_they_changed_anything(alice_list)
     assert subscriptions.unsubscribe(phone_list=alice_list, number="0039 333 111 2222").changed
     assert not subscriptions.unsubscribe(phone_list=alice_list, number=ANNA).changed
     assert not subscriptions.unsubscribe(phone_list=alice_list, number="+393339999999").changed
-    with pytest.raises(subscriptions.errors.InvalidParameter):
+    with pytest.raises(errors.InvalidParameter):
         subscriptions.subscribe(phone_list=alice_list, number="hello", source="api")
 
 
@@ -248,7 +249,7 @@ def test_the_csv_export_round_trips_through_import(alice, alice_list):
 
 
 def test_an_import_over_the_limit_is_refused(alice_list):
-    with pytest.raises(subscriptions.errors.InvalidParameter):
+    with pytest.raises(errors.InvalidParameter):
         subscriptions.import_subscribers(
             phone_list=alice_list, numbers=["+393330000001"] * (subscriptions.MAX_IMPORT + 1), source="api"
         )
