@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -33,7 +33,6 @@ from messaging.services import dispatch, inbox
 from messaging.services.offers import offer_frame
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 MAX_FRAME_CHARS = 64 * 1024
 MAX_BAD_FRAMES = 10
