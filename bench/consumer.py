@@ -7,8 +7,7 @@ database (SQLite by default; set DATABASE_URL for PostgreSQL):
 
 - `async`: the real `devices.consumers.DeviceConsumer` (frames handled on the event loop,
   the ORM reached through `devices.consumer_base.orm`: in Channels' one sync thread, or
-  on a pool of 4 threads through asgiref's `executor` option or the loop's
-  `run_in_executor`);
+  on a pool of 4 threads through asgiref's `executor` option);
 - `sync`: the same protocol as a `JsonWebsocketConsumer` (every frame handled in Channels'
   sync thread).
 
@@ -173,14 +172,12 @@ def main() -> None:
             f"{args.claimers} phones racing for {args.messages} messages"
         )
         variants = (
-            ("sync", "", "sync"),
-            ("async", "one", "async (ORM in one thread)"),
-            ("async", "asgiref", "async (ORM pool, asgiref executor)"),
-            ("async", "direct", "async (ORM pool, run_in_executor)"),
+            ("sync", False, "sync"),
+            ("async", True, "async (ORM in one thread)"),
+            ("async", False, "async (ORM on a pool of threads)"),
         )
-        for style, hop, label in variants:
-            consumer_base.ORM_THREAD_SENSITIVE = hop == "one"
-            consumer_base.ORM_HOP = hop or "asgiref"
+        for style, one_thread, label in variants:
+            consumer_base.ORM_THREAD_SENSITIVE = one_thread
             result = asyncio.run(measure(style, devices, args))
             print(
                 f"{label:>36}: {result['pings_per_s']:8.0f} ping round trips/s   "

@@ -29,7 +29,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
-from django.db import close_old_connections, connections
+from django.db import connections
 
 T = TypeVar("T")
 
@@ -46,22 +46,10 @@ INBOX_SIZE = 1000
 # single sync thread. Chosen by measuring with bench/consumer.py (docs/benchmarks.md).
 ORM_THREAD_SENSITIVE = False
 ORM_THREADS = 4
-# Which way a call reaches the pool: "asgiref" (its `executor` option) or "direct" (the
-# event loop's run_in_executor, without asgiref's per-call context handling).
-ORM_HOP = "asgiref"
 _started_threads = threading.Semaphore(0)
 _orm_pool = ThreadPoolExecutor(
     max_workers=ORM_THREADS, thread_name_prefix="device-orm", initializer=_started_threads.release
 )
-
-
-def _in_orm_thread(func: Callable[..., T], args: tuple[Any, ...]) -> T:
-    # What Channels' database_sync_to_async does around a call.
-    close_old_connections()
-    try:
-        return func(*args)
-    finally:
-        close_old_connections()
 
 
 def orm(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
@@ -72,8 +60,6 @@ def orm(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
     async def call(*args: Any) -> T:
         if ORM_THREAD_SENSITIVE:
             return await database_sync_to_async(func)(*args)  # type: ignore[no-any-return]
-        if ORM_HOP == "direct":
-            return await asyncio.get_running_loop().run_in_executor(_orm_pool, _in_orm_thread, func, args)
         return await pooled(*args)
 
     return call
