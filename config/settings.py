@@ -137,15 +137,21 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file (one per test run) so servers started by tests can share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"phonefleet-test-{os.getpid()}.sqlite3")}
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Behind a pooler in transaction mode (PgBouncer's pool_mode = transaction) every
+    # transaction may run on another server connection, so nothing may outlive one on the
+    # server: no prepared statements and no cursors held between transactions
+    # (docs/deploy.md, "PgBouncer").
+    DATABASE_TRANSACTION_POOLING = env.bool("DATABASE_TRANSACTION_POOLING", default=False)
+    _prepared = env.bool("DATABASE_PREPARED_STATEMENTS", default=not DATABASE_TRANSACTION_POOLING)
     DATABASES["default"]["OPTIONS"] = {
         # Parameters travel apart from the SQL (psycopg escapes nothing into the text), and a
         # statement run 5 times on a connection is prepared once: the send API's statements
-        # cost the server and the client less (docs/benchmarks.md). Behind a pooler in
-        # transaction mode that cannot keep prepared statements, set
-        # DATABASE_PREPARED_STATEMENTS=false.
+        # cost the server and the client less (docs/benchmarks.md).
         "server_side_binding": True,
-        "prepare_threshold": 5 if env.bool("DATABASE_PREPARED_STATEMENTS", default=True) else None,
+        "prepare_threshold": 5 if _prepared else None,
     }
+    # `.iterator()` would DECLARE a cursor WITH HOLD and FETCH from it in later transactions.
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_TRANSACTION_POOLING
     if env.bool("DATABASE_POOL", default=False):
         # psycopg pool: for ASGI servers, where persistent connections do not apply.
         DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 2, "max_size": env.int("DATABASE_POOL_SIZE", default=20)}

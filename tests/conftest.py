@@ -7,6 +7,7 @@ from django.core.cache import cache
 from django.db import connection
 
 from tests import factories
+from tests.pgbouncer import db_route, pgbouncer  # noqa: F401 - fixtures
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,8 @@ from tests.live import agent_phones, daphne_server, live_server_url, wait_for  #
 
 
 @pytest.mark.django_db(transaction=True)
-def test_threads_racing_to_claim_the_same_messages_never_both_win(postgres_only):
+@pytest.mark.parametrize("db_route", ["direct", "pgbouncer"], indirect=True)
+def test_threads_racing_to_claim_the_same_messages_never_both_win(postgres_only, db_route):
     account = factories.make_account(credit=2000)
     phone_list = factories.make_list(account=account)
     phones = [factories.make_enrolled_device(phone_list=phone_list, name=f"P{n}")[0] for n in range(4)]
@@ -55,7 +56,8 @@ def test_threads_racing_to_claim_the_same_messages_never_both_win(postgres_only)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_one_phone_claiming_from_many_threads_never_passes_its_rate_limit(postgres_only):
+@pytest.mark.parametrize("db_route", ["direct", "pgbouncer"], indirect=True)
+def test_one_phone_claiming_from_many_threads_never_passes_its_rate_limit(postgres_only, db_route):
     """Its list allows 3 a minute; 12 claims of 12 different messages fire at once."""
     account = factories.make_account(credit=100)
     phone_list = factories.make_list(account=account)

@@ -59,7 +59,8 @@ def assert_ledger_matches(account: Account, initial: int) -> None:
     assert total == balance - initial
 
 
-def test_two_hundred_concurrent_sends_with_credit_for_one_hundred(postgres_only):
+@pytest.mark.parametrize("db_route", ["direct", "pgbouncer"], indirect=True)
+def test_two_hundred_concurrent_sends_with_credit_for_one_hundred(postgres_only, db_route):
     account, secret = make_sender(credit=100)
     answers = race(secret, [f"race {n}" for n in range(200)])
     codes = [a["status_code"] for a in answers]

@@ -82,6 +82,8 @@ class Stack:
 
     folder: Path
     env: dict[str, str]
+    # On top of `env` for Daphne only (the psycopg pool of the production layout).
+    daphne_env: dict[str, str] = field(default_factory=dict)
     procs: list[Proc] = field(default_factory=list)
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> Proc:
@@ -103,7 +105,7 @@ class Stack:
         proc = self._spawn(
             name,
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *flags, "config.asgi:application"],
-            env,
+            {**self.daphne_env, **env},
         )
         proc.url = f"http://127.0.0.1:{port}"
         self._wait_serving(proc)
@@ -174,8 +176,10 @@ class Stack:
 
 
 @pytest.fixture
-def stack(tmp_path, redis_only) -> Iterator[Stack]:
-    """Processes on the test database and the shared Redis; all stopped at teardown."""
+def stack(tmp_path, redis_only, db_route) -> Iterator[Stack]:
+    """Processes on the test database and the shared Redis; all stopped at teardown. With
+    `db_route` set to "pgbouncer" (see tests/pgbouncer.py), every process reaches the
+    database through PgBouncer in transaction mode, configured as docs/deploy.md says."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_CURRENT_TEST", "PYTEST_XDIST_WORKER")}
     env.update(
         DATABASE_URL=database_url(),
@@ -189,6 +193,9 @@ def stack(tmp_path, redis_only) -> Iterator[Stack]:
         DJANGO_SETTINGS_MODULE="config.settings",
     )
     running = Stack(tmp_path, env)
+    if db_route is not None:
+        env.update(DATABASE_URL=db_route.url(), DATABASE_TRANSACTION_POOLING="true")
+        running.daphne_env["DATABASE_POOL"] = "true"
     try:
         yield running
     finally:

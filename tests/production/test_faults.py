@@ -49,6 +49,7 @@ def send_many(server_url: str, secret: str, count: int, label: str) -> list[str]
     return ids
 
 
+@pytest.mark.parametrize("db_route", ["direct", "pgbouncer"], indirect=True)
 def test_messages_held_by_phones_of_a_killed_server_are_sent_once_after_the_lease(stack, raw_phones):
     _account, phone_list, secret = make_sender(credit=30, lease=LEASE_SECONDS)
     server1, server2 = stack.daphne("daphne-1"), stack.daphne("daphne-2")
@@ -157,6 +158,8 @@ def redis_restart(redis_only):
             start_redis()
 
 
+# Through PgBouncer: the restart proves the same with the pooler's layout (docs/deploy.md).
+@pytest.mark.parametrize("db_route", ["pgbouncer"], indirect=True)
 def test_a_redis_restart_while_messages_wait_loses_nothing_and_sends_nothing_twice(stack, tmp_path, redis_restart):
     stop_redis, start_redis_again = redis_restart
     account, phone_list, secret = make_sender(credit=200)

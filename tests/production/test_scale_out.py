@@ -1,5 +1,7 @@
-"""Scale-out (exactly one phone sends, on the real stack): two Daphne processes and one worker share PostgreSQL
-and Redis; phones on server 1 get what is sent through server 2, exactly once each."""
+"""Scale-out (exactly one phone sends, on the real stack): two Daphne processes, gunicorn
+and one worker share PostgreSQL and Redis; phones on server 1 get what is sent through
+server 2 and gunicorn, exactly once each. The same again with every process behind
+PgBouncer in transaction mode."""
 
 from __future__ import annotations
 
@@ -26,12 +28,14 @@ def sql(query: str, *params: int | str) -> list[tuple]:
         return cursor.fetchall()
 
 
+@pytest.mark.parametrize("db_route", ["direct", "pgbouncer"], indirect=True)
 def test_phones_on_one_server_send_exactly_once_what_another_server_accepted(stack, tmp_path):
     account = factories.make_account(credit=MESSAGES)
     phone_list = factories.make_list(account=account)
     key, secret = factories.make_api_key(account=account, default_list=phone_list)
     ApiKey.objects.filter(pk=key.pk).update(rate_limit_per_minute=100_000)
     server1, server2 = stack.daphne("daphne-1"), stack.daphne("daphne-2")
+    web = stack.gunicorn("gunicorn")
     stack.worker()
     sent_log = tmp_path / "radio.log"
     stack.agents("agents", server=server1.url, pin=phone_list.pin, count=PHONES, sent_log=sent_log)
@@ -54,8 +58,9 @@ def test_phones_on_one_server_send_exactly_once_what_another_server_accepted(sta
     )
 
     def send(n: int) -> str:
+        server = (server2, web)[n % 2]  # the production layout's API (gunicorn) and Daphne's
         status, body, _ = api(
-            "POST", f"{server2.url}/api/v1/send", secret=secret, body={"to": f"+39333{n:07d}", "msg": f"scale-out {n}"}
+            "POST", f"{server.url}/api/v1/send", secret=secret, body={"to": f"+39333{n:07d}", "msg": f"scale-out {n}"}
         )
         assert status == 200, body
         return body["message_id"]
