@@ -17,7 +17,7 @@ from django.utils import timezone
 from django_redis import get_redis_connection
 from django_redis.cache import RedisCache
 
-from accounts import errors
+from accounts import errors, metrics
 from accounts.lib import ipnet, redisscript, sqlnames, tokens
 from accounts.models import Account, ApiKey, LedgerEntry, LoginThrottle, User
 
@@ -224,6 +224,7 @@ def charge_in_one_statement(
         rows: list[tuple[Any, ...]] = cursor.fetchall()
     if not rows:
         raise _refusal(account_id=account_id, today=today, parts=parts)
+    metrics.count_debits(entries=len(rows), credits=sum(row[1] for row in rows))
     return rows
 
 
@@ -232,7 +233,7 @@ def debit_credit(*, account: Account, amount: int, message: Charged | None = Non
     transaction. Raises InsufficientCredit or SpendingCapReached (nothing taken)."""
     with transaction.atomic():
         debit = _take_credit(account_id=account.pk, amount=amount)
-        return LedgerEntry.objects.create(
+        entry = LedgerEntry.objects.create(
             account_id=account.pk,
             kind=LedgerEntry.Kind.DEBIT,
             amount=-amount,
@@ -240,6 +241,8 @@ def debit_credit(*, account: Account, amount: int, message: Charged | None = Non
             reason=reason or "SMS",
             message_id=message.pk if message is not None else None,
         )
+    metrics.count_debits(entries=1, credits=amount)
+    return entry
 
 
 def charge_for_parts(*, account_id: int, parts: int) -> Debit:
@@ -261,6 +264,7 @@ def book_message_debits(*, account_id: int, messages: Sequence[Charged], balance
         rows.append((account_id, LedgerEntry.Kind.DEBIT, -message.cost, running, reason, message.pk, now))
     with connection.cursor() as cursor:
         cursor.executemany(_sql(_BOOK_DEBITS_SQL, connection.vendor) + " VALUES (%s, %s, %s, %s, %s, %s, %s)", rows)
+    metrics.count_debits(entries=len(rows), credits=sum(m.cost for m in messages))
 
 
 def refund_credit(*, message: Charged, reason: str) -> LedgerEntry | None:

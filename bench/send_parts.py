@@ -6,14 +6,18 @@ Sets up a fresh PostgreSQL database (`phonefleet_parts`, dropped and re-created)
 db 13, then calls each part many times in this process and prints its CPU time per call
 (best and median of 5 batches): the whole send view through a `RequestFactory` (no
 middleware, no HTTP), the same for a DRF view that does nothing with and without the API
-key check, a plain Django view, and the send's own steps. Environment:
-PARTS_DATABASE_URL, PARTS_REDIS_URL.
+key check, a plain Django view, and the send's own steps, and what counting them for
+/metrics costs. Counters are kept as production keeps them, in PROMETHEUS_MULTIPROC_DIR
+files (a temporary folder unless that variable is set). Environment: PARTS_DATABASE_URL,
+PARTS_REDIS_URL.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +48,9 @@ def main() -> None:
     flush_redis(REDIS_URL)
     os.environ.update(base_env(DB_URL, REDIS_URL))
     manage(dict(os.environ), "migrate", "--noinput")
+    own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if own_metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="phonefleet-parts-")
 
     import django
 
@@ -55,11 +62,13 @@ def main() -> None:
     from rest_framework.response import Response
     from rest_framework.views import APIView
 
+    from accounts import metrics as account_metrics
     from accounts import services as account_services
     from accounts.api import ApiKeyView
     from accounts.models import ApiKey
     from devices.models import Device
     from devices.selectors import online_devices
+    from messaging import metrics
     from messaging.api.common import represent_with, validate_with
     from messaging.api.send import SendMessageApi
     from messaging.models import Message
@@ -126,7 +135,20 @@ def main() -> None:
         "  render the answer",
         lambda: represent_with(SendMessageApi.OutputSerializer, accept.AcceptedMessage(sample, [])),
     )
+
+    def count_accept() -> None:
+        metrics.count_accepted(count=1)
+        account_metrics.count_debits(entries=1, credits=1)
+
+    per_call("  count the accept and its debit (/metrics)", count_accept)
+    now = timezone.now()
+    per_call(
+        "  count a claim and its dispatch latency",
+        lambda: metrics.count_assignment(due_at=now, assigned_at=now, attempt=1),
+    )
     Message.objects.filter(status__in=["queued", "assigned"]).update(status="cancelled")
+    if own_metrics_dir:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "devices",
     "messaging",
     "ipn",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
@@ -178,6 +179,21 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Health and metrics (docs/deploy.md, "Health and metrics") ------------------
+# A folder this host's processes share: the counts of every gunicorn worker, Daphne and
+# worker add up there, so /metrics gives the host's totals whichever process answers.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    from monitoring.lib.multiprocess import share_metrics_between_processes
+
+    share_metrics_between_processes(PROMETHEUS_MULTIPROC_DIR)
+# Set: /metrics requires `Authorization: Bearer <token>`. Unset: it answers loopback callers only.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# /health/ready fails when no worker has written its heartbeat for this many seconds.
+WORKER_HEARTBEAT_MAX_AGE = env.float("WORKER_HEARTBEAT_MAX_AGE", default=60.0)
+if WORKER_HEARTBEAT_MAX_AGE <= 0:
+    raise ImproperlyConfigured("WORKER_HEARTBEAT_MAX_AGE must be a number of seconds above 0.")
 
 # The worker runs inside the server process when there is no Redis (one process).
 # Not under pytest: tests call the step functions themselves, or start real servers.

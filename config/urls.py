@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/mobile/v1/", include("devices.smsgate.urls")),
+    path("", include("monitoring.urls")),
     path("", include("accounts.urls")),
     path("", include("devices.urls")),
     path("", include("ipn.urls")),

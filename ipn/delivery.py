@@ -22,6 +22,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from ipn import metrics
 from ipn.lib import safehttp, signing
 from ipn.models import IpnAttempt, IpnEndpoint, IpnEvent
 
@@ -135,6 +136,7 @@ def attempt(*, event: IpnEvent, endpoint: IpnEndpoint, is_test: bool = False) ->
             log.error = f"HTTP {answer.status_code}"
             log.outcome = IpnAttempt.Outcome.RETRY
     log.latency_ms = int((time.monotonic() - started) * 1000)
+    metrics.ATTEMPTS.labels(log.outcome).inc()
     return log
 
 

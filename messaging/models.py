@@ -169,3 +169,16 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.endpoint} {self.key}"
+
+
+class WorkerHeartbeat(models.Model):
+    """The last sign of life of one worker process (`manage.py worker`, or the embedded
+    one): written between units of work, read by /health/ready and /metrics."""
+
+    # "<host>:<pid>": one row per process; rows of processes long gone are deleted.
+    worker = models.CharField(max_length=200, unique=True)
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.worker} @ {self.beat_at:%H:%M:%S}"

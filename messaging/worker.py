@@ -3,17 +3,25 @@
 Each step does one claimed unit of work and returns "more work waiting?".
 Any number of workers may run side by side on PostgreSQL: every step claims its row
 with a conditional UPDATE or SKIP LOCKED. In embedded mode the same loop runs in a
-thread of the server process.
+thread of the server process. Between units the loop writes the process's heartbeat,
+which /health/ready checks.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import time
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db import close_old_connections
+from django.utils import timezone
 from django.utils.module_loading import import_string
+
+from messaging.services import heartbeats
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +42,32 @@ def load_steps() -> list[Callable[[], bool]]:
     return [import_string(path) for path in STEPS]
 
 
-def run_tick(steps: list[Callable[[], bool]], stop: threading.Event | None = None) -> bool:
+class Heartbeat:
+    """This process's heartbeat, written between units of work at most every sixth of
+    WORKER_HEARTBEAT_MAX_AGE: a worker stuck inside one unit goes stale."""
+
+    def __init__(self) -> None:
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.started_at = timezone.now()
+        self.due = 0.0
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now < self.due:
+            return
+        self.due = now + settings.WORKER_HEARTBEAT_MAX_AGE / 6
+        try:
+            heartbeats.record_heartbeat(worker=self.worker, started_at=self.started_at)
+        except Exception:
+            logger.exception("worker heartbeat not written")
+            close_old_connections()
+
+
+def run_tick(
+    steps: list[Callable[[], bool]],
+    stop: threading.Event | None = None,
+    heartbeat: Callable[[], None] | None = None,
+) -> bool:
     """Runs every step until it has no more work (or BATCH units); True if any did work.
     Once `stop` is set it returns after the unit in progress (graceful shutdown)."""
     did_work = False
@@ -42,6 +75,8 @@ def run_tick(steps: list[Callable[[], bool]], stop: threading.Event | None = Non
         for _ in range(BATCH):
             if stop is not None and stop.is_set():
                 return did_work
+            if heartbeat is not None:
+                heartbeat()
             try:
                 more = step()
             except Exception:
@@ -57,9 +92,10 @@ def run_tick(steps: list[Callable[[], bool]], stop: threading.Event | None = Non
 def run_forever(stop: threading.Event, idle_sleep: float = IDLE_SLEEP) -> None:
     """Ticks until `stop` is set; sleeps only when there was nothing to do."""
     steps = load_steps()
+    heartbeat = Heartbeat()
     while not stop.is_set():
         close_old_connections()
-        busy = run_tick(steps, stop)
+        busy = run_tick(steps, stop, heartbeat)
         if not busy:
             stop.wait(idle_sleep)
     close_old_connections()

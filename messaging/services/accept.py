@@ -22,7 +22,7 @@ from accounts import services as account_services
 from accounts.lib import tokens
 from accounts.services import AuthenticatedKey
 from devices import selectors as device_selectors
-from messaging import selectors
+from messaging import metrics, selectors
 from messaging.lib import numbers, segments
 from messaging.models import Message, MessageEvent
 from messaging.services import offers
@@ -220,6 +220,7 @@ def store_messages(
         stored = {row[2]: row for row in rows}  # by public_id
         for message in messages:
             message.pk, message.cost = stored[message.public_id][:2]
+        metrics.count_accepted(count=len(messages))
         if records_of is None:
             return []
         return [device_selectors.OnlineDevice(public_id, name) for public_id, name in rows[0][3]]
@@ -236,6 +237,7 @@ def store_messages(
         account_services.book_message_debits(
             account_id=account_id, messages=instances, balance=debit.balance, reason=reason
         )
+    metrics.count_accepted(count=len(messages))
     if records_of is None:
         return []
     return device_selectors.online_devices(phone_list_id=records_of.phone_list.id, device_id=records_of.device_id)

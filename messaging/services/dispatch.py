@@ -23,6 +23,7 @@ from accounts import services as account_services
 from accounts.lib import sqlnames
 from devices.models import Device
 from ipn.models import IpnEndpoint
+from messaging import metrics
 from messaging.models import Message, MessageEvent
 from messaging.services import callbacks, offers
 
@@ -168,9 +169,10 @@ WHERE {lookup} = %(lookup)s AND {Message.status} = %(queued)s
        OR ({Message.pinned_device} IS NULL AND {Message.phone_list} = %(list)s))
   AND EXISTS (SELECT 1 FROM {Device} WHERE {Device.id} = %(device)s
               AND {Device.is_enabled} AND {Device.removed_at} IS NULL AND {Device.is_available})
-RETURNING {Message.id}, {Message.public_id}, {Message.to}, {Message.text}, {Message.parts}, {Message.sim}
+RETURNING {Message.id}, {Message.public_id}, {Message.to}, {Message.text}, {Message.parts}, {Message.sim},
+    {Message.send_at}, {Message.attempts}
 """
-_CLAIMED_FIELDS = ("id", "public_id", "to", "text", "parts", "sim")
+_CLAIMED_FIELDS = ("id", "public_id", "to", "text", "parts", "sim", "send_at", "attempts")
 
 
 def claim_message(*, device: Device, message_id: str) -> Message | None:
@@ -209,6 +211,7 @@ def _claim(*, device: Device, lookup: tuple[str, object], now: datetime) -> Mess
         return None  # another phone got there first, or it is not open for this phone
     message = _from_row(Message, _CLAIMED_FIELDS, row)
     message.status, message.device, message.assigned_at = Status.ASSIGNED, device, now
+    metrics.count_assignment(due_at=message.send_at, assigned_at=now, attempt=message.attempts)
     return message
 
 
@@ -309,6 +312,7 @@ def report_message(
     kept changing under every try (the phone reports again: it was not acknowledged)."""
     if status not in REPORT_FROM:
         raise ValueError(f"unknown report status {status!r}")
+    metrics.count_report(status=status)
     if status != Status.FAILED and connection.vendor == "postgresql":
         reported = _report_in_one_statement(device=device, message_id=message_id, status=status, at=at)
         if reported is not None:
@@ -454,6 +458,7 @@ def _end_message(*, pk: int, status: str, lookup: Q, error: str, detail: str) ->
         MessageEvent.objects.create(message=message, status=status, device=message.device, detail=detail, at=now)
         account_services.refund_credit(message=message, reason=f"SMS {message.public_id} {status}")
         callbacks.record_message_event(message=message, status=status, occurred_at=now)
+        metrics.count_timed_out(status=status)
     return True
 
 

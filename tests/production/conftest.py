@@ -111,11 +111,11 @@ class Stack:
         self._wait_serving(proc)
         return proc
 
-    def gunicorn(self, name: str, *, workers: int = 2, **env: str) -> Proc:
+    def gunicorn(self, name: str, *, workers: int = 2, flags: tuple[str, ...] = (), **env: str) -> Proc:
         """The WSGI server of the production layout (`/api/` and the panel)."""
         port = free_port()
         cmd = [sys.executable, "-m", "gunicorn", "config.wsgi:application", "-b", f"127.0.0.1:{port}"]
-        proc = self._spawn(name, [*cmd, "-w", str(workers), "--log-level", "warning"], env)
+        proc = self._spawn(name, [*cmd, "-w", str(workers), "--log-level", "warning", *flags], env)
         proc.url = f"http://127.0.0.1:{port}"
         self._wait_serving(proc)
         return proc
