@@ -187,7 +187,12 @@ PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
 if PROMETHEUS_MULTIPROC_DIR:
     from monitoring.lib.multiprocess import share_metrics_between_processes
 
-    share_metrics_between_processes(PROMETHEUS_MULTIPROC_DIR)
+    try:
+        share_metrics_between_processes(PROMETHEUS_MULTIPROC_DIR)
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR} is not a folder this process can write ({exc})."
+        ) from None
 # Set: /metrics requires `Authorization: Bearer <token>`. Unset: it answers loopback callers only.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # /health/ready fails when no worker has written its heartbeat for this many seconds.

@@ -70,3 +70,17 @@ def test_a_database_that_does_not_exist_is_named_with_how_to_create_it(postgres_
     url = database_url().rsplit("/", 1)[0] + "/phonefleet_missing_db_test"
     result = run("manage.py", "migrate", DATABASE_URL=url)
     assert_one_sentence(result, "does not exist", "createdb", "phonefleet_missing_db_test")
+
+
+def test_a_worker_heartbeat_limit_of_zero_is_refused_with_a_sentence():
+    result = run("manage.py", "check", WORKER_HEARTBEAT_MAX_AGE="0")
+    assert_one_sentence(result, "WORKER_HEARTBEAT_MAX_AGE must be a number of seconds above 0.")
+
+
+def test_a_metrics_folder_that_cannot_be_written_is_named(tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    result = run("manage.py", "check", PROMETHEUS_MULTIPROC_DIR=str(blocked / "metrics"))
+    assert_one_sentence(
+        result, f"PROMETHEUS_MULTIPROC_DIR={blocked / 'metrics'} is not a folder this process can write"
+    )
