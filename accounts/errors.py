@@ -5,13 +5,17 @@ from __future__ import annotations
 
 
 class DomainError(Exception):
-    """Base class: the message is a human sentence safe to show the caller."""
+    """Base class: the message is a human sentence safe to show the caller. `param` names
+    the request parameter at fault, when one is (the panel shows the sentence beside its
+    field); `details` are extra fields of the API's answer."""
 
     default_message = "The request could not be processed."
+    default_param = ""
 
-    def __init__(self, message: str | None = None, **details: object) -> None:
+    def __init__(self, message: str | None = None, *, param: str = "", **details: object) -> None:
         super().__init__(message or self.default_message)
         self.message = message or self.default_message
+        self.param = param or self.default_param
         self.details = details
 
 
@@ -29,10 +33,12 @@ class TargetNotFound(DomainError):
 
 class MissingTo(DomainError):
     default_message = "The destination number `to` is missing."
+    default_param = "to"
 
 
 class MissingMsg(DomainError):
     default_message = "The message text `msg` is missing."
+    default_param = "msg"
 
 
 class InvalidParameter(DomainError):

@@ -25,4 +25,5 @@ urlpatterns = [
     path("keys/<int:pk>/", views.key_detail, name="key"),
     path("keys/<int:pk>/revoke/", views.key_revoke, name="key-revoke"),
     path("credit/", views.credit, name="credit"),
+    path("live/credit/", views.credit_live, name="credit-live"),
 ]

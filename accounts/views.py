@@ -155,6 +155,14 @@ def base_url_for(request: HttpRequest) -> str:
 
 
 @account_required
+def credit_live(request: PanelRequest) -> HttpResponse:
+    """The header's credit badge, for live refresh on every page."""
+    account = current_account(request)
+    account.refresh_from_db(fields=["balance"])
+    return render(request, "accounts/_credit_badge.html", {"balance": account.balance})
+
+
+@account_required
 def credit(request: PanelRequest) -> HttpResponse:
     account = current_account(request)
     account.refresh_from_db(fields=["balance"])

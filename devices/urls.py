@@ -28,4 +28,6 @@ urlpatterns = [
     path("phones/<str:public_id>/remove/", views.phone_remove, name="phone-remove"),
     path("phone/", views.virtual_phone, name="virtual-phone"),
     path("phone/join/", views.virtual_phone_join, name="virtual-phone-join"),
+    path("phone/leave/", views.virtual_phone_leave, name="virtual-phone-leave"),
+    path("phone/status/", views.virtual_phone_status, name="virtual-phone-status"),
 ]

@@ -254,11 +254,10 @@ def phone_remove(request: PanelRequest, public_id: str) -> HttpResponse:
 @account_required
 def virtual_phone(request: PanelRequest) -> HttpResponse:
     account = current_account(request)
-    return render(
-        request,
-        "devices/virtual_phone.html",
-        {"pin": request.GET.get("pin", ""), "lists": PhoneList.objects.filter(account=account)},
-    )
+    lists = list(PhoneList.objects.filter(account=account))
+    # The link's PIN, or the first list's: a newcomer joins with one click.
+    pin = request.GET.get("pin", "") or (lists[0].pin if lists else "")
+    return render(request, "devices/virtual_phone.html", {"pin": pin, "lists": lists})
 
 
 @require_POST
@@ -277,6 +276,36 @@ def virtual_phone_join(request: PanelRequest) -> JsonResponse:
         "device_token": token,
         "list": phone_list.token,
         "list_name": phone_list.name,
+        "pin": phone_list.pin,
         "ws_url": "/ws/browser-device/",
     }
     return JsonResponse(body)
+
+
+def _browser_device(request: PanelRequest, public_id: str) -> Device | None:
+    """The account's virtual phone with this id (never another kind of phone), or None."""
+    try:
+        device = selectors.get_device_for_account(account_id=current_account(request).pk, public_id=public_id)
+    except errors.TargetNotFound:
+        return None
+    return device if device.kind == Device.Kind.BROWSER else None
+
+
+@require_POST
+@account_required
+def virtual_phone_leave(request: PanelRequest) -> JsonResponse:
+    """Removes the browser's virtual phone when it leaves its list, so the phone list does
+    not fill with phones nobody will open again."""
+    device = _browser_device(request, request.POST.get("device_id", ""))
+    if device is not None:
+        services.remove_device(device=device)
+    return JsonResponse({"removed": device is not None})
+
+
+@account_required
+def virtual_phone_status(request: PanelRequest) -> JsonResponse:
+    """Whether the browser's saved phone may still connect: `enabled`, `disabled` (in the
+    panel; enabling it lets it back) or `gone` (removed: the page joins again)."""
+    device = _browser_device(request, request.GET.get("device_id", ""))
+    state = "gone" if device is None else ("enabled" if device.is_enabled else "disabled")
+    return JsonResponse({"state": state})

@@ -36,6 +36,10 @@ urlpatterns = [
     path("messages/<str:message_id>/", views.message_detail, name="message"),
     path("live/messages/<str:message_id>/", views.message_detail_live, name="message-live"),
     path("messages/<str:message_id>/cancel/", views.message_cancel, name="message-cancel"),
+    path("send/preview/", views.send_preview, name="send-preview"),
+    # Panel: the virtual phone's test SMS and what became of its offers (its page: devices)
+    path("phone/test-sms/", views.virtual_phone_test, name="virtual-phone-test"),
+    path("phone/offers/", views.virtual_phone_offers, name="virtual-phone-offers"),
     path("inbox/", views.inbox, name="inbox"),
     # Panel: developers
     path("developers/", views.developers, name="developers"),

@@ -1,6 +1,7 @@
-"""Panel pages of the messaging app: the dashboard, the message log, one message's
-timeline, the inbox, the developers pages (code examples hold the account's own values)
-and the subscriber forms of a list's page (they send and change subscriptions)."""
+"""Panel pages of the messaging app: the dashboard, the message log and the panel's send
+form, one message's timeline, the inbox, the developers pages (code examples hold the
+account's own values) and the subscriber forms of a list's page (they send and change
+subscriptions)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from django.contrib import messages as flash
 from django.core.paginator import Paginator
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -27,7 +29,7 @@ from accounts.views import PanelRequest, account_required, base_url_for, current
 from devices import selectors as device_selectors
 from devices.models import Device, PhoneList, Subscriber
 from messaging import selectors
-from messaging.lib import snippets
+from messaging.lib import numbers, segments, snippets
 from messaging.models import Message
 from messaging.services import accept, subscriptions
 
@@ -78,10 +80,14 @@ def _query_without_page(request: PanelRequest) -> str:
 
 @account_required
 def message_log(request: PanelRequest) -> HttpResponse:
+    send_form, sent = _send_from_panel(request)
+    if sent:
+        return sent
     form, queryset = _filtered_messages(request)
     page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
     query = _query_without_page(request)
-    return render(request, "messaging/messages.html", {"form": form, "page": page, "query": query})
+    context = {"form": form, "page": page, "query": query}
+    return render(request, "messaging/messages.html", _with_send_form(request, context, send_form))
 
 
 @account_required
@@ -100,11 +106,18 @@ def _message(request: PanelRequest, message_id: str) -> Message:
 
 
 def _detail_context(message: Message) -> dict[str, Any]:
+    waiting = message.status == Message.Status.QUEUED and message.send_at <= timezone.now()
+    if waiting and message.pinned_device_id is not None:
+        online = device_selectors.online_devices(device_id=message.pinned_device_id)
+    elif waiting:
+        online = device_selectors.online_devices(phone_list_id=message.phone_list_id)
     return {
         "m": message,
         "events": message.events.select_related("device"),
         "ledger": message.ledger_entries.order_by("created_at"),
         "ipn_events": message.ipn_events.order_by("created_at"),
+        # A queued message no phone can take now: the page says so while it waits.
+        "nobody_online": waiting and not online,
     }
 
 
@@ -143,6 +156,181 @@ def inbox(request: PanelRequest) -> HttpResponse:
     page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {"page": page, "lists": lists.values(), "current": phone_list, "query": _query_without_page(request)}
     return render(request, "messaging/inbox.html", context)
+
+
+# --- Send from the panel -------------------------------------------------------------
+
+
+class SendForm(forms.Form):
+    """One SMS from the panel: the API's accept path (checks, credit, offer), no API key."""
+
+    target = forms.ChoiceField(
+        label="Send through", error_messages={"invalid_choice": "Choose one of your lists or phones."}
+    )
+    to = forms.CharField(
+        label="To",
+        max_length=numbers.MAX_INPUT_LENGTH,
+        error_messages={"required": "Type the number to send to."},
+        widget=forms.TextInput(attrs={"inputmode": "tel", "autocomplete": "off", "placeholder": "+393331234567"}),
+    )
+    msg = forms.CharField(
+        label="Text",
+        strip=False,
+        error_messages={"required": "Type the text of the message."},
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+    ref = forms.CharField(
+        label="Your reference (optional)",
+        required=False,
+        max_length=accept.MAX_REF_LENGTH,
+        help_text="Comes back in the message's IPN callbacks, e.g. an order number.",
+    )
+
+    def __init__(self, *args: Any, account: Account, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        lists = [(f"list:{pl.token}", pl.name) for pl in PhoneList.objects.filter(account=account).order_by("name")]
+        phones = [
+            (f"device:{d.public_id}", f"{d.name} ({d.phone_list.name})")
+            for d in Device.objects.filter(account=account, removed_at__isnull=True, is_enabled=True)
+            .select_related("phone_list")
+            .order_by("phone_list__name", "name")
+        ]
+        groups = [("Every phone of a list", lists), ("One phone", phones)]
+        self.fields["target"].choices = [(label, choices) for label, choices in groups if choices]  # type: ignore[attr-defined]
+        self.fields["target"].initial = lists[0][0] if lists else None
+
+    def target_ids(self) -> tuple[str | None, str | None]:
+        """(list token, device id) of the chosen target; one of them is None."""
+        kind, _sep, ident = self.cleaned_data["target"].partition(":")
+        return (ident, None) if kind == "list" else (None, ident)
+
+
+# Parameters at fault that are fields of the form: a refusal's sentence goes beside them.
+SEND_FIELDS = ("to", "msg", "ref")
+
+
+def _send_from_panel(request: PanelRequest) -> tuple[SendForm, HttpResponse | None]:
+    """The send form, and on a valid POST the redirect to the new message's live page."""
+    account = current_account(request)
+    form = SendForm(request.POST if request.method == "POST" else None, account=account)
+    if request.method != "POST" or not form.is_valid():
+        return form, None
+    list_token, device_id = form.target_ids()
+    try:
+        accepted = accept.accept_message(
+            key=subscriptions.account_sender(account_id=account.pk),
+            list_token=list_token,
+            device_id=device_id,
+            to=form.cleaned_data["to"],
+            text=form.cleaned_data["msg"],
+            ref=form.cleaned_data["ref"],
+        )
+    except errors.DomainError as exc:
+        field = "target" if isinstance(exc, errors.TargetNotFound) else exc.param if exc.param in SEND_FIELDS else None
+        form.add_error(field, exc.message)
+        return form, None
+    message = accepted.message
+    parts, cost = message.parts, message.cost
+    flash.success(request, f"Accepted: {parts} SMS part{pluralize(parts)}, {cost} credit{pluralize(cost)}.")
+    return form, redirect("message", message_id=message.public_id)
+
+
+def _send_target(request: PanelRequest, value: str) -> dict[str, Any] | None:
+    """The chosen target (its kind and name) and its phones online now; None if unknown."""
+    account_id = current_account(request).pk
+    kind, _sep, ident = value.partition(":")
+    try:
+        if kind == "device":
+            device = device_selectors.get_device_for_account(account_id=account_id, public_id=ident)
+            online = device_selectors.online_devices(device_id=device.pk)
+            return {"kind": kind, "name": device.name, "online": online}
+        phone_list = device_selectors.get_list_for_account(account_id=account_id, token=ident)
+    except errors.TargetNotFound:
+        return None
+    return {
+        "kind": "list",
+        "name": phone_list.name,
+        "online": device_selectors.online_devices(phone_list_id=phone_list.pk),
+    }
+
+
+def _send_preview_context(request: PanelRequest, *, target: str, text: str) -> dict[str, Any]:
+    """What a message of `text` to `target` would be: its parts and cost, counted by the
+    accept path's own segment code and price, and the target's phones online now."""
+    account = current_account(request)
+    account.refresh_from_db(fields=["balance", "price_per_part"])
+    counted = segments.count_segments(text)
+    per_part = segments.SINGLE_PART if counted.parts == 1 else segments.MULTI_PART
+    return {
+        "counted": counted,
+        "unicode": counted.encoding == segments.UCS2,
+        "capacity": counted.parts * per_part[counted.encoding],
+        "too_long": counted.parts > accept.MAX_PARTS,
+        "max_parts": accept.MAX_PARTS,
+        "cost": counted.parts * account.price_per_part,
+        "balance": account.balance,
+        "target": _send_target(request, target),
+    }
+
+
+def _with_send_form(request: PanelRequest, context: dict[str, Any], form: SendForm) -> dict[str, Any]:
+    target, text = form["target"].value() or "", form["msg"].value() or ""
+    return {**context, "send_form": form, "preview": _send_preview_context(request, target=target, text=text)}
+
+
+@require_POST
+@account_required
+def send_preview(request: PanelRequest) -> HttpResponse:
+    """The send form's preview, rendered as the user types (POST: the text stays out of
+    access logs)."""
+    target, text = request.POST.get("target", ""), request.POST.get("msg", "")
+    context = {"preview": _send_preview_context(request, target=target, text=text)}
+    return render(request, "messaging/_send_preview.html", context)
+
+
+# --- The virtual phone's messages (its page is the devices app's) -------------------------
+
+TEST_SMS_TEXT = "Test SMS from Phonefleet's virtual phone."
+
+
+@require_POST
+@account_required
+def virtual_phone_test(request: PanelRequest) -> JsonResponse:
+    """Queues a test SMS pinned to the account's phone `device_id` (to a made-up number of
+    its list's country), through the accept path like any send: it costs its credit."""
+    account = current_account(request)
+    try:
+        device = device_selectors.get_device_for_account(
+            account_id=account.pk, public_id=request.POST.get("device_id", "")
+        )
+        accepted = accept.accept_message(
+            key=subscriptions.account_sender(account_id=account.pk),
+            list_token=None,
+            device_id=device.public_id,
+            to=numbers.example_number(device.phone_list.default_country),
+            text=TEST_SMS_TEXT,
+        )
+    except errors.DomainError as exc:
+        return JsonResponse({"error": exc.message}, status=400)
+    message = accepted.message
+    url = reverse("message", args=[message.public_id])
+    return JsonResponse({"message_id": message.public_id, "url": url, "parts": message.parts, "cost": message.cost})
+
+
+@account_required
+def virtual_phone_offers(request: PanelRequest) -> JsonResponse:
+    """What became of messages offered to the virtual phone (`ids`, comma-separated): each
+    one's status and the phone holding it, so a card another phone took can say so."""
+    ids = [part for part in request.GET.get("ids", "").split(",") if part][:100]
+    rows = (
+        selectors.messages_for_account(account_id=current_account(request).pk)
+        .filter(public_id__in=ids)
+        .values_list("public_id", "status", "device__public_id", "device__name")
+    )
+    found = {
+        pid: {"status": status, "device_id": dev or "", "device_name": name or ""} for pid, status, dev, name in rows
+    }
+    return JsonResponse({"messages": found})
 
 
 # --- Dashboard ------------------------------------------------------------------
@@ -203,8 +391,11 @@ def _dashboard_context(account: Account) -> dict[str, Any]:
 
 @account_required
 def dashboard(request: PanelRequest) -> HttpResponse:
+    send_form, sent = _send_from_panel(request)
+    if sent:
+        return sent
     account = current_account(request)
-    context = _dashboard_context(account)
+    context = _with_send_form(request, _dashboard_context(account), send_form)
     context["recent"] = Message.objects.filter(account=account).select_related("device").order_by("-created_at")[:8]
     context["has_lists"] = PhoneList.objects.filter(account=account).exists()
     return render(request, "messaging/dashboard.html", context)

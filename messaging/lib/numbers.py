@@ -44,3 +44,14 @@ def restore_lost_plus(raw: str) -> str:
     if len(raw) > 1 and raw[0] == " " and raw[1] in DIGITS:
         return "+" + raw[1:]
     return raw
+
+
+def example_number(country: str) -> str:
+    """A made-up mobile number of `country` (ISO 3166 alpha-2) in E.164, from the
+    numbering plan's own example (Italy's for a country without one): for test sends."""
+    kind = phonenumbers.PhoneNumberType.MOBILE
+    number = phonenumbers.example_number_for_type(country.upper(), kind)
+    if number is None:
+        number = phonenumbers.example_number_for_type("IT", kind)
+    assert number is not None  # the library has Italy's example
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

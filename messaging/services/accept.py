@@ -159,7 +159,7 @@ def check_options(
 
 def _check_ref(ref: str) -> str:
     if len(ref) > MAX_REF_LENGTH:
-        raise errors.InvalidParameter(f"`ref` may be at most {MAX_REF_LENGTH} characters.")
+        raise errors.InvalidParameter(f"`ref` may be at most {MAX_REF_LENGTH} characters.", param="ref")
     return ref
 
 
@@ -178,11 +178,11 @@ def build_message(
     try:
         number = numbers.normalise_number(to, target.phone_list.default_country)
     except numbers.InvalidNumber as exc:
-        raise errors.InvalidParameter(str(exc))
+        raise errors.InvalidParameter(str(exc), param="to")
     counted = segments.count_segments(text)
     if counted.parts > MAX_PARTS:
         raise errors.InvalidParameter(
-            f"`msg` needs {counted.parts} SMS parts; at most {MAX_PARTS} are allowed in one message."
+            f"`msg` needs {counted.parts} SMS parts; at most {MAX_PARTS} are allowed in one message.", param="msg"
         )
     return NewMessage(
         public_id=tokens.public_id(MESSAGE_ID_PREFIX),

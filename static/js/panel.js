@@ -1,4 +1,4 @@
-// Panel behaviour: live fragments, the CODE dialog, copy buttons, confirmations.
+// Panel behaviour: live fragments, the CODE dialog, copy buttons, confirmations, the send form.
 (function () {
   "use strict";
 
@@ -9,7 +9,8 @@
     // Do not swap a form out from under someone typing in it.
     if (el.contains(document.activeElement) && /INPUT|SELECT|TEXTAREA/.test(document.activeElement.tagName)) return;
     fetch(el.dataset.live, { headers: { "X-Requested-With": "fetch" }, credentials: "same-origin" })
-      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      // Redirected: the session ended and this is the sign-in page, not the fragment.
+      .then(function (r) { return r.ok && !r.redirected ? r.text() : Promise.reject(r.status); })
       .then(function (html) { if (el.innerHTML !== html) el.innerHTML = html; })
       .catch(function () { /* next tick will try again */ });
   }
@@ -18,6 +19,15 @@
   document.querySelectorAll("[data-live]").forEach(function (el) {
     setInterval(function () { refresh(el); }, parseInt(override || el.dataset.every || "2000", 10));
   });
+
+  // Phone width: the menu opens and closes behind its button.
+  var menuButton = document.getElementById("menu-button");
+  if (menuButton) {
+    menuButton.addEventListener("click", function () {
+      var open = document.getElementById("sidebar").classList.toggle("open");
+      menuButton.setAttribute("aria-expanded", open ? "true" : "false");
+    });
+  }
 
   // Copy buttons: data-copy="#id" copies that element's text.
   function copyText(text, button) {
@@ -37,10 +47,33 @@
     if (target) copyText(target.textContent, button);
   });
 
-  // Forms that do something irreversible ask first.
+  // Forms that do something irreversible ask first; a form marked data-once is sent once
+  // (a double click must not send two SMS).
   document.addEventListener("submit", function (event) {
-    var message = event.target.dataset.confirm;
-    if (message && !window.confirm(message)) event.preventDefault();
+    var form = event.target, message = form.dataset.confirm;
+    if (message && !window.confirm(message)) { event.preventDefault(); return; }
+    if (form.dataset.once !== undefined) {
+      if (form.dataset.sent) { event.preventDefault(); return; }
+      form.dataset.sent = "1";
+      form.querySelectorAll("button[type=submit]").forEach(function (b) { b.disabled = true; });
+    }
+  });
+
+  // The send form's preview (parts, cost, phones online) is rendered by the server from
+  // what is typed, with the accept path's own segment count: nothing is counted here.
+  document.querySelectorAll("form[data-preview]").forEach(function (form) {
+    var box = form.querySelector(".send-preview"), timer = null, asked = 0;
+    function update() {
+      var mine = ++asked;
+      fetch(form.dataset.preview, { method: "POST", body: new FormData(form), credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+        .then(function (html) { if (mine === asked && box.innerHTML !== html) box.innerHTML = html; })
+        .catch(function () { /* the next keystroke or tick tries again */ });
+    }
+    form.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(update, 150); });
+    form.addEventListener("change", update);
+    // Phones come and go: the "online" line follows them while the form is open.
+    setInterval(function () { if (!document.hidden) update(); }, 5000);
   });
 
   // Code examples: language tabs (remembered), and the CODE dialog that fetches them.

@@ -1,9 +1,12 @@
 // The virtual phone: joins a list, keeps a WebSocket open and speaks the phone frames
-// of the protocol in docs/device-protocol.md (hello, offer, claim, assign, taken, report, ack, state, incoming, ping).
+// of docs/device-protocol.md (hello, offer, claim, assign, taken, report, ack, state,
+// incoming, ping). This browser keeps one phone: a reload reconnects it, and leaving or
+// joining another list removes it, so the phone list does not fill with dead phones.
 (function () {
   "use strict";
-  var STORE = "phonefleet.virtual-phone";
+  var STORE = "phonefleet.virtual-phone", AUTO = "phonefleet.virtual-phone.auto";
   var root = document.getElementById("virtual-phone");
+  var urls = root.dataset;
   var joinForm = document.getElementById("join-form");
   var stateBox = document.getElementById("phone-state");
   var offersBox = document.getElementById("offers");
@@ -11,7 +14,20 @@
   var available = document.getElementById("available");
   var auto = document.getElementById("auto");
   var incomingButton = document.getElementById("incoming-send");
+  var testButton = document.getElementById("test-sms");
+  var csrf = joinForm.elements.csrfmiddlewaretoken.value;
   var phone = null, socket = null, pinger = null, retry = 0, cards = {};
+
+  function remember(key, value) {
+    try { if (value === null) localStorage.removeItem(key); else localStorage.setItem(key, value); } catch (e) { /* private mode */ }
+  }
+  function post(url, fields) {
+    var body = new FormData();
+    body.append("csrfmiddlewaretoken", csrf);
+    Object.keys(fields).forEach(function (name) { body.append(name, fields[name]); });
+    return fetch(url, { method: "POST", body: body, credentials: "same-origin" })
+      .then(function (r) { return r.json().then(function (answer) { return { ok: r.ok, body: answer }; }); });
+  }
 
   function log(direction, frame) {
     var line = document.createElement("div");
@@ -28,6 +44,7 @@
     document.getElementById("conn-dot").className = "dot " + (on ? "online" : "offline");
     document.getElementById("conn-text").textContent = text;
     incomingButton.disabled = !on;
+    testButton.disabled = !on;
   }
   function sendState() { send({ type: "state", available: available.checked, battery: 87, signal: -70 }); }
 
@@ -88,8 +105,9 @@
       sendState();
     },
     offer: function (f) {
-      var el = card(f);
-      if (el.dataset.status && el.dataset.status !== "offered") return;
+      var el = card(f), status = el.dataset.status || "";
+      // Offered again after its holder's lease lapsed: it is open once more.
+      if (status && status !== "offered" && status.indexOf("taken") !== 0) return;
       setStatus(el, "offered", [{ label: "Claim", action: "claim", run: function () { claim(f.message_id); } }]);
       if (auto.checked && available.checked) claim(f.message_id);
     },
@@ -116,8 +134,54 @@
     error: function () {},
   };
 
+  // Cards still offering Claim: the panel says what became of their messages, so a card
+  // whose message another phone took (or that was cancelled or expired) says so instead.
+  function watchOffers() {
+    var open = Object.keys(cards).filter(function (id) {
+      var status = cards[id].dataset.status;
+      return status === "offered" || status === "claiming";
+    });
+    if (!phone || !open.length || document.hidden) return;
+    fetch(urls.offersUrl + "?ids=" + encodeURIComponent(open.join(",")), { credentials: "same-origin" })
+      .then(function (r) { return r.ok && !r.redirected ? r.json() : Promise.reject(r.status); })
+      .then(function (answer) {
+        open.forEach(function (id) {
+          var found = answer.messages[id], el = cards[id], status = el.dataset.status;
+          if (!found || found.status === "queued" || found.device_id === phone.device_id) return;
+          if (status !== "offered" && status !== "claiming") return;
+          setStatus(el, found.device_name ? "taken by " + found.device_name : found.status);
+        });
+      })
+      .catch(function () { /* asked again on the next beat */ });
+  }
+  setInterval(watchOffers, 2000);
+
+  function stopped(text) {
+    if (socket) { socket.onclose = null; socket.close(); }
+    clearInterval(pinger);
+    setConnected(false, text);
+  }
+  // The saved phone could not connect: removed in the panel (join again), disabled (wait
+  // until it is enabled), or still there (keep reconnecting).
+  function checkSaved(reconnect) {
+    fetch(urls.statusUrl + "?device_id=" + encodeURIComponent(phone.device_id), { credentials: "same-origin" })
+      .then(function (r) { return r.ok && !r.redirected ? r.json() : Promise.reject(r.status); })
+      .then(function (answer) {
+        if (answer.state === "gone") {
+          stopped("This phone was removed from its list.");
+          remember(STORE, null);
+          showJoin("This browser's virtual phone was removed in the panel: join a list again.");
+        } else if (answer.state === "disabled") {
+          stopped("Disabled in the panel: enable it on the Phones page, then reload this page.");
+        } else {
+          reconnect();
+        }
+      })
+      .catch(reconnect);
+  }
+
   function connect() {
-    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://", opened = false;
     socket = new WebSocket(scheme + location.host + phone.ws_url + "?token=" + encodeURIComponent(phone.device_token));
     setConnected(false, "Connecting…");
     socket.onmessage = function (event) {
@@ -128,16 +192,23 @@
     };
     socket.onclose = function (event) {
       clearInterval(pinger);
-      if (event.code === 4403) {
-        setConnected(false, "This phone was disabled or removed in the panel.");
+      if (event.code === 4409) {
+        // Another tab took this phone over; reconnecting would take it back, and so on.
+        setConnected(false, "This phone is open in another tab or window (reload here to use it here).");
         return;
       }
       // Reconnect with exponential backoff and full jitter (base 1 s, cap 60 s).
-      var delay = Math.random() * Math.min(60000, 1000 * Math.pow(2, retry++));
-      setConnected(false, "Offline — reconnecting…");
-      setTimeout(connect, delay);
+      function reconnect() {
+        var delay = Math.random() * Math.min(60000, 1000 * Math.pow(2, retry++));
+        setConnected(false, "Offline — reconnecting…");
+        setTimeout(connect, delay);
+      }
+      // 4403, or refused at the handshake (a browser cannot see the 403): ask why.
+      if (event.code === 4403 || !opened) checkSaved(reconnect);
+      else reconnect();
     };
     socket.onopen = function () {
+      opened = true;
       pinger = setInterval(function () { send({ type: "ping" }); }, 20000);
     };
   }
@@ -149,23 +220,64 @@
     document.getElementById("phone-title").textContent = phone.name + " in “" + phone.list_name + "”";
     connect();
   }
+  function showJoin(text, isNote) {
+    var box = document.getElementById("join-error");
+    box.textContent = text || "";
+    box.className = isNote ? "help" : "field-error";
+    box.hidden = !text;
+    joinForm.hidden = false;
+    stateBox.hidden = true;
+  }
+  // Removes this browser's phone from its list (the server forgets it too).
+  function leave() {
+    var old = phone;
+    if (socket) { socket.onclose = null; socket.close(); }
+    phone = null;
+    remember(STORE, null);
+    if (!old) return Promise.resolve();
+    return post(urls.leaveUrl, { device_id: old.device_id }).catch(function () { /* removed in the panel already */ });
+  }
 
   joinForm.addEventListener("submit", function (event) {
     event.preventDefault();
-    fetch(root.dataset.joinUrl, { method: "POST", body: new FormData(joinForm), credentials: "same-origin" })
-      .then(function (r) { return r.json().then(function (body) { return { ok: r.ok, body: body }; }); })
+    var fields = { pin: joinForm.elements.pin.value, name: joinForm.elements.name.value };
+    leave()
+      .then(function () { return post(urls.joinUrl, fields); })
       .then(function (answer) {
-        if (!answer.ok) { alert(answer.body.error || "Could not join."); return; }
-        var saved = answer.body;
-        saved.name = joinForm.elements.name.value || "Virtual phone";
-        try { localStorage.setItem(STORE, JSON.stringify(saved)); } catch (e) { /* private mode */ }
-        start(saved);
-      });
+        if (!answer.ok) { showJoin(answer.body.error || "Could not join."); return; }
+        var joined = answer.body;
+        joined.name = fields.name || "Virtual phone";
+        remember(STORE, JSON.stringify(joined));
+        start(joined);
+      })
+      .catch(function () { showJoin("The server could not be reached; try again."); });
   });
   document.getElementById("forget").addEventListener("click", function () {
-    try { localStorage.removeItem(STORE); } catch (e) { /* ignore */ }
-    if (socket) { socket.onclose = null; socket.close(); }
-    location.reload();
+    leave().then(function () { location.href = location.pathname; });
+  });
+  testButton.addEventListener("click", function () {
+    var box = document.getElementById("test-sms-result");
+    testButton.disabled = true;
+    post(urls.testUrl, { device_id: phone.device_id })
+      .then(function (answer) {
+        box.textContent = "";
+        box.className = answer.ok ? "help" : "field-error";
+        if (!answer.ok) { box.textContent = answer.body.error || "Could not send the test SMS."; return; }
+        var link = document.createElement("a");
+        link.href = answer.body.url;
+        link.textContent = answer.body.message_id;
+        box.append("Queued ", link, " (" + answer.body.cost + " credit" + (answer.body.cost === 1 ? "" : "s") + ").");
+      })
+      .catch(function () { box.className = "field-error"; box.textContent = "The server could not be reached."; })
+      .then(function () { testButton.disabled = !socket || socket.readyState !== WebSocket.OPEN; });
+  });
+  auto.checked = (function () { try { return localStorage.getItem(AUTO) !== "off"; } catch (e) { return true; } })();
+  auto.addEventListener("change", function () {
+    remember(AUTO, auto.checked ? "on" : "off");
+    // Switched on: take what is on offer now, as a new offer would be.
+    if (auto.checked && available.checked) {
+      Object.keys(cards).forEach(function (id) { if (cards[id].dataset.status === "offered") claim(id); });
+    }
   });
   available.addEventListener("change", sendState);
   document.getElementById("incoming-form").addEventListener("submit", function (event) {
@@ -178,8 +290,11 @@
     });
   });
 
+  // A saved phone is reused, unless the link asks for another list's PIN: joining that one
+  // then replaces it.
   var saved = null;
   try { saved = JSON.parse(localStorage.getItem(STORE) || "null"); } catch (e) { saved = null; }
   var wanted = new URLSearchParams(location.search).get("pin");
-  if (saved && !wanted) start(saved);
+  if (saved && (!wanted || wanted === saved.pin)) start(saved);
+  else if (saved) showJoin("Joining replaces this browser's phone in “" + saved.list_name + "”.", true);
 })();

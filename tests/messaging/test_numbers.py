@@ -1,6 +1,6 @@
 import pytest
 
-from messaging.lib.numbers import InvalidNumber, normalise_number, restore_lost_plus
+from messaging.lib.numbers import example_number, InvalidNumber, normalise_number, restore_lost_plus
 
 
 @pytest.mark.parametrize(
@@ -48,3 +48,11 @@ def test_it_refuses_what_is_not_a_phone_number(text):
 )
 def test_a_leading_space_before_digits_is_the_plus_that_form_decoding_ate(raw, expected):
     assert restore_lost_plus(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("country", "expected"), [("DE", "+4915123456789"), ("it", "+393123456789"), ("ZZ", "+393123456789")]
+)
+def test_an_example_number_is_a_mobile_of_the_country_that_the_send_path_accepts(country, expected):
+    assert example_number(country) == expected
+    assert normalise_number(expected, "IT") == expected

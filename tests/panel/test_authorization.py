@@ -89,6 +89,7 @@ def test_bobs_own_pages_show_nothing_of_alices(alice_world, bob_client):
         "inbox",
         "ipn",
         "virtual-phone",
+        "credit-live",
     ]:
         html = bob_client.get(reverse(name)).content.decode()
         for secret in secrets:

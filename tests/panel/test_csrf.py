@@ -28,6 +28,11 @@ def test_every_action_refuses_a_post_without_a_csrf_token(alice_world):
         reverse("ipn-test"),
         reverse("ipn-replay", args=[alice_world["event"].webhook_id]),
         reverse("virtual-phone-join"),
+        reverse("virtual-phone-leave"),
+        reverse("virtual-phone-test"),
+        reverse("send-preview"),
+        reverse("dashboard"),
+        reverse("messages"),
         reverse("logout"),
     ]
     for url in actions:
