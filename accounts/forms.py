@@ -52,7 +52,7 @@ def _lines(value: str) -> list[str]:
 class ApiKeyForm(forms.Form):
     """Create or edit one API key: its IP rule, CORS origins, default list and rate limit."""
 
-    IP_MODES = [("any", "Any IP (status code 2)"), ("only", "Allow only from these IPs (status code 1)")]
+    IP_MODES = [("any", "Any IP"), ("only", "Allow only from these IPs")]
 
     name = forms.CharField(max_length=100, initial="My API")
     ip_mode = forms.ChoiceField(choices=IP_MODES, initial="any", widget=forms.RadioSelect, label="IP rule")

@@ -23,6 +23,7 @@ urlpatterns = [
     # Panel: API keys and credit
     path("keys/", views.keys, name="keys"),
     path("keys/<int:pk>/", views.key_detail, name="key"),
+    path("keys/<int:pk>/created/", views.key_created, name="key-created"),
     path("keys/<int:pk>/revoke/", views.key_revoke, name="key-revoke"),
     path("credit/", views.credit, name="credit"),
     path("live/credit/", views.credit_live, name="credit-live"),

@@ -100,13 +100,21 @@ def keys(request: PanelRequest) -> HttpResponse:
         except errors.DomainError as exc:
             form.add_error(None, exc.message)
         else:
-            # The secret is shown in this answer only: it is never stored or put in the session.
-            # The page's code examples come from the messaging app's `key_examples` tag.
-            response = render(request, "accounts/key_created.html", {"key": key, "secret": secret})
-            patch_cache_control(response, no_store=True)  # the secret must not land in any cache
-            return response
+            hand_over_secret(request, name=f"key:{key.pk}", secret=secret)
+            return redirect("key-created", pk=key.pk)
     rows = ApiKey.objects.filter(account=account).select_related("default_list").order_by("revoked_at", "-created_at")
     return render(request, "accounts/keys.html", {"form": form, "keys": rows, "client_ip": request.client_ip})
+
+
+@account_required
+def key_created(request: PanelRequest, pk: int) -> HttpResponse:
+    """The new key's secret, once: reloading this page shows it no more and creates nothing.
+    The page's code examples come from the messaging app's `key_examples` tag."""
+    key = _get_key_for_account(current_account(request), pk)
+    secret = take_secret(request, name=f"key:{key.pk}")
+    response = render(request, "accounts/key_created.html", {"key": key, "secret": secret})
+    patch_cache_control(response, no_store=True)  # the secret must not land in any cache
+    return response
 
 
 @account_required
@@ -139,8 +147,25 @@ def key_detail(request: PanelRequest, pk: int) -> HttpResponse:
 def key_revoke(request: PanelRequest, pk: int) -> HttpResponse:
     key = _get_key_for_account(current_account(request), pk)
     services.revoke_api_key(key=key)
-    messages.success(request, f"Revoked “{key.name}”: calls with it now get status code 3.")
+    messages.success(request, f"Revoked “{key.name}”: calls with it are now refused as an unknown key.")
     return redirect("keys")
+
+
+# --- Secrets shown once -------------------------------------------------------------------
+# A new secret (an API key, a phone's private token) is shown on the page the POST that made
+# it redirects to, so reloading that page creates nothing. It rides in the session for that
+# one step and is removed when shown; Phonefleet keeps only its digest.
+
+
+def hand_over_secret(request: HttpRequest, *, name: str, secret: str) -> None:
+    """Keeps `secret` for the next page that shows it (`take_secret` with the same name)."""
+    request.session[f"shown-once:{name}"] = secret
+
+
+def take_secret(request: HttpRequest, *, name: str) -> str | None:
+    """The secret handed over under `name`, removed as it is taken; None once shown."""
+    secret: str | None = request.session.pop(f"shown-once:{name}", None)
+    return secret
 
 
 # --- Base URL ---------------------------------------------------------------------------

@@ -80,8 +80,9 @@ class SimulateBackend(Backend):
 
 
 class TermuxBackend(Backend):
-    """Sends with `termux-sms-send -n NUMBER [-s SIM] TEXT`; reads the inbox with
-    `termux-sms-list`. Termux gives no delivery reports, so messages end `sent`."""
+    """Sends with termux-api's `termux-sms-send -n NUMBER [-s SLOT]`, the text on its
+    standard input; reads the inbox with `termux-sms-list`. Termux gives no delivery
+    reports, so messages end `sent`."""
 
     name = "termux"
     SEND_TIMEOUT = 60.0
@@ -90,12 +91,15 @@ class TermuxBackend(Backend):
         self.seen_inbox: set[str] = set()
         self.primed = False
 
-    async def _run(self, *args: str, timeout: float) -> tuple[int, str, str]:
+    async def _run(self, *args: str, timeout: float, stdin: str | None = None) -> tuple[int, str, str]:
         process = await asyncio.create_subprocess_exec(
-            *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            *args,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         try:
-            out, err = await asyncio.wait_for(process.communicate(), timeout)
+            out, err = await asyncio.wait_for(process.communicate(stdin.encode() if stdin else None), timeout)
         except TimeoutError:
             process.kill()
             return -1, "", f"{args[0]} timed out"
@@ -104,9 +108,13 @@ class TermuxBackend(Backend):
     async def send(self, *, to: str, text: str, sim: int | None) -> SendResult:
         args = ["termux-sms-send", "-n", to]
         if sim is not None:
-            args += ["-s", str(sim)]
+            # Our `sim` counts from 1; termux-api's slot is Android's SIM slot index, from 0.
+            args += ["-s", str(sim - 1)]
         try:
-            code, _out, err = await self._run(*args, text, timeout=self.SEND_TIMEOUT)
+            # On standard input, not as arguments: the script reads its options with getopts
+            # (a text starting with "-" would be taken for one) and passes arguments through
+            # echo (which may rewrite backslashes).
+            code, _out, err = await self._run(*args, timeout=self.SEND_TIMEOUT, stdin=text)
         except FileNotFoundError:
             return SendResult("failed", "termux-sms-send not found: install termux-api.")
         if code != 0:

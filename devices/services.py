@@ -7,6 +7,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+import phonenumbers
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -29,6 +30,18 @@ MIN_LEASE_SECONDS = 10
 MAX_LEASE_SECONDS = 3600
 
 
+def check_country(code: str) -> str:
+    """The country code in capitals if phone numbers can be read in it (ISO 3166 alpha-2,
+    known to the numbering plans); raises InvalidParameter otherwise: every national
+    number sent through a list of an unknown country would be refused."""
+    country = code.strip().upper()
+    if country not in phonenumbers.SUPPORTED_REGIONS:
+        raise errors.InvalidParameter(
+            f"“{code.strip()}” is not a country code: use two letters such as IT, DE or US.", param="default_country"
+        )
+    return country
+
+
 def create_list(
     *,
     account: Account,
@@ -37,10 +50,11 @@ def create_list(
     default_country: str | None = None,
     rate_limit_per_minute: int | None = None,
 ) -> PhoneList:
-    """A new list with a fresh token and a random PIN (or the given one).
-    Raises InvalidParameter for a PIN that is not 6–16 digits or is taken."""
+    """A new list with a fresh token and a random PIN (or the given one). Raises
+    InvalidParameter for a PIN that is not 6–16 digits or is taken, or an unknown country."""
     if pin is not None and not (pin.isdigit() and 6 <= len(pin) <= 16):
         raise errors.InvalidParameter("A PIN is 6 to 16 digits.")
+    country = check_country(default_country or settings.DEFAULT_COUNTRY)
     for _ in range(5):
         try:
             with transaction.atomic():
@@ -49,7 +63,7 @@ def create_list(
                     name=name,
                     token=tokens.public_id(LIST_TOKEN_PREFIX),
                     pin=pin or tokens.random_pin(PIN_DIGITS),
-                    default_country=(default_country or settings.DEFAULT_COUNTRY).upper(),
+                    default_country=country,
                     rate_limit_per_minute=rate_limit_per_minute,
                 )
         except IntegrityError:
@@ -90,13 +104,11 @@ def update_list_settings(
 ) -> PhoneList:
     """Changes the given settings (others stay); phones get them in their next `hello`.
     Raises InvalidParameter for an out-of-range value."""
+    if default_country is not UNCHANGED:
+        default_country = check_country(str(default_country))
     checks: dict[str, tuple[object, bool, str]] = {
         "name": (name, isinstance(name, str) and 0 < len(name.strip()) <= 100, "A name is 1 to 100 characters."),
-        "default_country": (
-            default_country,
-            isinstance(default_country, str) and len(default_country) == 2 and default_country.isalpha(),
-            "A country is a two-letter code such as IT.",
-        ),
+        "default_country": (default_country, True, ""),  # checked above
         "rate_limit_per_minute": (
             rate_limit_per_minute,
             rate_limit_per_minute is None or (isinstance(rate_limit_per_minute, int) and rate_limit_per_minute > 0),
@@ -120,9 +132,7 @@ def update_list_settings(
             continue
         if not valid:
             raise errors.InvalidParameter(problem)
-        if field == "default_country":
-            value = str(value).upper()
-        elif field == "name":
+        if field == "name":
             value = str(value).strip()
         setattr(phone_list, field, value)
         fields.append(field)

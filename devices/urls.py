@@ -9,6 +9,7 @@ from devices import api, views
 
 urlpatterns = [
     path("api/device/v1/enroll", api.EnrolDeviceApi.as_view(), name="device-enroll"),
+    path("agent.pyz", views.agent_download, name="agent-download"),
     # Panel: lists
     path("lists/", views.lists, name="lists"),
     path("lists/<str:token>/", views.list_detail, name="list"),

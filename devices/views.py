@@ -1,15 +1,20 @@
-"""Panel pages of the devices app: lists (PIN, QR code, settings), phones, the virtual phone."""
+"""Panel pages of the devices app: lists (how a phone joins, settings), phones, the virtual
+phone; and the reference agent as one file a phone downloads."""
 
 from __future__ import annotations
 
 import csv
+import functools
+import secrets
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import segno
 from django import forms
+from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
@@ -17,8 +22,16 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from accounts import errors
-from accounts.views import PanelRequest, account_required, base_url_for, current_account
+from accounts.views import (
+    PanelRequest,
+    account_required,
+    base_url_for,
+    current_account,
+    hand_over_secret,
+    take_secret,
+)
 from devices import selectors, services
+from devices.lib import phone_setup
 from devices.models import Device, PhoneList
 from devices.smsgate import services as smsgate
 
@@ -50,7 +63,8 @@ def _back(request: PanelRequest, fallback: str) -> HttpResponse:
 
 class ListForm(forms.Form):
     name = forms.CharField(max_length=100)
-    default_country = forms.CharField(max_length=2, initial="IT", help_text="For national numbers, e.g. IT")
+    # Checked by the service (a country the numbering plans know), which says why in words.
+    default_country = forms.CharField(max_length=20, initial="IT", help_text="For national numbers, e.g. IT")
     rate_limit_per_minute = forms.IntegerField(
         required=False, min_value=1, label="Per-phone limit (SMS a minute)", help_text="Empty: no limit"
     )
@@ -78,7 +92,7 @@ def lists(request: PanelRequest) -> HttpResponse:
                 rate_limit_per_minute=form.cleaned_data["rate_limit_per_minute"],
             )
         except errors.DomainError as exc:
-            form.add_error(None, exc.message)
+            form.add_error(exc.param if exc.param in form.fields else None, exc.message)
         else:
             messages.success(request, f"Created “{phone_list.name}”. Join phones to it with the PIN below.")
             return redirect("list", token=phone_list.token)
@@ -87,7 +101,34 @@ def lists(request: PanelRequest) -> HttpResponse:
 
 
 def _phone_link(request: PanelRequest, phone_list: PhoneList) -> str:
-    return f"{base_url_for(request)}{reverse('virtual-phone')}?{urlencode({'pin': phone_list.pin})}"
+    return f"{reverse('virtual-phone')}?{urlencode({'pin': phone_list.pin})}"
+
+
+def _phone_setup(request: PanelRequest, phone_list: PhoneList) -> dict[str, Any]:
+    """How a real phone joins the list from here: the Termux command (and its QR code) and
+    the SMSGate app's settings, or, when this address is the machine's own, what to set so
+    that phones can reach the server."""
+    base = base_url_for(request)
+    command = phone_setup.termux_command(base_url=base, pin=phone_list.pin)
+    reachable = not phone_setup.is_loopback(base)
+    context: dict[str, Any] = {
+        "base_url": base,
+        "reachable": reachable,
+        "termux_command": command,
+        "termux_restart": f"python {phone_setup.AGENT_FILE} {phone_setup.agent_arguments(base_url=base)}",
+        "mobile_api_url": f"{base}/api/mobile/v1",
+        "https": base.startswith("https://"),
+        "qr_svg": segno.make(command, error="l").svg_inline(scale=3, dark="#111827") if reachable else "",
+    }
+    if not reachable:
+        context["lan"] = {
+            "address": phone_setup.lan_address() or "192.168.1.10",
+            "port": urlsplit(base).port or 80,
+            "site_url_set": bool(settings.SITE_URL),
+            # A fresh key to paste: a server others reach is production, which needs one.
+            "secret_key": secrets.token_urlsafe(50),
+        }
+    return context
 
 
 @account_required
@@ -107,11 +148,12 @@ def list_detail(request: PanelRequest, token: str) -> HttpResponse:
         try:
             services.update_list_settings(phone_list=phone_list, **form.cleaned_data)
         except errors.DomainError as exc:
-            form.add_error(None, exc.message)
+            form.add_error(exc.param if exc.param in form.fields else None, exc.message)
         else:
             messages.success(request, "Saved. Phones get the new settings when they next connect.")
             return redirect("list", token=phone_list.token)
-    return _render_list(request, phone_list, form)
+    new_token = take_secret(request, name=f"mobile-token:{phone_list.token}")
+    return _render_list(request, phone_list, form, **({"new_mobile_token": new_token} if new_token else {}))
 
 
 def _render_list(request: PanelRequest, phone_list: PhoneList, form: ListSettingsForm, **extra: Any) -> HttpResponse:
@@ -121,12 +163,11 @@ def _render_list(request: PanelRequest, phone_list: PhoneList, form: ListSetting
         "list": phone_list,
         "form": form,
         "phone_link": link,
-        "qr_svg": segno.make(link, error="m").svg_inline(scale=4, dark="#111827"),
+        "setup": _phone_setup(request, phone_list),
         "devices": _devices(request, phone_list=phone_list),
         "subscribers": subscribed.order_by("-subscribed_at")[:50],
         "subscriber_count": subscribed.count(),
         "mobile_tokens": smsgate.list_private_tokens(phone_list=phone_list),
-        "mobile_api_url": f"{base_url_for(request)}/api/mobile/v1",
         **extra,
     }
     response = render(request, "devices/list_detail.html", context)
@@ -135,18 +176,14 @@ def _render_list(request: PanelRequest, phone_list: PhoneList, form: ListSetting
     return response
 
 
-def _list_settings_form(phone_list: PhoneList) -> ListSettingsForm:
-    fields = ("name", "default_country", "rate_limit_per_minute", "lease_seconds", "default_ttl_seconds")
-    return ListSettingsForm(initial={name: getattr(phone_list, name) for name in fields})
-
-
 @require_POST
 @account_required
 def list_mobile_token_create(request: PanelRequest, token: str) -> HttpResponse:
-    """A new private token for SMSGate Android phones, shown in this answer only."""
+    """A new private token for SMSGate Android phones, shown once on the list's page."""
     phone_list = _get_list_for_account(request, token)
     _row, secret = smsgate.create_enrolment_token(phone_list=phone_list)
-    return _render_list(request, phone_list, _list_settings_form(phone_list), new_mobile_token=secret)
+    hand_over_secret(request, name=f"mobile-token:{phone_list.token}", secret=secret)
+    return redirect(f"{reverse('list', args=[phone_list.token])}#android")
 
 
 @require_POST
@@ -226,6 +263,17 @@ def phone_rename(request: PanelRequest, public_id: str) -> HttpResponse:
     return _back(request, reverse("phones"))
 
 
+# A disabled phone was disconnected and stopped trying: enabling it lets it back, but only
+# the phone itself can reconnect.
+RECONNECT: dict[str, str] = {
+    Device.Kind.WEBSOCKET: "It must reconnect: the agent stopped when the phone was disabled, so start it again on"
+    " the phone (it keeps its token).",
+    Device.Kind.BROWSER: "It must reconnect: reload its virtual phone page.",
+    Device.Kind.SMSGATE: "It must reconnect, but the SMSGate app signs up again as a new phone when it is disabled:"
+    " if a newer entry of it is in the list, remove this one; otherwise restart the app.",
+}
+
+
 @require_POST
 @account_required
 def phone_disable(request: PanelRequest, public_id: str) -> HttpResponse:
@@ -235,7 +283,7 @@ def phone_disable(request: PanelRequest, public_id: str) -> HttpResponse:
         messages.success(request, f"Disabled “{device.name}”: it is disconnected and gets no messages.")
     else:
         services.enable_device(device=device)
-        messages.success(request, f"Enabled “{device.name}” again.")
+        messages.success(request, f"Enabled “{device.name}” again. {RECONNECT[device.kind]}")
     return _back(request, reverse("phones"))
 
 
@@ -246,6 +294,22 @@ def phone_remove(request: PanelRequest, public_id: str) -> HttpResponse:
     services.remove_device(device=device)
     messages.success(request, f"Removed “{device.name}”.")
     return _back(request, reverse("phones"))
+
+
+# --- The reference agent, for phones ----------------------------------------------------
+
+
+@functools.cache
+def _agent_zipapp() -> bytes:
+    return phone_setup.agent_zipapp(Path(settings.BASE_DIR) / "agent")
+
+
+def agent_download(request: HttpRequest) -> HttpResponse:
+    """The reference agent (agent/) as one Python zip application, for phones to fetch
+    with curl: its code is public, so no sign-in."""
+    response = HttpResponse(_agent_zipapp(), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{phone_setup.AGENT_FILE}"'
+    return response
 
 
 # --- Virtual phone ---------------------------------------------------------------------

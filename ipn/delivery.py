@@ -45,6 +45,11 @@ USER_AGENT = "Phonefleet-IPN/1.0"
 
 DISABLED_GONE = "disabled (410)"
 DISABLED_FAILING = "disabled (failing for 5 days)"
+# Said wherever a refused private address is reported: the one setting that allows it.
+PRIVATE_NETWORKS_HINT = (
+    "callbacks to loopback and private (LAN) addresses are refused unless the server runs with"
+    " IPN_ALLOW_PRIVATE_NETWORKS=true (for a receiver on the server's own network)"
+)
 
 
 def timeout_seconds() -> float:
@@ -119,7 +124,8 @@ def attempt(*, event: IpnEvent, endpoint: IpnEndpoint, is_test: bool = False) ->
             allow_private=settings.IPN_ALLOW_PRIVATE_NETWORKS,
         )
     except safehttp.DeliveryError as exc:
-        log.error = _storable(f"{exc.kind}: {exc}".encode(), 500)
+        hint = f" ({PRIVATE_NETWORKS_HINT})" if isinstance(exc, safehttp.ForbiddenAddress) else ""
+        log.error = _storable(f"{exc.kind}: {exc}{hint}".encode(), 500)
         log.outcome = IpnAttempt.Outcome.PERMANENT if exc.permanent else IpnAttempt.Outcome.RETRY
     else:
         log.status_code = answer.status_code

@@ -87,8 +87,12 @@ def validate_url(url: str) -> str:
         raise errors.InvalidParameter("The IPN URL is too long (1000 characters at most).")
     try:
         safehttp.check_url(url, allow_private=settings.IPN_ALLOW_PRIVATE_NETWORKS)
+    except safehttp.ForbiddenAddress as exc:
+        raise errors.InvalidParameter(
+            f"The IPN URL is not allowed: {exc}; {delivery.PRIVATE_NETWORKS_HINT}.", param="url"
+        )
     except safehttp.AddressRefused as exc:
-        raise errors.InvalidParameter(f"The IPN URL is not allowed: {exc}.")
+        raise errors.InvalidParameter(f"The IPN URL is not allowed: {exc}.", param="url")
     return url
 
 
@@ -278,12 +282,17 @@ def test_event_body(endpoint: IpnEndpoint, when: datetime) -> tuple[str, str]:
 # --- Test and replay ----------------------------------------------------------------
 
 
-def send_test_event(*, account: Account) -> IpnAttempt:
-    """Sends a `test` event to the endpoint now (even while disabled) and returns the
-    logged attempt. Raises InvalidParameter when no URL is set."""
+def send_test_event(*, account: Account, url: str | None = None, format: str | None = None) -> IpnAttempt:
+    """Sends a `test` event now (even while disabled) and returns the logged attempt: to
+    `url` in `format` when given (what the settings form holds, saved or not; nothing is
+    saved), else to the saved ones. Raises InvalidParameter for no URL or a refused one."""
     endpoint = get_or_create_endpoint(account=account)
+    if url is not None:
+        endpoint.url = validate_url(url)
+    if format in IpnEndpoint.Format.values:
+        endpoint.format = format
     if not endpoint.url:
-        raise errors.InvalidParameter("Set an IPN URL first.")
+        raise errors.InvalidParameter("Set an IPN URL first.", param="url")
     now = timezone.now()
     body, content_type = test_event_body(endpoint, now)
     event = IpnEvent.objects.create(

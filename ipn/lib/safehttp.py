@@ -48,6 +48,11 @@ class AddressRefused(DeliveryError):
     kind = "refused"
 
 
+class ForbiddenAddress(AddressRefused):
+    """The host is (or resolves to) a loopback, private, link-local… address: refused
+    unless private networks are allowed."""
+
+
 class Timeout(DeliveryError):
     kind = "timeout"
 
@@ -160,7 +165,7 @@ def resolve_checked(url: httpx.URL, *, allow_private: bool, resolver: Resolver =
         reason = None if allow_private else refusal_reason(address)
         if reason:
             # One bad answer refuses the host: a rebinding resolver may rotate them.
-            raise AddressRefused(f"{host} resolves to a forbidden address: {reason}")
+            raise ForbiddenAddress(f"{host} resolves to a forbidden address: {reason}")
         addresses.append(address)
     return addresses[0]
 

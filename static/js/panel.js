@@ -59,6 +59,25 @@
     }
   });
 
+  // A button with data-inline-result sends its form to its formaction and shows the
+  // server's sentence there, leaving the form as typed (the IPN page's test event).
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("button[data-inline-result]");
+    if (!button) return;
+    event.preventDefault();
+    var box = document.querySelector(button.dataset.inlineResult);
+    button.disabled = true;
+    box.className = "help";
+    box.textContent = "Sending…";
+    fetch(button.formAction, {
+      method: "POST", body: new FormData(button.form), credentials: "same-origin", headers: { "X-Requested-With": "fetch" },
+    })
+      .then(function (r) { return r.ok && !r.redirected ? r.json() : Promise.reject(r.status); })
+      .then(function (answer) { box.className = answer.ok ? "ok-text" : "field-error"; box.textContent = answer.message; })
+      .catch(function () { box.className = "field-error"; box.textContent = "The server could not be reached; try again."; })
+      .then(function () { button.disabled = false; });
+  });
+
   // The send form's preview (parts, cost, phones online) is rendered by the server from
   // what is typed, with the accept path's own segment count: nothing is counted here.
   document.querySelectorAll("form[data-preview]").forEach(function (form) {

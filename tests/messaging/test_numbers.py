@@ -1,6 +1,6 @@
 import pytest
 
-from messaging.lib.numbers import example_number, InvalidNumber, normalise_number, restore_lost_plus
+from messaging.lib.numbers import InvalidNumber, example_number, normalise_number, restore_lost_plus
 
 
 @pytest.mark.parametrize(

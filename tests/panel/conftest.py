@@ -1,6 +1,10 @@
-"""The panel's cast: Alice with one of everything, signed in; Bob signed in with nothing."""
+"""The panel's cast: Alice with one of everything, signed in; Bob signed in with nothing.
+And the live server and Debian's Chromium that the browser tests drive."""
 
 from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -74,3 +78,40 @@ def live_phonefleet(tmp_path_factory):
     server = live.start(tmp_path_factory.mktemp("live"))
     yield server
     live.stop(server)
+
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+TIMEOUT_MS = 15_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright (never a downloaded browser); the live server's
+    public name resolves to 127.0.0.1 in it."""
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    from tests.panel.live import PUBLIC_NAME
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--host-resolver-rules=MAP {PUBLIC_NAME} 127.0.0.1",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)

@@ -1,5 +1,7 @@
 """A real Phonefleet for browser and snippet tests: Daphne in a subprocess on a free port,
-with its own SQLite file, migrated, and one account from `createaccount --json`."""
+with its own SQLite file, migrated, and one account from `createaccount --json` (more on
+demand). Besides 127.0.0.1 it answers to PUBLIC_NAME, a name the browser tests map to
+127.0.0.1: reached that way, its pages show what phones on a network are shown."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import httpx
 from tests.live import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
+PUBLIC_NAME = "phonefleet.test"
 
 
 @dataclass
@@ -24,6 +27,11 @@ class LiveServer:
     account: dict
     process: subprocess.Popen
     log: Path
+    folder: Path
+
+    def new_account(self, email: str) -> dict:
+        """Another account (with its Default list), as `createaccount --json` prints it."""
+        return create_account(self.folder, email)
 
 
 def _env(folder: Path) -> dict[str, str]:
@@ -33,6 +41,7 @@ def _env(folder: Path) -> dict[str, str]:
         SECRET_KEY="live-test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
         IPN_ALLOW_PRIVATE_NETWORKS="true",
         EMBEDDED_WORKER="true",
+        ALLOWED_HOSTS=f"127.0.0.1,localhost,{PUBLIC_NAME}",
         DJANGO_SETTINGS_MODULE="config.settings",
     )
     return env
@@ -46,23 +55,17 @@ def _manage(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
+def create_account(folder: Path, email: str) -> dict:
+    """An account with 500 credits and its Default list, as `createaccount --json` prints it."""
+    args = ["createaccount", "--email", email, "--credit", "500", "--password", "live pass 123", "--json"]
+    return json.loads(_manage(_env(folder), *args))
+
+
 def start(folder: Path) -> LiveServer:
     env = _env(folder)
     _manage(env, "migrate", "--noinput", "-v", "0")
     _manage(env, "collectstatic", "--noinput", "-v", "0")
-    account = json.loads(
-        _manage(
-            env,
-            "createaccount",
-            "--email",
-            "live@example.com",
-            "--credit",
-            "500",
-            "--password",
-            "live pass 123",
-            "--json",
-        )
-    )
+    account = create_account(folder, "live@example.com")
     port = free_port()
     log = folder / "daphne.log"
     process = subprocess.Popen(
@@ -77,7 +80,7 @@ def start(folder: Path) -> LiveServer:
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/login/", timeout=1).status_code == 200:
-                return LiveServer(url, account, process, log)
+                return LiveServer(url, account, process, log, folder)
         except httpx.TransportError:
             pass
         assert process.poll() is None, log.read_text()

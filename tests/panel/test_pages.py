@@ -62,7 +62,7 @@ def test_the_dashboard_shows_credit_phones_online_and_todays_messages(alice_worl
 
 
 def test_creating_a_key_shows_its_secret_once_and_stores_only_a_digest(alice, alice_list, alice_client):
-    response = alice_client.post(
+    created = alice_client.post(
         reverse("keys"),
         {
             "name": "OTP service",
@@ -71,16 +71,26 @@ def test_creating_a_key_shows_its_secret_once_and_stores_only_a_digest(alice, al
             "default_list": alice_list.pk,
         },
     )
-    assert response.status_code == 200
+    key = ApiKey.objects.get(account=alice, name="OTP service")
+    assert created.status_code == 302 and created.url == reverse("key-created", args=[key.pk])
+    assert key.digest not in str(alice_client.session.items())
+    response = alice_client.get(created.url)
     assert "no-store" in response["Cache-Control"]
     secret = response.context["secret"]
-    key = ApiKey.objects.get(account=alice, name="OTP service")
     assert key.allowed_ips == ["203.0.113.7/32", "2001:db8::/48"]
     assert secret.startswith("pf_live_") and secret not in key.digest
     # The examples on that page carry the new key and the list.
     assert secret in response.content.decode() and alice_list.token in response.content.decode()
-    # Shown once: the keys page never shows it again.
+    # Shown once: reloading the page shows it no more and makes no other key.
+    again = alice_client.get(created.url).content.decode()
+    assert secret not in again and 'id="secret-gone"' in again
+    assert secret not in str(alice_client.session.items())
+    assert ApiKey.objects.filter(account=alice).count() == 1
     assert secret not in alice_client.get(reverse("keys")).content.decode()
+
+
+def test_another_account_cannot_open_a_keys_created_page(alice_world, bob_client):
+    assert bob_client.get(reverse("key-created", args=[alice_world["key"].pk])).status_code == 404
 
 
 def test_an_ip_rule_that_is_not_an_address_is_refused(alice, alice_client):
@@ -301,12 +311,16 @@ def test_a_private_token_for_android_phones_is_shown_once_and_can_be_revoked(ali
     from devices.smsgate import services as smsgate
 
     phone_list = alice_world["list"]
-    response = alice_client.post(reverse("list-mobile-token", args=[phone_list.token]))
+    created = alice_client.post(reverse("list-mobile-token", args=[phone_list.token]))
+    assert created.status_code == 302 and created.url == reverse("list", args=[phone_list.token]) + "#android"
+    response = alice_client.get(created.url)
     secret = response.context["new_mobile_token"]
     assert secret.startswith("pf_mobile_") and secret in response.content.decode()
     assert "no-store" in response["Cache-Control"]
     assert smsgate.resolve_private_token(secret=secret).phone_list == phone_list
+    # A reload shows it no more and makes no other token.
     assert secret not in alice_client.get(reverse("list", args=[phone_list.token])).content.decode()
+    assert EnrolmentToken.objects.filter(phone_list=phone_list).count() == 1
 
     row = EnrolmentToken.objects.get(phone_list=phone_list, revoked_at__isnull=True)
     revoke = reverse("list-mobile-token-revoke", args=[phone_list.token, row.pk])
