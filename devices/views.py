@@ -100,7 +100,7 @@ def lists(request: PanelRequest) -> HttpResponse:
     return render(request, "devices/lists.html", {"lists": rows, "form": form})
 
 
-def _phone_link(request: PanelRequest, phone_list: PhoneList) -> str:
+def _phone_link(phone_list: PhoneList) -> str:
     return f"{reverse('virtual-phone')}?{urlencode({'pin': phone_list.pin})}"
 
 
@@ -157,7 +157,7 @@ def list_detail(request: PanelRequest, token: str) -> HttpResponse:
 
 
 def _render_list(request: PanelRequest, phone_list: PhoneList, form: ListSettingsForm, **extra: Any) -> HttpResponse:
-    link = _phone_link(request, phone_list)
+    link = _phone_link(phone_list)
     subscribed = phone_list.subscribers.filter(unsubscribed_at__isnull=True)
     context = {
         "list": phone_list,

@@ -107,6 +107,7 @@ def _message(request: PanelRequest, message_id: str) -> Message:
 
 def _detail_context(message: Message) -> dict[str, Any]:
     waiting = message.status == Message.Status.QUEUED and message.send_at <= timezone.now()
+    online: list[device_selectors.OnlineDevice] = []
     if waiting and message.pinned_device_id is not None:
         online = device_selectors.online_devices(device_id=message.pinned_device_id)
     elif waiting:

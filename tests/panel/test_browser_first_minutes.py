@@ -12,6 +12,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.panel.conftest import TIMEOUT_MS, shot
@@ -179,3 +180,34 @@ def test_the_qr_code_is_the_termux_line_a_phone_reads(browser, live_phonefleet):
     context.close()
     read = subprocess.run(["zbarimg", "--quiet", "--raw", str(image)], capture_output=True, text=True, timeout=30)
     assert read.stdout.rstrip("\n") == command
+
+
+def test_a_card_whose_message_another_phone_took_says_so_and_offers_no_claim(browser, live_phonefleet):
+    account = live_phonefleet.new_account("two-phones@example.com")
+    phones = {}
+    for name in ("Slow phone", "Quick phone"):
+        # Two windows with storage of their own: two phones of the same list, both by hand.
+        context = browser.new_context(base_url=live_phonefleet.url, viewport={"width": 1366, "height": 900})
+        context.set_default_timeout(TIMEOUT_MS)
+        page = context.new_page()
+        sign_in(page, account)
+        page.goto("/phone/")
+        page.fill("#phone-name", name)
+        page.click("#join")
+        page.locator("#conn-text", has_text="Online").wait_for()
+        page.uncheck("#auto")
+        phones[name] = page
+    answer = httpx.post(
+        f"{live_phonefleet.url}/api/v1/send",
+        data={"to": "+393331114444", "msg": "Who takes it?"},
+        headers={"Authorization": f"Bearer {account['api_key']}"},
+    ).json()
+    message_id = answer["message_id"]
+    slow_card = phones["Slow phone"].locator(f"#offer-{message_id}")
+    slow_card.locator("[data-action=claim]").wait_for()
+    phones["Quick phone"].locator(f"#offer-{message_id} [data-action=claim]").click()
+    phones["Quick phone"].locator(f"#offer-{message_id}[data-status=assigned]").wait_for()
+    slow_card.locator(".status", has_text="taken by Quick phone").wait_for()
+    assert slow_card.locator("[data-action=claim]").count() == 0
+    for page in phones.values():
+        page.context.close()
