@@ -296,5 +296,8 @@
   try { saved = JSON.parse(localStorage.getItem(STORE) || "null"); } catch (e) { saved = null; }
   var wanted = new URLSearchParams(location.search).get("pin");
   if (saved && (!wanted || wanted === saved.pin)) start(saved);
-  else if (saved) showJoin("Joining replaces this browser's phone in “" + saved.list_name + "”.", true);
+  else if (saved) {
+    phone = saved;  // not connected: joining the other list removes it first
+    showJoin("Joining replaces this browser's phone in “" + saved.list_name + "”.", true);
+  }
 })();

@@ -211,3 +211,36 @@ def test_a_card_whose_message_another_phone_took_says_so_and_offers_no_claim(bro
     assert slow_card.locator("[data-action=claim]").count() == 0
     for page in phones.values():
         page.context.close()
+
+
+def test_the_browsers_phone_moves_to_another_list_and_leaves_nothing_behind(browser, live_phonefleet):
+    account = live_phonefleet.new_account("moving-phone@example.com")
+    context = browser.new_context(base_url=live_phonefleet.url, viewport={"width": 1366, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    sign_in(page, account)
+    page.goto("/phone/")
+    page.click("#join")
+    page.locator("#conn-text", has_text="Online").wait_for()
+
+    page.goto("/lists/")
+    page.fill("#id_name", "Second list")
+    page.click("form button.primary")
+    page.click("#phone-link")  # the virtual phone with the second list's PIN
+    page.locator("#join-error", has_text="Joining replaces this browser's phone in “Default”").wait_for()
+    page.click("#join")
+    page.locator("#phone-title", has_text="Second list").wait_for()
+    page.locator("#conn-text", has_text="Online").wait_for()
+
+    page.goto("/phones/")
+    rows = page.locator("table.phones tbody tr")
+    assert rows.count() == 1 and "Second list" in rows.first.inner_text()
+
+    # Leaving removes it too.
+    page.goto("/phone/")
+    page.locator("#conn-text", has_text="Online").wait_for()
+    page.click("#forget")
+    page.locator("#join").wait_for()
+    page.goto("/phones/")
+    assert page.locator("table.phones tbody tr[id^=phone-]").count() == 0
+    context.close()

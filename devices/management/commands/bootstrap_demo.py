@@ -57,6 +57,7 @@ class Command(BaseCommand):
                     "",
                     "  Send a test SMS:",
                     f"  curl '{base}/api/v1/send' -d api_key={demo['api_key']} -d to=+393331234567 -d msg=Hello",
+                    "  or sign in, open Virtual phone (it sends by itself) and use Send an SMS on the Dashboard.",
                     "",
                 ]
             )
