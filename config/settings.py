@@ -228,6 +228,9 @@ SMSGATE_SSE_KEEPALIVE_SECONDS = env.float("SMSGATE_SSE_KEEPALIVE_SECONDS", defau
 DEVICE_TICK_SECONDS = env.float("DEVICE_TICK_SECONDS", default=15.0)
 DEVICE_IDLE_SECONDS = env.float("DEVICE_IDLE_SECONDS", default=90.0)
 API_KEY_SECRET = env.str("API_KEY_SECRET", default=SECRET_KEY)
+# Keys the verification codes' digests and the sealed text of their SMS (messaging/lib/otp.py).
+# Changing it makes pending verifications fail their checks (start them again).
+VERIFY_SECRET = env.str("VERIFY_SECRET", default=SECRET_KEY)
 
 # --- Email (password resets): printed to the console unless an SMTP URL is given ----
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
@@ -257,6 +260,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several fields named `status` use different choices: each set gets a name of its own.
+    "ENUM_NAME_OVERRIDES": {
+        "VerificationStatusEnum": "messaging.models.Verification.Status",
+        "CheckOutcomeEnum": "messaging.models.VerificationCheck.Outcome",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "messaging.openapi.add_envelope",

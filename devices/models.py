@@ -42,6 +42,8 @@ class PhoneList(models.Model):
     confirm_subscriptions = models.BooleanField(default=False)
     subscribe_reply = models.CharField(max_length=160, blank=True, default="You are subscribed. Text DEL to leave.")
     unsubscribe_reply = models.CharField(max_length=160, blank=True, default="You have left the list.")
+    # The text of verification codes sent through this list when the call gives none.
+    verify_template = models.CharField(max_length=300, default="Your code is {code}")
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = PhoneListQuerySet.as_manager()

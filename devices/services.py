@@ -101,6 +101,7 @@ def update_list_settings(
     rate_limit_per_minute: int | None = UNCHANGED,
     lease_seconds: int = UNCHANGED,
     default_ttl_seconds: int = UNCHANGED,
+    verify_template: str = UNCHANGED,
 ) -> PhoneList:
     """Changes the given settings (others stay); phones get them in their next `hello`.
     Raises InvalidParameter for an out-of-range value."""
@@ -124,6 +125,11 @@ def update_list_settings(
             isinstance(default_ttl_seconds, int) and 60 <= default_ttl_seconds <= 30 * 86400,
             "A time-to-live is 60 seconds to 30 days.",
         ),
+        "verify_template": (
+            verify_template,
+            isinstance(verify_template, str) and "{code}" in verify_template and len(verify_template) <= 300,
+            "The verification text must contain {code} (where the code goes) and have at most 300 characters.",
+        ),
     }
     fields = []
     old_rate = phone_list.rate_limit_per_minute
@@ -131,7 +137,7 @@ def update_list_settings(
         if value is UNCHANGED:
             continue
         if not valid:
-            raise errors.InvalidParameter(problem)
+            raise errors.InvalidParameter(problem, param=field)
         if field == "name":
             value = str(value).strip()
         setattr(phone_list, field, value)

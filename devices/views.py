@@ -77,6 +77,13 @@ class ListSettingsForm(ListForm):
     default_ttl_seconds = forms.IntegerField(
         min_value=1, label="Message time-to-live (seconds)", help_text="Unsent messages then expire and are refunded"
     )
+    verify_template = forms.CharField(
+        required=False,  # left empty: unchanged
+        max_length=300,
+        strip=False,
+        label="Verification text",
+        help_text="The SMS of a verification code (POST /api/v1/verify) when the call gives none; {code} is the code",
+    )
 
 
 @account_required
@@ -142,11 +149,13 @@ def list_detail(request: PanelRequest, token: str) -> HttpResponse:
             "rate_limit_per_minute": phone_list.rate_limit_per_minute,
             "lease_seconds": phone_list.lease_seconds,
             "default_ttl_seconds": phone_list.default_ttl_seconds,
+            "verify_template": phone_list.verify_template,
         },
     )
     if request.method == "POST" and form.is_valid():
         try:
-            services.update_list_settings(phone_list=phone_list, **form.cleaned_data)
+            changes = {k: v for k, v in form.cleaned_data.items() if not (k == "verify_template" and not v)}
+            services.update_list_settings(phone_list=phone_list, **changes)
         except errors.DomainError as exc:
             form.add_error(exc.param if exc.param in form.fields else None, exc.message)
         else:

@@ -24,8 +24,17 @@ from ipn.models import IpnAttempt, IpnEndpoint, IpnEvent
 MESSAGE_SENT, MESSAGE_DELIVERED = "message.sent", "message.delivered"
 MESSAGE_FAILED, MESSAGE_EXPIRED = "message.failed", "message.expired"
 SMS_RECEIVED = "sms.received"
+VERIFY_APPROVED, VERIFY_EXPIRED = "verify.approved", "verify.expired"
 TEST_EVENT = "test"
-ALL_EVENT_TYPES = [MESSAGE_SENT, MESSAGE_DELIVERED, MESSAGE_FAILED, MESSAGE_EXPIRED, SMS_RECEIVED]
+ALL_EVENT_TYPES = [
+    MESSAGE_SENT,
+    MESSAGE_DELIVERED,
+    MESSAGE_FAILED,
+    MESSAGE_EXPIRED,
+    SMS_RECEIVED,
+    VERIFY_APPROVED,
+    VERIFY_EXPIRED,
+]
 # Bodies are capped; long texts are cut to fit.
 MAX_BODY_BYTES = 20_000
 SECRET_GRACE_PERIOD = delivery.SECRET_GRACE_PERIOD
@@ -33,7 +42,10 @@ SECRET_GRACE_PERIOD = delivery.SECRET_GRACE_PERIOD
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 
-# GenioSms format: which of our events exist there, and as which `ipn_type`.
+# GenioSms format: which of our events exist there, and as which `ipn_type`. Its form
+# describes one SMS (`id_smsout`, `ipn_type` SENT or DELIVERY): received SMS and
+# verification outcomes have no place in it, and GenioSms receivers would read a
+# verification's event as another report of its SMS (docs/ipn.md).
 GENIOSMS_IPN_TYPES = {MESSAGE_SENT: "SENT", MESSAGE_DELIVERED: "DELIVERY", MESSAGE_FAILED: "SENT"}
 # The GenioSms `status_code` of a success (Android's RESULT_OK).
 ANDROID_RESULT_OK = "-1"

@@ -1,4 +1,4 @@
-"""Messages, their timeline, received SMS and idempotency records."""
+"""Messages, their timeline, received SMS, idempotency records and verifications (OTP)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,12 @@ class Message(models.Model):
         "devices.Device", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages", db_index=False
     )
     to = models.CharField(max_length=32)
+    # What the API, the panel and callbacks show. For a verification it is the text with the
+    # code masked; the phone gets the real text from `sealed_text`.
     text = models.TextField()
+    # The text the phone sends, encrypted with the server's key (messaging/lib/otp.py), when
+    # `text` is only its masked copy; "" for every other message, and once the verification ends.
+    sealed_text = models.TextField(blank=True, default="")
     parts = models.PositiveSmallIntegerField(default=1)
     encoding = models.CharField(max_length=8, default="gsm7")
     sim = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -182,3 +187,114 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.worker} @ {self.beat_at:%H:%M:%S}"
+
+
+class Verification(models.Model):
+    """A one-time code sent by SMS to one number, and its checks (docs/api.md, Verify).
+
+    The code is stored only as a keyed digest (`code_digest`); its SMS is a normal message
+    whose stored text has the code masked."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        EXPIRED = "expired", "Expired"
+        REPLACED = "replaced", "Replaced by a newer one"
+        LOCKED = "locked", "Locked (too many wrong codes)"
+
+    # Wrong codes a verification takes before it is locked.
+    MAX_ATTEMPTS = 5
+
+    # Public id: "ver_…".
+    public_id = models.CharField(max_length=40)
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="+", db_index=False)
+    # Limits and the panel go by key (keys are revoked, not deleted); indexed as the first
+    # column of the (api_key, …) indexes below.
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    message = models.ForeignKey(Message, null=True, on_delete=models.SET_NULL, related_name="+")
+    to = models.CharField(max_length=32)
+    # hex HMAC-SHA256 of the id and the code, keyed with VERIFY_SECRET (messaging/lib/otp.py).
+    code_digest = models.CharField(max_length=64)
+    length = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    # Wrong codes so far.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    ref = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    approved_at = models.DateTimeField(null=True, blank=True)
+    # When it stopped being pending (approved, expired, replaced or locked).
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["account", "-created_at"]),
+            # The per-key ceiling and the panel's per-key view.
+            models.Index(fields=["api_key", "-created_at"]),
+            # The per-number limits and checks by number.
+            models.Index(fields=["api_key", "to", "-created_at"]),
+            models.Index(fields=["expires_at"], condition=Q(status="pending"), name="ver_pending_expiry"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["public_id"], name="verification_public_id_unique"),
+            # Starting again replaces the pending one: never two live codes for one number and key.
+            models.UniqueConstraint(
+                fields=["api_key", "to"], condition=Q(status="pending"), name="verification_one_pending_per_number"
+            ),
+            models.CheckConstraint(condition=Q(attempts__lte=5), name="verification_attempts_at_most_5"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} → {self.to} ({self.status})"
+
+    @property
+    def attempts_left(self) -> int:
+        if self.status != self.Status.PENDING:
+            return 0
+        return max(self.MAX_ATTEMPTS - self.attempts, 0)
+
+
+class VerificationCheck(models.Model):
+    """One `verify/check` call and what it answered (the code itself is not kept)."""
+
+    class Outcome(models.TextChoices):
+        APPROVED = "approved", "Approved"
+        DENIED = "denied", "Denied (wrong code)"
+        EXPIRED = "expired", "Expired (no longer open)"
+        TOO_MANY_ATTEMPTS = "too_many_attempts", "Too many attempts"
+
+    verification = models.ForeignKey(Verification, on_delete=models.CASCADE, related_name="checks")
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.verification_id} {self.outcome} @ {self.at:%H:%M:%S}"
+
+
+class VerificationPolicy(models.Model):
+    """One API key's limits against SMS pumping (a key without a row has the defaults)."""
+
+    DEFAULT_PER_HOUR = 100
+    DEFAULT_NUMBER_INTERVAL_SECONDS = 30
+    DEFAULT_NUMBER_PER_HOUR = 5
+
+    api_key = models.OneToOneField("accounts.ApiKey", on_delete=models.CASCADE, related_name="+")
+    # Countries (ISO 3166 alpha-2) codes may be sent to; empty = the country of the list used.
+    countries = models.JSONField(default=list, blank=True)
+    # Verifications this key may start per hour, whatever the numbers.
+    per_hour = models.PositiveIntegerField(default=DEFAULT_PER_HOUR)
+    # Per number: seconds between two starts, and starts per hour.
+    number_interval_seconds = models.PositiveIntegerField(default=DEFAULT_NUMBER_INTERVAL_SECONDS)
+    number_per_hour = models.PositiveIntegerField(default=DEFAULT_NUMBER_PER_HOUR)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "verification policies"
+
+    def __str__(self) -> str:
+        return f"verification policy of key {self.api_key_id}"

@@ -23,7 +23,7 @@ from devices import selectors as device_selectors
 from devices.models import Device, PhoneList
 from ipn.models import IpnEndpoint, IpnEvent
 from messaging.lib import snippets
-from messaging.models import InboundSms, Message
+from messaging.models import InboundSms, Message, Verification
 
 # How long a list-token lookup is cached; saves and deletes of a list clear it at once.
 LIST_CACHE_SECONDS = 300
@@ -126,6 +126,37 @@ def get_message_for_account(*, account_id: int, message_id: str) -> Message:
     return found
 
 
+# --- Verifications ------------------------------------------------------------
+
+VERIFICATION_RELATED = ("message", "message__device")
+
+
+def get_verification_for_account(*, account_id: int, verification_id: str) -> Verification:
+    """The account's verification with this public id (with its message and phone); raises
+    NotFound (404, code 6) otherwise."""
+    found = (
+        Verification.objects.select_related(*VERIFICATION_RELATED)
+        .filter(account_id=account_id, public_id=verification_id)
+        .first()
+    )
+    if found is None:
+        raise errors.NotFound("Unknown verification id.")
+    return found
+
+
+def latest_verification_for_number(*, api_key_id: int, to: str) -> Verification:
+    """This key's newest verification of the number `to` (E.164); raises NotFound."""
+    found = (
+        Verification.objects.select_related(*VERIFICATION_RELATED)
+        .filter(api_key_id=api_key_id, to=to)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    if found is None:
+        raise errors.NotFound("No verification was started for this number with this API key.")
+    return found
+
+
 def encode_cursor(at: datetime, pk: int) -> str:
     return base64.urlsafe_b64encode(f"{at.isoformat()}|{pk}".encode()).decode().rstrip("=")
 
@@ -208,6 +239,7 @@ def snippet_context(*, account_id: int, base_url: str, key: ApiKey | None = None
     device = Device.objects.filter(account_id=account_id, removed_at__isnull=True).only("public_id").first()
     endpoint = IpnEndpoint.objects.filter(account_id=account_id).only("secret", "url").first()
     event = IpnEvent.objects.filter(account_id=account_id).order_by("-created_at").only("webhook_id").first()
+    verification = Verification.objects.filter(account_id=account_id).order_by("-created_at").only("public_id").first()
     values: dict[str, Any] = {"base_url": base_url}
     if phone_list:
         values["list_token"] = phone_list.token
@@ -217,6 +249,8 @@ def snippet_context(*, account_id: int, base_url: str, key: ApiKey | None = None
         values["device_id"] = device.public_id
     if event:
         values["webhook_id"] = event.webhook_id
+    if verification:
+        values["verification_id"] = verification.public_id
     if endpoint and endpoint.secret:
         values["ipn_secret"] = endpoint.secret
     if endpoint and endpoint.url:

@@ -1,5 +1,6 @@
-"""Routes of the messaging app: the send, message, list and inbox APIs (and the GenioSms
-drop-in path), and the dashboard, message, inbox, developers and subscriber pages."""
+"""Routes of the messaging app: the send, message, list, inbox and verify APIs (and the
+GenioSms drop-in path), and the dashboard, message, inbox, verifications, developers and
+subscriber pages."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ urlpatterns = [
     path("api/v1/lists/<str:token>/broadcast", api.BroadcastApi.as_view(), name="api-broadcast"),
     path("api/v1/devices", api.DeviceListApi.as_view(), name="api-devices"),
     path("api/v1/inbox", api.InboxApi.as_view(), name="api-inbox"),
+    path("api/v1/verify", api.VerifyStartApi.as_view(), name="api-verify"),
+    path("api/v1/verify/check", api.VerifyCheckApi.as_view(), name="api-verify-check"),
+    path("api/v1/verify/<str:verification_id>", api.VerifyDetailApi.as_view(), name="api-verification"),
     # Drop-in for GenioSms clients: the same operation at the original path.
     path("tools/api.pl", api.GenioSmsSendApi.as_view(), name="geniosms-send"),
     # Panel: dashboard
@@ -41,6 +45,8 @@ urlpatterns = [
     path("phone/test-sms/", views.virtual_phone_test, name="virtual-phone-test"),
     path("phone/offers/", views.virtual_phone_offers, name="virtual-phone-offers"),
     path("inbox/", views.inbox, name="inbox"),
+    path("verifications/", views.verifications, name="verifications"),
+    path("verifications/limits/<int:pk>/", views.verification_policy, name="verification-policy"),
     # Panel: developers
     path("developers/", views.developers, name="developers"),
     path("developers/code/<slug:slug>/", views.developers_code, name="developers-code"),

@@ -1,7 +1,7 @@
 """Panel pages of the messaging app: the dashboard, the message log and the panel's send
-form, one message's timeline, the inbox, the developers pages (code examples hold the
-account's own values) and the subscriber forms of a list's page (they send and change
-subscriptions)."""
+form, one message's timeline, the inbox, verifications (with each key's limits), the
+developers pages (code examples hold the account's own values) and the subscriber forms of
+a list's page (they send and change subscriptions)."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ from devices import selectors as device_selectors
 from devices.models import Device, PhoneList, Subscriber
 from messaging import selectors
 from messaging.lib import numbers, segments, snippets
-from messaging.models import Message
-from messaging.services import accept, subscriptions
+from messaging.models import Message, Verification
+from messaging.services import accept, subscriptions, verify
 
 PAGE_SIZE = 50
 
@@ -446,6 +446,96 @@ def developers_code(request: PanelRequest, slug: str) -> HttpResponse:
             raise Http404
     context = _snippet_context(request, key)
     return render(request, "messaging/_code.html", {"op": op, "key": key, "examples": snippets.examples(op, context)})
+
+
+# --- Verifications ----------------------------------------------------------------------
+
+
+class VerificationPolicyForm(forms.Form):
+    countries = forms.CharField(
+        required=False,
+        max_length=400,
+        label="Countries",
+        widget=forms.TextInput(attrs={"placeholder": "the list's country"}),
+        help_text="Two-letter codes, e.g. IT, CH. Empty: only the country of the list a code goes through.",
+    )
+    per_hour = forms.IntegerField(min_value=1, max_value=100_000, label="Verifications an hour (this key)")
+    number_interval_seconds = forms.IntegerField(
+        min_value=0, max_value=3600, label="Seconds between two codes to one number"
+    )
+    number_per_hour = forms.IntegerField(min_value=1, max_value=100, label="Codes an hour to one number")
+
+
+def _policy_form(key: ApiKey, data: Any = None) -> VerificationPolicyForm:
+    limits = verify.limits_for_key(api_key_id=key.pk)
+    initial = {
+        "countries": ", ".join(limits.countries),
+        "per_hour": limits.per_hour,
+        "number_interval_seconds": limits.number_interval_seconds,
+        "number_per_hour": limits.number_per_hour,
+    }
+    return VerificationPolicyForm(data, initial=initial, prefix=f"key{key.pk}")
+
+
+def _verifications_page(request: PanelRequest, forms_by_key: dict[int, VerificationPolicyForm]) -> HttpResponse:
+    account = current_account(request)
+    keys = list(ApiKey.objects.filter(account=account, revoked_at__isnull=True).order_by("created_at"))
+    since = timezone.now() - timedelta(hours=24)
+    counts = (
+        Verification.objects.filter(account=account, created_at__gte=since)
+        .values("api_key_id", "status")
+        .annotate(n=Count("pk"))
+    )
+    by_key: dict[int | None, dict[str, int]] = {}
+    for row in counts:
+        by_key.setdefault(row["api_key_id"], {})[row["status"]] = row["n"]
+    chosen = request.GET.get("key", "")
+    rows = Verification.objects.filter(account=account).select_related("api_key", "message")
+    if chosen.isdigit():
+        rows = rows.filter(api_key_id=int(chosen))
+    page = Paginator(rows.prefetch_related("checks").order_by("-created_at", "-pk"), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    panels = [
+        {"key": key, "form": forms_by_key.get(key.pk) or _policy_form(key), "counts": by_key.get(key.pk, {})}
+        for key in keys
+    ]
+    context = {"panels": panels, "page": page, "chosen": chosen, "query": _query_without_page(request)}
+    return render(request, "messaging/verifications.html", context)
+
+
+@account_required
+def verifications(request: PanelRequest) -> HttpResponse:
+    """Every key's verifications of the last day by outcome, its limits, and the newest
+    verifications with each check's outcome."""
+    return _verifications_page(request, {})
+
+
+@require_POST
+@account_required
+def verification_policy(request: PanelRequest, pk: int) -> HttpResponse:
+    """Saves one key's limits against SMS pumping."""
+    try:
+        key = account_selectors.get_key_for_account(account_id=current_account(request).pk, pk=pk)
+    except errors.NotFound:
+        raise Http404
+    form = _policy_form(key, request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            verify.set_verification_policy(
+                api_key=key,
+                countries=re.split(r"[\s,;]+", data["countries"]),
+                per_hour=data["per_hour"],
+                number_interval_seconds=data["number_interval_seconds"],
+                number_per_hour=data["number_per_hour"],
+            )
+        except errors.DomainError as exc:
+            form.add_error(exc.param if exc.param in form.fields else None, exc.message)
+        else:
+            flash.success(request, f"Saved the verification limits of “{key.name}”. They apply from the next code.")
+            return redirect("verifications")
+    return _verifications_page(request, {key.pk: form})
 
 
 STATUS_CODES = (

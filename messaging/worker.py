@@ -30,6 +30,7 @@ STEPS = [
     "messaging.services.dispatch.requeue_one_expired_lease",
     "messaging.services.dispatch.expire_one_overdue_message",
     "messaging.services.dispatch.offer_due_scheduled_messages",
+    "messaging.services.verify.expire_one_overdue_verification",
     "ipn.delivery.deliver_one_due_event",
     "messaging.services.idempotency.purge_idempotency_records",
 ]

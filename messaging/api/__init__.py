@@ -1,12 +1,12 @@
 """The public messaging API: send (one and bulk), read, cancel, lists, devices, inbox,
-list subscribers and broadcasts.
+list subscribers and broadcasts, and verifications (one-time codes).
 
 Every view derives from `ApiKeyView` (key → code 3, IP → code 4, per-key rate limit,
 the envelope). Views validate input, call a service or selector, and render output.
 
 The operations live by sub-domain: `send` (send, bulk, GenioSms's `tools/api.pl`),
-`messages` (read, cancel, list; lists, devices, inbox) and `subscribers` (subscribers,
-broadcast); `common` holds what they share.
+`messages` (read, cancel, list; lists, devices, inbox), `subscribers` (subscribers,
+broadcast) and `verify` (start, check, read); `common` holds what they share.
 """
 
 from messaging.api.messages import (
@@ -24,6 +24,7 @@ from messaging.api.subscribers import (
     SubscriberExportApi,
     SubscriberListApi,
 )
+from messaging.api.verify import VerifyCheckApi, VerifyDetailApi, VerifyStartApi
 
 __all__ = [
     "BroadcastApi",
@@ -39,4 +40,7 @@ __all__ = [
     "SubscriberDetailApi",
     "SubscriberExportApi",
     "SubscriberListApi",
+    "VerifyCheckApi",
+    "VerifyDetailApi",
+    "VerifyStartApi",
 ]

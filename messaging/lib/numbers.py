@@ -9,6 +9,8 @@ MAX_INPUT_LENGTH = 40
 
 
 DIGITS = "0123456789"
+# ISO 3166 alpha-2 codes of the countries and territories that have phone numbers.
+COUNTRIES = frozenset(phonenumbers.SUPPORTED_REGIONS)
 
 
 class InvalidNumber(ValueError):
@@ -55,3 +57,17 @@ def example_number(country: str) -> str:
         number = phonenumbers.example_number_for_type("IT", kind)
     assert number is not None  # the library has Italy's example
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def country_of(e164: str) -> str:
+    """The ISO 3166 alpha-2 country of an E.164 number (`+393331234567` → `IT`); for a
+    calling code several countries share (+1, +7, +44…) and a number the library cannot
+    place, the code's main country. "" when even the calling code is unknown."""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return ""
+    region = phonenumbers.region_code_for_number(number)
+    if not region or region == phonenumbers.UNKNOWN_REGION:
+        region = phonenumbers.region_code_for_country_code(number.country_code or 0)
+    return "" if region == phonenumbers.UNKNOWN_REGION else str(region)

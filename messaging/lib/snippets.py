@@ -70,6 +70,10 @@ class Context:
     message_id: str = "msg_YOUR_MESSAGE_ID"
     webhook_id: str = "evt_YOUR_EVENT_ID"
     device_id: str = "dev_YOUR_DEVICE_ID"
+    verification_id: str = "ver_YOUR_VERIFICATION_ID"
+    # The code the user typed (a verification's check) and the number to verify.
+    verify_code: str = "123456"
+    to: str = "+393331234567"
     ipn_secret: str = "whsec_YOUR_IPN_SECRET"
     ipn_url: str = "https://example.com/phonefleet/ipn"
     receiver_port: int = 8080
@@ -81,6 +85,9 @@ class Context:
             "message_id": self.message_id,
             "webhook_id": self.webhook_id,
             "device_id": self.device_id,
+            "verification_id": self.verification_id,
+            "verify_code": self.verify_code,
+            "to": self.to,
             "ipn_url": self.ipn_url,
             **self.extra,
         }
@@ -124,6 +131,44 @@ OPERATIONS: tuple[Operation, ...] = (
                 required=True,
             ),
         ),
+    ),
+    Operation(
+        slug="verify_start",
+        title="Send a verification code",
+        method="POST",
+        path="/api/v1/verify",
+        summary="A one-time code (OTP) by SMS through your phones. Starting again for the same number replaces"
+        " the pending code; a number gets one code per 30 s and 5 per hour.",
+        body="form",
+        params=(
+            Param("list", "{list}", "List token (may be omitted when the key has a default list)"),
+            Param("to", "{to}", "The number to verify", required=True),
+            Param("length", "6", "Digits of the code, 4–10"),
+            Param("ttl", "600", "Seconds the code stays valid, 60–1800"),
+            Param("template", "Your Phonefleet code is {code}", "The SMS text; `{code}` is where the code goes"),
+            Param("ref", "signup-42", "Your own reference, echoed in callbacks"),
+        ),
+    ),
+    Operation(
+        slug="verify_check",
+        title="Check a verification code",
+        method="POST",
+        path="/api/v1/verify/check",
+        summary="`status` says approved (once), denied (wrong; the fifth wrong code locks it), expired or"
+        " too_many_attempts.",
+        body="form",
+        params=(
+            Param("verification_id", "{verification_id}", "From the start's answer (or give `to`)", required=True),
+            Param("code", "{verify_code}", "The code the user typed", required=True),
+        ),
+    ),
+    Operation(
+        slug="verify_status",
+        title="Verification status",
+        method="GET",
+        path="/api/v1/verify/{verification_id}",
+        summary="Status, wrong attempts, every check, and the delivery state of the SMS that carried the code.",
+        path_params=(Param("verification_id", "{verification_id}", "The `verification_id`", required=True),),
     ),
     Operation(
         slug="message_status",

@@ -60,6 +60,8 @@ class NewMessage:
     send_at: datetime
     expires_at: datetime
     created_at: datetime
+    # A verification's real text, sealed; `text` then holds the masked copy (Message.sealed_text).
+    sealed_text: str = ""
     pk: int | None = None
     cost: int = 0
 
@@ -338,10 +340,19 @@ def accept_message(
     check_required(to=to, text=text)
     options = check_options(target=target, sim=sim, ttl=ttl, send_at=send_at)
     message = build_message(key=key, target=target, to=to, text=text, ref=ref, options=options)
+    return queue_message(key=key, target=target, message=message)
+
+
+def queue_message(
+    *, key: AuthenticatedKey, target: selectors.SendTarget, message: NewMessage, reason: str = "SMS"
+) -> AcceptedMessage:
+    """Stores one message made by `build_message`, takes its credit and offers it to the
+    phones after commit: the one way a single message is accepted (sends, verifications).
+    Raises InsufficientCredit or SpendingCapReached; nothing is stored or taken then."""
     due = message.send_at <= timezone.now()
     # `records`: the phones the offer goes to (none yet for a scheduled message).
     records = store_messages(
-        account_id=key.account_id, messages=[message], reason="SMS", records_of=target if due else None
+        account_id=key.account_id, messages=[message], reason=reason, records_of=target if due else None
     )
     _offer_after_commit(message)
     return AcceptedMessage(message, records)
@@ -407,6 +418,15 @@ def cancel_message(*, account_id: int, message_id: str) -> Message:
     """Cancels a still-queued message and refunds it once. Raises NotFound for an id of
     another account and Conflict (409) when the message has left `queued`."""
     message = selectors.get_message_for_account(account_id=account_id, message_id=message_id)
+    if not cancel_if_queued(message=message):
+        current = Message.objects.values_list("status", flat=True).get(pk=message.pk)
+        raise errors.Conflict(f"Only a queued message can be cancelled; this one is {current}.")
+    return message
+
+
+def cancel_if_queued(*, message: Message, detail: str = "") -> bool:
+    """Cancels the message and refunds it once if it is still queued; True if this call
+    cancelled it (and `message` now says so), False if it had left `queued`."""
     now = timezone.now()
     with transaction.atomic():
         # A phone may be claiming it right now: whichever UPDATE runs first wins.
@@ -414,10 +434,8 @@ def cancel_message(*, account_id: int, message_id: str) -> Message:
             status=Message.Status.CANCELLED, cancelled_at=now
         )
         if changed:
-            MessageEvent.objects.create(message=message, status=Message.Status.CANCELLED, at=now)
+            MessageEvent.objects.create(message=message, status=Message.Status.CANCELLED, at=now, detail=detail)
             account_services.refund_credit(message=message, reason="Cancelled")
-    if not changed:
-        current = Message.objects.values_list("status", flat=True).get(pk=message.pk)
-        raise errors.Conflict(f"Only a queued message can be cancelled; this one is {current}.")
-    message.status, message.cancelled_at = Message.Status.CANCELLED, now
-    return message
+    if changed:
+        message.status, message.cancelled_at = Message.Status.CANCELLED, now
+    return bool(changed)

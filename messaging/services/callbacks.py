@@ -1,5 +1,6 @@
-"""Callback bodies of messages and received SMS, built here where both live and handed to
-ipn through `ipn.services.record_event`, which picks the account's format and stores them."""
+"""Callback bodies of messages, received SMS and verifications, built here where they live
+and handed to ipn through `ipn.services.record_event`, which picks the account's format and
+stores them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from ipn import services as ipn_services
 from ipn.models import IpnEndpoint, IpnEvent
-from messaging.models import InboundSms, Message
+from messaging.models import InboundSms, Message, Verification
 
 # The event of each status a message may end a step in (docs/ipn.md).
 MESSAGE_EVENT_TYPES: dict[str, str] = {
@@ -138,6 +139,54 @@ class InboundCallback:
 
     def geniosms_fields(self) -> dict[str, str]:
         raise AssertionError("sms.received has no GenioSms form")  # GENIOSMS_IPN_TYPES leaves it out
+
+
+def verification_event_data(verification: Verification) -> dict[str, Any]:
+    """The `data` object of a `verify.*` event (never the code: it is not stored)."""
+    message = verification.message
+    return {
+        "verification_id": verification.public_id,
+        "to": verification.to,
+        "status": verification.status,
+        "ref": verification.ref,
+        "attempts": verification.attempts,
+        "message_id": message.public_id if message else None,
+        "created_at": ipn_services.iso_time(verification.created_at),
+        "expires_at": ipn_services.iso_time(verification.expires_at),
+        "approved_at": ipn_services.iso_time(verification.approved_at),
+    }
+
+
+@dataclass(frozen=True)
+class VerificationCallback:
+    """A `verify.approved` or `verify.expired` event (none in the GenioSms format: see
+    `ipn.services.GENIOSMS_IPN_TYPES`)."""
+
+    verification: Verification
+    type: str
+    text_field = "ref"
+
+    @property
+    def account_id(self) -> int:
+        return self.verification.account_id
+
+    @property
+    def message_id(self) -> int | None:
+        return self.verification.message_id
+
+    def standard_data(self) -> dict[str, Any]:
+        return verification_event_data(self.verification)
+
+    def geniosms_fields(self) -> dict[str, str]:
+        raise AssertionError("verify events have no GenioSms form")  # GENIOSMS_IPN_TYPES leaves them out
+
+
+def record_verification_event(*, verification: Verification, event_type: str) -> IpnEvent | None:
+    """Writes a `verify.approved` / `verify.expired` event into the outbox, if the account
+    wants it. Call inside the transaction that changed the verification."""
+    return ipn_services.record_event(
+        event=VerificationCallback(verification=verification, type=event_type), occurred_at=verification.ended_at
+    )
 
 
 def wants_message_event(*, endpoint: IpnEndpoint | None, status: str) -> bool:

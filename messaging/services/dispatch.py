@@ -25,7 +25,7 @@ from devices.models import Device
 from ipn.models import IpnEndpoint
 from messaging import metrics
 from messaging.models import Message, MessageEvent
-from messaging.services import callbacks, offers
+from messaging.services import callbacks, offers, verify
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=Model)
@@ -169,16 +169,17 @@ WHERE {lookup} = %(lookup)s AND {Message.status} = %(queued)s
        OR ({Message.pinned_device} IS NULL AND {Message.phone_list} = %(list)s))
   AND EXISTS (SELECT 1 FROM {Device} WHERE {Device.id} = %(device)s
               AND {Device.is_enabled} AND {Device.removed_at} IS NULL AND {Device.is_available})
-RETURNING {Message.id}, {Message.public_id}, {Message.to}, {Message.text}, {Message.parts}, {Message.sim},
-    {Message.send_at}, {Message.attempts}
+RETURNING {Message.id}, {Message.public_id}, {Message.to}, {Message.text}, {Message.sealed_text},
+    {Message.parts}, {Message.sim}, {Message.send_at}, {Message.attempts}
 """
-_CLAIMED_FIELDS = ("id", "public_id", "to", "text", "parts", "sim", "send_at", "attempts")
+# In the model's field order, as `_from_row` (Model.from_db) needs them.
+_CLAIMED_FIELDS = ("id", "public_id", "to", "text", "sealed_text", "parts", "sim", "send_at", "attempts")
 
 
 def claim_message(*, device: Device, message_id: str) -> Message | None:
     """Assigns the message to this phone if it is still open, due, meant for the phone, and
     the phone is enabled, available and under its rate limit. Returns it (with the fields
-    of the `assign` frame loaded), or None."""
+    of the `assign` frame loaded, `text` as the phone must send it), or None."""
     now = timezone.now()
     if not device.phone_list.rate_limit_per_minute:
         return _claim(device=device, lookup=("public_id", message_id), now=now)
@@ -212,18 +213,28 @@ def _claim(*, device: Device, lookup: tuple[str, object], now: datetime) -> Mess
     message = _from_row(Message, _CLAIMED_FIELDS, row)
     message.status, message.device, message.assigned_at = Status.ASSIGNED, device, now
     metrics.count_assignment(due_at=message.send_at, assigned_at=now, attempt=message.attempts)
+    return _for_phone(message)
+
+
+def _for_phone(message: Message) -> Message:
+    """The message with `text` as the phone must send it: a verification's stored text has
+    its code masked, the real one is sealed (only the phone that holds it gets it)."""
+    if message.sealed_text:
+        message.text = verify.text_for_phone(message_id=message.public_id, sealed_text=message.sealed_text)
     return message
 
 
 def claim_next_messages(*, device: Device, limit: int = 10, order: str = "fifo") -> list[Message]:
     """For pull-style phones (fetching = claiming): the phone's still-leased assignments
-    (an idempotent re-fetch) plus newly claimed open messages, up to `limit` in all."""
+    (an idempotent re-fetch) plus newly claimed open messages, up to `limit` in all, each
+    with `text` as the phone must send it."""
     now = timezone.now()
     held = list(
         Message.objects.filter(device_id=device.pk, status=Status.ASSIGNED, lease_expires_at__gt=now).order_by(
             "assigned_at", "id"
         )[:limit]
     )
+    held = [_for_phone(message) for message in held]
     wanted = limit - len(held)
     if wanted <= 0:
         return held
@@ -245,7 +256,7 @@ def claim_next_messages(*, device: Device, limit: int = 10, order: str = "fifo")
             if message is not None:
                 claimed.append(message.pk)
     by_pk = Message.objects.in_bulk(claimed)
-    return held + [by_pk[pk] for pk in claimed]
+    return held + [_for_phone(by_pk[pk]) for pk in claimed]
 
 
 # --- Reports --------------------------------------------------------------------

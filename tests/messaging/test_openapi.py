@@ -19,9 +19,21 @@ def validator(schema, component):
     return jsonschema.Draft202012Validator(root)
 
 
+def as_json_schema(node):
+    """OpenAPI 3.0's `nullable: true` as JSON Schema says it (a type that also allows null)."""
+    if isinstance(node, list):
+        return [as_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    converted = {key: as_json_schema(value) for key, value in node.items() if key != "nullable"}
+    if node.get("nullable"):
+        converted = {"anyOf": [converted, {"type": "null"}]}
+    return converted
+
+
 def response_schema(schema, path, method, status):
     content = schema["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
-    return jsonschema.Draft202012Validator({"components": schema["components"], **content})
+    return jsonschema.Draft202012Validator(as_json_schema({"components": schema["components"], **content}))
 
 
 def test_every_public_operation_is_described(schema):
@@ -34,6 +46,9 @@ def test_every_public_operation_is_described(schema):
         "/api/v1/lists",
         "/api/v1/devices",
         "/api/v1/inbox",
+        "/api/v1/verify",
+        "/api/v1/verify/check",
+        "/api/v1/verify/{verification_id}",
         "/tools/api.pl",
     ):
         assert path in schema["paths"], path
@@ -48,6 +63,26 @@ def test_real_answers_validate_against_the_schema(schema, client, alice_key):
     with pytest.raises(jsonschema.ValidationError):
         # The envelope is required: a bare body does not pass.
         response_schema(schema, "/api/v1/send", "post", "200").validate({"message_id": "msg_x", "parts": 1})
+
+
+def test_the_verify_answers_validate_against_the_schema(schema, client, alice_key):
+    from tests.messaging.verifying import check, code_sent, start
+
+    _key, secret = alice_key
+    started = start(client, secret)
+    response_schema(schema, "/api/v1/verify", "post", "200").validate(started)
+    response_schema(schema, "/api/v1/verify", "post", "400").validate(start(client, secret, length=3))
+    code = code_sent(started["verification_id"])
+    denied = check(client, secret, verification_id=started["verification_id"], code="0000000")
+    approved = check(client, secret, verification_id=started["verification_id"], code=code)
+    for answer in (denied, approved):
+        response_schema(schema, "/api/v1/verify/check", "post", "200").validate(answer)
+    shown = client.get(f"/api/v1/verify/{started['verification_id']}", HTTP_AUTHORIZATION=f"Bearer {secret}")
+    response_schema(schema, "/api/v1/verify/{verification_id}", "get", "200").validate(shown.json())
+    assert shown.json()["checks"] == [
+        {"status": "denied", "at": shown.json()["checks"][0]["at"]},
+        {"status": "approved", "at": shown.json()["checks"][1]["at"]},
+    ]
 
 
 def test_every_error_status_of_the_api_is_documented(schema):

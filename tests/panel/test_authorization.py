@@ -8,7 +8,7 @@ from django.urls import reverse
 from accounts.models import ApiKey
 from devices.models import Device, EnrolmentToken, PhoneList
 from ipn.models import IpnAttempt
-from messaging.models import Message
+from messaging.models import Message, VerificationPolicy
 
 
 def alices_pages(world) -> list[str]:
@@ -39,6 +39,11 @@ def alices_actions(world) -> list[tuple[str, dict]]:
         (reverse("phone-remove", args=[world["device"].public_id]), {}),
         (reverse("message-cancel", args=[world["message"].public_id]), {}),
         (reverse("ipn-replay", args=[world["event"].webhook_id]), {}),
+        (
+            reverse("verification-policy", args=[world["key"].pk]),
+            {f"key{world['key'].pk}-{name}": "1" for name in ("per_hour", "number_per_hour")}
+            | {f"key{world['key'].pk}-number_interval_seconds": "0"},
+        ),
     ]
 
 
@@ -62,6 +67,7 @@ def test_bob_cannot_change_any_of_alices_objects(alice_world, bob_client):
     assert Message.objects.get(pk=alice_world["message"].pk).status == Message.Status.QUEUED
     assert IpnAttempt.objects.filter(event=alice_world["event"]).count() == 1
     assert not EnrolmentToken.objects.filter(phone_list=alice_world["list"]).exists()
+    assert not VerificationPolicy.objects.exists()
 
 
 def test_bobs_own_pages_show_nothing_of_alices(alice_world, bob_client):
@@ -87,6 +93,7 @@ def test_bobs_own_pages_show_nothing_of_alices(alice_world, bob_client):
         "messages",
         "messages-live",
         "inbox",
+        "verifications",
         "ipn",
         "virtual-phone",
         "credit-live",

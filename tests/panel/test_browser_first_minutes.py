@@ -26,6 +26,7 @@ PAGES = [
     "/",
     "/messages/",
     "/inbox/",
+    "/verifications/",
     "/lists/",
     "/lists/{list}/",
     "/phones/",
