@@ -7,7 +7,8 @@ db 13, then calls each part many times in this process and prints its CPU time p
 (best and median of 5 batches): the whole send view through a `RequestFactory` (no
 middleware, no HTTP), the same for a DRF view that does nothing with and without the API
 key check, a plain Django view, and the send's own steps, and what counting them for
-/metrics costs. Counters are kept as production keeps them, in PROMETHEUS_MULTIPROC_DIR
+/metrics costs; then a verification's start and check views (`POST /api/v1/verify`,
+`/verify/check`). Counters are kept as production keeps them, in PROMETHEUS_MULTIPROC_DIR
 files (a temporary folder unless that variable is set). Environment: PARTS_DATABASE_URL,
 PARTS_REDIS_URL.
 """
@@ -21,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -146,9 +148,37 @@ def main() -> None:
         "  count a claim and its dispatch latency",
         lambda: metrics.count_assignment(due_at=now, assigned_at=now, attempt=1),
     )
+    verify_parts(secret=secret, key_row=key_row, request_to=factory.post)
     Message.objects.filter(status__in=["queued", "assigned"]).update(status="cancelled")
     if own_metrics_dir:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+def verify_parts(*, secret: str, key_row: Any, request_to: Callable[..., Any]) -> None:
+    """CPU per call of a verification's start (a send plus the code, the seal, the key's
+    row lock and the limits' reads) and of a wrong-code check (each on its own verification)."""
+    import itertools
+
+    from messaging.api.verify import VerifyCheckApi, VerifyStartApi
+    from messaging.models import Verification, VerificationPolicy
+
+    VerificationPolicy.objects.create(api_key=key_row, per_hour=100_000, number_interval_seconds=0)
+    numbers = (f"+39333{n:07d}" for n in itertools.count())
+
+    def posted(path: str, fields: dict[str, str]) -> Any:
+        made = request_to(
+            path, urlencode({"api_key": secret, **fields}), content_type="application/x-www-form-urlencoded"
+        )
+        made.client_ip = "127.0.0.1"
+        return made
+
+    start, check = VerifyStartApi.as_view(), VerifyCheckApi.as_view()
+    per_call("verify start view", lambda: start(posted("/api/v1/verify", {"to": next(numbers)})).render())  # type: ignore[attr-defined]
+    pending = iter(Verification.objects.filter(status="pending").values_list("public_id", flat=True))
+    per_call(
+        "verify check view (a wrong code)",
+        lambda: check(posted("/api/v1/verify/check", {"verification_id": next(pending), "code": "x"})).render(),  # type: ignore[attr-defined]
+    )
 
 
 if __name__ == "__main__":
