@@ -18,6 +18,7 @@ run: $(VENV)/.installed
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py bootstrap_demo --port $(PORT)
 	@bash -c 'trap "trap - TERM; kill 0" INT TERM EXIT; \
+	  export PROMETHEUS_MULTIPROC_DIR="$${PROMETHEUS_MULTIPROC_DIR:-$(CURDIR)/var/metrics}"; \
 	  $(VENV)/bin/daphne --bind $(HOST) --port $(PORT) --access-log /dev/null config.asgi:application & \
 	  if [ -n "$$REDIS_URL" ]; then $(PY) manage.py worker & fi; \
 	  if [ "$(PHONES)" -gt 0 ]; then \

@@ -13,7 +13,6 @@ process died since.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -42,7 +41,7 @@ disable_created_metrics()
 def scrape() -> bytes:
     """The exposition text: counters and histograms, then the database's state."""
     registry = CollectorRegistry()
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if settings.PROMETHEUS_MULTIPROC_DIR:
         MultiProcessCollector(registry)
     else:
         registry.register(REGISTRY)  # one process: its own counters, and its CPU and memory
