@@ -80,7 +80,9 @@ def check_worker(*, database_ok: bool) -> Check:
         return Check(False, "No worker has written a heartbeat: start `manage.py worker` (docs/deploy.md).")
     if ages[0] > limit:
         return Check(
-            False, f"The newest worker heartbeat is {ages[0]:.0f} s old (limit {limit:.0f} s): no worker is running."
+            False,
+            f"The newest worker heartbeat is {ages[0]:.0f} s old (limit {limit:.0f} s): "
+            "no worker is running, or it is stuck.",
         )
     alive = sum(1 for age in ages if age <= limit)
     return Check(True, f"{alive} worker(s); the newest heartbeat is {ages[0]:.1f} s old")
