@@ -36,6 +36,7 @@ PAGES = [
     "/ipn/",
     "/developers/guide/",
     "/credit/",
+    "/verifications/",
 ]
 
 
