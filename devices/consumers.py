@@ -202,6 +202,8 @@ class DeviceConsumer(DrainingConsumer):
     last_presence_write: datetime
     ticker: asyncio.Task[None] | None = None
     frame_tasks: set[asyncio.Task[None]]
+    # The last frame task of each message with frames in flight (see `receive`).
+    message_frames: dict[str, asyncio.Task[None]]
     frames_in_flight: asyncio.Semaphore
     closed: bool = False
 
@@ -212,6 +214,7 @@ class DeviceConsumer(DrainingConsumer):
         self.available = self.device.is_available
         self.bad_frames = 0
         self.frame_tasks = set()
+        self.message_frames = {}
         self.frames_in_flight = asyncio.Semaphore(MAX_FRAMES_IN_FLIGHT)
         self.last_frame_at = self.last_presence_write = timezone.now()
         await self._join_groups()
@@ -307,14 +310,34 @@ class DeviceConsumer(DrainingConsumer):
             return
         # Claims and reports wait on the database: answered in their own task, so the offers
         # that keep arriving for this phone are not queued behind them. Bounded per phone.
+        # Frames of one message run one after the other, in the order the phone sent them
+        # (a `sent` and a `delivered` sent back to back are applied in that order, R29);
+        # frames of different messages run side by side.
         await self.frames_in_flight.acquire()
-        task = asyncio.create_task(self._handle(handler, content))
+        message_id = content.get("message_id")
+        key = message_id if isinstance(message_id, str) else None
+        previous = self.message_frames.get(key) if key is not None else None
+        task = asyncio.create_task(self._handle_after(previous, handler, content))
         self.frame_tasks.add(task)
-        task.add_done_callback(self._frame_done)
+        if key is not None:
+            self.message_frames[key] = task
+        task.add_done_callback(lambda done: self._frame_done(done, key))
 
-    def _frame_done(self, task: asyncio.Task[None]) -> None:
+    def _frame_done(self, task: asyncio.Task[None], key: str | None) -> None:
         self.frame_tasks.discard(task)
+        if key is not None and self.message_frames.get(key) is task:
+            del self.message_frames[key]  # the last frame of that message so far is done
         self.frames_in_flight.release()
+
+    async def _handle_after(
+        self,
+        previous: asyncio.Task[None] | None,
+        handler: Callable[[Any, dict[str, Any]], Awaitable[None]],
+        content: dict[str, Any],
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait({previous})  # only its end matters: it answered for itself
+        await self._handle(handler, content)
 
     async def _handle(self, handler: Callable[[Any, dict[str, Any]], Awaitable[None]], content: dict[str, Any]) -> None:
         try:

@@ -19,7 +19,7 @@ from functools import cache
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from ipn import metrics
@@ -201,6 +201,20 @@ def _bookkeeping() -> Iterator[None]:
         yield
 
 
+def _earlier_unsettled(now: datetime) -> QuerySet[IpnEvent]:
+    """For the outer event: an earlier event of the same message that has not had its
+    first attempt yet, or is being attempted. Waiting for it makes a message's callbacks
+    arrive in the order they happened (`message.sent` before `message.delivered`) at a
+    receiver that answers, however many workers run; once that attempt has failed, later
+    events no longer wait for its retries (order is not promised then: R11)."""
+    return IpnEvent.objects.filter(
+        Q(attempts=0) | Q(locked_until__gt=now),
+        message_id=OuterRef("message_id"),
+        pk__lt=OuterRef("pk"),
+        status=IpnEvent.Status.PENDING,
+    )
+
+
 def _claim_due_events(now: datetime, limit: int) -> tuple[list[IpnEvent], bool]:
     """(the claimed events, whether any was due): the oldest due event of each of up to
     `limit` accounts. SKIP LOCKED lets workers side by side take different rows; the
@@ -212,6 +226,7 @@ def _claim_due_events(now: datetime, limit: int) -> tuple[list[IpnEvent], bool]:
             IpnEvent.objects.select_for_update(skip_locked=True)
             .filter(status=IpnEvent.Status.PENDING, next_attempt_at__lte=now)
             .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
+            .exclude(Exists(_earlier_unsettled(now)))
             .order_by("next_attempt_at", "id")
             .values_list("pk", "account_id")[: limit * 4]
         )

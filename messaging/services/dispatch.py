@@ -12,11 +12,11 @@ import functools
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import F, Field, Model, Q
+from django.db.models import F, Model, Q
 from django.utils import timezone
 
 from accounts import services as account_services
@@ -87,13 +87,8 @@ def _take_rate_slot(*, device: Device, now: datetime) -> int | None:
 @functools.cache
 def _sql(template: str, **arguments: str) -> str:
     """`template` with the names of the models it names (`{Message.status}`, accounts/lib/sqlnames.py)."""
-    models = {"Message": Message, "MessageEvent": MessageEvent, "Device": Device}
+    models = {"Message": Message, "MessageEvent": MessageEvent, "Device": Device, "IpnEndpoint": IpnEndpoint}
     return sqlnames.sql(template, quote=connection.ops.quote_name, **models, **arguments)
-
-
-def _column(model: type[Model], name: str) -> str:
-    """The quoted database column of a model field."""
-    return connection.ops.quote_name(str(cast(Field, model._meta.get_field(name)).column))  # type: ignore[type-arg]
 
 
 @functools.cache
@@ -260,6 +255,12 @@ def claim_next_messages(*, device: Device, limit: int = 10, order: str = "fifo")
 
 
 # --- Reports --------------------------------------------------------------------
+#
+# Reports of one message are applied one after the other in the order the phone sent
+# them (the consumer runs them so; R29), and whatever that order was, a message never
+# reaches `delivered` without a recorded `sent`: a delivery report for a message with no
+# `sent` records `sent` first, with its timeline entry, `sent_at` and `message.sent`
+# callback written before the delivery's.
 
 
 @functools.cache
@@ -270,12 +271,12 @@ def _report_read() -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     message_fields += ("device_id", "to", "text", "parts", "sim", "ref", "cost", "status", "error", "attempts")
     message_fields += ("created_at", "sent_at", "delivered_at")
     endpoint_fields = ("id", "account_id", "url", "enabled", "events", "format", "disabled_at")
-    columns = [f"m.{_column(Message, name)}" for name in message_fields]
-    columns += [f"e.{_column(IpnEndpoint, name)}" for name in endpoint_fields]
-    sql = (
-        f"SELECT {', '.join(columns)} FROM messaging_message m"  # noqa: S608 (model columns only)
-        " LEFT JOIN ipn_ipnendpoint e ON e.account_id = m.account_id"
-        " WHERE m.public_id = %s AND m.account_id = %s"
+    columns = [f"m.{{Message.{name}}}" for name in message_fields]
+    columns += [f"e.{{IpnEndpoint.{name}}}" for name in endpoint_fields]
+    sql = _sql(
+        f"SELECT {', '.join(columns)} FROM {{Message}} m"  # noqa: S608 (model names only)
+        " LEFT JOIN {IpnEndpoint} e ON e.{IpnEndpoint.account} = m.{Message.account}"
+        " WHERE m.{Message.public_id} = %s AND m.{Message.account} = %s"
     )
     return sql, message_fields, endpoint_fields
 
@@ -302,7 +303,12 @@ def _report_fields(*, message: Message, device: Device, status: str, error: str,
     if status == Status.SENT:
         return {"sent_at": at, "device": device, "lease_expires_at": None, "error": ""}
     if status == Status.DELIVERED:
-        return {"delivered_at": at, "sent_at": message.sent_at or at, "device": device, "lease_expires_at": None}
+        if message.sent_at is None:  # `sent` is recorded with it (see `_apply_report`)
+            return {
+                **_report_fields(message=message, device=device, status=Status.SENT, error="", at=at),
+                "delivered_at": at,
+            }
+        return {"delivered_at": at, "device": device, "lease_expires_at": None}
     return {"failed_at": at, "error": error[:500] or "The phone reported a failure.", "lease_expires_at": None}
 
 
@@ -318,9 +324,10 @@ def report_message(
     *, device: Device, message_id: str, status: str, error: str = "", at: datetime | None = None
 ) -> Message | None:
     """Records a phone's `sent`/`delivered`/`failed` report. Never moves a message backwards;
-    duplicates change nothing. Returns the message (current state), or None if the phone
-    never held it. Raises ValueError for another status, ReportNotApplied when the message
-    kept changing under every try (the phone reports again: it was not acknowledged)."""
+    duplicates change nothing; a `delivered` with no recorded `sent` records `sent` first.
+    Returns the message (current state), or None if the phone never held it. Raises
+    ValueError for another status, ReportNotApplied when the message kept changing under
+    every try (the phone reports again: it was not acknowledged)."""
     if status not in REPORT_FROM:
         raise ValueError(f"unknown report status {status!r}")
     metrics.count_report(status=status)
@@ -338,31 +345,43 @@ def report_message(
     raise ReportNotApplied(f"message {message_id} kept changing while its {status} report was applied")
 
 
-# The commonest report, `sent` or `delivered` from the phone that holds the message of an
-# account with no callbacks switched on, in one statement (PostgreSQL): the same
-# conditions and fields as `_apply_report` below, written in SQL. Anything else (another
-# holder, a status the report may not leave, callbacks to write) matches no row here and
+# The commonest report in one statement (PostgreSQL): `sent` from the phone that holds an
+# open message, or `delivered` of a message whose `sent` is recorded, for an account with
+# no callbacks switched on. The same conditions and fields as `_apply_report` below,
+# written in SQL. Anything else (another holder, a `delivered` that must record `sent`
+# first, a status the report may not leave, callbacks to write) matches no row here and
 # takes the general path.
-_FAST_REPORT_SQL = """
-UPDATE messaging_message m SET
-    status = %(status)s, device_id = %(device)s, lease_expires_at = NULL, {fields}
-WHERE m.public_id = %(message)s AND m.account_id = %(account)s AND m.device_id = %(device)s
-  AND m.status IN ({from_statuses})
-  AND NOT EXISTS (SELECT 1 FROM ipn_ipnendpoint e WHERE e.account_id = m.account_id AND e.enabled)
-RETURNING m.id, m.public_id, m.status, GREATEST(m.created_at, %(when)s) AS at
-"""
-_FAST_REPORT_FIELDS: dict[str, str] = {
-    Status.SENT: "sent_at = GREATEST(m.created_at, %(when)s), error = ''",
-    Status.DELIVERED: (
-        "delivered_at = GREATEST(m.created_at, %(when)s),"
-        " sent_at = COALESCE(m.sent_at, GREATEST(m.created_at, %(when)s))"
-    ),
+_FAST_REPORT_FROM: dict[str, tuple[str, ...]] = {
+    Status.SENT: (Status.QUEUED, Status.ASSIGNED),
+    Status.DELIVERED: (Status.SENT,),
 }
+
+
+_FAST_REPORT_SQL = """
+UPDATE {Message} m SET
+    {Message.status} = %(status)s, {Message.device} = %(device)s, {Message.lease_expires_at} = NULL, {stamp}
+WHERE m.{Message.public_id} = %(message)s AND m.{Message.account} = %(account)s AND m.{Message.device} = %(device)s
+  AND m.{Message.status} IN ({from_statuses})
+  AND NOT EXISTS (SELECT 1 FROM {IpnEndpoint} e
+                  WHERE e.{IpnEndpoint.account} = m.{Message.account} AND e.{IpnEndpoint.enabled})
+RETURNING m.{Message.id}, m.{Message.public_id}, m.{Message.status}, GREATEST(m.{Message.created_at}, %(when)s) AS at
+"""
+_FAST_REPORT_STAMPS: dict[str, str] = {
+    Status.SENT: "{Message.sent_at} = GREATEST(m.{Message.created_at}, %(when)s), {Message.error} = ''",
+    Status.DELIVERED: "{Message.delivered_at} = GREATEST(m.{Message.created_at}, %(when)s)",
+}
+
+
+@functools.cache
+def _fast_report_sql(status: str) -> str:
+    """The fast report's UPDATE for `status`, with its timeline entry."""
+    statuses = ", ".join(f"%(from{index})s" for index in range(len(_FAST_REPORT_FROM[status])))
+    update = _sql(_FAST_REPORT_SQL, stamp=_sql(_FAST_REPORT_STAMPS[status]), from_statuses=statuses)
+    return _with_timeline(update, at="at")
 
 
 def _report_in_one_statement(*, device: Device, message_id: str, status: str, at: datetime | None) -> Message | None:
     """The message after the report, or None when the report needs the general path."""
-    normal, _overruled = REPORT_FROM[status]
     now = timezone.now()
     params: dict[str, Any] = {
         "status": status,
@@ -370,14 +389,13 @@ def _report_in_one_statement(*, device: Device, message_id: str, status: str, at
         "message": message_id,
         "account": device.account_id,
         "when": min(at, now) if at is not None else now,
+        "ev_status": status,
+        "ev_device": device.pk,
+        "ev_detail": "",
     }
-    params.update({f"from{index}": value for index, value in enumerate(normal)})
-    update_sql = _FAST_REPORT_SQL.format(
-        fields=_FAST_REPORT_FIELDS[status], from_statuses=", ".join(f"%(from{i})s" for i in range(len(normal)))
-    )
-    params.update(ev_status=status, ev_device=device.pk, ev_detail="")
+    params.update({f"from{index}": value for index, value in enumerate(_FAST_REPORT_FROM[status])})
     with connection.cursor() as cursor:
-        cursor.execute(_with_timeline(update_sql, at="at"), params)
+        cursor.execute(_fast_report_sql(status), params)
         row = cursor.fetchone()
     if row is None:
         return None
@@ -390,7 +408,7 @@ def _apply_report(
     message: Message, endpoint: IpnEndpoint | None, *, device: Device, status: str, error: str, at: datetime | None
 ) -> bool:
     """Moves `message` (as just read) by the report, if the report may move it, with its
-    timeline entry, refund or reversal, and IPN event in one transaction. The UPDATE is
+    timeline entries, refund or reversal, and IPN events in one transaction. The UPDATE is
     conditional on the status and attempt count read, so a concurrent change makes it
     return False (read again), never overwrite."""
     if status == Status.FAILED and message.device_id != device.pk:
@@ -399,56 +417,46 @@ def _apply_report(
     if message.status not in normal and message.status not in overruled:
         return True  # a duplicate, or it would move the message backwards
     now = timezone.now()
-    when = min(at, now) if at is not None else now
-    when = max(when, message.created_at)
+    when = max(min(at, now) if at is not None else now, message.created_at)
+    # A delivery is a sending too: with no `sent` recorded, `sent` comes first.
+    steps = [Status.SENT, status] if status == Status.DELIVERED and message.sent_at is None else [status]
     fields = _report_fields(message=message, device=device, status=status, error=error, at=when)
-    update_sql, params = _update_if_unchanged(message, status=status, **fields)
-    reversed_refund = message.status in overruled
-    change = functools.partial(
-        _change_with_event, update_sql, params, status=status, device_id=device.pk, at=when, detail=error[:500]
-    )
-    callback = callbacks.wants_message_event(endpoint=endpoint, status=status)
-    if not (status == Status.FAILED or reversed_refund or callback):
-        # Nothing else to write: one statement (the commonest report, `sent` or `delivered`).
-        if change() is None:
-            return False
-        _apply_fields(message, status=status, **fields)
-        return True
+    was_refunded = message.status in overruled
     with transaction.atomic():
-        if change() is None:
+        # Only if nothing changed it since it was read (every claim counts an attempt).
+        unchanged = Message.objects.filter(pk=message.pk, status=message.status, attempts=message.attempts)
+        if not unchanged.update(status=status, **fields):
             return False
-        _apply_fields(message, status=status, **fields)
+        MessageEvent.objects.bulk_create(
+            MessageEvent(message_id=message.pk, status=step, device=device, detail=detail, at=when)
+            for step, detail in _step_details(steps, status=status, error=error)
+        )
         if status == Status.FAILED:
             account_services.refund_credit(message=message, reason=f"SMS {message.public_id} failed")
-        elif reversed_refund:
+        elif was_refunded:
             # A late report of what really happened wins over expiry or a lapsed lease (R24).
             account_services.reverse_refund(message=message, reason=f"SMS {message.public_id} was sent after all")
-        if callback:
-            callbacks.record_message_event(message=message, status=status, occurred_at=when, endpoint=endpoint)
+        for step in steps:
+            # Each callback describes the message as its own step left it (R11).
+            step_fields = (
+                fields
+                if step == status
+                else _report_fields(message=message, device=device, status=step, error="", at=when)
+            )
+            _apply_fields(message, status=step, **step_fields)
+            if callbacks.wants_message_event(endpoint=endpoint, status=step):
+                callbacks.record_message_event(message=message, status=step, occurred_at=when, endpoint=endpoint)
     return True
+
+
+def _step_details(steps: list[str], *, status: str, error: str) -> list[tuple[str, str]]:
+    """Each step's timeline detail: the phone's error text for its own report."""
+    return [(step, error[:500] if step == status else "recorded with the delivery report") for step in steps]
 
 
 def _apply_fields(message: Message, **fields: Any) -> None:
     for name, value in fields.items():
         setattr(message, name, value)
-
-
-def _update_if_unchanged(message: Message, **fields: Any) -> tuple[str, dict[str, Any]]:
-    """The UPDATE of `fields` that changes the row only if its status and attempt count are
-    still those of `message` (every claim counts an attempt), `RETURNING id`."""
-    sets, params = [], {}
-    for index, (name, value) in enumerate(fields.items()):
-        field = cast(Field, Message._meta.get_field(name))  # type: ignore[type-arg]
-        if field.is_relation:
-            value = value.pk if value is not None else None
-        sets.append(f"{_column(Message, name)} = %(f{index})s")
-        params[f"f{index}"] = field.get_db_prep_save(value, connection)
-    params.update(pk=message.pk, was_status=message.status, was_attempts=message.attempts)
-    sql = (
-        f"UPDATE messaging_message SET {', '.join(sets)}"  # noqa: S608 (model columns only)
-        " WHERE id = %(pk)s AND status = %(was_status)s AND attempts = %(was_attempts)s RETURNING id"
-    )
-    return sql, params
 
 
 # --- Ends without a report (worker) -------------------------------------------------

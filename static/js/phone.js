@@ -17,6 +17,12 @@
   var testButton = document.getElementById("test-sms");
   var csrf = joinForm.elements.csrfmiddlewaretoken.value;
   var phone = null, socket = null, pinger = null, retry = 0, cards = {};
+  // Reports not yet acknowledged, in the order they were made. Like a real phone, the page
+  // keeps them (across reloads too) and sends them again, in that order, after every
+  // reconnect: the server applies one message's reports in the order they arrive.
+  var OUTBOX = STORE + ".reports";
+  var unacked = [];
+  try { unacked = JSON.parse(localStorage.getItem(OUTBOX) || "[]"); } catch (e) { unacked = []; }
 
   function remember(key, value) {
     try { if (value === null) localStorage.removeItem(key); else localStorage.setItem(key, value); } catch (e) { /* private mode */ }
@@ -82,11 +88,24 @@
       actions.appendChild(button);
     });
   }
+  function keepUnacked() { remember(OUTBOX, JSON.stringify(unacked)); }
+  function isUnacked(id, status) {
+    return unacked.some(function (f) { return f.message_id === id && f.status === status; });
+  }
+  function acked(id, status) {
+    unacked = unacked.filter(function (f) { return !(f.message_id === id && (status === null || f.status === status)); });
+    keepUnacked();
+  }
+  function sendUnacked() { unacked.forEach(send); }
   function report(id, status) {
+    // The time is the moment it happened, kept when the report has to be sent again.
     var frame = { type: "report", message_id: id, status: status, at: new Date().toISOString() };
     if (status === "failed") frame.error = "Simulated failure on the virtual phone";
+    unacked.push(frame);
+    keepUnacked();
     send(frame);
-    setStatus(cards[id], "reporting " + status);
+    // Sent is sent, answer or not: its delivery can follow before the server answers.
+    setStatus(cards[id], "reporting " + status, status === "sent" ? outcomeButtons(id, "sent") : []);
   }
   function claim(id) { send({ type: "claim", message_id: id }); setStatus(cards[id], "claiming"); }
   function outcomeButtons(id, status) {
@@ -102,6 +121,7 @@
       document.getElementById("phone-ids").textContent = f.device_id + " · list " + f.list;
       setConnected(true, "Online");
       retry = 0;
+      sendUnacked();
       sendState();
     },
     offer: function (f) {
@@ -120,8 +140,10 @@
       if (cards[f.message_id]) setStatus(cards[f.message_id], "taken by another phone");
     },
     ack: function (f) {
+      if (f.status === "received") return;
+      acked(f.message_id, f.status);
       var el = cards[f.message_id];
-      if (!el) return;
+      if (!el || isUnacked(f.message_id, "delivered")) return;  // its delivery report is on its way
       if (f.status === "sent") {
         setStatus(el, "sent", outcomeButtons(f.message_id, "sent"));
         if (auto.checked) setTimeout(function () { report(f.message_id, "delivered"); }, 500);
@@ -131,7 +153,10 @@
     },
     ping: function () { send({ type: "pong" }); },
     pong: function () {},
-    error: function () {},
+    error: function (f) {
+      // The server does not know the message (any more): its reports can never be stored.
+      if (f.message_id) acked(f.message_id, null);
+    },
   };
 
   // Cards still offering Claim: the panel says what became of their messages, so a card
@@ -209,7 +234,10 @@
     };
     socket.onopen = function () {
       opened = true;
-      pinger = setInterval(function () { send({ type: "ping" }); }, 20000);
+      pinger = setInterval(function () {
+        send({ type: "ping" });
+        sendUnacked();  // a report the server could not store then is tried again
+      }, 20000);
     };
   }
 
@@ -234,6 +262,8 @@
     if (socket) { socket.onclose = null; socket.close(); }
     phone = null;
     remember(STORE, null);
+    unacked = [];  // reports of a phone that leaves can never be stored
+    remember(OUTBOX, null);
     if (!old) return Promise.resolve();
     return post(urls.leaveUrl, { device_id: old.device_id }).catch(function () { /* removed in the panel already */ });
   }

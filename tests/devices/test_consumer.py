@@ -319,3 +319,35 @@ async def test_an_offer_serialised_by_its_sender_goes_out_as_it_is(phone, alice_
     await get_channel_layer().group_send(f"list.{alice_list.pk}", event)
     assert await ws.receive_output(timeout=5) == {"type": "websocket.send", "text": text}
     await ws.disconnect()
+
+
+async def test_reports_of_one_message_run_in_order_while_other_messages_run_beside_them(phone, monkeypatch):
+    """A phone sends `sent` and `delivered` of message A back to back, then `sent` of B.
+    A's `delivered` starts only after A's `sent` is done; B's is not held up by A (R29)."""
+    from devices import consumers
+
+    _device, token = phone
+    started: list[tuple[str, str]] = []
+    a_sent_may_finish = asyncio.Event()
+
+    class Stored:
+        def __init__(self, status: str) -> None:
+            self.status = status
+
+    async def report(device, message_id, status, error, at):
+        started.append((message_id, status))
+        if (message_id, status) == ("msg_A", "sent"):
+            await a_sent_may_finish.wait()  # A's `sent` is slow (a busy database)
+        return Stored(status)
+
+    monkeypatch.setattr(consumers, "_report", report)
+    ws, _hello = await open_phone(token)
+    for message_id, status in [("msg_A", "sent"), ("msg_A", "delivered"), ("msg_B", "sent")]:
+        await ws.send_json_to({"type": "report", "message_id": message_id, "status": status})
+    assert await ws.receive_json_from(timeout=5) == {"type": "ack", "message_id": "msg_B", "status": "sent"}
+    assert started == [("msg_A", "sent"), ("msg_B", "sent")]  # A's delivered waits for A's sent
+    a_sent_may_finish.set()
+    acks = [await ws.receive_json_from(timeout=5) for _ in range(2)]
+    assert [(ack["message_id"], ack["status"]) for ack in acks] == [("msg_A", "sent"), ("msg_A", "delivered")]
+    assert started[-1] == ("msg_A", "delivered")
+    await ws.disconnect()

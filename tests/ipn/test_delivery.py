@@ -69,6 +69,27 @@ def test_a_claimed_event_is_not_claimed_again_by_another_worker(alice, alice_lis
     assert delivery._claim_due_events(CURRENT_TIME, 16) == ([], False)
 
 
+def test_a_messages_later_event_waits_while_its_earlier_one_is_being_attempted(
+    alice, alice_list, endpoint, receiver, clock
+):
+    """Two workers: while one attempts `message.sent`, the other leaves that message's
+    `message.delivered` alone (so a receiver that answers gets them in order) and takes
+    other work meanwhile."""
+    message = make_message(account=alice, phone_list=alice_list, status="delivered")
+    sent = callbacks.record_message_event(message=message, status="sent")
+    delivered = callbacks.record_message_event(message=message, status="delivered")
+    other = sent_event(alice, alice_list)
+    assert sent is not None and delivered is not None
+    in_flight, _ = delivery._claim_due_events(CURRENT_TIME, 16)
+    assert [event.pk for event in in_flight] == [sent.pk]
+    second_worker, _ = delivery._claim_due_events(CURRENT_TIME, 16)
+    assert [event.pk for event in second_worker] == [other.pk]
+    assert delivery._claim_due_events(CURRENT_TIME, 16) == ([], False)
+    delivery._finish(in_flight[0], endpoint, delivery.attempt(event=in_flight[0], endpoint=endpoint))
+    after, _ = delivery._claim_due_events(CURRENT_TIME, 16)
+    assert [event.pk for event in after] == [delivered.pk]
+
+
 def test_an_event_held_by_a_crashed_worker_is_delivered_later_with_the_same_id(
     alice, alice_list, endpoint, receiver, clock
 ):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from urllib.parse import parse_qs
 
 import pytest
 import time_machine
@@ -214,3 +216,67 @@ async def test_a_report_frame_is_acked_and_stored(alice_list):
     stored = await database_sync_to_async(Message.objects.get)(pk=message.pk)
     assert stored.status == "sent" and stored.sent_at is not None and stored.sent_at >= stored.created_at
     await ws.disconnect()
+
+
+# --- A delivery with no recorded `sent` (R29) ---------------------------------------------
+
+
+@pytest.mark.parametrize("ipn_format", ["standard", "geniosms"])
+def test_a_delivered_report_with_no_sent_recorded_records_sent_first_with_its_callback(
+    alice, phone, assigned, ipn_on, ipn_format
+):
+    IpnEndpoint.objects.filter(pk=ipn_on.pk).update(format=ipn_format)
+    message = report(device=phone, message_id=assigned.public_id, status="delivered")
+    stored = Message.objects.get(pk=assigned.pk)
+    assert stored.status == "delivered" and stored.sent_at == stored.delivered_at is not None
+    assert list(stored.events.values_list("status", "device")) == [
+        ("assigned", phone.pk),
+        ("sent", phone.pk),
+        ("delivered", phone.pk),
+    ]
+    events = list(IpnEvent.objects.filter(message=stored).order_by("id"))
+    assert [event.type for event in events] == ["message.sent", "message.delivered"]
+    # The outbox serves them in this order: the sent one is due first.
+    assert events[0].next_attempt_at <= events[1].next_attempt_at
+    if ipn_format == "geniosms":
+        assert [parse_qs(event.body)["ipn_type"] for event in events] == [["SENT"], ["DELIVERY"]]
+    else:
+        sent, delivered = (json.loads(event.body)["data"] for event in events)
+        assert (sent["status"], sent["delivered_at"]) == ("sent", None)
+        assert (delivered["status"], delivered["sent_at"]) == ("delivered", sent["sent_at"])
+    assert message.status == "delivered"
+    # The `sent` report that comes after it is a duplicate: nothing more is written.
+    assert report(device=phone, message_id=assigned.public_id, status="sent").status == "delivered"
+    assert IpnEvent.objects.filter(message=stored).count() == 2
+    assert stored.events.count() == 3
+
+
+def test_without_callbacks_a_delivered_report_still_records_its_sent_step(phone, assigned):
+    """On PostgreSQL the one-statement report must leave this case to the general path."""
+    report(device=phone, message_id=assigned.public_id, status="delivered")
+    stored = Message.objects.get(pk=assigned.pk)
+    assert list(stored.events.values_list("status", flat=True)) == ["assigned", "sent", "delivered"]
+    assert stored.sent_at is not None and stored.sent_at == stored.delivered_at
+
+
+def test_a_delivered_report_after_expiry_records_sent_and_reverses_the_refund_once(alice, phone, assigned, ipn_on):
+    before = balance(alice)
+    with time_machine.travel(assigned.expires_at + timedelta(seconds=1), tick=False):
+        assert dispatch.expire_one_overdue_message()
+        report(device=phone, message_id=assigned.public_id, status="delivered")
+        report(device=phone, message_id=assigned.public_id, status="sent")
+    assert balance(alice) == before
+    kinds = sorted(LedgerEntry.objects.filter(message=assigned).values_list("kind", flat=True))
+    assert kinds == ["debit", "refund", "reversal"]
+    types = list(IpnEvent.objects.order_by("id").values_list("type", flat=True))
+    assert types == ["message.expired", "message.sent", "message.delivered"]
+
+
+def test_a_sent_then_delivered_keeps_the_phones_sent_time(phone, assigned, ipn_on):
+    sent_at = timezone.now()
+    report(device=phone, message_id=assigned.public_id, status="sent", at=sent_at)
+    with time_machine.travel(sent_at + timedelta(seconds=3), tick=False):
+        report(device=phone, message_id=assigned.public_id, status="delivered")
+    stored = Message.objects.get(pk=assigned.pk)
+    assert stored.sent_at == sent_at and stored.delivered_at == sent_at + timedelta(seconds=3)
+    assert list(stored.events.values_list("status", flat=True)) == ["assigned", "sent", "delivered"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 
 import pytest
+import time_machine
 
 from devices.smsgate import services as smsgate
 from messaging.models import Message, MessageEvent
@@ -112,3 +114,89 @@ def test_a_report_with_more_work_waiting_wakes_the_phone_again(client, phone, al
     with pytest.raises(asyncio.TimeoutError):
         async_to_sync(asyncio.wait_for)(layer.receive(channel), 0.05)
     assert Message.objects.filter(pk=messages[-1].pk, status="queued").exists()
+
+
+# --- Reports in the order the phone sent them (R29) --------------------------------------
+
+
+def patch_states(client, phone, message_id: str, state: str, states: dict[str, str]) -> int:
+    """One PATCH as the app's SendStateWorker sends it: the latest state and its history."""
+    recipients = [{"phoneNumber": "+39333", "state": state}]
+    body = [{"id": message_id, "state": state, "recipients": recipients, "states": states}]
+    return client.patch(
+        URL, data=json.dumps(body), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {phone.token}"
+    ).status_code
+
+
+@pytest.fixture
+def callbacks_on(alice):
+    from ipn.models import IpnEndpoint
+
+    return IpnEndpoint.objects.create(account=alice, url="https://hooks.example/ipn", enabled=True, secret="whsec_x")
+
+
+def callback_types(message) -> list[str]:
+    from ipn.models import IpnEvent
+
+    return list(IpnEvent.objects.filter(message=message).order_by("id").values_list("type", flat=True))
+
+
+def test_one_patch_carrying_sent_and_delivered_records_both_in_order_with_the_phones_times(
+    client, phone, alice_list, callbacks_on
+):
+    with time_machine.travel("2026-05-13T09:49:10Z", tick=False) as clock:
+        message = factories.make_message(phone_list=alice_list)
+        fetch(client, phone)
+        clock.move_to("2026-05-13T09:50:00Z")
+        # The app PATCHes the latest snapshot only: one Delivered, with both times in
+        # `states`, in the phone's own offset.
+        states = {"Sent": "2026-05-13T16:49:17.357+07:00", "Delivered": "2026-05-13T16:49:19.001+07:00"}
+        assert patch_states(client, phone, message.public_id, "Delivered", states) == 204
+    message.refresh_from_db()
+    assert (message.sent_at, message.delivered_at) == (
+        datetime(2026, 5, 13, 9, 49, 17, 357000, tzinfo=UTC),
+        datetime(2026, 5, 13, 9, 49, 19, 1000, tzinfo=UTC),
+    )
+    assert list(message.events.values_list("status", flat=True)) == ["assigned", "sent", "delivered"]
+    assert callback_types(message) == ["message.sent", "message.delivered"]
+
+
+def test_a_delivered_webhook_before_the_sent_one_records_sent_first_and_the_late_one_changes_nothing(
+    phone, alice_list, callbacks_on
+):
+    message = factories.make_message(phone_list=alice_list)
+    smsgate.fetch_jobs(device=phone.device)
+    smsgate._apply_webhook(device=phone.device, event="sms:delivered", payload={"messageId": message.public_id})
+    smsgate._apply_webhook(device=phone.device, event="sms:sent", payload={"messageId": message.public_id})
+    assert list(message.events.values_list("status", flat=True)) == ["assigned", "sent", "delivered"]
+    assert callback_types(message) == ["message.sent", "message.delivered"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sent_and_delivered_patches_arriving_at_once_give_one_callback_each_sent_first(
+    phone, alice_list, callbacks_on, postgres_only
+):
+    """The app's SendStateWorker may run a message's two PATCHes side by side (two
+    requests, two server threads): whichever is applied first, the outcome is the same."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+    from django.test import Client
+
+    messages = [factories.make_message(phone_list=alice_list) for _ in range(smsgate.FETCH_LIMIT)]
+    assert len(smsgate.fetch_jobs(device=phone.device)) == len(messages)
+
+    def send(job: tuple[str, str]) -> int:
+        message_id, state = job
+        try:
+            return patch_states(Client(), phone, message_id, state, {state: now})
+        finally:
+            connections.close_all()
+
+    now = datetime.now(UTC).isoformat(timespec="milliseconds")  # both at once, as the phone saw them
+    jobs = [(m.public_id, state) for m in messages for state in ("Sent", "Delivered")]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert set(pool.map(send, jobs)) == {204}
+    for message in messages:
+        assert list(message.events.values_list("status", flat=True)) == ["assigned", "sent", "delivered"]
+        assert callback_types(message) == ["message.sent", "message.delivered"]
