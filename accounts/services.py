@@ -17,7 +17,7 @@ from django.utils import timezone
 from django_redis import get_redis_connection
 from django_redis.cache import RedisCache
 
-from accounts import errors, metrics
+from accounts import columns, errors, metrics
 from accounts.lib import ipnet, redisscript, sqlnames, tokens
 from accounts.models import Account, ApiKey, LedgerEntry, LoginThrottle, User
 
@@ -399,6 +399,8 @@ def update_api_key(
         key.default_list_id = default_list.pk if default_list and not isinstance(default_list, bool) else None
         fields.append("default_list")
     if rate_limit_per_minute is not False:
+        if not isinstance(rate_limit_per_minute, bool) and rate_limit_per_minute is not None:
+            columns.check_integer(rate_limit_per_minute, ApiKey, "rate_limit_per_minute", param="rate_limit_per_minute")
         key.rate_limit_per_minute = None if isinstance(rate_limit_per_minute, bool) else rate_limit_per_minute
         fields.append("rate_limit_per_minute")
     if fields:

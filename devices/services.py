@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts import errors
+from accounts import columns, errors
 from accounts import services as account_services
 from accounts.lib import ipnet, tokens
 from accounts.models import Account
@@ -54,6 +54,8 @@ def create_list(
     InvalidParameter for a PIN that is not 6–16 digits or is taken, or an unknown country."""
     if pin is not None and not (pin.isdigit() and 6 <= len(pin) <= 16):
         raise errors.InvalidParameter("A PIN is 6 to 16 digits.")
+    if rate_limit_per_minute is not None:
+        columns.check_integer(rate_limit_per_minute, PhoneList, "rate_limit_per_minute", param="rate_limit_per_minute")
     country = check_country(default_country or settings.DEFAULT_COUNTRY)
     for _ in range(5):
         try:
@@ -93,6 +95,10 @@ def regenerate_pin(*, phone_list: PhoneList) -> str:
     raise RuntimeError("could not find a free PIN")
 
 
+def _column_max(field: str) -> int:
+    return columns.integer_range(PhoneList, field)[1]
+
+
 def update_list_settings(
     *,
     phone_list: PhoneList,
@@ -112,7 +118,11 @@ def update_list_settings(
         "default_country": (default_country, True, ""),  # checked above
         "rate_limit_per_minute": (
             rate_limit_per_minute,
-            rate_limit_per_minute is None or (isinstance(rate_limit_per_minute, int) and rate_limit_per_minute > 0),
+            rate_limit_per_minute is None
+            or (
+                isinstance(rate_limit_per_minute, int)
+                and 0 < rate_limit_per_minute <= _column_max("rate_limit_per_minute")
+            ),
             "A rate limit is a positive number of messages per minute, or none.",
         ),
         "lease_seconds": (

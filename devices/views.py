@@ -21,7 +21,7 @@ from django.utils.cache import patch_cache_control
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from accounts import errors
+from accounts import columns, errors
 from accounts.views import (
     PanelRequest,
     account_required,
@@ -65,17 +65,31 @@ class ListForm(forms.Form):
     name = forms.CharField(max_length=100)
     # Checked by the service (a country the numbering plans know), which says why in words.
     default_country = forms.CharField(max_length=20, initial="IT", help_text="For national numbers, e.g. IT")
-    rate_limit_per_minute = forms.IntegerField(
-        required=False, min_value=1, label="Per-phone limit (SMS a minute)", help_text="Empty: no limit"
+    # Bounded by what their columns hold (accounts/columns.py): never wrapped by the database.
+    rate_limit_per_minute = columns.form_field(
+        PhoneList,
+        "rate_limit_per_minute",
+        required=False,
+        min_value=1,
+        label="Per-phone limit (SMS a minute)",
+        help_text="Empty: no limit",
     )
 
 
 class ListSettingsForm(ListForm):
-    lease_seconds = forms.IntegerField(
-        min_value=1, label="Lease (seconds)", help_text="How long a phone may hold a message before it is re-offered"
+    lease_seconds = columns.form_field(
+        PhoneList,
+        "lease_seconds",
+        min_value=1,
+        label="Lease (seconds)",
+        help_text="How long a phone may hold a message before it is re-offered",
     )
-    default_ttl_seconds = forms.IntegerField(
-        min_value=1, label="Message time-to-live (seconds)", help_text="Unsent messages then expire and are refunded"
+    default_ttl_seconds = columns.form_field(
+        PhoneList,
+        "default_ttl_seconds",
+        min_value=1,
+        label="Message time-to-live (seconds)",
+        help_text="Unsent messages then expire and are refunded",
     )
     verify_template = forms.CharField(
         required=False,  # left empty: unchanged

@@ -233,13 +233,17 @@ class UserPasswordApi(MobileView):
 @csrf_exempt
 @require_POST
 def webhook_receiver(request: HttpRequest, device_id: str) -> HttpResponse:
-    """Receives the phone's signed webhooks; 401 for a bad or stale signature (the phone retries)."""
-    accepted = services.receive_webhook(
-        device_public_id=device_id,
-        body=request.body,
-        timestamp=request.headers.get("X-Timestamp", ""),
-        signature=request.headers.get("X-Signature", ""),
-    )
+    """Receives the phone's signed webhooks; 401 for a bad or stale signature (the phone
+    retries), 400 for a value out of range."""
+    try:
+        accepted = services.receive_webhook(
+            device_public_id=device_id,
+            body=request.body,
+            timestamp=request.headers.get("X-Timestamp", ""),
+            signature=request.headers.get("X-Signature", ""),
+        )
+    except errors.InvalidParameter as exc:
+        return JsonResponse({"message": exc.message}, status=400)
     if not accepted:
         return JsonResponse({"message": "Bad signature."}, status=401)
     return JsonResponse({})

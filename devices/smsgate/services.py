@@ -25,13 +25,13 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts import errors
+from accounts import columns, errors
 from accounts import services as account_services
 from accounts.lib import tokens
 from devices import services as device_services
 from devices.models import Device, EnrolmentToken, PhoneList
 from devices.smsgate import wire
-from messaging.models import Message
+from messaging.models import InboundSms, Message
 from messaging.services import dispatch, inbox, offers
 
 logger = logging.getLogger(__name__)
@@ -459,7 +459,7 @@ def _apply_webhook(*, device: Device, event: str, payload: dict[str, Any]) -> No
             sender=str(sender),
             text=str(payload.get("message", "")),
             received_at=wire.parse_datetime(payload.get("receivedAt")) or timezone.now(),
-            sim=payload.get("simNumber") if isinstance(payload.get("simNumber"), int) else None,
+            sim=_sim_number(payload),
         )
     elif event == "sms:sent" and isinstance(message_id, str):
         at = wire.parse_datetime(payload.get("sentAt"))
@@ -477,6 +477,14 @@ def _apply_webhook(*, device: Device, event: str, payload: dict[str, Any]) -> No
             Device.objects.filter(pk=device.pk).update(battery=battery)
     else:
         logger.info("ignoring SMSGate webhook event %r from %s", event, device.public_id)
+
+
+def _sim_number(payload: dict[str, Any]) -> int | None:
+    """The SIM an SMS came in on; a number its column cannot hold is refused (InvalidParameter)."""
+    value = payload.get("simNumber")
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    return columns.check_integer(value, InboundSms, "sim", param="simNumber")
 
 
 def _battery_level(payload: dict[str, Any]) -> int | None:

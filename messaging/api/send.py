@@ -165,8 +165,8 @@ class SendBulkApi(IdempotentMixin, ApiKeyView):
         # Checked row by row in `json_row` (a ListField would validate 10,000 dicts slowly).
         recipients = serializers.JSONField(required=False, help_text='["+39…", {"to": …, "msg"?: …, "ref"?: …}, …]')
         file = serializers.FileField(required=False, help_text="CSV upload: to[,msg[,ref]] per row.")
-        sim = serializers.IntegerField(required=False, allow_null=True)
-        ttl = serializers.IntegerField(required=False, allow_null=True)
+        sim = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=accept.MAX_SIM)
+        ttl = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=accept.MAX_TTL_SECONDS)
         send_at = serializers.DateTimeField(required=False, allow_null=True)
 
     class RowErrorSerializer(serializers.Serializer[Any]):
