@@ -13,6 +13,13 @@ _PATTERNS = [
     (re.compile(r"((?:Bearer|Basic|Code)\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE), r"\1[redacted]"),
     (re.compile(r"\b(pf_live|pfd|pfe)_[A-Za-z0-9]{8,}"), r"\1_[redacted]"),
     (re.compile(r"whsec_[A-Za-z0-9+/=]+"), "whsec_[redacted]"),
+    # Credentials in a URL (an IPN URL `https://user:pass@host/`), also percent-encoded in a
+    # query string (`url=https%3A%2F%2Fuser%3Apass%40host`).
+    (re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@\"'<>]+@"), r"\1[redacted]@"),
+    (
+        re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*%3A%2F%2F)(?:(?!%2F)[^&\s@\"'<>/])+?%40", re.IGNORECASE),
+        r"\1[redacted]%40",
+    ),
 ]
 
 
@@ -24,10 +31,22 @@ def redact(text: str) -> str:
 
 
 class RedactSecretsFilter(logging.Filter):
+    """Redacts the message, and the traceback of a logged exception (its text may quote a URL)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         cleaned = redact(message)
         if cleaned != message:
             record.msg = cleaned
             record.args = None
+        if record.exc_info and not record.exc_text:
+            # Formatters use exc_text when it is set: the redacted traceback is what gets written.
+            record.exc_text = redact(_FORMATTER.formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
+
+
+_FORMATTER = logging.Formatter()

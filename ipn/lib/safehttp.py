@@ -9,7 +9,9 @@ answer is read by streaming, up to a cap.
 
 from __future__ import annotations
 
+import csv
 import ipaddress
+import re
 import socket
 import ssl
 import threading
@@ -18,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 import certifi
 import httpx
@@ -32,6 +35,51 @@ NAT64_LOCAL_USE = ipaddress.ip_network("64:ff9b:1::/48")
 SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
 TEREDO = ipaddress.ip_network("2001::/32")
 SHARED_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+# IANA's IPv6 Address Space registry: global unicast is 2000::/3, the rest is reserved,
+# unique-local, link-local, site-local (fec0::/10, deprecated) or multicast.
+IPV6_GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")
+REGISTRY_DIR = Path(__file__).parent / "iana"
+
+
+@dataclass(frozen=True)
+class SpecialBlock:
+    """One row of an IANA special-purpose address registry (ipn/lib/iana/README.md)."""
+
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    name: str
+    globally_reachable: bool
+
+
+def _cell(text: str) -> str:
+    """A registry cell without its footnote marks (`False [1]` → `False`)."""
+    return re.sub(r"\s*\[\d+\]", "", text).strip()
+
+
+def read_registry(path: Path) -> list[SpecialBlock]:
+    """The rows of one IANA special-purpose registry CSV (a cell may hold several blocks)."""
+    with path.open(newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    blocks = []
+    for row in rows:
+        for network in _cell(row["Address Block"]).split(","):
+            blocks.append(
+                SpecialBlock(
+                    network=ipaddress.ip_network(network.strip()),
+                    name=" ".join(row["Name"].split()),
+                    globally_reachable=_cell(row["Globally Reachable"]) == "True",
+                )
+            )
+    return blocks
+
+
+# Every block that is not globally reachable: a callback to an address inside one is refused,
+# even where a smaller block inside it is reachable (192.0.0.9 is in 192.0.0.0/24).
+SPECIAL_PURPOSE = [
+    block
+    for name in ("iana-ipv4-special-registry-1.csv", "iana-ipv6-special-registry-1.csv")
+    for block in read_registry(REGISTRY_DIR / name)
+    if not block.globally_reachable
+]
 
 
 class DeliveryError(Exception):
@@ -90,6 +138,11 @@ def refusal_reason(address: Address) -> str | None:
             return refusal_reason(address.sixtofour)
         if address in NAT64_LOCAL_USE or address in TEREDO:
             return f"{address} is a translated address"
+    for block in SPECIAL_PURPOSE:
+        if address.version == block.network.version and address in block.network:
+            return f"{address} is in {block.network} ({block.name}, IANA special-purpose registry)"
+    if isinstance(address, ipaddress.IPv6Address) and address not in IPV6_GLOBAL_UNICAST:
+        return f"{address} is outside IPv6 global unicast space (2000::/3)"
     if address.is_unspecified:
         return f"{address} is unspecified"
     if address.is_loopback:

@@ -52,6 +52,8 @@ class SendMessageApi(IdempotentMixin, ApiKeyView):
 
     parser_classes = [JSONParser, FormParser, MultiPartParser]
     idempotency_endpoint = "send"
+    # Not "head": Django answers HEAD with the GET handler, and a GET here sends.
+    http_method_names = ["get", "post", "options"]
 
     class InputSerializer(serializers.Serializer[Any]):
         list = serializers.CharField(required=False, allow_blank=True, help_text="List token (lst_…).")

@@ -45,6 +45,13 @@ REFUSED = [
     "2002:7f00:1::",  # 6to4 of 127.0.0.1
     "64:ff9b:1::1",
     "2001::1",  # Teredo
+    # IANA special-purpose blocks that Python's ipaddress calls global (issue 17).
+    "192.0.0.9",
+    "192.0.0.10",
+    "192.88.99.2",
+    "3fff::1",
+    "fec0::1",  # deprecated site-local: outside 2000::/3
+    "4000::1",
 ]
 ALLOWED = ["8.8.8.8", "1.1.1.1", "93.184.216.34", "2001:4860:4860::8888", "2606:4700:4700::1111", "64:ff9b::808:808"]
 
@@ -52,6 +59,20 @@ ALLOWED = ["8.8.8.8", "1.1.1.1", "93.184.216.34", "2001:4860:4860::8888", "2606:
 @pytest.mark.parametrize("address", REFUSED)
 def test_it_refuses_non_public_addresses(address):
     assert safehttp.refusal_reason(safehttp.canonical_address(address)) is not None
+
+
+def test_every_block_of_the_iana_registries_that_is_not_globally_reachable_is_refused():
+    blocks = [
+        block
+        for name in ("iana-ipv4-special-registry-1.csv", "iana-ipv6-special-registry-1.csv")
+        for block in safehttp.read_registry(safehttp.REGISTRY_DIR / name)
+    ]
+    assert len(blocks) > 50  # both tables were read, blocks split out of shared cells
+    for block in blocks:
+        if block.globally_reachable:
+            continue
+        for address in (block.network[0], block.network[-1]):
+            assert safehttp.refusal_reason(address) is not None, f"{address} ({block.name})"
 
 
 @pytest.mark.parametrize("address", ALLOWED)

@@ -528,3 +528,14 @@ def test_the_daily_spending_cap_refuses_with_code_9(send, alice):
     assert_envelope(send(msg="x" * 200), 402, 9)
     assert Account.objects.get(pk=alice.pk).balance == 98
     assert Message.objects.count() == 1
+
+
+@pytest.mark.parametrize("path", ["/api/v1/send", "/tools/api.pl"])
+def test_head_sends_nothing(client, alice_key, path):
+    key, secret = alice_key
+    balance = Account.objects.get(pk=key.account_id).balance
+    response = client.head(path, {"api_key": secret, "to": GOOD_NUMBER, "msg": "Hello"})
+    assert response.status_code == 405
+    assert "HEAD" not in response["Allow"]
+    assert not Message.objects.exists()
+    assert Account.objects.get(pk=key.account_id).balance == balance
