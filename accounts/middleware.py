@@ -66,3 +66,27 @@ class ApiCorsMiddleware:
             response["Access-Control-Allow-Origin"] = origin
             response["Vary"] = "Origin"
         return response
+
+
+class ContentSecurityPolicyMiddleware:
+    """Sends `settings.CONTENT_SECURITY_POLICY` with every HTML page (the panel, sign-in,
+    the admin): scripts and styles come only from our own static files, so markup that
+    slipped past escaping cannot run. The API docs page is left out: Swagger UI needs
+    inline scripts and styles (docs/deploy.md, "Limits and headers")."""
+
+    EXEMPT_PREFIXES = ("/api/docs/",)
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        policy = settings.CONTENT_SECURITY_POLICY
+        if (
+            policy
+            and "Content-Security-Policy" not in response
+            and response.get("Content-Type", "").startswith("text/html")
+            and not request.path.startswith(self.EXEMPT_PREFIXES)
+        ):
+            response["Content-Security-Policy"] = policy
+        return response

@@ -90,6 +90,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "accounts.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "accounts.middleware.ClientIpMiddleware",
     "accounts.middleware.ApiCorsMiddleware",
@@ -213,6 +214,12 @@ SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if (TRUSTED_PROXY_COUNT or TRUSTED_PROXIES) else None
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_BODY_BYTES", default=5 * 1024 * 1024)
+# HTML pages: scripts, styles, images and connections (fetch, the virtual phone's
+# WebSocket) only from this server; no inline code, no framing, no plugins.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 # --- Product ------------------------------------------------------------------
 DEFAULT_COUNTRY = env.str("DEFAULT_COUNTRY", default="IT")

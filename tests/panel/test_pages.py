@@ -328,3 +328,23 @@ def test_a_private_token_for_android_phones_is_shown_once_and_can_be_revoked(ali
     alice_client.post(revoke)
     row.refresh_from_db()
     assert row.revoked_at is not None
+
+
+def test_every_html_page_has_a_content_security_policy_and_no_inline_code(alice_world, alice_client, client):
+    """Fragments that the pages load with fetch are checked too: inline code in them would be
+    refused by the browser as well (tests/panel/test_browser_csp.py watches a real one)."""
+    import re
+
+    from django.conf import settings
+
+    urls = [(alice_client, url) for url in page_urls(alice_world)] + [(client, "/login/"), (client, "/admin/login/")]
+    for who, url in urls:
+        response = who.get(url)
+        if not response["Content-Type"].startswith("text/html"):
+            continue
+        assert response["Content-Security-Policy"] == settings.CONTENT_SECURITY_POLICY, url
+        html = response.content.decode()
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), f"{url}: an inline script"
+        assert not re.search(r"<style\b|\sstyle=|\son[a-z]+=", html), f"{url}: an inline style or handler"
+    # The API docs page (Swagger UI's inline code) is the one left out.
+    assert "Content-Security-Policy" not in client.get("/api/docs/")
