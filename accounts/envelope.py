@@ -7,6 +7,7 @@ here by one table; successes are wrapped by `EnvelopeRenderer`.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rest_framework import exceptions as drf_exceptions
@@ -43,12 +44,20 @@ ERROR_TABLE: dict[type[errors.DomainError], tuple[int, int]] = {
     errors.IdempotencyMismatch: (PARAM_ERROR, 422),
     errors.RateLimited: (PARAM_ERROR, 429),
     errors.WrongPin: (PARAM_ERROR, 403),
+    errors.BodyTooLarge: (PARAM_ERROR, 413),
 }
 
 
 def envelope(http_status: int, status_code: int, **fields: Any) -> dict[str, Any]:
     """The API envelope (docs/api.md): `response` and `status_code` as strings, then the fields."""
     return {"response": str(http_status), "status_code": str(status_code), **fields}
+
+
+def body_too_large(limit: int) -> bytes:
+    """The 413 answer's body (JSON) for a request body over `limit` bytes, written by the
+    servers' body limit before any view runs (accounts/lib/bodylimit.py)."""
+    message = f"The request body is larger than {limit} bytes."
+    return json.dumps(envelope(413, PARAM_ERROR, error=message)).encode()
 
 
 def error_response(exc: errors.DomainError) -> Response:

@@ -77,5 +77,11 @@ class RateLimited(DomainError):
         self.retry_after = retry_after
 
 
+class BodyTooLarge(DomainError):
+    """A request body over the size limit (`MAX_BODY_BYTES`, or the bulk upload's)."""
+
+    default_message = "The request body is too large."
+
+
 class WrongPin(DomainError):
     default_message = "Wrong PIN."

@@ -18,11 +18,16 @@ from channels.routing import ProtocolTypeRouter
 from django.conf import settings
 from django.urls import get_resolver
 
+from accounts.lib.bodylimit import BodyLimitASGI, bound_daphne_requests
+from config.limits import body_limits
 from devices.routing import websocket_application
 
+# A body over the limit gets 413 before it is read (docs/deploy.md, "Limits"): in Daphne's
+# own requests as the bytes arrive, and around the application for any ASGI server.
+bound_daphne_requests(body_limits())
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": BodyLimitASGI(django_asgi_app, body_limits()),
         "websocket": websocket_application,
     }
 )

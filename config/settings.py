@@ -213,7 +213,12 @@ TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if (TRUSTED_PROXY_COUNT or TRUSTED_PROXIES) else None
+# The largest request body, refused with 413 by the servers before it is read (config/asgi.py,
+# config/wsgi.py); the bulk send's JSON or CSV upload may be larger, once its key is checked.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_BODY_BYTES", default=5 * 1024 * 1024)
+BULK_MAX_BODY_BYTES = env.int("BULK_MAX_BODY_BYTES", default=20 * 1024 * 1024)
+if BULK_MAX_BODY_BYTES < DATA_UPLOAD_MAX_MEMORY_SIZE:
+    raise ImproperlyConfigured("BULK_MAX_BODY_BYTES must be at least MAX_BODY_BYTES.")
 # HTML pages: scripts, styles, images and connections (fetch, the virtual phone's
 # WebSocket) only from this server; no inline code, no framing, no plugins.
 CONTENT_SECURITY_POLICY = (
