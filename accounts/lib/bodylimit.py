@@ -136,7 +136,7 @@ class BodyLimitWSGI:
             limit = self.limits.limit(path, declared=True)
             if length > limit:
                 return self._refuse(start_response, limit)
-        elif environ.get("wsgi.input_terminated") or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        elif "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
             # A chunked body: Django reads only CONTENT_LENGTH bytes (none here), so it is
             # read here, up to the limit, and handed on with its length.
             limit = self.limits.limit(path, declared=False)
