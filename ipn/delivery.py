@@ -22,6 +22,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from accounts.logging import redact
 from ipn import metrics
 from ipn.lib import safehttp, signing
 from ipn.models import IpnAttempt, IpnEndpoint, IpnEvent
@@ -112,7 +113,8 @@ def attempt(*, event: IpnEvent, endpoint: IpnEndpoint, is_test: bool = False) ->
             body=body,
         ),
     }
-    log = IpnAttempt(event=event, at=now, url=endpoint.url, is_test=is_test, is_replay=event.replays > 0)
+    # The delivery log keeps the URL without its credentials (`user:pass@`, `?token=`).
+    log = IpnAttempt(event=event, at=now, url=redact(endpoint.url), is_test=is_test, is_replay=event.replays > 0)
     started = time.monotonic()
     try:
         answer = safehttp.post(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from accounts.logging import redact
+
 
 class IpnEndpoint(models.Model):
     """Where and how an account hears about its messages."""
@@ -32,7 +34,7 @@ class IpnEndpoint(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
-        return f"IPN of {self.account_id}: {self.url or '-'}"
+        return f"IPN of {self.account_id}: {redact(self.url) or '-'}"
 
 
 class IpnEvent(models.Model):

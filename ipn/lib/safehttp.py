@@ -138,11 +138,6 @@ def refusal_reason(address: Address) -> str | None:
             return refusal_reason(address.sixtofour)
         if address in NAT64_LOCAL_USE or address in TEREDO:
             return f"{address} is a translated address"
-    for block in SPECIAL_PURPOSE:
-        if address.version == block.network.version and address in block.network:
-            return f"{address} is in {block.network} ({block.name}, IANA special-purpose registry)"
-    if isinstance(address, ipaddress.IPv6Address) and address not in IPV6_GLOBAL_UNICAST:
-        return f"{address} is outside IPv6 global unicast space (2000::/3)"
     if address.is_unspecified:
         return f"{address} is unspecified"
     if address.is_loopback:
@@ -155,6 +150,12 @@ def refusal_reason(address: Address) -> str | None:
         return f"{address} is carrier-grade NAT space"
     if address.is_private:
         return f"{address} is private"
+    # What Python's tables miss (they lag the registry: 192.0.0.9, 3fff::/20, fec0::/10, …).
+    for block in SPECIAL_PURPOSE:
+        if address.version == block.network.version and address in block.network:
+            return f"{address} is in {block.network} ({block.name}, IANA special-purpose registry)"
+    if isinstance(address, ipaddress.IPv6Address) and address not in IPV6_GLOBAL_UNICAST:
+        return f"{address} is outside IPv6 global unicast space (2000::/3)"
     if address.is_reserved or not address.is_global:
         return f"{address} is reserved"
     return None

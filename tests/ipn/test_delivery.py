@@ -394,3 +394,15 @@ def test_one_accounts_slow_receiver_does_not_hold_up_another_accounts_callback(
         event.refresh_from_db()
         assert event.status == IpnEvent.Status.DELIVERED
     assert bobs_receiver.requests[0].verified and receiver.requests[0].verified
+
+
+def test_the_attempt_log_keeps_the_url_without_its_credentials(alice, alice_list, receiver, private_ok):
+    url = receiver.url.replace("http://", "http://shop:s3cret@")
+    found = ipn_services.update_endpoint(account=alice, url=url, enabled=True)
+    receiver.secret = found.secret
+    sent_event(alice, alice_list)
+    assert delivery.deliver_one_due_event() is True
+    assert receiver.wait_for(1)[0].headers["authorization"].startswith("Basic ")  # the credentials were used
+    attempt = IpnAttempt.objects.get()
+    assert attempt.url == receiver.url.replace("http://", "http://[redacted]@")
+    assert "s3cret" not in str(IpnEndpoint.objects.get(account=alice))
