@@ -170,6 +170,7 @@ def bound_daphne_requests(limits: BodyLimits) -> None:
     looked up when a connection opens; this puts a subclass there."""
     from daphne import http_protocol
     from twisted.internet import reactor
+    from twisted.web.http import HTTPChannel
 
     base: Any = getattr(http_protocol.WebRequest, "unbounded", http_protocol.WebRequest)
 
@@ -177,9 +178,14 @@ def bound_daphne_requests(limits: BodyLimits) -> None:
         unbounded = base
         body_refused = False
         body_received = 0
-        body_limit = limits.default
+        body_limit: float = limits.default
 
         def gotLength(self, length: int | None) -> None:
+            if not isinstance(self.channel, HTTPChannel):
+                # HTTP/2 (Daphne over TLS with h2): BodyLimitASGI applies the limit instead.
+                self.body_limit = float("inf")
+                super().gotLength(length)
+                return
             target = getattr(self.channel, "_path", b"") or b""
             path = unquote(target.split(b"?", 1)[0].decode("latin-1"))
             self.body_limit = limits.limit(path, declared=length is not None)
@@ -208,7 +214,7 @@ def bound_daphne_requests(limits: BodyLimits) -> None:
 
         def refuse_body(self) -> None:
             self.body_refused = True
-            body = limits.refusal(self.body_limit)
+            body = limits.refusal(int(self.body_limit))
             head = b"HTTP/1.1 413 Content Too Large\r\n"
             head += b"".join(name + b": " + value + b"\r\n" for name, value in limits.refusal_headers(body))
             transport = self.channel.transport
