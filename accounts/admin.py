@@ -12,7 +12,7 @@ from accounts.models import Account, ApiKey, LedgerEntry, User
 class LedgerInline(admin.TabularInline[LedgerEntry, Account]):
     model = LedgerEntry
     extra = 0
-    fields = ("created_at", "kind", "amount", "balance_after", "reason", "message")
+    fields = ("created_at", "kind", "amount", "debt_change", "balance_after", "reason", "message")
     readonly_fields = fields
     can_delete = False
     ordering = ("-created_at",)
@@ -23,9 +23,9 @@ class LedgerInline(admin.TabularInline[LedgerEntry, Account]):
 
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin[Account]):
-    list_display = ("name", "balance", "price_per_part", "daily_spend_cap", "is_active", "created_at")
+    list_display = ("name", "balance", "debt", "price_per_part", "daily_spend_cap", "is_active", "created_at")
     search_fields = ("name", "users__email")
-    readonly_fields = ("balance",)
+    readonly_fields = ("balance", "debt")
     inlines = [LedgerInline]
 
 
@@ -39,7 +39,7 @@ class UserAdmin(BaseUserAdmin[User]):
 class LedgerEntryAdmin(admin.ModelAdmin[LedgerEntry]):
     """Top-ups are added here; the balance moves through the credit service, never by hand."""
 
-    list_display = ("created_at", "account", "kind", "amount", "balance_after", "reason")
+    list_display = ("created_at", "account", "kind", "amount", "debt_change", "balance_after", "reason")
     list_filter = ("kind",)
     fields = ("account", "amount", "reason")
 
@@ -54,7 +54,9 @@ class LedgerEntryAdmin(admin.ModelAdmin[LedgerEntry]):
             user=request.user if isinstance(request.user, User) else None,
         )
         obj.pk = entry.pk
-        messages.info(request, f"Booked a top-up of {entry.amount}; the balance is now {entry.balance_after}.")
+        state = Account.objects.values("balance", "debt").get(pk=obj.account_id)
+        owed = f", {state['debt']} still owed" if state["debt"] else ""
+        messages.info(request, f"Booked a top-up of {entry.amount}; the balance is now {state['balance']}{owed}.")
 
 
 @admin.register(ApiKey)

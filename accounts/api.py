@@ -169,13 +169,17 @@ API_KEY_PARAMETER = OpenApiParameter(
 
 
 class BalanceApi(ApiKeyView):
-    """The account's credit balance and its price per SMS part."""
+    """The account's credit balance, what it owes, and its price per SMS part."""
 
     class OutputSerializer(serializers.Serializer[Any]):
         balance = serializers.IntegerField()
+        debt = serializers.IntegerField(
+            help_text="Credits owed for messages sent after they had been refunded; while above 0,"
+            " sending is refused (402) until a top-up repays it."
+        )
         price_per_part = serializers.IntegerField()
 
     @extend_schema(operation_id="balance", parameters=[API_KEY_PARAMETER], responses=OutputSerializer)
     def get(self, request: Request) -> Response:
-        row = Account.objects.values("balance", "price_per_part").get(pk=self.key.account_id)
+        row = Account.objects.values("balance", "debt", "price_per_part").get(pk=self.key.account_id)
         return Response(self.OutputSerializer(row).data)

@@ -18,10 +18,15 @@ def default_price_per_part() -> int:
 
 
 class Account(models.Model):
-    """A customer. Its balance is in integer credit units and never goes negative."""
+    """A customer. Its balance is in integer credit units and never goes negative; what a
+    late `sent` costs beyond the balance is owed (`debt`), which stops sending until a
+    top-up repays it (docs/api.md, "Credit")."""
 
     name = models.CharField(max_length=200)
     balance = models.BigIntegerField(default=0)
+    # Credits owed for messages that were refunded and then reported sent after all, when
+    # the balance no longer covered them. Sending is refused while it is above zero.
+    debt = models.BigIntegerField(default=0)
     # Credits charged for each SMS part; set by the operator in the admin.
     price_per_part = models.PositiveIntegerField(
         default=default_price_per_part, validators=[MaxValueValidator(MAX_PRICE_PER_PART)]
@@ -38,6 +43,7 @@ class Account(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(balance__gte=0), name="account_balance_not_negative"),
+            models.CheckConstraint(condition=Q(debt__gte=0), name="account_debt_not_negative"),
             models.CheckConstraint(
                 condition=Q(price_per_part__lte=MAX_PRICE_PER_PART), name="account_price_per_part_fits_a_message"
             ),
@@ -57,7 +63,8 @@ class User(AbstractUser):
 
 
 class LedgerEntry(models.Model):
-    """One movement of credit. The balance always equals the sum of the entries."""
+    """One movement of credit. The balance always equals the sum of the entries' amounts,
+    and the debt the sum of their debt changes."""
 
     class Kind(models.TextChoices):
         TOPUP = "topup", "Top-up"
@@ -65,6 +72,7 @@ class LedgerEntry(models.Model):
         REFUND = "refund", "Refund"
         REVERSAL = "reversal", "Refund reversal"
         ADJUSTMENT = "adjustment", "Adjustment"
+        REPAYMENT = "repayment", "Debt repayment"
 
     # Indexed as the first column of (account, created_at).
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="ledger", db_index=False)
@@ -72,6 +80,8 @@ class LedgerEntry(models.Model):
     # Signed: positive adds credit, negative takes it.
     amount = models.BigIntegerField()
     balance_after = models.BigIntegerField()
+    # Signed: positive is owed (a reversal the balance could not cover), negative repays.
+    debt_change = models.BigIntegerField(default=0, db_default=0)  # raw INSERTs of debits leave it out
     reason = models.CharField(max_length=200, blank=True)
     message = models.ForeignKey(
         "messaging.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="ledger_entries"

@@ -71,9 +71,10 @@ def create_account(*, email: str, name: str = "", password: str | None = None, c
 # --- Credit ---------------------------------------------------------------------
 
 
-_CHANGE_BALANCE_SQL = (
+# Credit coming in (a top-up, a refund): the balance after it and what is still owed.
+_ADD_CREDIT_SQL = (
     "UPDATE {Account} SET {Account.balance} = {Account.balance} + %s"
-    " WHERE {Account.id} = %s AND {Account.balance} + %s >= 0 RETURNING {Account.balance}"
+    " WHERE {Account.id} = %s RETURNING {Account.balance}, {Account.debt}"
 )
 
 
@@ -84,23 +85,42 @@ def _sql(template: str, vendor: str, **arguments: str) -> str:
     return sqlnames.sql(template, quote=quote, Account=Account, LedgerEntry=LedgerEntry, **arguments)
 
 
-def _change_balance(*, account_id: int, delta: int) -> int | None:
-    """Add `delta` to the balance in one conditional UPDATE; the new balance, or None
-    when a debit would take it below zero (another request got there first)."""
+def _add_credit(*, account_id: int, amount: int) -> tuple[int, int]:
+    """Adds `amount` (positive) to the balance in one UPDATE, which holds the account's row
+    until the transaction ends; returns the balance and the debt after it."""
     with connection.cursor() as cursor:
-        cursor.execute(_sql(_CHANGE_BALANCE_SQL, connection.vendor), [delta, account_id, delta])
-        row = cursor.fetchone()
-    return int(row[0]) if row else None
+        cursor.execute(_sql(_ADD_CREDIT_SQL, connection.vendor), [amount, account_id])
+        balance, debt = cursor.fetchone()
+    return int(balance), int(debt)
+
+
+def _repay_debt(*, account_id: int, balance: int, debt: int, user: User | None = None) -> None:
+    """Inside the transaction that just added credit (the row is held): repays what the
+    balance covers of the debt, with its `repayment` entry."""
+    repaid = min(balance, debt)
+    if repaid <= 0:
+        return
+    Account.objects.filter(pk=account_id).update(balance=F("balance") - repaid, debt=F("debt") - repaid)
+    left = debt - repaid
+    LedgerEntry.objects.create(
+        account_id=account_id,
+        kind=LedgerEntry.Kind.REPAYMENT,
+        amount=-repaid,
+        debt_change=-repaid,
+        balance_after=balance - repaid,
+        reason="Repays the debt" + (f"; {left} credits still owed" if left else ""),
+        created_by=user,
+    )
 
 
 def top_up_credit(*, account: Account, amount: int, reason: str = "Top-up", user: User | None = None) -> LedgerEntry:
-    """Adds credit and books it; raises InvalidParameter for a non-positive amount."""
+    """Adds credit and books it; a debt is repaid from it first (a `repayment` entry).
+    Returns the top-up entry; raises InvalidParameter for a non-positive amount."""
     if amount <= 0:
         raise errors.InvalidParameter("A top-up must be a positive number of credits.")
     with transaction.atomic():
-        balance = _change_balance(account_id=account.pk, delta=amount)
-        assert balance is not None
-        return LedgerEntry.objects.create(
+        balance, debt = _add_credit(account_id=account.pk, amount=amount)
+        entry = LedgerEntry.objects.create(
             account_id=account.pk,
             kind=LedgerEntry.Kind.TOPUP,
             amount=amount,
@@ -108,19 +128,22 @@ def top_up_credit(*, account: Account, amount: int, reason: str = "Top-up", user
             reason=reason,
             created_by=user,
         )
+        _repay_debt(account_id=account.pk, balance=balance, debt=debt, user=user)
+        return entry
 
 
-# One conditional UPDATE takes credit, only where the balance covers it and the day's
-# spending stays within the cap (counted on the row itself, so concurrent debits cannot
-# pass the cap either). `{amount}` is an SQL expression: a parameter, or parts × the
-# account's price. In SET, every column reads the row as it was before the UPDATE.
+# One conditional UPDATE takes credit, only where the balance covers it, nothing is owed
+# (a debt stops sending until credit coming in repays it) and the day's spending stays
+# within the cap (counted on the row itself, so concurrent debits cannot pass the cap
+# either). `{amount}` is an SQL expression: a parameter, or parts × the account's price.
+# In SET, every column reads the row as it was before the UPDATE.
 _DEBIT_SQL = """
 UPDATE {Account} SET
     {Account.balance} = {Account.balance} - {amount},
     {Account.spent_that_day} = {spent_today} + {amount},
     {Account.spent_on} = %(today)s
 WHERE {Account.id} = %(account)s
-  AND {Account.balance} >= {amount}
+  AND {Account.balance} >= {amount} AND {Account.debt} = 0
   AND ({Account.daily_spend_cap} IS NULL OR {spent_today} + {amount} <= {Account.daily_spend_cap})
 RETURNING {Account.balance} AS balance, {Account.price_per_part} AS price_per_part
 """
@@ -153,9 +176,16 @@ def _refusal(
     *, account_id: int, today: date, amount: int | None = None, parts: int | None = None
 ) -> errors.DomainError:
     """Why a debit was refused: read after the fact, so only the wording can be off by a race."""
-    state = Account.objects.values("balance", "price_per_part", "daily_spend_cap", "spent_on", "spent_that_day").get(
-        pk=account_id
-    )
+    state = Account.objects.values(
+        "balance", "debt", "price_per_part", "daily_spend_cap", "spent_on", "spent_that_day"
+    ).get(pk=account_id)
+    if state["debt"] > 0:
+        return errors.InsufficientCredit(
+            f"The account owes {state['debt']} credits for messages that were sent after they had been"
+            " refunded; sending resumes once it is repaid (a top-up repays it first).",
+            balance=str(state["balance"]),
+            debt=str(state["debt"]),
+        )
     wanted = amount if amount is not None else (parts or 0) * state["price_per_part"]
     spent = state["spent_that_day"] if state["spent_on"] == today else 0
     if state["daily_spend_cap"] is not None and spent + wanted > state["daily_spend_cap"]:
@@ -268,8 +298,8 @@ def book_message_debits(*, account_id: int, messages: Sequence[Charged], balance
 
 
 def refund_credit(*, message: Charged, reason: str) -> LedgerEntry | None:
-    """Gives a message's cost back, exactly once (a unique constraint guards it).
-    Returns the refund entry, or None when it was refunded before or cost nothing."""
+    """Gives a message's cost back, exactly once (a unique constraint guards it); a debt is
+    repaid from it first. Returns the refund entry, or None when it was refunded before or cost nothing."""
     if message.cost <= 0:
         return None
     try:
@@ -282,43 +312,41 @@ def refund_credit(*, message: Charged, reason: str) -> LedgerEntry | None:
                 reason=reason,
                 message_id=message.pk,
             )
-            balance = _change_balance(account_id=message.account_id, delta=message.cost)
-            assert balance is not None
+            balance, debt = _add_credit(account_id=message.account_id, amount=message.cost)
             LedgerEntry.objects.filter(pk=entry.pk).update(balance_after=balance)
             entry.balance_after = balance
+            _repay_debt(account_id=message.account_id, balance=balance, debt=debt)
             return entry
     except IntegrityError:
         return None  # refunded before: the unique (message, refund) constraint held
 
 
 def reverse_refund(*, message: Charged, reason: str) -> LedgerEntry | None:
-    """Charges a refunded message again, because it was really sent after all.
-    May take the balance only to zero; returns None if there was no refund to reverse."""
+    """Charges a refunded message again, because it was really sent after all: its cost
+    comes from the balance, and what the balance no longer covers is owed (`debt`), which
+    stops sending until a top-up repays it. The balance never goes below zero, and a sent
+    message is always paid for (R32). Returns the reversal entry, or None if there was no
+    refund to reverse (or it was reversed before)."""
     if not LedgerEntry.objects.filter(message_id=message.pk, kind=LedgerEntry.Kind.REFUND).exists():
         return None
     try:
         with transaction.atomic():
-            balance = _change_balance(account_id=message.account_id, delta=-message.cost)
-            amount = message.cost
-            if balance is None:
-                # Not enough left: take what there is (never below zero) and say so.
-                current = (
-                    Account.objects.select_for_update().values_list("balance", flat=True).get(pk=message.account_id)
-                )
-                amount = int(current)
-                balance = _change_balance(account_id=message.account_id, delta=-amount)
-                assert balance is not None
-                reason = f"{reason} (only {amount} credits were left)"
+            # Locked: how much is taken and how much owed depends on the balance as it is now.
+            balance = Account.objects.select_for_update().values_list("balance", flat=True).get(pk=message.account_id)
+            taken = min(int(balance), message.cost)
+            owed = message.cost - taken
+            Account.objects.filter(pk=message.account_id).update(balance=F("balance") - taken, debt=F("debt") + owed)
             return LedgerEntry.objects.create(
                 account_id=message.account_id,
                 kind=LedgerEntry.Kind.REVERSAL,
-                amount=-amount,
-                balance_after=balance,
-                reason=reason,
+                amount=-taken,
+                debt_change=owed,
+                balance_after=balance - taken,
+                reason=f"{reason} ({owed} credits owed until the next top-up)" if owed else reason,
                 message_id=message.pk,
             )
     except IntegrityError:
-        return None
+        return None  # reversed before: the unique (message, reversal) constraint held
 
 
 # --- API keys -------------------------------------------------------------------

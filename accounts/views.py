@@ -183,14 +183,14 @@ def base_url_for(request: HttpRequest) -> str:
 def credit_live(request: PanelRequest) -> HttpResponse:
     """The header's credit badge, for live refresh on every page."""
     account = current_account(request)
-    account.refresh_from_db(fields=["balance"])
-    return render(request, "accounts/_credit_badge.html", {"balance": account.balance})
+    account.refresh_from_db(fields=["balance", "debt"])
+    return render(request, "accounts/_credit_badge.html", {"balance": account.balance, "debt": account.debt})
 
 
 @account_required
 def credit(request: PanelRequest) -> HttpResponse:
     account = current_account(request)
-    account.refresh_from_db(fields=["balance"])
+    account.refresh_from_db(fields=["balance", "debt"])
     entries = account.ledger.select_related("message").order_by("-created_at", "-id")
     page = Paginator(entries, 50).get_page(request.GET.get("page"))
-    return render(request, "accounts/credit.html", {"page": page, "balance": account.balance})
+    return render(request, "accounts/credit.html", {"page": page, "balance": account.balance, "debt": account.debt})

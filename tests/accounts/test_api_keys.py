@@ -88,7 +88,7 @@ def test_balance_endpoint_answers_in_the_envelope(client, alice_key):
     _key, secret = alice_key
     response = client.get("/api/v1/balance", HTTP_AUTHORIZATION=f"Bearer {secret}")
     assert response.status_code == 200
-    assert response.json() == {"response": "200", "status_code": "2", "balance": 100, "price_per_part": 1}
+    assert response.json() == {"response": "200", "status_code": "2", "balance": 100, "debt": 0, "price_per_part": 1}
 
 
 def test_balance_endpoint_refuses_a_wrong_key_with_code_3(client, db):

@@ -105,11 +105,23 @@ class Dispatch(RuleBasedStateMachine):
             return
         ledger = LedgerEntry.objects.filter(account_id=self.account.pk)
         by_kind = {kind: ledger.filter(kind=kind).aggregate(s=Sum("amount"))["s"] or 0 for kind in LedgerEntry.Kind}
-        balance = Account.objects.get(pk=self.account.pk).balance
+        account = Account.objects.get(pk=self.account.pk)
         topups, debits = by_kind[LedgerEntry.Kind.TOPUP], -by_kind[LedgerEntry.Kind.DEBIT]
         refunds, reversals = by_kind[LedgerEntry.Kind.REFUND], -by_kind[LedgerEntry.Kind.REVERSAL]
-        assert balance == topups - debits + refunds - reversals
-        assert balance >= 0
+        repaid = -by_kind[LedgerEntry.Kind.REPAYMENT]
+        assert account.balance == topups - debits + refunds - reversals - repaid
+        assert account.debt == (ledger.aggregate(s=Sum("debt_change"))["s"] or 0)
+        assert account.balance >= 0 and account.debt >= 0
+        assert account.balance == 0 or account.debt == 0  # credit coming in repays debt first
+
+    @invariant()
+    def a_sent_message_is_paid_for_or_owed(self) -> None:
+        """R32: whatever the order of failed, sent and delivered reports."""
+        sent = Message.objects.filter(
+            public_id__in=self.ids, status__in=[Message.Status.SENT, Message.Status.DELIVERED]
+        ).annotate(paid=Sum("ledger_entries__amount"), owed=Sum("ledger_entries__debt_change"))
+        for message in sent:
+            assert -(message.paid or 0) + (message.owed or 0) == message.cost, message.public_id
 
     @invariant()
     def no_message_has_two_debits_or_two_refunds(self) -> None:
