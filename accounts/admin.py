@@ -6,7 +6,11 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts import services
+from accounts.forms import ThrottledAdminLoginForm
 from accounts.models import Account, ApiKey, LedgerEntry, User
+
+# `/admin/login/` counts wrong passwords with the panel's sign-in (the same scopes).
+admin.site.login_form = ThrottledAdminLoginForm
 
 
 class LedgerInline(admin.TabularInline[LedgerEntry, Account]):
@@ -25,7 +29,7 @@ class LedgerInline(admin.TabularInline[LedgerEntry, Account]):
 class AccountAdmin(admin.ModelAdmin[Account]):
     list_display = ("name", "balance", "debt", "price_per_part", "daily_spend_cap", "is_active", "created_at")
     search_fields = ("name", "users__email")
-    readonly_fields = ("balance", "debt")
+    readonly_fields = ["balance", "debt"]
     inlines = [LedgerInline]
 
 

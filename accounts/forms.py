@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 from django import forms
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 
 from accounts import errors, services
-from accounts.models import Account, ApiKey
+from accounts.models import Account, ApiKey, User
 
 # Wrong passwords: 10 per address (20 per username) in 15 minutes, then growing lockouts.
 LOGIN_POLICY_IP = services.ThrottlePolicy(
@@ -20,29 +22,57 @@ LOGIN_POLICY_USER = services.ThrottlePolicy(
 )
 
 
-class ThrottledLoginForm(AuthenticationForm):
-    """Django's sign-in form; every attempt is counted atomically before the password is
-    checked, per client address and per username, so guessing in parallel does not help."""
+# Password-reset requests (every one counts): 5 an hour per address, 3 an hour per email
+# address (it is the account's: each mails its owner, so nobody's inbox can be flooded).
+RESET_LIMIT_PER_ADDRESS = 5
+RESET_LIMIT_PER_EMAIL = 3
+RESET_WINDOW = timedelta(hours=1)
+
+
+class LoginThrottleMixin(AuthenticationForm):
+    """Every sign-in attempt holds a slot per client address and per username while the
+    password is checked, and a wrong one is counted, atomically, so guessing in parallel
+    does not help and a right password never brings a lockout closer. The panel's and the
+    admin's sign-in share the counts."""
 
     def clean(self) -> dict[str, Any]:
         ip = getattr(self.request, "client_ip", "") or "unknown"
         username = (self.cleaned_data.get("username") or "").strip().lower()
-        scopes = [(f"login:ip:{ip}", LOGIN_POLICY_IP)]
+        scopes = [(services.address_scope("login:ip", ip), LOGIN_POLICY_IP)]
         if username:
-            scopes.append((f"login:user:{username}", LOGIN_POLICY_USER))
+            scopes.append((f"login:user:{username}"[:200], LOGIN_POLICY_USER))
         try:
-            for scope, policy in scopes:
-                services.reserve_attempt(scope=scope, policy=policy)
+            with services.guarded_attempt(scopes, wrong=(forms.ValidationError,)):
+                return super().clean()
         except errors.RateLimited as exc:
             raise forms.ValidationError(
                 "Too many sign-in attempts. Try again in %(minutes)s minutes.",
                 code="throttled",
-                params={"minutes": max(1, exc.retry_after // 60)},
+                params={"minutes": max(1, -(-exc.retry_after // 60))},
             )
-        cleaned = super().clean()
-        for scope, _policy in scopes:
-            services.release_attempt(scope=scope)
-        return cleaned
+
+
+class ThrottledLoginForm(LoginThrottleMixin):
+    """The panel's sign-in: a user of a deactivated account is refused."""
+
+    def confirm_login_allowed(self, user: User) -> None:
+        super().confirm_login_allowed(user)
+        if user.account is not None and not user.account.is_active:
+            raise forms.ValidationError("This account has been deactivated.", code="inactive")
+
+
+class ThrottledAdminLoginForm(LoginThrottleMixin, AdminAuthenticationForm):
+    """`/admin/login/`: Django's admin sign-in with the same throttle as the panel's."""
+
+
+class ActiveAccountPasswordResetForm(PasswordResetForm):
+    """Django's reset form; users of a deactivated account get no link."""
+
+    def get_users(self, email: str) -> Iterator[Any]:
+        for user in super().get_users(email):
+            account = getattr(user, "account", None)
+            if account is None or account.is_active:
+                yield user
 
 
 def _lines(value: str) -> list[str]:

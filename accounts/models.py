@@ -148,10 +148,13 @@ class ApiKey(models.Model):
 
 
 class LoginThrottle(models.Model):
-    """Failure counter for a guessable secret (PIN, password) from one scope, counted atomically."""
+    """Failure counter for a guessable secret (PIN, password, code) from one scope, counted
+    atomically; also the request counter of a plain rate limit (`count_request`)."""
 
     scope = models.CharField(max_length=200, unique=True)
     failures = models.PositiveIntegerField(default=0)
+    # Attempts being checked right now (each holds a slot until it is known right or wrong).
+    pending = models.PositiveIntegerField(default=0)
     window_started_at = models.DateTimeField()
     locked_until = models.DateTimeField(null=True, blank=True)
     lockouts = models.PositiveIntegerField(default=0)

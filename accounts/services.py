@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import ipaddress
+import math
+import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 from django.conf import settings
 from django.core.cache import cache, caches
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import Case, F, PositiveIntegerField, Q, When
 from django.utils import timezone
 from django_redis import get_redis_connection
 from django_redis.cache import RedisCache
@@ -66,6 +70,23 @@ def create_account(*, email: str, name: str = "", password: str | None = None, c
         if credit:
             top_up_credit(account=account, amount=credit, reason="Initial credit")
     return account, user
+
+
+def set_account_active(*, account: Account, active: bool) -> bool:
+    """Switches the account on or off; True if that changed it. Off, its API keys stop at
+    once (their cached entries are dropped now and again after commit, so a request that
+    read the key meanwhile cannot keep it cached), debits refuse it, and its users' panel
+    pages and sign-in refuse them. Its phones: `devices.services.deactivate_account`."""
+    changed = bool(Account.objects.filter(pk=account.pk, is_active=not active).update(is_active=active))
+    account.is_active = active
+    if changed and not active:
+        names = [
+            _key_cache_name(digest)
+            for digest in ApiKey.objects.filter(account_id=account.pk).values_list("digest", flat=True)
+        ]
+        cache.delete_many(names)
+        transaction.on_commit(lambda: cache.delete_many(names))
+    return changed
 
 
 # --- Credit ---------------------------------------------------------------------
@@ -142,7 +163,7 @@ UPDATE {Account} SET
     {Account.balance} = {Account.balance} - {amount},
     {Account.spent_that_day} = {spent_today} + {amount},
     {Account.spent_on} = %(today)s
-WHERE {Account.id} = %(account)s
+WHERE {Account.id} = %(account)s AND {Account.is_active}
   AND {Account.balance} >= {amount} AND {Account.debt} = 0
   AND ({Account.daily_spend_cap} IS NULL OR {spent_today} + {amount} <= {Account.daily_spend_cap})
 RETURNING {Account.balance} AS balance, {Account.price_per_part} AS price_per_part
@@ -177,8 +198,10 @@ def _refusal(
 ) -> errors.DomainError:
     """Why a debit was refused: read after the fact, so only the wording can be off by a race."""
     state = Account.objects.values(
-        "balance", "debt", "price_per_part", "daily_spend_cap", "spent_on", "spent_that_day"
+        "is_active", "balance", "debt", "price_per_part", "daily_spend_cap", "spent_on", "spent_that_day"
     ).get(pk=account_id)
+    if not state["is_active"]:
+        return errors.InvalidApiKey("This account has been deactivated.")
     if state["debt"] > 0:
         return errors.InsufficientCredit(
             f"The account owes {state['debt']} credits for messages that were sent after they had been"
@@ -576,7 +599,15 @@ def clean_origins(values: list[str]) -> list[str]:
     return cleaned
 
 
-# --- Throttles for guessable secrets (PINs, passwords) ---------------------------
+# --- Throttles for guessable secrets (PINs, passwords, codes) ---------------------
+#
+# A scope (an address, a username, everyone) may have at most `max_failures` wrong attempts
+# in a window; the attempt that reaches it locks the scope out, for a time that doubles
+# with each lockout up to `max_lockout`. Only wrong attempts count: a right one never brings
+# anyone closer to a lockout. So that concurrent guesses cannot all be evaluated before the
+# first is counted, an attempt holds a slot while it is checked (`pending`): at most
+# `max_failures - failures` attempts are checked at once, and the others wait for a slot
+# (briefly; then "busy", never a lockout).
 
 
 @dataclass(frozen=True)
@@ -587,38 +618,130 @@ class ThrottlePolicy:
     max_lockout: timedelta
 
 
+_COUNT = PositiveIntegerField()
+# How long an attempt waits for a slot while others of its scope are being checked.
+THROTTLE_WAIT_SECONDS = 10.0
+
+
 def check_throttle(*, scope: str) -> None:
     """Raises RateLimited while the scope is locked out."""
     locked_until = LoginThrottle.objects.filter(scope=scope).values_list("locked_until", flat=True).first()
     now = timezone.now()
     if locked_until and locked_until > now:
         raise errors.RateLimited(
-            "Too many wrong attempts; try again later.", retry_after=int((locked_until - now).total_seconds()) + 1
+            "Too many wrong attempts; try again later.", retry_after=math.ceil((locked_until - now).total_seconds())
         )
 
 
-def reserve_attempt(*, scope: str, policy: ThrottlePolicy) -> None:
-    """Counts an attempt before it is evaluated, atomically, so concurrent guesses cannot
-    all slip through; raises RateLimited when the scope is locked or the window is full."""
+def _not_locked(now: datetime) -> Q:
+    return Q(locked_until__isnull=True) | Q(locked_until__lte=now)
+
+
+def _take_slot(*, scope: str, policy: ThrottlePolicy) -> bool:
+    """One try at a slot for checking an attempt; raises RateLimited while locked out."""
     check_throttle(scope=scope)
     now = timezone.now()
     LoginThrottle.objects.get_or_create(scope=scope, defaults={"window_started_at": now})
-    LoginThrottle.objects.filter(scope=scope, window_started_at__lt=now - policy.window).exclude(
-        locked_until__gt=now
-    ).update(failures=0, window_started_at=now)
-    # One conditional UPDATE: only callers under the limit get a slot.
-    got_slot = LoginThrottle.objects.filter(scope=scope, failures__lt=policy.max_failures).update(
-        failures=F("failures") + 1
+    # A window that has passed starts again (a slot still held then is forgotten: that
+    # only matters when a process died holding it); lockouts stop growing after a quiet spell.
+    LoginThrottle.objects.filter(_not_locked(now), scope=scope, window_started_at__lt=now - policy.window).update(
+        failures=0,
+        pending=0,
+        window_started_at=now,
+        lockouts=Case(
+            When(locked_until__lt=now - policy.max_lockout, then=0), default=F("lockouts"), output_field=_COUNT
+        ),
     )
-    if not got_slot:
-        row = LoginThrottle.objects.get(scope=scope)
-        lockout = min(policy.first_lockout * (2**row.lockouts), policy.max_lockout)
-        LoginThrottle.objects.filter(pk=row.pk).exclude(locked_until__gt=now).update(
-            locked_until=now + lockout, lockouts=F("lockouts") + 1
-        )
-        raise errors.RateLimited("Too many wrong attempts; try again later.", retry_after=int(lockout.total_seconds()))
+    # One conditional UPDATE: only attempts that cannot pass the limit get a slot.
+    return bool(
+        LoginThrottle.objects.filter(_not_locked(now), scope=scope)
+        .filter(failures__lt=policy.max_failures - F("pending"))
+        .update(pending=F("pending") + 1)
+    )
 
 
-def release_attempt(*, scope: str) -> None:
-    """Gives back a reserved attempt that turned out to be right."""
-    LoginThrottle.objects.filter(scope=scope, failures__gt=0).update(failures=F("failures") - 1)
+def reserve_attempt(*, scope: str, policy: ThrottlePolicy) -> None:
+    """Holds a slot for checking one attempt (give it back with `settle_attempt`), waiting
+    while other attempts of the scope hold every slot. Raises RateLimited while the scope
+    is locked out, or (with a short Retry-After, no lockout) when no slot came free."""
+    deadline = time.monotonic() + THROTTLE_WAIT_SECONDS
+    pause = 0.005
+    while not _take_slot(scope=scope, policy=policy):
+        if time.monotonic() + pause > deadline:
+            raise errors.RateLimited("Too many attempts at once; try again in a moment.", retry_after=1)
+        time.sleep(pause * (0.5 + random.random()))
+        pause = min(pause * 2, 0.2)
+
+
+def settle_attempt(*, scope: str, policy: ThrottlePolicy, wrong: bool) -> None:
+    """Gives back the slot of a checked attempt. A wrong one is counted, and the one that
+    reaches the limit locks the scope out; the count starts again when the lockout ends,
+    so a lockout ends when it says it does."""
+    if not wrong:
+        LoginThrottle.objects.filter(scope=scope, pending__gt=0).update(pending=F("pending") - 1)
+        return
+    LoginThrottle.objects.filter(scope=scope).update(
+        pending=Case(When(pending__gt=0, then=F("pending") - 1), default=0, output_field=_COUNT),
+        failures=F("failures") + 1,
+    )
+    now = timezone.now()
+    row = LoginThrottle.objects.filter(scope=scope).values("failures", "lockouts").first()
+    if row is None or row["failures"] < policy.max_failures:
+        return
+    lockout = min(policy.first_lockout * (2 ** row["lockouts"]), policy.max_lockout)
+    # Only the attempt that reached the limit locks (the count is reset with it).
+    LoginThrottle.objects.filter(_not_locked(now), scope=scope, failures__gte=policy.max_failures).update(
+        locked_until=now + lockout, window_started_at=now + lockout, failures=0, lockouts=F("lockouts") + 1
+    )
+
+
+@contextlib.contextmanager
+def guarded_attempt(
+    scopes: Sequence[tuple[str, ThrottlePolicy]], *, wrong: tuple[type[BaseException], ...]
+) -> Iterator[None]:
+    """Runs the check in the `with` block holding a slot in every scope (in order). An
+    exception of a `wrong` type counts as a wrong attempt in each; anything else (success,
+    another error) gives the slots back. Raises RateLimited as `reserve_attempt` does."""
+    held: list[tuple[str, ThrottlePolicy]] = []
+    try:
+        for scope, policy in scopes:
+            reserve_attempt(scope=scope, policy=policy)
+            held.append((scope, policy))
+    except errors.RateLimited:
+        for scope, policy in held:
+            settle_attempt(scope=scope, policy=policy, wrong=False)
+        raise
+    is_wrong = False
+    try:
+        yield
+    except wrong:
+        is_wrong = True
+        raise
+    finally:
+        for scope, policy in held:
+            settle_attempt(scope=scope, policy=policy, wrong=is_wrong)
+
+
+def count_request(*, scope: str, limit: int, window: timedelta) -> None:
+    """Counts one request of the scope in its window (every one counts, right or wrong);
+    raises RateLimited, until the window ends, once `limit` were counted."""
+    now = timezone.now()
+    LoginThrottle.objects.get_or_create(scope=scope, defaults={"window_started_at": now})
+    LoginThrottle.objects.filter(scope=scope, window_started_at__lte=now - window).update(
+        failures=0, window_started_at=now
+    )
+    if not LoginThrottle.objects.filter(scope=scope, failures__lt=limit).update(failures=F("failures") + 1):
+        started = LoginThrottle.objects.values_list("window_started_at", flat=True).get(scope=scope)
+        wait = max(int((started + window - now).total_seconds()) + 1, 1)
+        raise errors.RateLimited("Too many requests; try again later.", retry_after=wait)
+
+
+def address_scope(prefix: str, client_ip: str) -> str:
+    """A throttle scope per client address; IPv6 addresses count per /64 (one subscriber
+    gets a whole /64, so counting single addresses would not limit anyone)."""
+    parsed = ipnet.parse_address(client_ip)
+    if parsed is None:
+        return f"{prefix}:{client_ip[:60]}"
+    if parsed.version == 6:
+        return f"{prefix}:{ipaddress.ip_network(f'{parsed}/64', strict=False)}"
+    return f"{prefix}:{parsed}"

@@ -10,19 +10,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_POST
 
 from accounts import errors, selectors, services
-from accounts.forms import ApiKeyForm, ThrottledLoginForm
+from accounts.forms import (
+    RESET_LIMIT_PER_ADDRESS,
+    RESET_LIMIT_PER_EMAIL,
+    RESET_WINDOW,
+    ActiveAccountPasswordResetForm,
+    ApiKeyForm,
+    ThrottledLoginForm,
+)
 from accounts.middleware import ClientRequest
 from accounts.models import Account, ApiKey, User
 
@@ -45,6 +54,11 @@ def account_required(view: View) -> View:
         account = request.user.account
         if account is None:
             return redirect("admin:index")
+        if not account.is_active:
+            # Deactivated: every session of its users ends at its next request.
+            logout(request)
+            messages.error(request, "This account has been deactivated.")
+            return redirect(settings.LOGIN_URL)
         request.account = account
         return view(request, *args, **kwargs)
 
@@ -58,6 +72,42 @@ def current_account(request: PanelRequest) -> Account:
 class LoginView(auth_views.LoginView):
     form_class = ThrottledLoginForm
     redirect_authenticated_user = True
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's reset request, rate limited per client address and per email address;
+    the link in the mail is built on SITE_URL when it is set (not on the request's host)."""
+
+    form_class = ActiveAccountPasswordResetForm
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        email = form.cleaned_data["email"].strip().lower()
+        try:
+            services.count_request(
+                scope=services.address_scope("reset:ip", self.request.client_ip),  # type: ignore[attr-defined]
+                limit=RESET_LIMIT_PER_ADDRESS,
+                window=RESET_WINDOW,
+            )
+            services.count_request(scope=f"reset:email:{email}"[:200], limit=RESET_LIMIT_PER_EMAIL, window=RESET_WINDOW)
+        except errors.RateLimited as exc:
+            form.add_error(None, f"Too many reset requests. Try again in {max(1, -(-exc.retry_after // 60))} minutes.")
+            response = self.form_invalid(form)
+            response.status_code = 429
+            response["Retry-After"] = str(exc.retry_after)
+            return response
+        site = urlsplit(settings.SITE_URL) if settings.SITE_URL else None
+        form.save(
+            domain_override=site.netloc if site else None,
+            use_https=site.scheme == "https" if site else self.request.is_secure(),
+            token_generator=self.token_generator,
+            from_email=self.from_email,
+            email_template_name=self.email_template_name,
+            subject_template_name=self.subject_template_name,
+            request=self.request,
+            html_email_template_name=self.html_email_template_name,
+            extra_email_context=self.extra_email_context,
+        )
+        return HttpResponseRedirect(self.get_success_url())
 
 
 # --- API keys ---------------------------------------------------------------------

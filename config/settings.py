@@ -27,7 +27,8 @@ if (BASE_DIR / ".env").exists():
 
 # --- Core --------------------------------------------------------------------
 DEBUG = env.bool("DEBUG", default=False)
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+# This machine's own names only (the README's table); tests add Django's `testserver`.
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
 # The one rule for "production": DEBUG is off and the server answers to a name other than
 # this machine's own. Others then hold keys and tokens whose digests depend on SECRET_KEY,
@@ -109,6 +110,13 @@ AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
+# Checked where a person chooses a password (the reset form, `changepassword`).
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
 APPEND_SLASH = True
 
 TEMPLATES = [

@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
+from accounts.admin import AccountAdmin as BaseAccountAdmin
+from accounts.models import Account
+from devices import services
 from devices.models import Device, EnrolmentToken, PhoneList, Subscriber
+
+# The account's admin, with switching it off and on: deactivating stops its phones too,
+# which only this app can reach, so the actions are added here (accounts' admin is below).
+admin.site.unregister(Account)
+
+
+@admin.register(Account)
+class AccountAdmin(BaseAccountAdmin):
+    readonly_fields = [*BaseAccountAdmin.readonly_fields, "is_active"]
+    actions = ["deactivate", "reactivate"]
+
+    @admin.action(description="Deactivate the selected accounts (keys, phones and sign-in stop at once)")
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
+        for account in queryset:
+            services.deactivate_account(account=account)
+        messages.info(request, "Deactivated: their API keys, phones and panel sessions have stopped.")
+
+    @admin.action(description="Reactivate the selected accounts")
+    def reactivate(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
+        for account in queryset:
+            services.reactivate_account(account=account)
 
 
 class DeviceInline(admin.TabularInline[Device, PhoneList]):

@@ -74,7 +74,7 @@ def _set_state(device_id: int, available: bool, battery: int | None, signal: int
 def _reload(device_id: int) -> Device | None:
     return (
         Device.objects.select_related("phone_list")
-        .filter(pk=device_id, is_enabled=True, removed_at__isnull=True)
+        .filter(pk=device_id, is_enabled=True, removed_at__isnull=True, account__is_active=True)
         .first()
     )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from datetime import timedelta
 from typing import Any
@@ -16,7 +15,7 @@ from django.utils import timezone
 
 from accounts import columns, errors
 from accounts import services as account_services
-from accounts.lib import ipnet, tokens
+from accounts.lib import tokens
 from accounts.models import Account
 from accounts.services import ThrottlePolicy
 from devices.lib.channel_layer import FanoutChannelLayer
@@ -180,12 +179,7 @@ ENROL_GLOBAL_SCOPE = "enrol:global"
 
 def enrol_address_scope(client_ip: str) -> str:
     """The throttle scope of an address; IPv6 addresses count per /64 (one subscriber)."""
-    parsed = ipnet.parse_address(client_ip)
-    if parsed is None:
-        return f"enrol:ip:{client_ip[:60]}"
-    if parsed.version == 6:
-        return f"enrol:ip:{ipaddress.ip_network(f'{parsed}/64', strict=False)}"
-    return f"enrol:ip:{parsed}"
+    return account_services.address_scope("enrol:ip", client_ip)
 
 
 def device_token_digest(token: str) -> str:
@@ -220,20 +214,14 @@ def enrol_device(
     *, pin: str, name: str, client_ip: str, model: str = "", sims: list[Any] | None = None
 ) -> tuple[Device, str]:
     """Joins a phone to the list whose PIN this is; returns the device and its token.
-    Every attempt is counted before it is checked, per address and globally.
+    Wrong PINs are counted per address and globally (a right one never counts; each attempt
+    holds a slot while it is checked, so concurrent guesses cannot pass the limit).
     Raises WrongPin, or RateLimited (with `retry_after`) while locked out."""
-    address_scope = enrol_address_scope(client_ip)
-    account_services.reserve_attempt(scope=address_scope, policy=ENROL_ADDRESS_POLICY)
-    try:
-        account_services.reserve_attempt(scope=ENROL_GLOBAL_SCOPE, policy=ENROL_GLOBAL_POLICY)
-    except errors.RateLimited:
-        account_services.release_attempt(scope=address_scope)
-        raise
-    phone_list = PhoneList.objects.filter(pin=pin).first() if pin.isdigit() else None
-    if phone_list is None:
-        raise errors.WrongPin()
-    account_services.release_attempt(scope=address_scope)
-    account_services.release_attempt(scope=ENROL_GLOBAL_SCOPE)
+    scopes = [(enrol_address_scope(client_ip), ENROL_ADDRESS_POLICY), (ENROL_GLOBAL_SCOPE, ENROL_GLOBAL_POLICY)]
+    with account_services.guarded_attempt(scopes, wrong=(errors.WrongPin,)):
+        phone_list = PhoneList.objects.filter(pin=pin, account__is_active=True).first() if pin.isdigit() else None
+        if phone_list is None:
+            raise errors.WrongPin()
     return create_device(phone_list=phone_list, name=name, model=model, sims=sims)
 
 
@@ -244,7 +232,9 @@ def authenticate_device(*, token: str | None) -> Device | None:
         return None
     return (
         Device.objects.select_related("phone_list")
-        .filter(token_digest=device_token_digest(token), is_enabled=True, removed_at__isnull=True)
+        .filter(
+            token_digest=device_token_digest(token), is_enabled=True, removed_at__isnull=True, account__is_active=True
+        )
         .first()
     )
 
@@ -323,6 +313,28 @@ def close_device_connection(*, device_id: int, code: int, reason: str) -> None:
     """Asks the phone's live connection(s), in any server process, to close now (a hint:
     the connection's own periodic check closes it anyway)."""
     notify_group(device_group(device_id), {"type": "device.close", "code": code, "reason": reason})
+
+
+def deactivate_account(*, account: Account) -> None:
+    """Stops the account at once: its API keys, panel sessions and debits (accounts'
+    `set_account_active`), and its phones: their claims and new connections are refused,
+    and every live connection (WebSocket, SMSGate event stream) is told to close now."""
+    if not account_services.set_account_active(account=account, active=False):
+        return
+    device_ids = list(
+        Device.objects.filter(account_id=account.pk, removed_at__isnull=True).values_list("pk", flat=True)
+    )
+
+    def close_all() -> None:
+        for device_id in device_ids:
+            close_device_connection(device_id=device_id, code=CLOSE_DISABLED, reason="account deactivated")
+
+    transaction.on_commit(close_all)
+
+
+def reactivate_account(*, account: Account) -> None:
+    """Lets a deactivated account's keys, users and phones work again."""
+    account_services.set_account_active(account=account, active=True)
 
 
 def rename_device(*, device: Device, name: str) -> Device:

@@ -4,6 +4,7 @@ prints instead of a traceback: manage.py, Daphne and gunicorn, run as a newcomer
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,17 @@ def test_a_metrics_folder_that_cannot_be_written_is_named(tmp_path):
     assert_one_sentence(
         result, f"PROMETHEUS_MULTIPROC_DIR={blocked / 'metrics'} is not a folder this process can write"
     )
+
+
+def test_the_default_allowed_hosts_are_the_readmes(tmp_path):
+    """Only this machine's names: a request for `testserver` (or any other Host) is refused,
+    so nothing (a reset link) is ever built on it."""
+    readme = (ROOT / "README.md").read_text()
+    row = re.search(r"^\| `ALLOWED_HOSTS` \| `([^`]*)` \|", readme, re.MULTILINE)
+    assert row is not None
+    documented = row.group(1)
+    code = "from django.conf import settings; print(','.join(settings.ALLOWED_HOSTS))"
+    result = run("manage.py", "shell", "-c", code, DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == documented
+    assert "testserver" not in documented.split(",")

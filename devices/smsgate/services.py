@@ -51,9 +51,15 @@ WEBHOOK_DEDUPE_SECONDS = 7 * 24 * 3600
 NO_RATE_LIMIT = {"limit_period": "Disabled", "limit_value": 0}
 # The shortest password the reference server accepts on a change.
 MIN_PASSWORD_LENGTH = 14
+# Wrong logins, one-time codes and current passwords, as for PINs: per address (IPv6: per
+# /64) and from everywhere together (codes are 6 digits: 300 wrong an hour in all).
 SIGN_IN_THROTTLE = account_services.ThrottlePolicy(
     max_failures=10, window=timedelta(minutes=10), first_lockout=timedelta(minutes=5), max_lockout=timedelta(days=1)
 )
+SIGN_IN_GLOBAL_THROTTLE = account_services.ThrottlePolicy(
+    max_failures=300, window=timedelta(hours=1), first_lockout=timedelta(minutes=5), max_lockout=timedelta(hours=6)
+)
+SIGN_IN_GLOBAL_SCOPE = "smsgate:global"
 
 
 class InvalidDeviceToken(errors.DomainError):
@@ -128,18 +134,21 @@ def resolve_private_token(*, secret: str) -> EnrolmentToken:
     return _active_credential(_digest(secret))
 
 
-def _guarded(scope: str, check: Callable[[], EnrolmentToken]) -> EnrolmentToken:
-    """Counts a guessable sign-in attempt before checking it; a right one is given back."""
-    account_services.reserve_attempt(scope=scope, policy=SIGN_IN_THROTTLE)
-    credential = check()
-    account_services.release_attempt(scope=scope)
-    return credential
+def _guarded(kind: str, ip: str, check: Callable[[], EnrolmentToken]) -> EnrolmentToken:
+    """Checks a guessable sign-in attempt holding a throttle slot per address and globally;
+    only a wrong one (InvalidCredentials) counts."""
+    scopes = [
+        (account_services.address_scope(f"smsgate-{kind}", ip), SIGN_IN_THROTTLE),
+        (SIGN_IN_GLOBAL_SCOPE, SIGN_IN_GLOBAL_THROTTLE),
+    ]
+    with account_services.guarded_attempt(scopes, wrong=(InvalidCredentials,)):
+        return check()
 
 
 def resolve_login(*, login: str, password: str, ip: str) -> EnrolmentToken:
     """The active login credential; raises InvalidCredentials, or RateLimited after
     too many wrong attempts from one address."""
-    return _guarded(f"smsgate-login:{ip}", lambda: _active_credential(_login_digest(login, password)))
+    return _guarded("login", ip, lambda: _active_credential(_login_digest(login, password)))
 
 
 def issue_login_code(*, credential: EnrolmentToken) -> tuple[str, datetime]:
@@ -166,12 +175,16 @@ def resolve_login_code(*, code: str, ip: str) -> EnrolmentToken:
         credential_id, valid_until = entry
         if timezone.now().timestamp() > valid_until:
             raise InvalidCredentials()
-        found = EnrolmentToken.objects.select_related("phone_list").filter(pk=credential_id).first()
+        found = (
+            EnrolmentToken.objects.select_related("phone_list")
+            .filter(pk=credential_id, phone_list__account__is_active=True)
+            .first()
+        )
         if found is None or found.revoked_at is not None:
             raise InvalidCredentials()
         return found
 
-    return _guarded(f"smsgate-code:{ip}", check)
+    return _guarded("code", ip, check)
 
 
 def change_password(*, device: Device, current: str, new: str, ip: str) -> None:
@@ -190,7 +203,7 @@ def change_password(*, device: Device, current: str, new: str, ip: str) -> None:
                 return credential
         raise InvalidCredentials()
 
-    credential = _guarded(f"smsgate-password:{ip}", check)
+    credential = _guarded("password", ip, check)
     login = _login_of(credential) or ""
     # Only if it was not changed meanwhile: two changes at once cannot both win.
     changed = EnrolmentToken.objects.filter(pk=credential.pk, digest=credential.digest).update(

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from accounts import services as account_services
 from accounts.lib import sqlnames
+from accounts.models import Account
 from devices.models import Device
 from ipn.models import IpnEndpoint
 from messaging import metrics
@@ -87,7 +88,13 @@ def _take_rate_slot(*, device: Device, now: datetime) -> int | None:
 @functools.cache
 def _sql(template: str, **arguments: str) -> str:
     """`template` with the names of the models it names (`{Message.status}`, accounts/lib/sqlnames.py)."""
-    models = {"Message": Message, "MessageEvent": MessageEvent, "Device": Device, "IpnEndpoint": IpnEndpoint}
+    models = {
+        "Message": Message,
+        "MessageEvent": MessageEvent,
+        "Device": Device,
+        "IpnEndpoint": IpnEndpoint,
+        "Account": Account,
+    }
     return sqlnames.sql(template, quote=connection.ops.quote_name, **models, **arguments)
 
 
@@ -152,8 +159,9 @@ def _change_with_event(
 # --- Claims ---------------------------------------------------------------------
 
 # The claim: one conditional UPDATE, and its row count says who won . The
-# message must still be queued, due, unexpired and meant for this phone, and the phone
-# enabled and available. RETURNING gives the assign frame's fields without another query.
+# message must still be queued, due, unexpired and meant for this phone, the phone
+# enabled and available, and its account active (deactivation stops claims at once).
+# RETURNING gives the assign frame's fields without another query.
 _CLAIM_SQL = """
 UPDATE {Message} SET
     {Message.status} = %(assigned)s, {Message.device} = %(device)s, {Message.assigned_at} = %(now)s,
@@ -163,7 +171,8 @@ WHERE {lookup} = %(lookup)s AND {Message.status} = %(queued)s
   AND ({Message.pinned_device} = %(device)s
        OR ({Message.pinned_device} IS NULL AND {Message.phone_list} = %(list)s))
   AND EXISTS (SELECT 1 FROM {Device} WHERE {Device.id} = %(device)s
-              AND {Device.is_enabled} AND {Device.removed_at} IS NULL AND {Device.is_available})
+              AND {Device.is_enabled} AND {Device.removed_at} IS NULL AND {Device.is_available}
+              AND {Device.account} IN (SELECT {Account.id} FROM {Account} WHERE {Account.is_active}))
 RETURNING {Message.id}, {Message.public_id}, {Message.to}, {Message.text}, {Message.sealed_text},
     {Message.parts}, {Message.sim}, {Message.send_at}, {Message.attempts}
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from io import StringIO
 
@@ -22,13 +23,14 @@ def basic(login: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode()
 
 
-def sign_up(client, authorization: str, name: str = "Xiaomi/venus"):
+def sign_up(client, authorization: str, name: str = "Xiaomi/venus", ip: str = "127.0.0.1"):
     return client.post(
         f"{URL}/device",
         data=json.dumps({"name": name}),
         content_type="application/json",
         HTTP_AUTHORIZATION=authorization,
         HTTP_USER_AGENT=UA,
+        REMOTE_ADDR=ip,
     )
 
 
@@ -110,6 +112,36 @@ def test_repeated_wrong_logins_from_one_address_are_locked_out(client, private_t
     assert statuses[:10] == [401] * 10 and statuses[10] == 429
     # Even the right password waits out the lockout.
     assert sign_up(client, basic(first["login"], first["password"])).status_code == 429
+
+
+def test_wrong_logins_and_codes_count_per_ipv6_64_like_pins(client, private_token):
+    first = sign_up(client, f"Bearer {private_token}").json()
+    for n in range(smsgate.SIGN_IN_THROTTLE.max_failures):
+        assert sign_up(client, basic(first["login"], "wrong"), ip=f"2001:db8:1:2::{n + 1:x}").status_code == 401
+    right = basic(first["login"], first["password"])
+    assert sign_up(client, right, ip="2001:db8:1:2:ffff::1").status_code == 429
+    assert sign_up(client, right, ip="2001:db8:1:3::1").status_code == 201
+    for n in range(smsgate.SIGN_IN_THROTTLE.max_failures):
+        assert sign_up(client, "Code 000000", ip=f"2001:db8:9:9::{n + 1:x}").status_code == 401
+    assert sign_up(client, "Code 000001", ip="2001:db8:9:9::ffff").status_code == 429
+
+
+def test_wrong_logins_and_codes_from_everywhere_are_capped_together(client, private_token, monkeypatch):
+    first = sign_up(client, f"Bearer {private_token}").json()
+    policy = smsgate.SIGN_IN_GLOBAL_THROTTLE
+    monkeypatch.setattr(smsgate, "SIGN_IN_GLOBAL_THROTTLE", dataclasses.replace(policy, max_failures=4))
+    for n in range(2):
+        assert sign_up(client, basic(first["login"], "wrong"), ip=f"198.51.100.{n}").status_code == 401
+        assert sign_up(client, "Code 000000", ip=f"203.0.113.{n}").status_code == 401
+    answer = sign_up(client, basic(first["login"], first["password"]), ip="192.0.2.77")
+    assert answer.status_code == 429 and int(answer["Retry-After"]) > 0
+
+
+def test_a_deactivated_accounts_credentials_enrol_nothing(client, private_token, alice):
+    first = sign_up(client, f"Bearer {private_token}").json()
+    device_services.deactivate_account(account=alice)
+    assert sign_up(client, basic(first["login"], first["password"]), ip="192.0.2.1").status_code == 401
+    assert sign_up(client, f"Bearer {private_token}", ip="192.0.2.2").status_code == 401
 
 
 def test_device_routes_refuse_websocket_phone_tokens(client, alice_list):
