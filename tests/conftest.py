@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 from django.core.cache import cache
 from django.db import connection
 
 from tests import factories
+from tests.live import free_port, stop_process
 from tests.pgbouncer import db_route, pgbouncer  # noqa: F401 - fixtures
 
 
@@ -78,3 +84,27 @@ def bob_list(bob):
 @pytest.fixture
 def bob_key(bob, bob_list):
     return factories.make_api_key(account=bob, default_list=bob_list)
+
+
+@pytest.fixture
+def own_redis() -> Iterator[dict[str, Any]]:
+    """A redis-server of this test's own on a free port: killed and restarted at will. Tests never
+    stop the shared Redis: other test runs (pytest-xdist workers, other checkouts) use it."""
+    program = shutil.which("redis-server")
+    if program is None:
+        pytest.skip("needs redis-server")
+    port = free_port()
+    command = [program, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    running: dict[str, Any] = {"url": f"redis://127.0.0.1:{port}/0"}
+
+    def start() -> None:
+        running["process"] = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def kill() -> None:
+        running["process"].kill()
+        running["process"].wait(10)
+
+    running.update(start=start, kill=kill)
+    start()
+    yield running
+    stop_process(running["process"])

@@ -6,16 +6,13 @@ The shared PostgreSQL and Redis are never touched."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.live import free_port, stop_process, wait_for
+from tests.live import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -60,29 +57,6 @@ def test_ready_names_the_database_while_pgbouncer_is_gone_and_recovers_when_it_i
     db_route.start()
     for server in (web, phones):
         wait_until_ready(server.url, "ready again")
-
-
-@pytest.fixture
-def own_redis() -> Iterator[dict[str, Any]]:
-    """A redis-server of this test's own on a free port: killed and restarted at will."""
-    program = shutil.which("redis-server")
-    if program is None:
-        pytest.skip("needs redis-server")
-    port = free_port()
-    command = [program, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    running: dict[str, Any] = {"url": f"redis://127.0.0.1:{port}/0"}
-
-    def start() -> None:
-        running["process"] = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def kill() -> None:
-        running["process"].kill()
-        running["process"].wait(10)
-
-    running.update(start=start, kill=kill)
-    start()
-    yield running
-    stop_process(running["process"])
 
 
 def test_ready_names_redis_while_it_is_gone_and_recovers_when_it_is_back(stack, own_redis):

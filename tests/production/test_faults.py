@@ -111,51 +111,26 @@ def test_sigterm_lets_the_worker_finish_the_delivery_it_is_making_and_take_no_mo
     assert IpnEvent.objects.filter(pk__in=[e.pk for e in events], locked_until__isnull=False).count() == 0
 
 
-def redis_up() -> bool:
-    return subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", "6379", "ping"], capture_output=True).returncode == 0
-
-
-def start_redis() -> None:
-    subprocess.run(
-        [
-            "redis-server",
-            "--daemonize",
-            "yes",
-            "--bind",
-            "127.0.0.1",
-            "-::1",
-            "--port",
-            "6379",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            "/var/lib/redis",
-            "--logfile",
-            "/var/log/redis/ci.log",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    wait_for(redis_up, timeout=20, what="Redis to start")
-
-
 @pytest.fixture
-def redis_restart(redis_only):
-    """Stops the shared Redis on 127.0.0.1:6379 on request; it is always started again."""
-    if not redis_up():
-        pytest.skip("the local Redis on 127.0.0.1:6379 is not running")
+def redis_restart(stack, own_redis):
+    """The stack's processes use a redis-server of this test's own, stopped and started again on
+    request on the same port (the shared Redis stays up for everyone else)."""
+    port = own_redis["url"].rsplit(":", 1)[1].split("/")[0]
+
+    def up() -> bool:
+        return subprocess.run(["redis-cli", "-p", port, "ping"], capture_output=True).returncode == 0
 
     def stop() -> None:
-        subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", "6379", "shutdown", "nosave"], capture_output=True)
-        wait_for(lambda: not redis_up(), timeout=10, what="Redis to stop")
+        own_redis["kill"]()
+        wait_for(lambda: not up(), timeout=10, what="Redis to stop")
 
-    try:
-        yield stop, start_redis
-    finally:
-        if not redis_up():
-            start_redis()
+    def start() -> None:
+        own_redis["start"]()
+        wait_for(up, timeout=20, what="Redis to start")
+
+    wait_for(up, timeout=20, what="Redis to start")
+    stack.env["REDIS_URL"] = own_redis["url"]
+    return stop, start
 
 
 # Through PgBouncer: the restart proves the same with the pooler's layout (docs/deploy.md).
