@@ -25,7 +25,7 @@ from django.utils import timezone
 from accounts.logging import redact
 from ipn import metrics
 from ipn.lib import safehttp, signing
-from ipn.models import IpnAttempt, IpnEndpoint, IpnEvent
+from ipn.models import IpnAttempt, IpnEndpoint, IpnEvent, SmsGateWebhook
 
 # Waits after the 1st … 7th failed attempt (Svix's schedule); the 8th failure is final.
 RETRY_DELAYS = [5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600]
@@ -76,6 +76,26 @@ def is_active(endpoint: IpnEndpoint | None) -> bool:
     return endpoint is not None and endpoint.enabled and bool(endpoint.url) and endpoint.disabled_at is None
 
 
+def is_deliverable(event: IpnEvent, endpoint: IpnEndpoint | None) -> bool:
+    """An SMSGate webhook's event goes while the webhook is on (its key is the endpoint's);
+    any other while the account's IPN endpoint is active."""
+    if event.smsgate_webhook_id is not None:
+        return endpoint is not None and event.smsgate_webhook.disabled_at is None  # type: ignore[union-attr]
+    return is_active(endpoint)
+
+
+def _destination(event: IpnEvent, endpoint: IpnEndpoint, now: datetime, body: bytes) -> tuple[str, dict[str, str]]:
+    """(URL, signature headers) of one attempt: an SMSGate webhook's, signed as SMSGate
+    signs, or the account's IPN URL, signed the Standard Webhooks way."""
+    timestamp = int(now.timestamp())
+    hook = event.smsgate_webhook if event.smsgate_webhook_id is not None else None
+    if hook is not None:
+        return hook.url, signing.smsgate_headers(key=endpoint.smsgate_signing_key, body=body, timestamp=timestamp)
+    secrets = active_secrets(endpoint, now)
+    headers = signing.webhook_headers(secrets=secrets, webhook_id=event.webhook_id, timestamp=timestamp, body=body)
+    return endpoint.url, headers
+
+
 # --- One attempt ------------------------------------------------------------------
 
 
@@ -103,22 +123,14 @@ def attempt(*, event: IpnEvent, endpoint: IpnEndpoint, is_test: bool = False) ->
     row, not yet saved. Its outcome says what follows: success, retry, or permanent."""
     now = timezone.now()
     body = event.body.encode()
-    headers = {
-        "Content-Type": event.content_type,
-        "User-Agent": USER_AGENT,
-        **signing.webhook_headers(
-            secrets=active_secrets(endpoint, now),
-            webhook_id=event.webhook_id,
-            timestamp=int(now.timestamp()),
-            body=body,
-        ),
-    }
+    url, signature = _destination(event, endpoint, now, body)
+    headers = {"Content-Type": event.content_type, "User-Agent": USER_AGENT, **signature}
     # The delivery log keeps the URL without its credentials (`user:pass@`, `?token=`).
-    log = IpnAttempt(event=event, at=now, url=redact(endpoint.url), is_test=is_test, is_replay=event.replays > 0)
+    log = IpnAttempt(event=event, at=now, url=redact(url), is_test=is_test, is_replay=event.replays > 0)
     started = time.monotonic()
     try:
         answer = safehttp.post(
-            endpoint.url,
+            url,
             content=body,
             headers=headers,
             timeout=timeout_seconds(),
@@ -165,9 +177,14 @@ def next_delay(*, event: IpnEvent, log: IpnAttempt, now: datetime) -> float | No
     return delay
 
 
-def _record_health(endpoint: IpnEndpoint, log: IpnAttempt, now: datetime) -> None:
-    """Success resets the failing clock; 410, or failing for 5 days, disables."""
-    endpoints = IpnEndpoint.objects.filter(pk=endpoint.pk)
+def _record_health(event: IpnEvent, endpoint: IpnEndpoint, log: IpnAttempt, now: datetime) -> None:
+    """Success resets the failing clock; 410, or failing for 5 days, disables: the event's
+    SMSGate webhook, or else the account's IPN endpoint."""
+    endpoints: QuerySet[IpnEndpoint] | QuerySet[SmsGateWebhook] = (
+        SmsGateWebhook.objects.filter(pk=event.smsgate_webhook_id)
+        if event.smsgate_webhook_id is not None
+        else IpnEndpoint.objects.filter(pk=endpoint.pk)
+    )
     if log.outcome == IpnAttempt.Outcome.SUCCESS:
         # Written only when it changes something (or once a minute): a busy endpoint's
         # row is not rewritten, and locked, on every delivery.
@@ -242,7 +259,9 @@ def _claim_due_events(now: datetime, limit: int) -> tuple[list[IpnEvent], bool]:
         IpnEvent.objects.filter(pk__in=picked.values()).update(
             next_attempt_at=until, locked_until=until, attempts=F("attempts") + 1
         )
-    claimed = IpnEvent.objects.select_related("account__ipn").filter(pk__in=picked.values(), locked_until=until)
+    claimed = IpnEvent.objects.select_related("account__ipn", "smsgate_webhook").filter(
+        pk__in=picked.values(), locked_until=until
+    )
     return list(claimed.order_by("next_attempt_at", "id")), True
 
 
@@ -260,7 +279,7 @@ def _finish(event: IpnEvent, endpoint: IpnEndpoint, log: IpnAttempt) -> None:
             changes = {"next_attempt_at": finished + timedelta(seconds=delay)}
     with _bookkeeping():
         log.save()
-        _record_health(endpoint, log, finished)
+        _record_health(event, endpoint, log, finished)
         # Only while it is still ours: a worker that overran its lock changes nothing.
         IpnEvent.objects.filter(pk=event.pk, locked_until=event.locked_until).update(locked_until=None, **changes)
 
@@ -280,7 +299,7 @@ def deliver_one_due_event() -> bool:
     sendable: list[tuple[IpnEvent, IpnEndpoint]] = []
     for event in events:
         endpoint = getattr(event.account, "ipn", None)
-        if endpoint is None or not is_active(endpoint):
+        if endpoint is None or not is_deliverable(event, endpoint):
             IpnEvent.objects.filter(pk=event.pk, locked_until=event.locked_until).update(
                 status=IpnEvent.Status.SKIPPED, locked_until=None
             )
@@ -322,7 +341,7 @@ def deliver_now(*, event: IpnEvent, endpoint: IpnEndpoint, is_test: bool = False
     with transaction.atomic():
         log.save()
         if not is_test:
-            _record_health(endpoint, log, now)
+            _record_health(event, endpoint, log, now)
         if log.outcome == IpnAttempt.Outcome.SUCCESS:
             mine.update(status=IpnEvent.Status.DELIVERED, delivered_at=now, locked_until=None)
         else:

@@ -31,10 +31,46 @@ class IpnEndpoint(models.Model):
     # Start of the current run of failures (None after a success).
     failing_since = models.DateTimeField(null=True, blank=True)
     last_success_at = models.DateTimeField(null=True, blank=True)
+    # SMSGate receivers verify `X-Signature` with this key (its `webhooks.signing_key`
+    # setting); created with the account's first SMSGate webhook.
+    smsgate_signing_key = models.CharField(max_length=100, blank=True)
+    # True while the account has SMSGate webhooks: reports then write their events too.
+    has_webhooks = models.BooleanField(default=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
         return f"IPN of {self.account_id}: {redact(self.url) or '-'}"
+
+
+class SmsGateWebhook(models.Model):
+    """A webhook registered through the SMSGate client API (`POST /3rdparty/v1/webhooks`):
+    one event, one URL. The server delivers it through the outbox, in SMSGate's envelope
+    and signature (docs/smsgate-clients.md); ipn reads its list and phone only by id."""
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="smsgate_webhooks")
+    # The SMSGate `id`: the client's own, or generated.
+    public_id = models.CharField(max_length=64)
+    url = models.URLField(max_length=1000)
+    event = models.CharField(max_length=40)
+    # Only the events of this list (the SMSGate login's); null: every list of the account.
+    phone_list = models.ForeignKey(
+        "devices.PhoneList", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    # Only the events of this phone (SMSGate's `deviceId`); null: any phone.
+    device = models.ForeignKey("devices.Device", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    # Health, as the IPN endpoint's: 410, or failures for days, switch it off.
+    disabled_reason = models.CharField(max_length=200, blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    failing_since = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "public_id"], name="smsgate_webhook_id_unique")]
+        indexes = [models.Index(fields=["account", "event"])]
+
+    def __str__(self) -> str:
+        return f"{self.event} -> {self.url} ({self.public_id})"
 
 
 class IpnEvent(models.Model):
@@ -56,6 +92,11 @@ class IpnEvent(models.Model):
     type = models.CharField(max_length=40)
     message = models.ForeignKey(
         "messaging.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="ipn_events"
+    )
+    # Set when the event goes to one SMSGate webhook (its URL and signature) rather than
+    # to the account's IPN URL.
+    smsgate_webhook = models.ForeignKey(
+        SmsGateWebhook, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
     )
     body = models.TextField()
     content_type = models.CharField(max_length=60, default="application/json")

@@ -4,13 +4,14 @@ transaction), test events and replays. Delivery itself is in `ipn/delivery.py`."
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from accounts import errors
@@ -18,7 +19,7 @@ from accounts.lib import tokens
 from accounts.models import Account
 from ipn import delivery, selectors
 from ipn.lib import safehttp, signing
-from ipn.models import IpnAttempt, IpnEndpoint, IpnEvent
+from ipn.models import IpnAttempt, IpnEndpoint, IpnEvent, SmsGateWebhook
 
 # Event types (docs/ipn.md). The app an event is about builds its body (`Callback`).
 MESSAGE_SENT, MESSAGE_DELIVERED = "message.sent", "message.delivered"
@@ -72,6 +73,19 @@ class Callback(Protocol):
 
     def geniosms_fields(self) -> dict[str, str]:
         """The GenioSms form (only asked for the types in GENIOSMS_IPN_TYPES)."""
+        ...
+
+    @property
+    def smsgate_event(self) -> str | None:
+        """SMSGate's name of this event (`sms:sent`…), or None when SMSGate has none."""
+        ...
+
+    def smsgate_scope(self) -> tuple[int | None, int | None]:
+        """(list id, phone id) of the event: which SMSGate webhooks it is for."""
+        ...
+
+    def smsgate_payload(self) -> tuple[str, dict[str, Any]]:
+        """(the phone's public id, the `payload` object) of SMSGate's envelope."""
         ...
 
 
@@ -189,11 +203,12 @@ def _cut(text: str, nbytes: int) -> str:
     return raw[: max(0, len(raw) - nbytes)].decode(errors="ignore")
 
 
-def fit_json(payload: dict[str, Any], text_field: str = "msg") -> str:
-    """The JSON body, with data[text_field] cut (and `truncated` set) when it would pass the cap."""
+def fit_json(payload: dict[str, Any], text_field: str = "msg", container: str = "data") -> str:
+    """The JSON body, with payload[container][text_field] cut (and `truncated` set) when it
+    would pass the cap."""
     body = serialise_body(payload)
-    while len(body.encode()) > MAX_BODY_BYTES and payload["data"].get(text_field):
-        data = payload["data"]
+    while len(body.encode()) > MAX_BODY_BYTES and payload[container].get(text_field):
+        data = payload[container]
         data[text_field] = _cut(data[text_field], len(body.encode()) - MAX_BODY_BYTES + 16)
         data["truncated"] = True
         body = serialise_body(payload)
@@ -235,8 +250,9 @@ def _write(
 
 
 def wants_event(*, endpoint: IpnEndpoint | None, event_type: str) -> bool:
-    """True if these IPN settings ask for events of `event_type`."""
-    return _wants(endpoint, event_type)
+    """True if these IPN settings ask for events of `event_type`, or the account has
+    SMSGate webhooks (which of them want it is read when the event is written)."""
+    return _wants(endpoint, event_type) or (endpoint is not None and endpoint.has_webhooks)
 
 
 def record_event(
@@ -247,9 +263,11 @@ def record_event(
     when the caller has read them already. Returns the row or None."""
     if endpoint is None:
         endpoint = IpnEndpoint.objects.filter(account_id=event.account_id).first()
+    when = occurred_at or timezone.now()
+    if endpoint is not None and endpoint.has_webhooks:
+        record_smsgate_events(event=event, when=when)
     if endpoint is None or not _wants(endpoint, event.type):
         return None
-    when = occurred_at or timezone.now()
     if endpoint.format == IpnEndpoint.Format.GENIOSMS:
         body, content_type = fit_form(event.geniosms_fields()), FORM
     else:
@@ -327,7 +345,7 @@ def replay_event(*, account: Account, webhook_id: str) -> IpnAttempt:
     if event is None:
         raise errors.NotFound("Unknown IPN event.")
     endpoint = get_or_create_endpoint(account=account)
-    if not endpoint.url:
+    if not endpoint.url and event.smsgate_webhook_id is None:
         raise errors.InvalidParameter("Set an IPN URL first.")
     if not delivery.lock_for_replay(event=event):
         raise errors.Conflict("This event is being delivered right now; try again in a minute.")
@@ -355,3 +373,179 @@ def replay_failed_since(*, account: Account, since: datetime) -> int:
             replays=F("replays") + 1,
         )
     )
+
+
+# --- SMSGate webhooks ---------------------------------------------------------------
+#
+# Webhooks registered through the SMSGate client API are delivered by the server, through
+# the same outbox as IPN (retries, log, replay, the SSRF rules), each in SMSGate's
+# envelope `{id, webhookId, event, deviceId, payload}` and signed as the SMSGate app signs
+# (`X-Signature`, `X-Timestamp`; ipn/lib/signing.py) with the account's SMSGate key.
+
+SMSGATE_SMS_RECEIVED, SMSGATE_SMS_SENT = "sms:received", "sms:sent"
+SMSGATE_SMS_DELIVERED, SMSGATE_SMS_FAILED = "sms:delivered", "sms:failed"
+# The events Phonefleet emits.
+SMSGATE_EVENTS = (SMSGATE_SMS_RECEIVED, SMSGATE_SMS_SENT, SMSGATE_SMS_DELIVERED, SMSGATE_SMS_FAILED)
+# The other events the official clients name, refused with the reason.
+SMSGATE_REFUSED = {
+    "sms:data-received": "Phonefleet phones do not pass data SMS on",
+    "sms:batch:received": "Phonefleet sends each received SMS as its own `sms:received`",
+    "sms:batch:data-received": "Phonefleet phones do not pass data SMS on",
+    "sms:cancelled": "Phonefleet has no webhook for a cancellation (DELETE /messages/{id} answers with the state)",
+    "mms:received": "Phonefleet phones do not pass MMS on",
+    "mms:downloaded": "Phonefleet phones do not pass MMS on",
+    "mms:batch:received": "Phonefleet phones do not pass MMS on",
+    "mms:batch:downloaded": "Phonefleet phones do not pass MMS on",
+    "system:ping": "Phonefleet watches its phones itself (GET /devices shows `lastSeen`; /health)",
+    "app:started": "Phonefleet phones are not the SMSGate app's local server",
+}
+# A client-chosen webhook id: what SMSGate's ids (nanoids, UUIDs) are made of.
+SMSGATE_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# Webhooks per account (OWASP API4: every collection a caller can grow is bounded).
+MAX_SMSGATE_WEBHOOKS = 100
+
+
+def _scoped(*, account_id: int, phone_list_id: int | None) -> Any:
+    """The webhooks a caller sees: its list's, or all of the account's for an account-wide caller."""
+    hooks = SmsGateWebhook.objects.filter(account_id=account_id)
+    return hooks if phone_list_id is None else hooks.filter(phone_list_id=phone_list_id)
+
+
+def list_smsgate_webhooks(*, account_id: int, phone_list_id: int | None) -> list[SmsGateWebhook]:
+    """The caller's SMSGate webhooks (its list's, or the whole account's), oldest first."""
+    scoped = _scoped(account_id=account_id, phone_list_id=phone_list_id)
+    return list(scoped.select_related("device").order_by("created_at", "id"))
+
+
+def validate_smsgate_event(event: str) -> str:
+    """The event name if Phonefleet emits it; raises InvalidParameter saying why not."""
+    if event in SMSGATE_EVENTS:
+        return event
+    supported = ", ".join(SMSGATE_EVENTS)
+    if event in SMSGATE_REFUSED:
+        raise errors.InvalidParameter(
+            f"`{event}` is not supported: {SMSGATE_REFUSED[event]}. Supported events: {supported}.", param="event"
+        )
+    raise errors.InvalidParameter(f"Unknown event `{event}`. Supported events: {supported}.", param="event")
+
+
+def register_smsgate_webhook(
+    *,
+    account: Account,
+    url: str,
+    event: str,
+    public_id: str | None = None,
+    phone_list_id: int | None = None,
+    device_id: int | None = None,
+) -> SmsGateWebhook:
+    """Registers (or, for an `id` the caller already has, replaces) a webhook and returns
+    it. `phone_list_id`: the caller's list (None: account-wide); `device_id`: a phone of
+    the caller, already checked. Raises InvalidParameter, or Conflict for an id another
+    list of the account uses."""
+    event = validate_smsgate_event(event)
+    url = validate_url(url)
+    if not url:
+        raise errors.InvalidParameter("`url` is required.", param="url")
+    if public_id is not None and not SMSGATE_ID_PATTERN.fullmatch(public_id):
+        raise errors.InvalidParameter("`id`: 1 to 64 letters, digits, `_`, `-`, `.` or `:`.", param="id")
+    fields = {"url": url, "event": event, "phone_list_id": phone_list_id, "device_id": device_id}
+    # Registering again (SMSGate's way to change a webhook) switches it back on.
+    fields.update(disabled_at=None, disabled_reason="", failing_since=None)
+    with transaction.atomic():
+        endpoint = get_or_create_endpoint(account=account)
+        IpnEndpoint.objects.select_for_update().filter(pk=endpoint.pk).first()  # one registration at a time
+        existing = SmsGateWebhook.objects.filter(account=account, public_id=public_id).first() if public_id else None
+        if existing is not None:
+            if phone_list_id is not None and existing.phone_list_id != phone_list_id:
+                raise errors.Conflict("Another list of this account has a webhook with this `id`.", param="id")
+            SmsGateWebhook.objects.filter(pk=existing.pk).update(**fields)
+            existing.refresh_from_db()
+            return existing
+        if SmsGateWebhook.objects.filter(account=account).count() >= MAX_SMSGATE_WEBHOOKS:
+            raise errors.InvalidParameter(f"An account has at most {MAX_SMSGATE_WEBHOOKS} webhooks.")
+        hook = SmsGateWebhook.objects.create(account=account, public_id=public_id or tokens.public_id("wh"), **fields)
+        IpnEndpoint.objects.filter(pk=endpoint.pk).update(has_webhooks=True)
+        IpnEndpoint.objects.filter(pk=endpoint.pk, smsgate_signing_key="").update(
+            smsgate_signing_key=signing.generate_smsgate_key()
+        )
+    return hook
+
+
+def delete_smsgate_webhook(*, account_id: int, phone_list_id: int | None, public_id: str) -> None:
+    """Removes one of the caller's webhooks; its undelivered events go with it. Raises NotFound."""
+    with transaction.atomic():
+        deleted, _ = _scoped(account_id=account_id, phone_list_id=phone_list_id).filter(public_id=public_id).delete()
+        if not deleted:
+            raise errors.NotFound("Unknown webhook.")
+        others = SmsGateWebhook.objects.filter(account_id=OuterRef("account_id"))
+        IpnEndpoint.objects.filter(account_id=account_id).update(has_webhooks=Exists(others))
+
+
+def smsgate_signing_key(*, account: Account) -> str:
+    """The key SMSGate receivers verify this account's webhooks with (created on first use)."""
+    endpoint = get_or_create_endpoint(account=account)
+    if not endpoint.smsgate_signing_key:
+        IpnEndpoint.objects.filter(pk=endpoint.pk, smsgate_signing_key="").update(
+            smsgate_signing_key=signing.generate_smsgate_key()
+        )
+        endpoint.refresh_from_db(fields=["smsgate_signing_key"])
+    return endpoint.smsgate_signing_key
+
+
+def set_smsgate_signing_key(*, account: Account, key: str) -> str:
+    """Sets the SMSGate signing key (say, the one a receiver already verifies with, from the
+    app's Settings → Webhooks); the next attempt of every event signs with it. Raises
+    InvalidParameter for an empty or over-long key."""
+    key = key.strip()
+    if not key or len(key) > 100:
+        raise errors.InvalidParameter("`signing_key` must be 1 to 100 characters.", param="signing_key")
+    endpoint = get_or_create_endpoint(account=account)
+    IpnEndpoint.objects.filter(pk=endpoint.pk).update(smsgate_signing_key=key)
+    return key
+
+
+def smsgate_body(*, event_id: str, hook: SmsGateWebhook, name: str, device_id: str, payload: dict[str, Any]) -> str:
+    """SMSGate's envelope, as its app sends it: `id` is the event's (the same on every
+    retry: receivers de-duplicate on it), `webhookId` the registration's."""
+    envelope = {"id": event_id, "webhookId": hook.public_id, "event": name, "deviceId": device_id, "payload": payload}
+    return fit_json(envelope, text_field="message", container="payload")
+
+
+def record_smsgate_events(*, event: Callback, when: datetime) -> list[IpnEvent]:
+    """Writes one outbox row per SMSGate webhook of the account that wants `event` (its
+    event name, list and phone). Call inside the transaction that caused it."""
+    name = event.smsgate_event
+    if name is None:
+        return []
+    list_id, device_id = event.smsgate_scope()
+    hooks = list(
+        SmsGateWebhook.objects.filter(account_id=event.account_id, event=name)
+        .filter(Q(phone_list__isnull=True) | Q(phone_list_id=list_id))
+        .filter(Q(device__isnull=True) | Q(device_id=device_id))
+        .only("id", "public_id", "disabled_at")
+    )
+    if not hooks:
+        return []
+    device_public_id, payload = event.smsgate_payload()
+    now = timezone.now()
+    rows = []
+    for hook in hooks:
+        event_id = tokens.public_id("evt")
+        rows.append(
+            IpnEvent(
+                webhook_id=event_id,
+                account_id=event.account_id,
+                type=name,
+                smsgate_webhook=hook,
+                body=smsgate_body(event_id=event_id, hook=hook, name=name, device_id=device_public_id, payload=payload),
+                content_type=JSON,
+                # Kept while the webhook is switched off, for "replay failed since".
+                status=IpnEvent.Status.SKIPPED if hook.disabled_at else IpnEvent.Status.PENDING,
+                occurred_at=when,
+                created_at=now,
+                next_attempt_at=now,
+                schedule_started_at=now,
+                message_id=event.message_id,
+            )
+        )
+    return IpnEvent.objects.bulk_create(rows)

@@ -50,3 +50,24 @@ def webhook_headers(*, secrets: Sequence[str], webhook_id: str, timestamp: int, 
         "webhook-timestamp": str(timestamp),
         "webhook-signature": signature_header(secrets=secrets, webhook_id=webhook_id, timestamp=timestamp, body=body),
     }
+
+
+# --- SMSGate ------------------------------------------------------------------------
+# SMSGate receivers (https://docs.sms-gate.app/features/webhooks/) verify two headers:
+# `X-Timestamp` (Unix seconds) and `X-Signature`, the lowercase hex HMAC-SHA256 keyed
+# with the UTF-8 bytes of the signing key over the raw body followed by that timestamp.
+
+
+def generate_smsgate_key() -> str:
+    """A new SMSGate signing key (the app's own are 8 characters; ours are longer)."""
+    return secrets.token_urlsafe(24)
+
+
+def smsgate_signature(*, key: str, body: bytes, timestamp: int) -> str:
+    """SMSGate's `X-Signature` over the exact bytes that are sent."""
+    return hmac.new(key.encode(), body + str(timestamp).encode(), hashlib.sha256).hexdigest()
+
+
+def smsgate_headers(*, key: str, body: bytes, timestamp: int) -> dict[str, str]:
+    """The two SMSGate signature headers for one attempt."""
+    return {"X-Signature": smsgate_signature(key=key, body=body, timestamp=timestamp), "X-Timestamp": str(timestamp)}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ipn import services as ipn_services
@@ -20,6 +20,14 @@ MESSAGE_EVENT_TYPES: dict[str, str] = {
     Message.Status.DELIVERED: ipn_services.MESSAGE_DELIVERED,
     Message.Status.FAILED: ipn_services.MESSAGE_FAILED,
     Message.Status.EXPIRED: ipn_services.MESSAGE_EXPIRED,
+}
+# The SMSGate webhook event of each (docs/smsgate-clients.md): SMSGate has no `expired`;
+# its app reports a message past its TTL as failed, and so do we.
+SMSGATE_EVENTS: dict[str, str] = {
+    ipn_services.MESSAGE_SENT: ipn_services.SMSGATE_SMS_SENT,
+    ipn_services.MESSAGE_DELIVERED: ipn_services.SMSGATE_SMS_DELIVERED,
+    ipn_services.MESSAGE_FAILED: ipn_services.SMSGATE_SMS_FAILED,
+    ipn_services.MESSAGE_EXPIRED: ipn_services.SMSGATE_SMS_FAILED,
 }
 # Android SmsManager result codes, sent as GenioSms `status_code` when a phone reports a failure.
 ANDROID_ERROR_CODES = {
@@ -85,6 +93,41 @@ def geniosms_fields(message: Message, event_type: str) -> dict[str, str]:
     }
 
 
+def smsgate_time(value: datetime | None) -> str | None:
+    """A time as the SMSGate app writes it: milliseconds and an offset."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds") if value else None
+
+
+def smsgate_message_id(message: Message) -> str:
+    """The id an SMSGate client knows the message by: the id of the SMSGate message it
+    was sent in (one per recipient shares it), else its own."""
+    return message.batch_id or message.public_id
+
+
+def smsgate_message_payload(message: Message, event_type: str) -> dict[str, Any]:
+    """The `payload` of an `sms:sent`, `sms:delivered` or `sms:failed` webhook, one per
+    recipient as the SMSGate app sends them (nulls left out, as its JSON does)."""
+    payload: dict[str, Any] = {
+        "messageId": smsgate_message_id(message),
+        # `phoneNumber` is the app's older name of `recipient`; receivers read either.
+        "phoneNumber": message.to,
+        "recipient": message.to,
+    }
+    if message.device is not None and message.device.phone_number:
+        payload["sender"] = message.device.phone_number
+    if message.sim:
+        payload["simNumber"] = message.sim
+    if event_type == ipn_services.MESSAGE_SENT:
+        payload.update(partsCount=message.parts, sentAt=smsgate_time(message.sent_at))
+    elif event_type == ipn_services.MESSAGE_DELIVERED:
+        payload["deliveredAt"] = smsgate_time(message.delivered_at)
+    else:
+        ended = message.failed_at if event_type == ipn_services.MESSAGE_FAILED else message.expired_at
+        reason = message.error or ("TTL expired" if event_type == ipn_services.MESSAGE_EXPIRED else "Failed")
+        payload.update(failedAt=smsgate_time(ended), reason=reason)
+    return payload
+
+
 @dataclass(frozen=True)
 class MessageCallback:
     """A message's event, in the shape `ipn.services.record_event` takes."""
@@ -106,6 +149,20 @@ class MessageCallback:
 
     def geniosms_fields(self) -> dict[str, str]:
         return geniosms_fields(self.message, self.type)
+
+    @property
+    def smsgate_event(self) -> str | None:
+        return SMSGATE_EVENTS.get(self.type)
+
+    def smsgate_scope(self) -> tuple[int | None, int | None]:
+        phone_list_id = self.message.phone_list_id
+        if phone_list_id is None and self.message.pinned_device is not None:
+            phone_list_id = self.message.pinned_device.phone_list_id
+        return phone_list_id, self.message.device_id
+
+    def smsgate_payload(self) -> tuple[str, dict[str, Any]]:
+        device = self.message.device
+        return (device.public_id if device else ""), smsgate_message_payload(self.message, self.type)
 
 
 def inbound_event_data(inbound: InboundSms) -> dict[str, Any]:
@@ -139,6 +196,27 @@ class InboundCallback:
 
     def geniosms_fields(self) -> dict[str, str]:
         raise AssertionError("sms.received has no GenioSms form")  # GENIOSMS_IPN_TYPES leaves it out
+
+    smsgate_event = ipn_services.SMSGATE_SMS_RECEIVED
+
+    def smsgate_scope(self) -> tuple[int | None, int | None]:
+        return self.inbound.phone_list_id, self.inbound.device_id
+
+    def smsgate_payload(self) -> tuple[str, dict[str, Any]]:
+        inbound, device = self.inbound, self.inbound.device
+        payload: dict[str, Any] = {
+            # The app's is a hash of the content; ours is unique.
+            "messageId": inbound.public_id,
+            "message": inbound.text,
+            "phoneNumber": inbound.sender,
+            "sender": inbound.sender,
+            "receivedAt": smsgate_time(inbound.received_at),
+        }
+        if device is not None and device.phone_number:
+            payload["recipient"] = device.phone_number
+        if inbound.sim:
+            payload["simNumber"] = inbound.sim
+        return (device.public_id if device else ""), payload
 
 
 def verification_event_data(verification: Verification) -> dict[str, Any]:
@@ -179,6 +257,15 @@ class VerificationCallback:
 
     def geniosms_fields(self) -> dict[str, str]:
         raise AssertionError("verify events have no GenioSms form")  # GENIOSMS_IPN_TYPES leaves them out
+
+    # SMSGate has no verifications: its webhooks hear of the verification's SMS instead.
+    smsgate_event = None
+
+    def smsgate_scope(self) -> tuple[int | None, int | None]:
+        raise AssertionError("verify events have no SMSGate form")
+
+    def smsgate_payload(self) -> tuple[str, dict[str, Any]]:
+        raise AssertionError("verify events have no SMSGate form")
 
 
 def record_verification_event(*, verification: Verification, event_type: str) -> IpnEvent | None:

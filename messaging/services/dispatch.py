@@ -279,7 +279,7 @@ def _report_read() -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     message_fields: tuple[str, ...] = ("id", "public_id", "account_id", "phone_list_id", "pinned_device_id")
     message_fields += ("device_id", "to", "text", "parts", "sim", "ref", "cost", "status", "error", "attempts")
     message_fields += ("created_at", "sent_at", "delivered_at")
-    endpoint_fields = ("id", "account_id", "url", "enabled", "events", "format", "disabled_at")
+    endpoint_fields = ("id", "account_id", "url", "enabled", "events", "format", "disabled_at", "has_webhooks")
     columns = [f"m.{{Message.{name}}}" for name in message_fields]
     columns += [f"e.{{IpnEndpoint.{name}}}" for name in endpoint_fields]
     sql = _sql(
@@ -356,8 +356,8 @@ def report_message(
 
 # The commonest report in one statement (PostgreSQL): `sent` from the phone that holds an
 # open message, or `delivered` of a message whose `sent` is recorded, for an account with
-# no callbacks switched on. The same conditions and fields as `_apply_report` below,
-# written in SQL. Anything else (another holder, a `delivered` that must record `sent`
+# no callbacks switched on (neither IPN nor SMSGate webhooks). The same conditions and
+# fields as `_apply_report` below, written in SQL. Anything else (another holder, a `delivered` that must record `sent`
 # first, a status the report may not leave, callbacks to write) matches no row here and
 # takes the general path.
 _FAST_REPORT_FROM: dict[str, tuple[str, ...]] = {
@@ -371,8 +371,8 @@ UPDATE {Message} m SET
     {Message.status} = %(status)s, {Message.device} = %(device)s, {Message.lease_expires_at} = NULL, {stamp}
 WHERE m.{Message.public_id} = %(message)s AND m.{Message.account} = %(account)s AND m.{Message.device} = %(device)s
   AND m.{Message.status} IN ({from_statuses})
-  AND NOT EXISTS (SELECT 1 FROM {IpnEndpoint} e
-                  WHERE e.{IpnEndpoint.account} = m.{Message.account} AND e.{IpnEndpoint.enabled})
+  AND NOT EXISTS (SELECT 1 FROM {IpnEndpoint} e WHERE e.{IpnEndpoint.account} = m.{Message.account}
+                  AND (e.{IpnEndpoint.enabled} OR e.{IpnEndpoint.has_webhooks}))
 RETURNING m.{Message.id}, m.{Message.public_id}, m.{Message.status}, GREATEST(m.{Message.created_at}, %(when)s) AS at
 """
 _FAST_REPORT_STAMPS: dict[str, str] = {
