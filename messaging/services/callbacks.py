@@ -99,9 +99,9 @@ def smsgate_time(value: datetime | None) -> str | None:
 
 
 def smsgate_message_id(message: Message) -> str:
-    """The id an SMSGate client knows the message by: the id of the SMSGate message it
-    was sent in (one per recipient shares it), else its own."""
-    return message.batch_id or message.public_id
+    """The id an SMSGate client knows the message by: the SMSGate message's id for its
+    recipients (their `ref`; their `batch_id` is `sgm_…`), else the message's own."""
+    return message.ref if message.batch_id.startswith("sgm_") else message.public_id
 
 
 def smsgate_message_payload(message: Message, event_type: str) -> dict[str, Any]:

@@ -277,7 +277,8 @@ def _report_read() -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     """The report's one read: the message's fields a report and its IPN event need, and the
     account's IPN settings beside them (a LEFT JOIN: None when never set up)."""
     message_fields: tuple[str, ...] = ("id", "public_id", "account_id", "phone_list_id", "pinned_device_id")
-    message_fields += ("device_id", "to", "text", "parts", "sim", "ref", "cost", "status", "error", "attempts")
+    message_fields += ("device_id", "to", "text", "parts", "sim", "ref", "batch_id", "cost", "status", "error")
+    message_fields += ("attempts",)
     message_fields += ("created_at", "sent_at", "delivered_at")
     endpoint_fields = ("id", "account_id", "url", "enabled", "events", "format", "disabled_at", "has_webhooks")
     columns = [f"m.{{Message.{name}}}" for name in message_fields]
