@@ -94,14 +94,19 @@ class Callback(Protocol):
 
 def get_or_create_endpoint(*, account: Account) -> IpnEndpoint:
     """The account's IPN settings, created (disabled, with a fresh secret) on first use."""
-    found = IpnEndpoint.objects.filter(account=account).first()
+    return endpoint_of(account_id=account.pk)
+
+
+def endpoint_of(*, account_id: int) -> IpnEndpoint:
+    """`get_or_create_endpoint` for callers that hold only the account's id."""
+    found = IpnEndpoint.objects.filter(account_id=account_id).first()
     if found is not None:
         return found
     try:
         with transaction.atomic():
-            return IpnEndpoint.objects.create(account=account, secret=signing.generate_secret())
+            return IpnEndpoint.objects.create(account_id=account_id, secret=signing.generate_secret())
     except IntegrityError:  # another request created it first
-        return IpnEndpoint.objects.get(account=account)
+        return IpnEndpoint.objects.get(account_id=account_id)
 
 
 def validate_url(url: str) -> str:
@@ -431,7 +436,7 @@ def validate_smsgate_event(event: str) -> str:
 
 def register_smsgate_webhook(
     *,
-    account: Account,
+    account_id: int,
     url: str,
     event: str,
     public_id: str | None = None,
@@ -452,18 +457,21 @@ def register_smsgate_webhook(
     # Registering again (SMSGate's way to change a webhook) switches it back on.
     fields.update(disabled_at=None, disabled_reason="", failing_since=None)
     with transaction.atomic():
-        endpoint = get_or_create_endpoint(account=account)
+        endpoint = endpoint_of(account_id=account_id)
         IpnEndpoint.objects.select_for_update().filter(pk=endpoint.pk).first()  # one registration at a time
-        existing = SmsGateWebhook.objects.filter(account=account, public_id=public_id).first() if public_id else None
+        mine = SmsGateWebhook.objects.filter(account_id=account_id)
+        existing = mine.filter(public_id=public_id).first() if public_id else None
         if existing is not None:
             if phone_list_id is not None and existing.phone_list_id != phone_list_id:
                 raise errors.Conflict("Another list of this account has a webhook with this `id`.", param="id")
             SmsGateWebhook.objects.filter(pk=existing.pk).update(**fields)
             existing.refresh_from_db()
             return existing
-        if SmsGateWebhook.objects.filter(account=account).count() >= MAX_SMSGATE_WEBHOOKS:
+        if mine.count() >= MAX_SMSGATE_WEBHOOKS:
             raise errors.InvalidParameter(f"An account has at most {MAX_SMSGATE_WEBHOOKS} webhooks.")
-        hook = SmsGateWebhook.objects.create(account=account, public_id=public_id or tokens.public_id("wh"), **fields)
+        hook = SmsGateWebhook.objects.create(
+            account_id=account_id, public_id=public_id or tokens.public_id("wh"), **fields
+        )
         IpnEndpoint.objects.filter(pk=endpoint.pk).update(has_webhooks=True)
         IpnEndpoint.objects.filter(pk=endpoint.pk, smsgate_signing_key="").update(
             smsgate_signing_key=signing.generate_smsgate_key()
@@ -481,9 +489,9 @@ def delete_smsgate_webhook(*, account_id: int, phone_list_id: int | None, public
         IpnEndpoint.objects.filter(account_id=account_id).update(has_webhooks=Exists(others))
 
 
-def smsgate_signing_key(*, account: Account) -> str:
+def smsgate_signing_key(*, account_id: int) -> str:
     """The key SMSGate receivers verify this account's webhooks with (created on first use)."""
-    endpoint = get_or_create_endpoint(account=account)
+    endpoint = endpoint_of(account_id=account_id)
     if not endpoint.smsgate_signing_key:
         IpnEndpoint.objects.filter(pk=endpoint.pk, smsgate_signing_key="").update(
             smsgate_signing_key=signing.generate_smsgate_key()
@@ -492,14 +500,14 @@ def smsgate_signing_key(*, account: Account) -> str:
     return endpoint.smsgate_signing_key
 
 
-def set_smsgate_signing_key(*, account: Account, key: str) -> str:
+def set_smsgate_signing_key(*, account_id: int, key: str) -> str:
     """Sets the SMSGate signing key (say, the one a receiver already verifies with, from the
     app's Settings → Webhooks); the next attempt of every event signs with it. Raises
     InvalidParameter for an empty or over-long key."""
     key = key.strip()
     if not key or len(key) > 100:
         raise errors.InvalidParameter("`signing_key` must be 1 to 100 characters.", param="signing_key")
-    endpoint = get_or_create_endpoint(account=account)
+    endpoint = endpoint_of(account_id=account_id)
     IpnEndpoint.objects.filter(pk=endpoint.pk).update(smsgate_signing_key=key)
     return key
 

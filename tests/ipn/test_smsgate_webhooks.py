@@ -35,7 +35,7 @@ def phone(alice_list):
 
 
 def register(account, url, event="sms:sent", **fields) -> SmsGateWebhook:
-    return ipn_services.register_smsgate_webhook(account=account, url=url, event=event, **fields)
+    return ipn_services.register_smsgate_webhook(account_id=account.pk, url=url, event=event, **fields)
 
 
 def report(phone, status: str, sim: int | None = None, **fields) -> Message:
@@ -208,11 +208,11 @@ def test_a_webhook_event_can_be_replayed_with_its_id(alice, phone, receiver, pri
 
 def test_the_signing_key_can_be_set_to_the_one_a_receiver_already_uses(alice, phone, receiver, private_ok):
     register(alice, receiver.url)
-    ipn_services.set_smsgate_signing_key(account=alice, key="Ab3dE6gH")
-    assert ipn_services.smsgate_signing_key(account=alice) == "Ab3dE6gH"
+    ipn_services.set_smsgate_signing_key(account_id=alice.pk, key="Ab3dE6gH")
+    assert ipn_services.smsgate_signing_key(account_id=alice.pk) == "Ab3dE6gH"
     report(phone, "sent")
     deliver_all()
     got = receiver.wait_for(1)[0]
     assert verify_as_smsgate_documents("Ab3dE6gH", got.body, got.headers["x-timestamp"], got.headers["x-signature"])
     with pytest.raises(errors.InvalidParameter):
-        ipn_services.set_smsgate_signing_key(account=alice, key="  ")
+        ipn_services.set_smsgate_signing_key(account_id=alice.pk, key="  ")
