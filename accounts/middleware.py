@@ -72,7 +72,7 @@ class ContentSecurityPolicyMiddleware:
     """Sends `settings.CONTENT_SECURITY_POLICY` with every HTML page (the panel, sign-in,
     the admin): scripts and styles come only from our own static files, so markup that
     slipped past escaping cannot run. The API docs page is left out: Swagger UI needs
-    inline scripts and styles (docs/deploy.md, "Limits and headers")."""
+    inline scripts and styles (docs/deploy.md, "Limits")."""
 
     EXEMPT_PREFIXES = ("/api/docs/",)
 

@@ -37,3 +37,10 @@ def test_bootstrap_demo_is_idempotent(db, tmp_path, settings):
     call_command("bootstrap_demo", "--json", stdout=second)
     assert json.loads(first.getvalue()) == json.loads(second.getvalue())
     assert Account.objects.count() == 1
+
+
+@pytest.mark.parametrize("option", ["--credit", "--rate"])
+def test_createaccount_refuses_numbers_its_columns_cannot_hold(db, option):
+    with pytest.raises(CommandError, match="whole number"):
+        call_command("createaccount", "--email", "erin@example.com", option, str(2**63), stdout=StringIO())
+    assert not User.objects.filter(username="erin@example.com").exists()

@@ -9,8 +9,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from accounts import services
-from accounts.models import User
+from accounts import columns, errors, services
+from accounts.models import Account, User
 from devices import services as device_services
 from devices.smsgate import services as smsgate_services
 
@@ -32,7 +32,14 @@ class Command(BaseCommand):
         if options["credit"] < 0:
             raise CommandError("--credit cannot be negative.")
         password = options["password"] or secrets.token_urlsafe(12)
-        result = create_account_bundle(email=email, password=password, credit=options["credit"], rate=options["rate"])
+        try:
+            # Numbers their columns cannot hold are refused, never stored wrapped.
+            columns.check_integer(options["credit"], Account, "balance", param="--credit")
+            result = create_account_bundle(
+                email=email, password=password, credit=options["credit"], rate=options["rate"]
+            )
+        except errors.InvalidParameter as exc:
+            raise CommandError(exc.message) from None
         if options["json"]:
             self.stdout.write(json.dumps(result))
         else:
