@@ -332,7 +332,7 @@ def test_a_private_token_for_android_phones_is_shown_once_and_can_be_revoked(ali
 
 def test_every_html_page_has_a_content_security_policy_and_no_inline_code(alice_world, alice_client, client):
     """Fragments that the pages load with fetch are checked too: inline code in them would be
-    refused by the browser as well (tests/panel/test_browser_csp.py watches a real one)."""
+    refused by the browser as well (tests/panel/test_browser.py watches a real one)."""
     import re
 
     from django.conf import settings
