@@ -531,7 +531,24 @@ def authenticate_api_call(*, secret: str | None) -> ApiCall:
     Raises InvalidApiKey; a checksum typo is refused without a query or a cache call."""
     if not secret or not tokens.has_valid_checksum(secret, API_KEY_PREFIX):
         raise errors.InvalidApiKey()
-    digest = tokens.token_digest(secret, settings.API_KEY_SECRET)
+    return _counted_call(tokens.token_digest(secret, settings.API_KEY_SECRET))
+
+
+def authenticate_api_call_by_id(*, key_id: int) -> ApiCall:
+    """As `authenticate_api_call`, for a key known by its id (a credential issued to the key,
+    such as an SMSGate access token): the same checks, cache and rate count, plus one query
+    for the key's digest. Raises InvalidApiKey when the key is revoked or gone."""
+    digest = (
+        ApiKey.objects.filter(pk=key_id, revoked_at__isnull=True, account__is_active=True)
+        .values_list("digest", flat=True)
+        .first()
+    )
+    if digest is None:
+        raise errors.InvalidApiKey()
+    return _counted_call(digest)
+
+
+def _counted_call(digest: str) -> ApiCall:
     found, count, first_use = _call_state(digest)
     if found is None:
         row = (

@@ -284,7 +284,10 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "VerificationStatusEnum": "messaging.models.Verification.Status",
         "CheckOutcomeEnum": "messaging.models.VerificationCheck.Outcome",
+        "SmsGateHealthStatusEnum": "monitoring.views.SMSGATE_STATUS_ORDER",
     },
+    # SMSGate's client API is documented at /3rdparty/v1/ only (its aliases are the same operations).
+    "PREPROCESSING_HOOKS": ["messaging.openapi.skip_aliases"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "messaging.openapi.add_envelope",

@@ -14,6 +14,9 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/mobile/v1/", include("devices.smsgate.urls")),
     path("", include("monitoring.urls")),
+    # SMSGate's client API, at its API host's layout and at its private server's.
+    path("3rdparty/v1/", include("messaging.smsgate.urls")),
+    path("api/3rdparty/v1/", include("messaging.smsgate.urls")),
     path("", include("accounts.urls")),
     path("", include("devices.urls")),
     path("", include("ipn.urls")),

@@ -95,6 +95,8 @@ class Message(models.Model):
             models.Index(fields=["expires_at"], condition=Q(status__in=["queued", "assigned"]), name="msg_open_expiry"),
             # Only assigned messages have a phone: a new message adds no entry here.
             models.Index(fields=["device", "assigned_at"], condition=Q(device__isnull=False), name="msg_device"),
+            # A batch's messages: one SMSGate message's recipients (SmsGateMessage.batch_id).
+            models.Index(fields=["batch_id"], condition=~Q(batch_id=""), name="msg_batch"),
         ]
         constraints = [
             models.UniqueConstraint(fields=["public_id"], name="message_public_id_unique"),
@@ -298,3 +300,54 @@ class VerificationPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"verification policy of key {self.api_key_id}"
+
+
+class SmsGateMessage(models.Model):
+    """A message sent through SMSGate's client API (`/3rdparty/v1/messages`): one SMSGate
+    id for up to 100 recipients, each a Phonefleet message of the batch `batch_id`."""
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="+", db_index=False)
+    # SMSGate's message id: the client's own (unique per account: a repeat is refused), or one we made.
+    external_id = models.CharField(max_length=36)
+    batch_id = models.CharField(max_length=40)
+    phone_list = models.ForeignKey("devices.PhoneList", null=True, on_delete=models.SET_NULL, related_name="+")
+    # Who sent it: an API key, or a list's SMSGate login.
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    login = models.CharField(max_length=16, blank=True)
+    # The phone the caller asked for (`deviceId`), when it did.
+    device_id = models.CharField(max_length=40, blank=True)
+    with_delivery_report = models.BooleanField(default=True)
+    priority = models.SmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "-created_at"], name="smsgate_msg_account")]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "external_id"], name="smsgate_msg_external_id_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"SMSGate message {self.external_id}"
+
+
+class SmsGateToken(models.Model):
+    """An access or refresh token issued by SMSGate's `POST /auth/token` (the token itself
+    is a signed JWT and is not stored; this row makes it revocable)."""
+
+    class Kind(models.TextChoices):
+        ACCESS = "access", "Access"
+        REFRESH = "refresh", "Refresh"
+
+    jti = models.CharField(max_length=40, unique=True)
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    # The access token a refresh token was issued with (revoking one revokes both).
+    pair_jti = models.CharField(max_length=40, blank=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.kind} token {self.jti}"

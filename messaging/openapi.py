@@ -14,6 +14,27 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 
 PUBLIC_PREFIXES = ("/api/v1/", "/tools/api.pl")
+# SMSGate's client API (messaging/smsgate/): plain JSON, errors as {"message": …}.
+SMSGATE_PREFIX = "/3rdparty/v1/"
+# Served too, and left out of the schema: the private-server prefix and the singular path.
+SMSGATE_ALIASES = ("/api/3rdparty/v1/", "/3rdparty/v1/message")
+SMSGATE_ERROR_ANSWERS = {
+    "400": "Invalid parameter, unknown list or phone, unsupported message kind.",
+    "401": "Missing or wrong credentials (Basic login:password, or a Bearer API key or token).",
+    "402": "Not enough credit for every recipient.",
+    "403": "IP address not on the API key's allow-list, or a token without the scope.",
+    "404": "Unknown id, or another account's.",
+    "405": "Method not allowed.",
+    "409": "A message with this id exists, or it can no longer be cancelled.",
+    "413": "Request body too large.",
+    "415": "Unsupported media type.",
+    "429": "Too many requests for this API key; see Retry-After.",
+}
+SMSGATE_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {"message": {"type": "string", "description": "A human sentence."}},
+    "required": ["message"],
+}
 # GenioSms's path answers every envelope with HTTP 200 (messaging/api/send.py).
 ALWAYS_200_PATHS = ("/tools/api.pl",)
 
@@ -81,6 +102,40 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
         return {"type": "http", "scheme": "bearer", "description": "The API key (or pass `api_key`)."}
 
 
+class SmsGateAuthenticationScheme(OpenApiAuthenticationExtension):
+    """SMSGate's client API: Basic with a list's SMSGate login, or Bearer (API key or token)."""
+
+    target_class = "messaging.smsgate.auth.SmsGateAuthentication"
+    name = ["SmsGateBasic", "SmsGateBearer"]
+
+    def get_security_definition(self, auto_schema: Any) -> list[dict[str, str]]:
+        return [
+            {"type": "http", "scheme": "basic", "description": "The login and password of a list's SMSGate sign-up."},
+            {"type": "http", "scheme": "bearer", "description": "A Phonefleet API key, or a token from /auth/token."},
+        ]
+
+
+def skip_aliases(endpoints: list[tuple[str, str, str, Any]], **kwargs: Any) -> list[tuple[str, str, str, Any]]:
+    """drf-spectacular PREPROCESSING_HOOK: SMSGate's aliases (same views) stay out of the schema."""
+    return [
+        endpoint
+        for endpoint in endpoints
+        if not endpoint[0].startswith(SMSGATE_ALIASES[0])
+        and not (endpoint[0] == SMSGATE_ALIASES[1] or endpoint[0].startswith(SMSGATE_ALIASES[1] + "/"))
+    ]
+
+
+def _smsgate_errors(operation: dict[str, Any]) -> None:
+    for status, description in SMSGATE_ERROR_ANSWERS.items():
+        operation["responses"].setdefault(
+            status,
+            {
+                "description": description,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SmsGateError"}}},
+            },
+        )
+
+
 def _wrap_success(responses: dict[str, Any]) -> None:
     for status, answer in responses.items():
         if not status.startswith("2"):
@@ -107,7 +162,15 @@ def add_envelope(result: dict[str, Any], generator: Any, request: Any, public: b
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas["Envelope"] = ENVELOPE_SCHEMA
     schemas["Error"] = ERROR_SCHEMA
+    schemas["SmsGateError"] = SMSGATE_ERROR_SCHEMA
     for path, operations in result.get("paths", {}).items():
+        if path.startswith(SMSGATE_PREFIX):
+            for operation in operations.values():
+                if isinstance(operation, dict) and "responses" in operation:
+                    _smsgate_errors(operation)
+                    if operation.get("security"):  # either scheme (a list of alternatives)
+                        operation["security"] = [{"SmsGateBasic": []}, {"SmsGateBearer": []}]
+            continue
         if not path.startswith(PUBLIC_PREFIXES):
             continue
         for operation in operations.values():
