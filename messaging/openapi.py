@@ -8,6 +8,7 @@ real answers against it.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -16,8 +17,10 @@ from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 PUBLIC_PREFIXES = ("/api/v1/", "/tools/api.pl")
 # SMSGate's client API (messaging/smsgate/): plain JSON, errors as {"message": …}.
 SMSGATE_PREFIX = "/3rdparty/v1/"
-# Served too, and left out of the schema: the private-server prefix and the singular path.
-SMSGATE_ALIASES = ("/api/3rdparty/v1/", "/3rdparty/v1/message")
+# Served too, and left out of the schema: the private server's prefix, the singular
+# `/message` paths and the older names of the inbox refresh (same views).
+SMSGATE_ALIAS_PREFIX = "/api/3rdparty/v1/"
+SMSGATE_ALIASES = re.compile(r"/3rdparty/v1/(message(/.*)?|inbox/export|messages/inbox/export)")
 SMSGATE_ERROR_ANSWERS = {
     "400": "Invalid parameter, unknown list or phone, unsupported message kind.",
     "401": "Missing or wrong credentials (Basic login:password, or a Bearer API key or token).",
@@ -120,8 +123,7 @@ def skip_aliases(endpoints: list[tuple[str, str, str, Any]], **kwargs: Any) -> l
     return [
         endpoint
         for endpoint in endpoints
-        if not endpoint[0].startswith(SMSGATE_ALIASES[0])
-        and not (endpoint[0] == SMSGATE_ALIASES[1] or endpoint[0].startswith(SMSGATE_ALIASES[1] + "/"))
+        if not endpoint[0].startswith(SMSGATE_ALIAS_PREFIX) and not SMSGATE_ALIASES.fullmatch(endpoint[0])
     ]
 
 

@@ -29,12 +29,16 @@ from devices.smsgate.api import authenticate_phone
 
 logger = logging.getLogger(__name__)
 
+# Asks the app to send the SMS it received in a period again, as `sms:received` webhooks.
+EXPORT_REQUESTED = "smsgate.export"
 # Channel-layer event type → SSE event name the app acts on.
 EVENT_NAMES = {
     "message.offer": "MessageEnqueued",
     "work.available": "MessageEnqueued",
     device_services.SETTINGS_UPDATED: "SettingsUpdated",
     device_services.WEBHOOKS_UPDATED: "WebhooksUpdated",
+    # The SMSGate client API's inbox refresh (messaging/services/smsgate.py): its data goes along.
+    EXPORT_REQUESTED: "MessagesExportRequested",
 }
 # A burst of offers (a bulk send) becomes one MessageEnqueued per this many seconds.
 COALESCE_SECONDS = 0.5
@@ -89,8 +93,8 @@ class _PhoneStream:
         await self.join()
         return waiting
 
-    async def next_event(self, timeout: float) -> str | None:
-        """The next channel-layer event type, or None if nothing came within `timeout`."""
+    async def next_event(self, timeout: float) -> dict[str, object] | None:
+        """The next channel-layer event, or None if nothing came within `timeout`."""
         if self.layer is None:
             await asyncio.sleep(timeout)
             return None
@@ -101,7 +105,7 @@ class _PhoneStream:
         if not done:
             return None
         event, self.receiver = self.receiver.result(), None
-        return str(event.get("type", ""))
+        return event if isinstance(event, dict) else None
 
     async def close(self) -> None:
         if self.receiver is not None:
@@ -137,12 +141,15 @@ async def _stream(device: Device) -> AsyncGenerator[bytes]:
                 # Offers are hints: a lost one is caught up here, from the database.
                 enqueued_waiting = await stream.refresh() or enqueued_waiting
             deadline = min(next_keepalive, quiet_until) if enqueued_waiting else next_keepalive
-            event_type = await stream.next_event(max(0.0, deadline - time.monotonic()))
+            event = await stream.next_event(max(0.0, deadline - time.monotonic()))
+            event_type = str(event.get("type", "")) if event else None
             if event_type == "device.close":
                 return  # disabled, removed, or replaced by a newer stream of this phone
             name = EVENT_NAMES.get(event_type or "")
             if name == "MessageEnqueued":
                 enqueued_waiting = True  # sent at the top of the loop, once per burst
+            elif name == "MessagesExportRequested" and event:
+                yield wire.sse_event(name, str(event.get("data") or "{}"))
             elif name:
                 yield wire.sse_event(name)
     except Exception:

@@ -11,10 +11,11 @@ SMSGate id as its `ref`, so Phonefleet's own callbacks name it too.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import string
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,10 +30,13 @@ from accounts.services import AuthenticatedKey
 from devices import selectors as device_selectors
 from devices import services as device_services
 from devices.models import Device, PhoneList
+from devices.smsgate import sse, wire
 from messaging import selectors
 from messaging.models import InboundSms, Message, SmsGateMessage
 from messaging.services import accept, offers
 
+# The batch of an SMSGate message's recipients: `sgm_…` (a bulk send's is `bat_…`).
+BATCH_ID_PREFIX = "sgm"
 MAX_RECIPIENTS = 100
 MAX_ID_LENGTH = 36
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:~@+=-]{1,36}")
@@ -86,6 +90,12 @@ class MessageState:
     @property
     def state(self) -> str:
         return aggregate_state(STATE_OF[r.status] for r in self.recipients)
+
+
+def smsgate_message_id(*, batch_id: str, ref: str, public_id: str) -> str:
+    """The SMSGate message id a Phonefleet message belongs to: its `ref` when it is a
+    recipient of an SMSGate message (batch `sgm_…`), else its own public id."""
+    return ref if batch_id.startswith(BATCH_ID_PREFIX + "_") else public_id
 
 
 def aggregate_state(states: Iterable[str]) -> str:
@@ -167,7 +177,7 @@ def send_message(
             )
     options = accept.check_options(target=target, sim=sim, ttl=ttl, send_at=schedule_at)
     external_id = message_id or new_message_id()
-    batch_id = tokens.public_id(accept.BATCH_ID_PREFIX)
+    batch_id = tokens.public_id(BATCH_ID_PREFIX)
     messages: list[accept.NewMessage] = []
     seen: set[str] = set()
     for number in phone_numbers:
@@ -390,3 +400,46 @@ def list_inbox(
     total = rows.count()
     page = list(rows.select_related("device").order_by("-received_at", "-id")[offset : offset + limit])
     return InboxPage(page, total)
+
+
+def request_inbox_export(
+    *, account_id: int, phone_list_id: int | None, device_id: str, since: datetime, until: datetime
+) -> int:
+    """Asks the caller's SMSGate phones (or the one named) to send again, as `sms:received`
+    webhooks to this server, the SMS they received between `since` and `until`; the inbox
+    keeps each SMS once (and callbacks go out for the ones it did not have). Returns how
+    many phones were asked (a phone without an open event stream hears nothing). Raises
+    InvalidParameter for an empty period or when no phone runs the SMSGate app (other phones
+    keep no inbox to send again), NotFound for an unknown phone."""
+    if until <= since:
+        raise errors.InvalidParameter("`until` must be after `since`.", param="until")
+    phones = Device.objects.filter(account_id=account_id, removed_at__isnull=True, is_enabled=True)
+    if phone_list_id is not None:
+        phones = phones.filter(phone_list_id=phone_list_id)
+    if device_id:
+        phones = phones.filter(public_id=device_id[:40])
+        if not phones.exists():
+            raise errors.NotFound("Unknown device id.")
+    ids = list(phones.filter(kind=Device.Kind.SMSGATE).values_list("pk", flat=True))
+    if not ids:
+        raise errors.InvalidParameter(
+            "Only phones running the SMSGate app can send the SMS they received again, and there is none here.",
+            param="deviceId",
+        )
+    data = json.dumps(
+        {
+            "since": wire.format_datetime(since),
+            "until": wire.format_datetime(until),
+            # Our receiver takes each SMS as its own webhook (`sms:received`).
+            "messageTypes": "SMS",
+            "triggerWebhooks": True,
+        }
+    )
+    for pk in ids:
+        transaction.on_commit(_export_request(device_id=pk, data=data))
+    return len(ids)
+
+
+def _export_request(*, device_id: int, data: str) -> Callable[[], None]:
+    event: dict[str, object] = {"type": sse.EXPORT_REQUESTED, "data": data}
+    return lambda: device_services.notify_group(device_services.device_group(device_id), event)

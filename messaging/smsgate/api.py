@@ -525,6 +525,46 @@ class InboxApi(SmsGateView):
         return answer
 
 
+class InboxRefreshApi(SmsGateView):
+    """`POST /inbox/refresh` (and the older `/messages/inbox/export`, `/inbox/export`): asks
+    SMSGate phones to send the SMS they received in a period again; they reach the inbox
+    (once each) and the callbacks and webhooks of received SMS."""
+
+    required_scopes = {"POST": "inbox:refresh"}
+
+    class InputSerializer(serializers.Serializer[Any]):
+        since = serializers.DateTimeField()
+        until = serializers.DateTimeField()
+        deviceId = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=40)
+        messageTypes = serializers.ListField(
+            child=serializers.CharField(max_length=20), required=False, allow_null=True, help_text="Only SMS."
+        )
+        triggerWebhooks = serializers.BooleanField(required=False, allow_null=True, help_text="Always true.")
+        webhookDelivery = serializers.CharField(required=False, allow_null=True, max_length=20, help_text="Ignored.")
+
+    @extend_schema(
+        tags=TAG, operation_id="smsgate_refresh_inbox", request=InputSerializer, responses={202: OpenApiResponse()}
+    )
+    def post(self, request: Request) -> Response:
+        if not isinstance(request.data, dict):
+            raise errors.InvalidParameter("The body must be a JSON object.")
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        kinds = data.get("messageTypes") or ["SMS"]
+        if any(kind != "SMS" for kind in kinds):
+            raise errors.InvalidParameter("Phonefleet's inbox holds SMS only: `messageTypes` may name SMS.")
+        caller = self.caller
+        services.request_inbox_export(
+            account_id=caller.account_id,
+            phone_list_id=caller.list_scope,
+            device_id=data.get("deviceId") or "",
+            since=data["since"],
+            until=data["until"],
+        )
+        return Response(status=202)
+
+
 # --- Logs -------------------------------------------------------------------------------------
 
 

@@ -24,6 +24,9 @@ urlpatterns = [
     path("settings", api.SettingsApi.as_view(), name="smsgate-api-settings"),
     # Inbox and logs
     path("inbox", api.InboxApi.as_view(), name="smsgate-api-inbox"),
+    path("inbox/refresh", api.InboxRefreshApi.as_view(), name="smsgate-api-inbox-refresh"),
+    path("inbox/export", api.InboxRefreshApi.as_view()),
+    path("messages/inbox/export", api.InboxRefreshApi.as_view()),
     path("logs", api.LogsApi.as_view(), name="smsgate-api-logs"),
     # Access tokens
     path("auth/token", api.TokenApi.as_view(), name="smsgate-api-token"),

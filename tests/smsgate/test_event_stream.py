@@ -148,3 +148,13 @@ def test_every_authenticated_request_marks_the_phone_as_seen(client, alice_list)
         client.get("/api/mobile/v1/settings", HTTP_AUTHORIZATION=f"Bearer {registration.token}")
     seen = Device.objects.get(pk=registration.device.pk).last_seen_at
     assert seen is not None and seen.isoformat() == "2026-06-01T08:00:00+00:00"
+
+
+async def test_an_inbox_export_request_becomes_its_event_with_the_period(transactional_db, stream_settings):
+    device = await database_sync_to_async(make_phone)()
+    stream = sse._stream(device)
+    await opened(stream)
+    data = '{"since": "2026-12-01T00:00:00.000+00:00", "until": "2026-12-02T00:00:00.000+00:00"}'
+    await get_channel_layer().group_send(device_group(device.pk), {"type": sse.EXPORT_REQUESTED, "data": data})
+    assert await next_chunk(stream) == wire.sse_event("MessagesExportRequested", data)
+    await stream.aclose()
