@@ -58,6 +58,13 @@ def _query_int(request: Request, name: str, *, default: int, low: int, high: int
     return value
 
 
+def _query_text(request: Request, name: str, *, max_length: int = 40) -> str:
+    raw = request.query_params.get(name) or ""
+    if len(raw) > max_length or "\x00" in raw:
+        raise errors.InvalidParameter(f"`{name}` must be at most {max_length} characters, without NUL.", param=name)
+    return raw
+
+
 def _query_flag(request: Request, name: str) -> bool:
     raw = (request.query_params.get(name) or "").strip().lower()
     if raw in ("", "false", "0", "no"):
@@ -263,7 +270,7 @@ class MessagesApi(SmsGateView):
             since=_query_time(request, "from"),
             until=_query_time(request, "to"),
             state=state,
-            device_id=(request.query_params.get("deviceId") or "")[:40],
+            device_id=_query_text(request, "deviceId"),
             limit=_query_int(request, "limit", default=DEFAULT_PAGE_SIZE, low=1, high=MAX_PAGE_SIZE),
             offset=_query_int(request, "offset", default=0, low=0, high=MAX_OFFSET),
             newest_first=sort == "-created_at",
@@ -411,12 +418,15 @@ class SettingsApi(SmsGateView):
             raise errors.InvalidParameter("The body must be a JSON object.")
         for name, value in request.data.items():
             if name != "messages" and value not in (None, {}):
-                raise errors.InvalidParameter(f"`{str(name)[:40]}` settings are not Phonefleet settings.", param=name)
+                raise errors.InvalidParameter(
+                    f"{str(name)[:40]!r} settings are not Phonefleet settings.", param="settings"
+                )
         messages = _section(request.data, "messages")
         for name in messages:
             if name not in MESSAGE_SETTINGS:
                 raise errors.InvalidParameter(
-                    f"`messages.{str(name)[:40]}` is not a Phonefleet setting; only the sending limit is.", param=name
+                    f"messages.{str(name)[:40]!r} is not a Phonefleet setting; only the sending limit is.",
+                    param="messages",
                 )
         period = messages.get("limit_period", messages.get("limitPeriod"))
         value = messages.get("limit_value", messages.get("limitValue"))
@@ -516,7 +526,7 @@ class InboxApi(SmsGateView):
             phone_list_id=caller.list_scope,
             since=_query_time(request, "from"),
             until=_query_time(request, "to"),
-            device_id=(request.query_params.get("deviceId") or "")[:40],
+            device_id=_query_text(request, "deviceId"),
             limit=_query_int(request, "limit", default=DEFAULT_PAGE_SIZE, low=1, high=MAX_PAGE_SIZE),
             offset=_query_int(request, "offset", default=0, low=0, high=MAX_OFFSET),
         )

@@ -96,3 +96,33 @@ def test_the_docs_page_serves_swagger_ui_from_our_own_static_files(client, db):
     page = response.content.decode()
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in page
     assert "cdn" not in page.lower()
+
+
+def test_smsgates_client_api_is_described_once_with_its_errors(schema, client, alice_key):
+    paths = [path for path in schema["paths"] if "3rdparty" in path]
+    assert {
+        "/3rdparty/v1/messages",
+        "/3rdparty/v1/messages/{message_id}",
+        "/3rdparty/v1/devices",
+        "/3rdparty/v1/devices/{device_id}",
+        "/3rdparty/v1/settings",
+        "/3rdparty/v1/inbox",
+        "/3rdparty/v1/inbox/refresh",
+        "/3rdparty/v1/health",
+        "/3rdparty/v1/auth/token",
+    } <= set(paths)
+    # The private server's prefix and the singular `/message` are the same operations.
+    assert not [path for path in paths if path.startswith("/api/") or path.startswith("/3rdparty/v1/message/")]
+    send = schema["paths"]["/3rdparty/v1/messages"]["post"]
+    assert send["security"] == [{"SmsGateBasic": []}, {"SmsGateBearer": []}]
+    _key, secret = alice_key
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {secret}"}
+    body = '{"textMessage": {"text": "Hi"}, "phoneNumbers": ["+393331111111", "+393332222222"]}'
+    sent = client.post("/3rdparty/v1/messages", data=body, content_type="application/json", **auth)
+    response_schema(schema, "/3rdparty/v1/messages", "post", "202").validate(sent.json())
+    listed = client.get("/3rdparty/v1/messages", **auth)
+    response_schema(schema, "/3rdparty/v1/messages", "get", "200").validate(listed.json())
+    refused = client.post("/3rdparty/v1/messages", data="{}", content_type="application/json", **auth)
+    response_schema(schema, "/3rdparty/v1/messages", "post", "400").validate(refused.json())
+    health = client.get("/3rdparty/v1/health")
+    response_schema(schema, "/3rdparty/v1/health", "get", "200").validate(health.json())

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.db import connection
 from django.utils import timezone
 
 from accounts.models import LedgerEntry
@@ -238,3 +239,12 @@ def test_a_device_id_pins_the_message_to_that_phone(as_key, alice_list, bob_list
     assert set(Message.objects.filter(ref=body["id"]).values_list("pinned_device", flat=True)) == {phone.pk}
     bobs = factories.make_device(phone_list=bob_list)
     assert send(as_key, {"message": "Hi", "phoneNumbers": TWO, "deviceId": bobs.public_id}).status_code == 400
+
+
+def test_a_send_to_two_numbers_costs_a_few_statements(as_key, alice_key, django_assert_max_num_queries):
+    send(as_key, {"message": "warm the key and list caches", "phoneNumbers": TWO[:1]})
+    # The id's row (in a savepoint, for the 409) and, on PostgreSQL, one statement for the
+    # debit, both messages and their ledger rows (SQLite: the same in a few more).
+    budget = 6 if connection.vendor == "postgresql" else 10  # savepoints and BEGIN/COMMIT included
+    with django_assert_max_num_queries(budget):
+        assert send(as_key, {"message": "Hi", "phoneNumbers": TWO}).status_code == 202
