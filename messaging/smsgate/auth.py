@@ -278,8 +278,10 @@ class SmsGateView(ApiView):
         caller = request.auth
         if not isinstance(caller, Caller):
             raise drf_exceptions.NotAuthenticated("Authentication credentials were not provided.")
-        if (caller.token_kind == "refresh") != self.takes_refresh_token and caller.token_kind:
-            raise tokens.InvalidToken("Use an access token here." if caller.token_kind else "")
+        if caller.token_kind and (caller.token_kind == "refresh") != self.takes_refresh_token:
+            raise tokens.InvalidToken(
+                "This takes a refresh token." if self.takes_refresh_token else "Use an access token here."
+            )
         scope = self.required_scopes.get(request.method or "")
         if scope and not caller.allows(scope):
             raise MissingScope(f"This token lacks the `{scope}` scope.")
