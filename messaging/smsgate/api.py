@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -20,6 +21,7 @@ from accounts import errors
 from devices import services as device_services
 from devices.models import Device, PhoneList
 from devices.smsgate import wire
+from ipn import services as ipn_services
 from messaging.models import InboundSms
 from messaging.services import smsgate as services
 from messaging.services import smsgate_tokens as tokens
@@ -359,10 +361,18 @@ class SmsGateSettingsMessagesSerializer(serializers.Serializer[Any]):
     processing_order = serializers.ChoiceField(choices=["FIFO"], required=False, help_text="Always FIFO.")
 
 
+class SmsGateSettingsWebhooksSerializer(serializers.Serializer[Any]):
+    signing_key = serializers.CharField(
+        required=False, max_length=100, help_text="The key the server signs webhooks with (X-Signature)."
+    )
+
+
 class SmsGateSettingsSerializer(serializers.Serializer[Any]):
-    """SMSGate's settings; Phonefleet maps `messages.limit_*` onto the list's per-phone rate limit."""
+    """SMSGate's settings; Phonefleet maps `messages.limit_*` onto the list's per-phone rate
+    limit, and `webhooks.signing_key` is the key its server signs the account's webhooks with."""
 
     messages = SmsGateSettingsMessagesSerializer(required=False)
+    webhooks = SmsGateSettingsWebhooksSerializer(required=False)
 
 
 def _list_for_settings(caller_list_id: int | None, account_id: int) -> PhoneList:
@@ -382,7 +392,26 @@ def settings_json(phone_list: PhoneList) -> dict[str, Any]:
     limit = (
         {"limit_period": "PerMinute", "limit_value": rate} if rate else {"limit_period": "Disabled", "limit_value": 0}
     )
-    return {"messages": {**limit, "processing_order": "FIFO"}}
+    signing_key = ipn_services.smsgate_signing_key(account_id=phone_list.account_id)
+    return {"messages": {**limit, "processing_order": "FIFO"}, "webhooks": {"signing_key": signing_key}}
+
+
+def _change_signing_key(*, account_id: int, data: dict[str, Any]) -> None:
+    """`webhooks.signing_key`: the server signs with it, so a migrating user may keep the
+    key their receivers verify with (SMSGate's own server refuses to set it)."""
+    webhooks = _section(data, "webhooks")
+    for name in webhooks:
+        if name not in ("signing_key", "signingKey"):
+            raise errors.InvalidParameter(
+                f"webhooks.{str(name)[:40]!r} is not a Phonefleet setting: the server retries webhooks on its own "
+                "schedule; only `signing_key` may be set.",
+                param="webhooks",
+            )
+    key = webhooks.get("signing_key", webhooks.get("signingKey"))
+    if key is not None:
+        if not isinstance(key, str):
+            raise errors.InvalidParameter("`signing_key` must be a string.", param="signing_key")
+        ipn_services.set_smsgate_signing_key(account_id=account_id, key=key)
 
 
 def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
@@ -411,16 +440,18 @@ class SettingsApi(SmsGateView):
         caller = self.caller
         return Response(settings_json(_list_for_settings(caller.phone_list_id, caller.account_id)))
 
+    @transaction.atomic  # a refused `messages` section leaves the signing key as it was
     def _change(self, request: Request, *, replace: bool) -> Response:
         caller = self.caller
         phone_list = _list_for_settings(caller.phone_list_id, caller.account_id)
         if not isinstance(request.data, dict):
             raise errors.InvalidParameter("The body must be a JSON object.")
         for name, value in request.data.items():
-            if name != "messages" and value not in (None, {}):
+            if name not in ("messages", "webhooks") and value not in (None, {}):
                 raise errors.InvalidParameter(
                     f"{str(name)[:40]!r} settings are not Phonefleet settings.", param="settings"
                 )
+        _change_signing_key(account_id=caller.account_id, data=request.data)
         messages = _section(request.data, "messages")
         for name in messages:
             if name not in MESSAGE_SETTINGS:

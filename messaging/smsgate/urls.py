@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from messaging.smsgate import api, auth
+from messaging.smsgate import api, auth, webhooks
 
 urlpatterns = [
     # Messages (the JavaScript client uses the singular form)
@@ -32,7 +32,9 @@ urlpatterns = [
     path("auth/token", api.TokenApi.as_view(), name="smsgate-api-token"),
     path("auth/token/refresh", api.TokenRefreshApi.as_view(), name="smsgate-api-token-refresh"),
     path("auth/token/<str:jti>", api.TokenRevokeApi.as_view(), name="smsgate-api-token-revoke"),
-    # Webhooks: GET/POST /webhooks, DELETE /webhooks/<id> (hh mounts them here)
+    # Webhooks, delivered by the server (docs/smsgate-clients.md)
+    path("webhooks", webhooks.WebhooksApi.as_view(), name="smsgate-api-webhooks"),
+    path("webhooks/<str:webhook_id>", webhooks.WebhookDetailApi.as_view(), name="smsgate-api-webhook"),
     # Last: every other path under the prefixes.
     re_path(r"^.*$", auth.not_found),
 ]
