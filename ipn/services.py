@@ -481,6 +481,8 @@ def register_smsgate_webhook(
 
 def delete_smsgate_webhook(*, account_id: int, phone_list_id: int | None, public_id: str) -> None:
     """Removes one of the caller's webhooks; its undelivered events go with it. Raises NotFound."""
+    if not SMSGATE_ID_PATTERN.fullmatch(public_id):
+        raise errors.NotFound("Unknown webhook.")  # no such id was ever registered
     with transaction.atomic():
         deleted, _ = _scoped(account_id=account_id, phone_list_id=phone_list_id).filter(public_id=public_id).delete()
         if not deleted:

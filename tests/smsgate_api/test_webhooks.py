@@ -3,6 +3,8 @@ what each caller sees and may change, and SMSGate's answers."""
 
 from __future__ import annotations
 
+import pytest
+
 from ipn.models import IpnEndpoint, SmsGateWebhook
 from tests import factories
 from tests.smsgate_api.conftest import BASE
@@ -93,3 +95,28 @@ def test_a_token_needs_the_webhook_scopes(as_login):
         as_login.post(f"{BASE}/webhooks", {"url": HOOK, "event": "sms:sent"}, "application/json", **headers).status_code
         == 403
     )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"url": "http://[::1", "event": "sms:sent"},
+        {"url": "http://x\x00y.example.com/", "event": "sms:sent"},
+        {"url": "https://" + "a" * 990 + ".com/", "event": "sms:sent"},
+        {"url": HOOK, "event": "sms:sent\x00"},
+        {"url": HOOK, "event": "sms:sent", "id": "a\x00b"},
+        {"url": HOOK, "event": "sms:sent", "deviceId": "dev_\x00"},
+        {"url": HOOK, "event": "sms:sent", "id": "é" * 10},
+        {"url": 7, "event": ["sms:sent"]},
+        ["not", "an", "object"],
+    ],
+)
+def test_hostile_registrations_get_a_4xx(as_login, body):
+    answer = as_login.post(f"{BASE}/webhooks", body, content_type="application/json")
+    assert 400 <= answer.status_code < 500, answer.content
+    assert not SmsGateWebhook.objects.exists()
+
+
+def test_hostile_ids_in_the_path_get_a_4xx(as_login):
+    for webhook_id in ("%00", "a" * 300, "%F0%9F%92%A9"):
+        assert as_login.delete(f"{BASE}/webhooks/{webhook_id}").status_code == 404
