@@ -18,7 +18,6 @@ import string
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Value, When
@@ -121,7 +120,7 @@ def new_message_id() -> str:
     return "".join(secrets.choice(GENERATED_ID_CHARS) for _ in range(GENERATED_ID_LENGTH))
 
 
-def _target(*, key: AuthenticatedKey, login: str, device_id: str) -> Any:
+def _target(*, key: AuthenticatedKey, login: str, device_id: str) -> selectors.SendTarget:
     """The list (or pinned phone) of an SMSGate message: the login's list, or the key's
     default list, or the account's only list; `deviceId` pins one phone of it."""
     list_token = key.default_list[0] if login and key.default_list else ""
