@@ -577,6 +577,20 @@ def _counted_call(digest: str) -> ApiCall:
     return ApiCall(found, count)
 
 
+def count_call_this_minute(*, name: str) -> int:
+    """Counts one call of `name` (a credential that is not an API key, such as an SMSGate
+    list login) in this clock minute's window and returns the count, this call included:
+    the same window as an API key's rate limit (`enforce_rate_limit` reads it)."""
+    window = f"calls:{name}:{int(time.time() // CALL_WINDOW_SECONDS)}"
+    if cache.add(window, 1, CALL_WINDOW_SECONDS + 10):
+        return 1
+    try:
+        return int(cache.incr(window))
+    except ValueError:  # expired between add and incr
+        cache.add(window, 1, CALL_WINDOW_SECONDS + 10)
+        return 1
+
+
 def authenticate_api_key(*, secret: str | None) -> AuthenticatedKey:
     """The active key for this secret (see `authenticate_api_call`). Raises InvalidApiKey."""
     return authenticate_api_call(secret=secret).key

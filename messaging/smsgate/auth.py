@@ -30,9 +30,16 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts import api as accounts_api
 from accounts import errors
 from accounts import services as account_services
-from accounts.api import ApiKeyAuthentication, ApiRequest, ApiView, JsonOnly, enforce_rate_limit
+from accounts.api import (
+    ApiKeyAuthentication,
+    ApiRequest,
+    ApiView,
+    JsonOnly,
+    enforce_rate_limit,
+)
 from accounts.services import AuthenticatedKey
 from devices.models import EnrolmentToken
 from devices.smsgate import services as smsgate_devices
@@ -203,6 +210,15 @@ class SmsGateAuthentication(BaseAuthentication):
         if scheme == "basic":
             login, password = _basic(value)
             caller = authenticate_login(login=login, password=password, ip=request.client_ip)
+            # A login's calls are limited as an API key's without a limit of its own.
+            calls = account_services.count_call_this_minute(name=f"smsgate-login:{caller.credential_id}")
+            try:
+                enforce_rate_limit(account_services.ApiCall(caller.key, calls))
+            except errors.RateLimited as exc:
+                limit = caller.key.rate_limit_per_minute or accounts_api.DEFAULT_RATE_LIMIT_PER_MINUTE
+                raise errors.RateLimited(
+                    f"This login may make {limit} requests per minute.", retry_after=exc.retry_after
+                )
         elif scheme == "bearer" and value.startswith(account_services.API_KEY_PREFIX + "_"):
             # The API-key path itself: key, IP rule, the call counted for the rate limit.
             _user, key = ApiKeyAuthentication().authenticate(request)

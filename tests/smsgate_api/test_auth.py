@@ -104,3 +104,12 @@ def test_health_answers_in_smsgate_shape_without_credentials(client, db):
     assert ready["status"] in ("pass", "warn")  # no worker runs in tests: a warning
     assert ready["checks"]["db:ping"]["status"] == "pass"
     assert client.get(f"{BASE}/health/startup").json()["checks"]["db:ping"]["status"] == "pass"
+
+
+def test_a_logins_calls_are_rate_limited_as_a_keys_without_a_limit(as_login, monkeypatch):
+    monkeypatch.setattr("accounts.api.DEFAULT_RATE_LIMIT_PER_MINUTE", 2)
+    codes = [as_login.get(f"{BASE}/devices").status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    last = as_login.get(f"{BASE}/devices")
+    assert "Retry-After" in last
+    assert last.json() == {"message": "This login may make 2 requests per minute."}
