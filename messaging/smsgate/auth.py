@@ -18,17 +18,18 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from django.core.exceptions import RequestDataTooBig
 from django.db import DataError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.authentication import BaseAuthentication
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import BaseParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from accounts import api as accounts_api
 from accounts import errors
@@ -280,7 +281,8 @@ class SmsGateView(ApiView):
 
     authentication_classes = [SmsGateAuthentication]
     renderer_classes = [JSONRenderer]
-    parser_classes = [JSONParser]
+    # JSON only, by the project's JSON parser (the first of REST_FRAMEWORK's parsers).
+    parser_classes = [cast(type[BaseParser], api_settings.DEFAULT_PARSER_CLASSES[0])]  # imported by DRF
     content_negotiation_class = JsonOnly
     required_scopes: ClassVar[dict[str, str]] = {}
     # Only the refresh operation takes a refresh token.
