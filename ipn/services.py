@@ -389,14 +389,20 @@ def replay_failed_since(*, account: Account, since: datetime) -> int:
 
 SMSGATE_SMS_RECEIVED, SMSGATE_SMS_SENT = "sms:received", "sms:sent"
 SMSGATE_SMS_DELIVERED, SMSGATE_SMS_FAILED = "sms:delivered", "sms:failed"
+SMSGATE_SMS_CANCELLED = "sms:cancelled"
 # The events Phonefleet emits.
-SMSGATE_EVENTS = (SMSGATE_SMS_RECEIVED, SMSGATE_SMS_SENT, SMSGATE_SMS_DELIVERED, SMSGATE_SMS_FAILED)
+SMSGATE_EVENTS = (
+    SMSGATE_SMS_RECEIVED,
+    SMSGATE_SMS_SENT,
+    SMSGATE_SMS_DELIVERED,
+    SMSGATE_SMS_FAILED,
+    SMSGATE_SMS_CANCELLED,
+)
 # The other events the official clients name, refused with the reason.
 SMSGATE_REFUSED = {
     "sms:data-received": "Phonefleet phones do not pass data SMS on",
     "sms:batch:received": "Phonefleet sends each received SMS as its own `sms:received`",
     "sms:batch:data-received": "Phonefleet phones do not pass data SMS on",
-    "sms:cancelled": "Phonefleet has no webhook for a cancellation (DELETE /messages/{id} answers with the state)",
     "mms:received": "Phonefleet phones do not pass MMS on",
     "mms:downloaded": "Phonefleet phones do not pass MMS on",
     "mms:batch:received": "Phonefleet phones do not pass MMS on",

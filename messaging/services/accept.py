@@ -25,7 +25,7 @@ from devices import selectors as device_selectors
 from messaging import metrics, selectors
 from messaging.lib import numbers, segments
 from messaging.models import Message, MessageEvent
-from messaging.services import offers
+from messaging.services import callbacks, offers
 
 MESSAGE_ID_PREFIX = "msg"
 BATCH_ID_PREFIX = "bat"
@@ -436,6 +436,8 @@ def cancel_if_queued(*, message: Message, detail: str = "") -> bool:
         if changed:
             MessageEvent.objects.create(message=message, status=Message.Status.CANCELLED, at=now, detail=detail)
             account_services.refund_credit(message=message, reason="Cancelled")
+            message.cancelled_at = now
+            callbacks.record_cancel_event(message=message)
     if changed:
         message.status, message.cancelled_at = Message.Status.CANCELLED, now
     return bool(changed)

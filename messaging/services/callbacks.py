@@ -21,6 +21,8 @@ MESSAGE_EVENT_TYPES: dict[str, str] = {
     Message.Status.FAILED: ipn_services.MESSAGE_FAILED,
     Message.Status.EXPIRED: ipn_services.MESSAGE_EXPIRED,
 }
+# A cancellation has no IPN event (docs/ipn.md); SMSGate webhooks hear of it.
+MESSAGE_CANCELLED = "message.cancelled"
 # The SMSGate webhook event of each (docs/smsgate-clients.md): SMSGate has no `expired`;
 # its app reports a message past its TTL as failed, and so do we.
 SMSGATE_EVENTS: dict[str, str] = {
@@ -28,6 +30,7 @@ SMSGATE_EVENTS: dict[str, str] = {
     ipn_services.MESSAGE_DELIVERED: ipn_services.SMSGATE_SMS_DELIVERED,
     ipn_services.MESSAGE_FAILED: ipn_services.SMSGATE_SMS_FAILED,
     ipn_services.MESSAGE_EXPIRED: ipn_services.SMSGATE_SMS_FAILED,
+    MESSAGE_CANCELLED: ipn_services.SMSGATE_SMS_CANCELLED,
 }
 # Android SmsManager result codes, sent as GenioSms `status_code` when a phone reports a failure.
 ANDROID_ERROR_CODES = {
@@ -121,6 +124,8 @@ def smsgate_message_payload(message: Message, event_type: str) -> dict[str, Any]
         payload.update(partsCount=message.parts, sentAt=smsgate_time(message.sent_at))
     elif event_type == ipn_services.MESSAGE_DELIVERED:
         payload["deliveredAt"] = smsgate_time(message.delivered_at)
+    elif event_type == MESSAGE_CANCELLED:
+        payload["cancelledAt"] = smsgate_time(message.cancelled_at)
     else:
         ended = message.failed_at if event_type == ipn_services.MESSAGE_FAILED else message.expired_at
         reason = message.error or ("TTL expired" if event_type == ipn_services.MESSAGE_EXPIRED else "Failed")
@@ -293,6 +298,13 @@ def record_message_event(
         return None
     event = MessageCallback(message=message, type=event_type)
     return ipn_services.record_event(event=event, occurred_at=occurred_at, endpoint=endpoint)
+
+
+def record_cancel_event(*, message: Message) -> list[IpnEvent]:
+    """Writes the `sms:cancelled` webhook events of a cancelled message (SMSGate webhooks
+    only: IPN has no such event). Call inside the transaction that cancelled it."""
+    event = MessageCallback(message=message, type=MESSAGE_CANCELLED)
+    return ipn_services.record_smsgate_events(event=event, when=message.cancelled_at or message.created_at)
 
 
 def record_inbound_event(*, inbound: InboundSms) -> IpnEvent | None:

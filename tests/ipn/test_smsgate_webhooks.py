@@ -17,7 +17,7 @@ from ipn import delivery
 from ipn import services as ipn_services
 from ipn.models import IpnAttempt, IpnEndpoint, IpnEvent, SmsGateWebhook
 from messaging.models import Message
-from messaging.services import dispatch, inbox
+from messaging.services import accept, dispatch, inbox
 from tests import factories
 from tests.ipn.conftest import Reply
 
@@ -216,3 +216,16 @@ def test_the_signing_key_can_be_set_to_the_one_a_receiver_already_uses(alice, ph
     assert verify_as_smsgate_documents("Ab3dE6gH", got.body, got.headers["x-timestamp"], got.headers["x-signature"])
     with pytest.raises(errors.InvalidParameter):
         ipn_services.set_smsgate_signing_key(account_id=alice.pk, key="  ")
+
+
+def test_a_cancelled_message_reaches_sms_cancelled_webhooks_and_no_ipn(alice, alice_list, receiver, private_ok):
+    ipn_services.update_endpoint(account=alice, url=receiver.url, enabled=True)
+    register(alice, receiver.url, event="sms:cancelled")
+    message = factories.make_message(phone_list=alice_list)
+    accept.cancel_message(account_id=alice.pk, message_id=message.public_id)
+    deliver_all()
+    (got,) = receiver.wait_for(1)
+    body = json.loads(got.body)
+    assert (body["event"], body["payload"]["messageId"]) == ("sms:cancelled", message.public_id)
+    assert body["payload"]["cancelledAt"].endswith("+00:00")
+    assert list(IpnEvent.objects.values_list("type", flat=True)) == ["sms:cancelled"]
