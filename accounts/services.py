@@ -647,6 +647,10 @@ class ThrottlePolicy:
     window: timedelta
     first_lockout: timedelta
     max_lockout: timedelta
+    # False for a scope every attempt shares (everyone's): it only counts wrong attempts and
+    # locks, without slots, so right attempts never write its one row (a hot spot). The
+    # per-address scope checked with it still bounds how many are checked at once.
+    holds_slots: bool = True
 
 
 _COUNT = PositiveIntegerField()
@@ -668,10 +672,8 @@ def _not_locked(now: datetime) -> Q:
     return Q(locked_until__isnull=True) | Q(locked_until__lte=now)
 
 
-def _take_slot(*, scope: str, policy: ThrottlePolicy) -> bool:
-    """One try at a slot for checking an attempt; raises RateLimited while locked out."""
-    check_throttle(scope=scope)
-    now = timezone.now()
+def _open_window(*, scope: str, policy: ThrottlePolicy, now: datetime) -> None:
+    """The scope's row, with its window started again if it has passed."""
     LoginThrottle.objects.get_or_create(scope=scope, defaults={"window_started_at": now})
     # A window that has passed starts again (a slot still held then is forgotten: that
     # only matters when a process died holding it); lockouts stop growing after a quiet spell.
@@ -683,6 +685,13 @@ def _take_slot(*, scope: str, policy: ThrottlePolicy) -> bool:
             When(locked_until__lt=now - policy.max_lockout, then=0), default=F("lockouts"), output_field=_COUNT
         ),
     )
+
+
+def _take_slot(*, scope: str, policy: ThrottlePolicy) -> bool:
+    """One try at a slot for checking an attempt; raises RateLimited while locked out."""
+    check_throttle(scope=scope)
+    now = timezone.now()
+    _open_window(scope=scope, policy=policy, now=now)
     # One conditional UPDATE: only attempts that cannot pass the limit get a slot.
     return bool(
         LoginThrottle.objects.filter(_not_locked(now), scope=scope)
@@ -694,7 +703,11 @@ def _take_slot(*, scope: str, policy: ThrottlePolicy) -> bool:
 def reserve_attempt(*, scope: str, policy: ThrottlePolicy) -> None:
     """Holds a slot for checking one attempt (give it back with `settle_attempt`), waiting
     while other attempts of the scope hold every slot. Raises RateLimited while the scope
-    is locked out, or (with a short Retry-After, no lockout) when no slot came free."""
+    is locked out, or (with a short Retry-After, no lockout) when no slot came free.
+    A policy without slots (`holds_slots=False`) is only checked for a lockout."""
+    if not policy.holds_slots:
+        check_throttle(scope=scope)
+        return
     deadline = time.monotonic() + THROTTLE_WAIT_SECONDS
     pause = 0.005
     while not _take_slot(scope=scope, policy=policy):
@@ -709,8 +722,11 @@ def settle_attempt(*, scope: str, policy: ThrottlePolicy, wrong: bool) -> None:
     reaches the limit locks the scope out; the count starts again when the lockout ends,
     so a lockout ends when it says it does."""
     if not wrong:
-        LoginThrottle.objects.filter(scope=scope, pending__gt=0).update(pending=F("pending") - 1)
+        if policy.holds_slots:
+            LoginThrottle.objects.filter(scope=scope, pending__gt=0).update(pending=F("pending") - 1)
         return
+    if not policy.holds_slots:
+        _open_window(scope=scope, policy=policy, now=timezone.now())
     LoginThrottle.objects.filter(scope=scope).update(
         pending=Case(When(pending__gt=0, then=F("pending") - 1), default=0, output_field=_COUNT),
         failures=F("failures") + 1,

@@ -172,7 +172,11 @@ ENROL_ADDRESS_POLICY = ThrottlePolicy(
 # Wrong PINs from everywhere together (the PIN space is shared by all lists): 300 an hour,
 # then doubling lockouts up to 6 hours. Under 2.7 million guesses a year against 10^8 PINs.
 ENROL_GLOBAL_POLICY = ThrottlePolicy(
-    max_failures=300, window=timedelta(hours=1), first_lockout=timedelta(minutes=5), max_lockout=timedelta(hours=6)
+    max_failures=300,
+    window=timedelta(hours=1),
+    first_lockout=timedelta(minutes=5),
+    max_lockout=timedelta(hours=6),
+    holds_slots=False,
 )
 ENROL_GLOBAL_SCOPE = "enrol:global"
 

@@ -259,7 +259,7 @@ def _send_preview_context(request: PanelRequest, *, target: str, text: str) -> d
     """What a message of `text` to `target` would be: its parts and cost, counted by the
     accept path's own segment code and price, and the target's phones online now."""
     account = current_account(request)
-    account.refresh_from_db(fields=["balance", "price_per_part"])
+    account.refresh_from_db(fields=["balance", "debt", "price_per_part"])
     counted = segments.count_segments(text)
     per_part = segments.SINGLE_PART if counted.parts == 1 else segments.MULTI_PART
     return {
@@ -270,6 +270,7 @@ def _send_preview_context(request: PanelRequest, *, target: str, text: str) -> d
         "max_parts": accept.MAX_PARTS,
         "cost": counted.parts * account.price_per_part,
         "balance": account.balance,
+        "debt": account.debt,
         "target": _send_target(request, target),
     }
 

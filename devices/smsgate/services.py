@@ -57,7 +57,11 @@ SIGN_IN_THROTTLE = account_services.ThrottlePolicy(
     max_failures=10, window=timedelta(minutes=10), first_lockout=timedelta(minutes=5), max_lockout=timedelta(days=1)
 )
 SIGN_IN_GLOBAL_THROTTLE = account_services.ThrottlePolicy(
-    max_failures=300, window=timedelta(hours=1), first_lockout=timedelta(minutes=5), max_lockout=timedelta(hours=6)
+    max_failures=300,
+    window=timedelta(hours=1),
+    first_lockout=timedelta(minutes=5),
+    max_lockout=timedelta(hours=6),
+    holds_slots=False,
 )
 SIGN_IN_GLOBAL_SCOPE = "smsgate:global"
 

@@ -9,7 +9,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from accounts.models import LedgerEntry
+from accounts.models import Account, LedgerEntry
 from messaging.lib import segments
 from messaging.models import Message
 from tests import factories
@@ -130,6 +130,8 @@ def test_the_preview_says_when_a_text_is_too_long_or_credit_too_low(alice, alice
     alice.balance = 5
     alice.save(update_fields=["balance"])
     assert "you have 5" in preview(alice_client, msg="x" * 153 * 6)
+    Account.objects.filter(pk=alice.pk).update(debt=2)
+    assert "the account owes 2 credits: nothing is sent until a top-up repays it" in preview(alice_client, msg="x")
 
 
 def test_the_preview_warns_when_no_phone_of_the_target_is_online(alice_list, alice_client):
