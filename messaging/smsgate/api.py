@@ -77,11 +77,17 @@ def _query_flag(request: Request, name: str) -> bool:
 
 
 PAGE_PARAMETERS = [
-    OpenApiParameter("limit", int, description=f"At most {MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE})."),
-    OpenApiParameter("offset", int, description="How many to skip."),
+    OpenApiParameter(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
+        description=f"At most {MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE}).",
+    ),
+    OpenApiParameter(
+        "offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}, description="How many to skip."
+    ),
     OpenApiParameter("from", OpenApiTypes.DATETIME, description="Created (received) at or after."),
     OpenApiParameter("to", OpenApiTypes.DATETIME, description="Created (received) before."),
-    OpenApiParameter("deviceId", str, description="Only this phone's."),
+    OpenApiParameter("deviceId", {"type": "string", "maxLength": 40}, description="Only this phone's."),
 ]
 TOTAL_COUNT_HEADER = OpenApiParameter(
     "X-Total-Count", int, OpenApiParameter.HEADER, response=True, description="How many match the filters."
