@@ -135,29 +135,88 @@ def machine_speed() -> float:
     return best * 1000
 
 
-# Process roles by a word of their command line (first match wins).
-ROLES = (("daphne", "daphne"), ("gunicorn", "gunicorn"), ("postgres", "postgres"), ("redis-server", "redis"))
+# CPU per process: each of the processes a benchmark started (and their children), plus
+# the PostgreSQL backends serving its database, sampled before and after the measured
+# window. Counters are per process (a process's utime + stime includes its threads, dead
+# ones too), keyed by (pid, start time): a process's counter only grows, so no figure can
+# come out negative, and other sessions' processes on the shared machine never enter.
+
+CpuSample = dict[tuple[int, int], float]
 
 
-def cpu_seconds_by_role() -> dict[str, float]:
-    """CPU seconds used so far (user + system) by the processes of this machine, summed by
-    role: the servers, PostgreSQL, Redis, this script (its HTTP clients) and its other
-    child processes (the simulated phones). Linux only (/proc)."""
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (index 0 is the state), or None."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def descendants(*roots: int) -> set[int]:
+    """The given processes and all their children, grandchildren… (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        fields = _stat(int(name))
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(name))  # fields[1]: the parent
+    found: set[int] = set()
+    todo = [root for root in roots if root]
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo += children.get(pid, [])
+    return found
+
+
+def cpu_sample(pids: set[int]) -> CpuSample:
+    """CPU seconds used so far (user + system, all threads) by each live process of `pids`."""
     ticks = os.sysconf("SC_CLK_TCK")
-    me = os.getpid()
-    used: dict[str, float] = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        role = "bench" if int(pid) == me else next((name for word, name in ROLES if word in command), None)
-        if role is None and int(fields[1]) == me:  # fields[1]: the parent
-            role = "phones"  # the simulated phones' process
-        if role is not None:
-            used[role] = used.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
-    return used
+    sample: CpuSample = {}
+    for pid in pids:
+        fields = _stat(pid)
+        if fields is not None:  # fields[11], [12]: utime, stime; [19]: start time
+            sample[(pid, int(fields[19]))] = (int(fields[11]) + int(fields[12])) / ticks
+    return sample
+
+
+def cpu_used(before: CpuSample, after: CpuSample) -> tuple[float, int]:
+    """(CPU seconds the processes used between the samples, how many of `before` were gone
+    by `after`: their last part is missing). A process started in between counts whole."""
+    used = sum(max(0.0, spent - before.get(key, 0.0)) for key, spent in after.items())
+    return used, len(before.keys() - after.keys())
+
+
+def postgres_backends(db_url: str) -> set[int]:
+    """The pids of the PostgreSQL backends connected to `db_url`'s database (other sessions'
+    databases and the server's background processes are not counted)."""
+    name = urllib.parse.urlsplit(db_url).path.lstrip("/")
+    rows = sql(db_url, f"SELECT pid FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()")
+    return {int(row[0]) for row in rows}
+
+
+class CpuMeter:
+    """CPU seconds by role over a window: `roles` maps a role to a function giving its pids
+    now (called at the start and at the end; a role's processes are the union of both)."""
+
+    def __init__(self, roles: dict[str, Callable[[], set[int]]]) -> None:
+        self.roles = roles
+        self.pids: dict[str, set[int]] = {}
+        self.before: dict[str, CpuSample] = {}
+
+    def start(self) -> None:
+        self.pids = {role: pids() for role, pids in self.roles.items()}
+        self.before = {role: cpu_sample(pids) for role, pids in self.pids.items()}
+
+    def stop(self) -> tuple[dict[str, float], int]:
+        """(CPU seconds per role, processes that ended inside the window)."""
+        used: dict[str, float] = {}
+        gone = 0
+        for role, pids in self.roles.items():
+            after = cpu_sample(self.pids[role] | pids())
+            used[role], lost = cpu_used(self.before[role], after)
+            gone += lost
+        return used, gone
 
 
 def pct(values: list[float], p: float) -> float:

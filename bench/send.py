@@ -1,6 +1,8 @@
-"""Send benchmark: accepted messages/s, accept and dispatch latency, against a bare view.
+"""Send benchmark: accepted messages/s, accept and dispatch latency, against a bare view;
+and the CPU a message costs end to end, with and without callbacks.
 
     .venv/bin/python bench/send.py            # or: make bench
+    .venv/bin/python bench/send.py --servers gunicorn --phases e2e      # the end-to-end CPU table only
 
 Starts everything itself on 127.0.0.1 (a fresh PostgreSQL database `phonefleet_bench`,
 Redis db 15): for each way of serving the HTTP API (gunicorn = WSGI with persistent
@@ -12,7 +14,23 @@ database connections; daphne = ASGI with DATABASE_POOL=true) it measures
 3. bulk sends (`POST /api/v1/send/bulk`, 10,000 recipients): msg/s;
 4. dispatch: N simulated phones on daphne's `/ws/device/` (they speak the frames of docs/device-protocol.md:
    claim every offer, report `sent` on assign) while sends arrive at a fixed rate; the
-   latency from the API answer to the `assign` frame at a phone, p50/p99, duplicates, lost.
+   latency from the API answer to the `assign` frame at a phone, p50/p99, duplicates, lost;
+5. end to end (gunicorn only unless --e2e-servers says otherwise): the same sends, each
+   phone reporting `sent` on assign and `delivered` once that is acknowledged, with
+   callbacks off, then on: a `manage.py worker` delivers `message.sent` and
+   `message.delivered` of every message to a local receiver (keep-alive, answers 200).
+   The window ends when every message has both callbacks (or is `delivered`, callbacks
+   off). Checked: both arrived, `sent` first, none twice.
+
+CPU per message (4 and 5) is read from /proc/<pid>/stat (user + system time, all threads)
+of the processes this script started, by role, sampled once before and once after the
+window: gunicorn (master and workers), daphne, the worker, the PostgreSQL backends
+connected to the bench database (from pg_stat_activity), and, outside the server, the
+simulated phones, this script's HTTP clients and the receiver. Other sessions' processes
+on a shared machine are never counted, and a process's own counter only grows, so no
+figure is negative; a process that ends inside the window loses its last part (counted
+and printed). Redis is shared with other sessions and not counted (0.1–0.2 ms a message
+when it was).
 
 Environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/phonefleet_bench;
 the database is dropped and re-created), BENCH_REDIS_URL (default redis://127.0.0.1:6379/15).
@@ -32,21 +50,23 @@ import subprocess
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness import (
     PY,
     ROOT,
+    CpuMeter,
     at_rate,
     base_env,
-    cpu_seconds_by_role,
+    descendants,
     flush_redis,
     free_port,
     machine_speed,
     manage,
     pct,
+    postgres_backends,
     reset_database,
     sql,
     stop,
@@ -69,9 +89,17 @@ def setup_data(env: dict[str, str], db_url: str) -> dict[str, Any]:
     return creds
 
 
+@dataclass(frozen=True)
+class Running:
+    """A server this script started: where it listens and its process (gunicorn's master)."""
+
+    port: int
+    pid: int
+
+
 @contextlib.contextmanager
-def server(kind: str, env: dict[str, str], workers: int | None = None, threads: int | None = None) -> Iterator[int]:
-    """Runs the project under gunicorn (WSGI) or daphne (ASGI + psycopg pool); yields its port.
+def server(kind: str, env: dict[str, str], workers: int | None = None, threads: int | None = None) -> Iterator[Running]:
+    """Runs the project under gunicorn (WSGI) or daphne (ASGI + psycopg pool).
 
     gunicorn runs with the production settings, docs/deploy/gunicorn.conf.py (gthread,
     2 × CPUs workers of 2 threads), with two exceptions: `workers`/`threads` when given,
@@ -91,9 +119,19 @@ def server(kind: str, env: dict[str, str], workers: int | None = None, threads: 
     process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_http(port, process, kind)
-        yield port
+        yield Running(port, process.pid)
     finally:
         stop(process)
+
+
+@contextlib.contextmanager
+def worker(env: dict[str, str]) -> Iterator[int]:
+    """One `manage.py worker` (the IPN outbox and the other background steps); its pid."""
+    process = subprocess.Popen([PY, "manage.py", "worker"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    try:
+        yield process.pid
+    finally:
+        stop(process, timeout=20)
 
 
 # --- HTTP load ------------------------------------------------------------------------------
@@ -207,8 +245,9 @@ def enrol_phones(port: int, pin: str, count: int) -> list[str]:
     return tokens
 
 
-async def _phone(url: str, token: str, assigns: list[tuple[str, float]], ready: asyncio.Event) -> None:
-    """One simulated phone: claims every offer, reports `sent` on assign; runs until cancelled."""
+async def _phone(url: str, token: str, assigns: list[tuple[str, float]], ready: asyncio.Event, delivered: bool) -> None:
+    """One simulated phone: claims every offer, reports `sent` on assign and, with
+    `delivered`, `delivered` once the `sent` is acknowledged; runs until cancelled."""
     import websockets
 
     async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}, max_queue=None) as ws:
@@ -222,15 +261,20 @@ async def _phone(url: str, token: str, assigns: list[tuple[str, float]], ready: 
             elif kind == "assign":
                 assigns.append((frame["message_id"], time.time()))
                 await ws.send(json.dumps({"type": "report", "message_id": frame["message_id"], "status": "sent"}))
+            elif kind == "ack" and delivered and frame.get("status") == "sent":
+                report = {"type": "report", "message_id": frame["message_id"], "status": "delivered"}
+                await ws.send(json.dumps(report))
             elif kind == "ping":
                 await ws.send(json.dumps({"type": "pong"}))
 
 
-def _phones_process(url: str, tokens: list[str], ready: Any, stop: Any, out: Any) -> None:
+def _phones_process(url: str, tokens: list[str], delivered: bool, ready: Any, stop: Any, out: Any) -> None:
     async def main() -> None:
         assigns: list[tuple[str, float]] = []
         readies = [asyncio.Event() for _ in tokens]
-        tasks = [asyncio.create_task(_phone(url, t, assigns, r)) for t, r in zip(tokens, readies, strict=True)]
+        tasks = [
+            asyncio.create_task(_phone(url, t, assigns, r, delivered)) for t, r in zip(tokens, readies, strict=True)
+        ]
         await asyncio.gather(*(r.wait() for r in readies))
         ready.set()
         while not stop.is_set():
@@ -243,30 +287,138 @@ def _phones_process(url: str, tokens: list[str], ready: Any, stop: Any, out: Any
     asyncio.run(main())
 
 
-def wait_until_dispatched(db_url: str, timeout: float) -> None:
-    """Polls until no dispatch-run message is still queued or assigned (or the timeout)."""
+def wait_until(db_url: str, statuses: tuple[str, ...], prefix: str, timeout: float) -> None:
+    """Polls until no message whose text starts with `prefix` is in one of `statuses` (or the timeout)."""
     import psycopg
 
     deadline = time.monotonic() + timeout
     with psycopg.connect(db_url, autocommit=True) as conn:
         while time.monotonic() < deadline:
             row = conn.execute(
-                "SELECT count(*) FROM messaging_message"
-                " WHERE status IN ('queued', 'assigned') AND text LIKE 'dispatch %'"
+                "SELECT count(*) FROM messaging_message WHERE status = ANY(%s) AND text LIKE %s",
+                [list(statuses), prefix + " %"],
             ).fetchone()
             if row is not None and row[0] == 0:
                 return
             time.sleep(0.2)
 
 
+# --- The callbacks' receiver -------------------------------------------------------------------
+
+
+def _receiver(port_out: Any, arrivals: Any) -> None:
+    """A local IPN receiver (keep-alive, answers 200 at once): puts (message id, event type,
+    webhook id, arrival time) of each callback on `arrivals`."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            event = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+            arrivals.put((event["data"].get("message_id"), event["type"], self.headers["webhook-id"], time.time()))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            pass  # the worker stopped between two keep-alive requests
+
+    receiver = Server(("127.0.0.1", 0), Handler)
+    port_out.put(receiver.server_address[1])
+    receiver.serve_forever()
+
+
+@dataclass
+class Receiver:
+    port: int
+    pid: int
+    arrivals: Any
+
+    def collect(self, messages: set[str], timeout: float) -> dict[str, list[tuple[str, str, float]]]:
+        """(type, webhook id, time) of every callback per message id, until each of `messages`
+        has its `message.sent` and `message.delivered` (or the timeout)."""
+        import queue
+
+        got: dict[str, list[tuple[str, str, float]]] = {}
+        waiting = set(messages)
+        deadline = time.monotonic() + timeout
+        while waiting and time.monotonic() < deadline:
+            try:
+                message_id, kind, webhook_id, at = self.arrivals.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            got.setdefault(message_id, []).append((kind, webhook_id, at))
+            if message_id in waiting and {"message.sent", "message.delivered"} <= {k for k, _, _ in got[message_id]}:
+                waiting.discard(message_id)
+        return got
+
+
+@contextlib.contextmanager
+def receiver() -> Iterator[Receiver]:
+    ctx = mp.get_context("spawn")
+    port_out, arrivals = ctx.Queue(), ctx.Queue()
+    process = ctx.Process(target=_receiver, args=(port_out, arrivals), daemon=True)
+    process.start()
+    try:
+        assert process.pid is not None
+        yield Receiver(port_out.get(timeout=30), process.pid, arrivals)
+    finally:
+        process.terminate()
+        process.join(10)
+
+
+def set_callbacks(port: int, secret: str, url: str, enabled: bool) -> None:
+    """The account's IPN settings through the API (standard format, every event)."""
+    request = {"url": url, "enabled": enabled, "format": "standard", "events": []}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request(
+        "PUT",
+        "/api/v1/ipn",
+        json.dumps(request).encode(),
+        {"Content-Type": "application/json", "Authorization": f"Bearer {secret}"},
+    )
+    response = conn.getresponse()
+    body = response.read()
+    if response.status != 200:
+        raise RuntimeError(f"IPN settings refused: {response.status} {body[:300]!r}")
+
+
+# --- Dispatch and the end-to-end run ----------------------------------------------------------
+
+
+def per_message(used: dict[str, float], messages: int) -> dict[str, float]:
+    return {role: round(seconds / max(messages, 1) * 1000, 2) for role, seconds in used.items()}
+
+
 def dispatch_run(
-    api_port: int, ws_port: int, db_url: str, secret: str, tokens: list[str], rate: float, seconds: float
+    api: Running,
+    ws: Running,
+    db_url: str,
+    secret: str,
+    tokens: list[str],
+    rate: float,
+    seconds: float,
+    *,
+    prefix: str = "dispatch",
+    delivered: bool = False,
+    worker_pid: int | None = None,
+    callbacks: Receiver | None = None,
 ) -> dict[str, Any]:
-    """Sends at `rate` msg/s for `seconds` with the phones attached; API answer → assign latency."""
+    """Sends at `rate` msg/s for `seconds` with the phones attached; API answer → assign
+    latency, and the CPU each role spent per message from the first send until every
+    message was assigned (and, with `delivered`, reported delivered; with `callbacks`,
+    until both its callbacks reached the receiver)."""
     ctx = mp.get_context("spawn")
     ready, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
     phones = ctx.Process(
-        target=_phones_process, args=(f"ws://127.0.0.1:{ws_port}/ws/device/", tokens, ready, stop, out)
+        target=_phones_process, args=(f"ws://127.0.0.1:{ws.port}/ws/device/", tokens, delivered, ready, stop, out)
     )
     phones.start()
     if not ready.wait(30):
@@ -277,9 +429,9 @@ def dispatch_run(
     local = threading.local()
 
     def one(n: int) -> None:
-        conn = getattr(local, "conn", None) or http.client.HTTPConnection("127.0.0.1", api_port, timeout=30)
+        conn = getattr(local, "conn", None) or http.client.HTTPConnection("127.0.0.1", api.port, timeout=30)
         local.conn = conn
-        body = urllib.parse.urlencode({"api_key": secret, "to": "+393331234567", "msg": f"dispatch {n}"}).encode()
+        body = urllib.parse.urlencode({"api_key": secret, "to": "+393331234567", "msg": f"{prefix} {n}"}).encode()
         started, sent_at = time.perf_counter(), time.time()
         try:
             conn.request("POST", "/api/v1/send", body, {"Content-Type": "application/x-www-form-urlencoded"})
@@ -294,10 +446,28 @@ def dispatch_run(
             answers[data["message_id"]] = answered
             requested[data["message_id"]] = sent_at
 
-    cpu_before = cpu_seconds_by_role()
+    # Only the processes this script started, and the database's backends (module docstring).
+    roles: dict[str, Callable[[], set[int]]] = {"daphne": lambda: descendants(ws.pid)}
+    if api.pid != ws.pid:
+        roles["gunicorn"] = lambda: descendants(api.pid)
+    if worker_pid is not None:
+        roles["worker"] = lambda: descendants(worker_pid)
+    roles["postgres"] = lambda: postgres_backends(db_url)
+    roles["phones"] = lambda: descendants(phones.pid or 0)
+    roles["clients"] = lambda: {os.getpid()}
+    if callbacks is not None:
+        roles["receiver"] = lambda: descendants(callbacks.pid)
+    meter = CpuMeter(roles)
+    meter.start()
+    window = time.perf_counter()
     at_rate(one, rate=rate, seconds=seconds, threads=32)
-    wait_until_dispatched(db_url, timeout=30)
-    cpu = {role: used - cpu_before.get(role, 0.0) for role, used in cpu_seconds_by_role().items()}
+    got: dict[str, list[tuple[str, str, float]]] = {}
+    if callbacks is not None:
+        got = callbacks.collect(set(answers), timeout=60)
+    else:
+        wait_until(db_url, ("queued", "assigned", "sent") if delivered else ("queued", "assigned"), prefix, 30)
+    cpu, ended = meter.stop()
+    window = time.perf_counter() - window
     stop.set()
     assigns: list[tuple[str, float]] = out.get(timeout=30)
     phones.join(10)
@@ -314,8 +484,7 @@ def dispatch_run(
     end_to_end = sorted((first[m] - requested[m]) * 1000 for m in answers if m in first)
     # Not assigned by the end of the wait (30 s): late, not necessarily lost for good.
     unassigned = sum(1 for m in answers if m not in first)
-
-    return {
+    result = {
         "sent": len(answers),
         "assigned": len(latencies),
         "duplicates": duplicates,
@@ -325,9 +494,76 @@ def dispatch_run(
         "request_to_assign_p50_ms": pct(end_to_end, 50),
         "request_to_assign_p99_ms": pct(end_to_end, 99),
         "accept_p50_ms": statistics.median(accept) * 1000 if accept else float("nan"),
-        # CPU seconds per process role while the sends went out and were assigned.
-        "cpu_ms_per_message": {role: round(used / max(len(answers), 1) * 1000, 2) for role, used in cpu.items()},
+        # CPU milliseconds per message of each role over the window.
+        "cpu_ms_per_message": per_message(cpu, len(answers)),
+        "window_s": round(window, 1),
+        "processes_ended_in_window": ended,
     }
+    if callbacks is not None:
+        result["callbacks"] = callback_summary(answers, requested, got)
+    return result
+
+
+def callback_summary(
+    answers: dict[str, float], requested: dict[str, float], got: dict[str, list[tuple[str, str, float]]]
+) -> dict[str, Any]:
+    """Both callbacks of every message? In order? Once each? And the request → delivered callback latency."""
+    complete = in_order = twice = 0
+    latencies = []
+    for message_id in answers:
+        arrivals = got.get(message_id, [])
+        kinds = [kind for kind, _, _ in arrivals]
+        twice += len(arrivals) - len({webhook_id for _, webhook_id, _ in arrivals})
+        if "message.sent" in kinds and "message.delivered" in kinds:
+            complete += 1
+            in_order += kinds.index("message.sent") < kinds.index("message.delivered")
+            delivered_at = min(at for kind, _, at in arrivals if kind == "message.delivered")
+            latencies.append((delivered_at - requested[message_id]) * 1000)
+    return {
+        "both_arrived": complete,
+        "sent_before_delivered": in_order,
+        "arrived_twice": twice,
+        "request_to_delivered_callback_p50_ms": pct(latencies, 50),
+        "request_to_delivered_callback_p99_ms": pct(latencies, 99),
+    }
+
+
+def end_to_end(
+    api: Running,
+    ws: Running,
+    env: dict[str, str],
+    db_url: str,
+    secret: str,
+    tokens: list[str],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """accept → dispatch → `sent` and `delivered` reports, with callbacks off, and on with
+    a `manage.py worker` delivering both to a local receiver; per setting, a short unmeasured
+    warm-up, then `--e2e-runs` measured runs."""
+    results: dict[str, Any] = {}
+    with worker(env) as worker_pid, receiver() as hook:
+        for setting in args.e2e_callbacks.split(","):
+            on = setting == "on"
+            set_callbacks(api.port, secret, f"http://127.0.0.1:{hook.port}/ipn", enabled=on)
+            runs = []
+            for n in range(args.e2e_runs + 1):
+                run = dispatch_run(
+                    api,
+                    ws,
+                    db_url,
+                    secret,
+                    tokens,
+                    args.rate,
+                    1.0 if n == 0 else args.e2e_seconds,
+                    prefix=f"e2e{setting}{n}",
+                    delivered=True,
+                    worker_pid=worker_pid,
+                    callbacks=hook if on else None,
+                )
+                if n:  # the first is the warm-up
+                    runs.append(run)
+            results[f"callbacks {setting}"] = runs
+    return results
 
 
 # --- The run -----------------------------------------------------------------------------------
@@ -354,6 +590,11 @@ def bulk_run(port: int, secret: str, rows: int, repeats: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--servers", default="gunicorn,daphne", help="comma-separated: gunicorn, daphne")
+    parser.add_argument(
+        "--phases",
+        default="throughput,dispatch,e2e",
+        help="comma-separated: throughput (bare, single, bulk), dispatch, e2e",
+    )
     parser.add_argument("--seconds", type=float, default=10, help="duration of each throughput run")
     parser.add_argument("--rounds", type=int, default=5, help="bare and single send take turns this many times")
     parser.add_argument("--processes", type=int, default=2, help="load-generating processes")
@@ -365,15 +606,21 @@ def main() -> None:
         "--gunicorn-threads", type=int, default=None, help="gthread threads per worker; default: the conf's (2)"
     )
     parser.add_argument("--phones", type=int, default=10)
-    parser.add_argument("--rate", type=float, default=100, help="msg/s during the dispatch run")
+    parser.add_argument("--rate", type=float, default=100, help="msg/s during the dispatch and end-to-end runs")
     parser.add_argument("--dispatch-seconds", type=float, default=10)
     parser.add_argument("--bulk-rows", type=int, default=10_000)
     parser.add_argument("--bulk-repeats", type=int, default=3)
+    parser.add_argument("--e2e-servers", default="gunicorn", help="API servers the end-to-end run uses")
+    parser.add_argument("--e2e-callbacks", default="off,on", help="end-to-end runs with callbacks off, on")
+    parser.add_argument("--e2e-seconds", type=float, default=10)
+    parser.add_argument("--e2e-runs", type=int, default=2, help="measured end-to-end runs per setting")
     args = parser.parse_args()
+    phases = set(args.phases.split(","))
 
     db_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
     redis_url = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS)
-    env = base_env(db_url, redis_url, settings="bench.bare_settings")
+    # The end-to-end run's callbacks go to a receiver on 127.0.0.1.
+    env = {**base_env(db_url, redis_url, settings="bench.bare_settings"), "IPN_ALLOW_PRIVATE_NETWORKS": "true"}
     load1 = os.getloadavg()[0]
     print(
         f"machine: {os.cpu_count()} CPUs, load average {load1:.1f}, Python loop yardstick {machine_speed():.0f} ms; "
@@ -388,52 +635,65 @@ def main() -> None:
     tokens: list[str] = []
     for kind in args.servers.split(","):
         with contextlib.ExitStack() as stack:
-            ws_port = stack.enter_context(server("daphne", env, 1))
+            ws = stack.enter_context(server("daphne", env, 1))
             # daphne: one process serves the API and the phones, as `make run` does.
-            api_port = (
-                ws_port
+            api = (
+                ws
                 if kind == "daphne"
                 else stack.enter_context(server(kind, env, args.gunicorn_workers, args.gunicorn_threads))
             )
             row: dict[str, Any] = {}
-            bare, single = interleaved(
-                api_port,
-                [
-                    ("/bench/bare", {"msg": "bare"}),
-                    ("/api/v1/send", {"api_key": secret, "to": "+393331234567", "msg": "Benchmark"}),
-                ],
-                args.seconds,
-                args.rounds,
-                args.processes,
-                args.threads,
-            )
-            row.update(
-                bare_rps=bare.rate,
-                bare_failures=bare.failures,
-                single_rps=single.rate,
-                single_failures=single.failures,
-                ratio=single.rate / bare.rate if bare.rate else float("nan"),
-                accept_p50_ms=single.pct(50),
-                accept_p99_ms=single.pct(99),
-            )
-            bulk = bulk_run(api_port, secret, args.bulk_rows, args.bulk_repeats)
-            row.update(bulk_rate_best=max(bulk), bulk_rate_median=statistics.median(bulk))
+            if "throughput" in phases:
+                bare, single = interleaved(
+                    api.port,
+                    [
+                        ("/bench/bare", {"msg": "bare"}),
+                        ("/api/v1/send", {"api_key": secret, "to": "+393331234567", "msg": "Benchmark"}),
+                    ],
+                    args.seconds,
+                    args.rounds,
+                    args.processes,
+                    args.threads,
+                )
+                row.update(
+                    bare_rps=bare.rate,
+                    bare_failures=bare.failures,
+                    single_rps=single.rate,
+                    single_failures=single.failures,
+                    ratio=single.rate / bare.rate if bare.rate else float("nan"),
+                    accept_p50_ms=single.pct(50),
+                    accept_p99_ms=single.pct(99),
+                )
+                bulk = bulk_run(api.port, secret, args.bulk_rows, args.bulk_repeats)
+                row.update(bulk_rate_best=max(bulk), bulk_rate_median=statistics.median(bulk))
             # Start the dispatch run from an empty queue (the runs above left work queued), and
             # with the clean-up of all those rows done, not running beside the measurement.
             sql(db_url, "UPDATE messaging_message SET status = 'cancelled' WHERE status IN ('queued', 'assigned')")
             sql(db_url, "VACUUM ANALYZE")
             if not tokens:
-                tokens = enrol_phones(ws_port, creds["pin"], args.phones)
-            row["dispatch"] = dispatch_run(api_port, ws_port, db_url, secret, tokens, args.rate, args.dispatch_seconds)
-            sql(db_url, "UPDATE messaging_message SET status = 'cancelled' WHERE status IN ('queued', 'assigned')")
+                tokens = enrol_phones(ws.port, creds["pin"], args.phones)
+            if "dispatch" in phases:
+                row["dispatch"] = dispatch_run(api, ws, db_url, secret, tokens, args.rate, args.dispatch_seconds)
+                sql(db_url, "UPDATE messaging_message SET status = 'cancelled' WHERE status IN ('queued', 'assigned')")
+            if "e2e" in phases and kind in args.e2e_servers.split(","):
+                row["e2e"] = end_to_end(api, ws, env, db_url, secret, tokens, args)
             results[kind] = row
         print_row(kind, row, clients, args)
     print(json.dumps(results, indent=2, default=float))
 
 
 def print_row(kind: str, row: dict[str, Any], clients: str, args: argparse.Namespace) -> None:
-    d = row["dispatch"]
     print(f"\n== API served by {kind} ({clients}) ==")
+    if "bare_rps" in row:
+        print_throughput(row, args)
+    if "dispatch" in row:
+        print_dispatch(row["dispatch"], args)
+    for setting, runs in row.get("e2e", {}).items():
+        for n, run in enumerate(runs, 1):
+            print_end_to_end(setting, n, run, args)
+
+
+def print_throughput(row: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"bare view (1 INSERT):  {row['bare_rps']:8.0f} req/s   (failures {row['bare_failures']})")
     print(f"single send:           {row['single_rps']:8.0f} msg/s   (failures {row['single_failures']})")
     print(f"single / bare:         {row['ratio']:8.2f}")
@@ -442,6 +702,9 @@ def print_row(kind: str, row: dict[str, Any], clients: str, args: argparse.Names
         f"bulk ({args.bulk_rows} rows):     best {row['bulk_rate_best']:.0f} msg/s   "
         f"median {row['bulk_rate_median']:.0f}"
     )
+
+
+def print_dispatch(d: dict[str, Any], args: argparse.Namespace) -> None:
     print(
         f"dispatch ({args.phones} phones, {args.rate:.0f} msg/s): "
         f"p50 {d['p50_ms']:.1f} ms   p99 {d['p99_ms']:.1f} ms   "
@@ -457,7 +720,43 @@ def print_row(kind: str, row: dict[str, Any], clients: str, args: argparse.Names
             "  (negative: the phone had its assign before the client had the HTTP answer;"
             " the server answers HTTP slower than it dispatches)"
         )
-    print("  CPU ms per message:    " + "  ".join(f"{k} {v}" for k, v in sorted(d["cpu_ms_per_message"].items())))
+    print_cpu(d)
+
+
+# The server's processes; PostgreSQL's backends of the bench database count with them.
+SERVER_ROLES = ("gunicorn", "daphne", "worker")
+
+
+def print_cpu(d: dict[str, Any]) -> None:
+    cpu = d["cpu_ms_per_message"]
+    python = sum(cpu.get(role, 0.0) for role in SERVER_ROLES)
+    print(
+        "  CPU ms per message:    "
+        + "  ".join(f"{role} {cpu[role]:.2f}" for role in (*SERVER_ROLES, "postgres") if role in cpu)
+        + f"  = server {python + cpu.get('postgres', 0.0):.2f} ({python:.2f} without PostgreSQL)"
+    )
+    print(
+        "    outside the server:  "
+        + "  ".join(f"{role} {cpu[role]:.2f}" for role in ("phones", "clients", "receiver") if role in cpu)
+        + f"   (window {d['window_s']} s; processes ended inside it: {d['processes_ended_in_window']})"
+    )
+
+
+def print_end_to_end(setting: str, n: int, d: dict[str, Any], args: argparse.Namespace) -> None:
+    print(
+        f"end to end, {setting}, run {n} ({args.phones} phones, {args.rate:.0f} msg/s, sent + delivered): "
+        f"sent {d['sent']}  assigned {d['assigned']}  duplicates {d['duplicates']}  unassigned {d['unassigned']}  "
+        f"dispatch p50 {d['p50_ms']:.1f} ms  p99 {d['p99_ms']:.1f} ms"
+    )
+    if "callbacks" in d:
+        c = d["callbacks"]
+        print(
+            f"  callbacks: both arrived {c['both_arrived']}  sent before delivered {c['sent_before_delivered']}  "
+            f"arrived twice {c['arrived_twice']}  request → delivered callback "
+            f"p50 {c['request_to_delivered_callback_p50_ms']:.0f} ms  "
+            f"p99 {c['request_to_delivered_callback_p99_ms']:.0f} ms"
+        )
+    print_cpu(d)
 
 
 if __name__ == "__main__":
