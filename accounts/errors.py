@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from django.db import DataError
+
 
 class DomainError(Exception):
     """Base class: the message is a human sentence safe to show the caller. `param` names
@@ -85,3 +87,22 @@ class BodyTooLarge(DomainError):
 
 class WrongPin(DomainError):
     default_message = "Wrong PIN."
+
+
+def input_error(exc: BaseException) -> str | None:
+    """The sentence for an exception that unusable input raised past a view's checks, or
+    None for any other exception (a bug, which stays a 500 and is logged as one).
+
+    These come from the request, never from the server's own state: the database refusing
+    a value (a NUL in text, a number or date beyond its column), nesting beyond Python's
+    recursion limit, text that cannot be encoded (an unpaired surrogate), a number or date
+    beyond Python's range."""
+    if isinstance(exc, DataError):
+        return "A value in the request cannot be stored (a NUL character, or a number or date out of range)."
+    if isinstance(exc, RecursionError):
+        return "The request is nested too deeply."
+    if isinstance(exc, UnicodeError):
+        return "The request holds text that is not valid Unicode (an unpaired surrogate)."
+    if isinstance(exc, OverflowError):
+        return "A number or date in the request is out of range."
+    return None

@@ -94,6 +94,7 @@ MIDDLEWARE = [
     "accounts.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "accounts.middleware.ClientIpMiddleware",
+    "accounts.middleware.InputErrorMiddleware",
     "accounts.middleware.ApiCorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -265,7 +266,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "accounts.envelope.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "accounts.parsers.JsonParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],

@@ -1,12 +1,15 @@
 """What the phones' WebSocket changes of Channels, in one place.
 
-Two things, each measured (docs/benchmarks.md, "Phone consumer"):
+Two things, each measured (docs/benchmarks.md, "Phone consumer"), and the frames' guard:
 
 - **The dispatch loop.** `DrainingConsumer` replaces `AsyncConsumer.__call__` (Channels
   CHANNELS_VERSION) so that everything a source has queued is dispatched in one event-loop
   turn, and its `dispatch` skips the per-message trip to Channels' sync thread.
 - **The thread hop.** `orm()` runs a short ORM function on a small pool of threads, each
   with its own database connection, through asgiref's documented `executor` option.
+- **Hostile frames.** `decode_frame` reads a frame's JSON with a nesting limit and only
+  storable text; an input error (`accounts.errors.input_error`) raised past the subclass's
+  checks goes to its `refuse_input` instead of closing the phone with 1011.
 
 `tests/devices/test_consumer_base.py` fails when Channels' version or the code these
 overrides copy changes, so an upgrade is read against them first.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,12 +35,25 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.db import connections
 
+from accounts import errors
+from accounts.lib import safejson
+
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 # The Channels release whose AsyncConsumer.__call__ and dispatch DrainingConsumer replaces.
 CHANNELS_VERSION = "4.3.2"
 # Messages waiting for one connection's dispatch loop before its sources wait too.
 INBOX_SIZE = 1000
+# Phones send flat objects (docs/device-protocol.md); a little room for fields that hold one.
+FRAME_MAX_DEPTH = 8
+
+
+def decode_frame(text: str) -> Any:
+    """The JSON a text frame holds, nested at most FRAME_MAX_DEPTH deep and without NUL or
+    unpaired surrogates in its strings (`accounts.lib.safejson`); raises ValueError with a
+    sentence for the phone."""
+    return safejson.loads(text, max_depth=FRAME_MAX_DEPTH)
 
 
 # --- The thread hop ---------------------------------------------------------------------
@@ -147,4 +164,24 @@ class DrainingConsumer(AsyncWebsocketConsumer):
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+        try:
+            await handler(message)
+        except Exception as exc:
+            # A phone's frame that got past the subclass's checks must not close it with
+            # 1011; anything else (a bug, a channel-layer event) still ends the consumer.
+            if message["type"] != "websocket.receive" or not await self.refused_input(exc):
+                raise
+
+    async def refused_input(self, exc: Exception) -> bool:
+        """True if `exc` came from unusable input (`accounts.errors.input_error`) and the
+        phone was told so through `refuse_input`; the connection stays open."""
+        sentence = errors.input_error(exc)
+        if sentence is None:
+            return False
+        logger.warning("refused unusable frame: %s", sentence, exc_info=exc)
+        await self.refuse_input(sentence)
+        return True
+
+    async def refuse_input(self, sentence: str) -> None:
+        """Tells the peer its frame was refused; subclasses say it in their protocol."""
+        await self.close(code=1007)  # RFC 6455: data inconsistent with the message's type

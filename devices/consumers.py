@@ -15,7 +15,6 @@ import contextlib
 import json
 import logging
 import random
-import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -25,8 +24,9 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from accounts.lib import safejson
 from devices import services
-from devices.consumer_base import DrainingConsumer, orm
+from devices.consumer_base import DrainingConsumer, decode_frame, orm
 from devices.models import Device
 from messaging.models import Message
 from messaging.services import dispatch, inbox
@@ -171,25 +171,15 @@ def _time(content: dict[str, Any], field: str) -> datetime | None:
     value = content.get(field)
     if value is None:
         return None
-    parsed = parse_datetime(value) if isinstance(value, str) else None
+    try:
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+        # In UTC: 0001-01-01T00:00:00+23:59 is readable but falls before the year 1.
+        parsed = parsed.astimezone(UTC) if parsed is not None and parsed.tzinfo else parsed
+    except (ValueError, OverflowError):  # 2026-02-30, or the above
+        parsed = None
     if parsed is None:
         raise FrameError(f"`{field}` must be an ISO 8601 time such as 2026-01-31T12:00:00Z.")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-def _has_unstorable_text(value: Any) -> bool:
-    """True if a decoded frame holds a string PostgreSQL or UTF-8 cannot carry (`\\u0000`,
-    a lone `\\ud800`): refused as a bad frame instead of failing in a query or a send."""
-    if isinstance(value, str):
-        return _UNSTORABLE.search(value) is not None
-    if isinstance(value, dict):
-        return any(_has_unstorable_text(k) or _has_unstorable_text(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_unstorable_text(item) for item in value)
-    return False
 
 
 class DeviceConsumer(DrainingConsumer):
@@ -344,7 +334,9 @@ class DeviceConsumer(DrainingConsumer):
             await handler(self, content)
         except FrameError as exc:
             await self._bad_frame(str(exc))
-        except Exception:
+        except Exception as exc:
+            if await self.refused_input(exc):
+                return
             logger.exception("device %s: frame failed", self.device.public_id)
             await self.send_frame({"type": "error", "error": "The server could not handle that frame; try again."})
 
@@ -361,14 +353,17 @@ class DeviceConsumer(DrainingConsumer):
         if len(text_data) > MAX_FRAME_CHARS:
             raise FrameError(f"Frames are at most {MAX_FRAME_CHARS} characters.")
         try:
-            content = json.loads(text_data)
+            content = decode_frame(text_data)
+        except safejson.UnusableJson as exc:
+            raise FrameError(str(exc))
         except ValueError:
             raise FrameError("A frame must be a JSON object.")
         if not isinstance(content, dict) or not isinstance(content.get("type"), str):
             raise FrameError('A frame must be a JSON object with a string "type".')
-        if _has_unstorable_text(content):
-            raise FrameError("Frame strings must not contain NUL or unpaired surrogate characters.")
         return content
+
+    async def refuse_input(self, sentence: str) -> None:
+        await self._bad_frame(sentence)
 
     async def _bad_frame(self, problem: str) -> None:
         self.bad_frames += 1

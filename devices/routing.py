@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator
-from django.urls import path
+from django.urls import path, re_path
 
 from devices import services
 from devices.consumers import DeviceConsumer
@@ -54,6 +54,14 @@ class DeviceTokenAuthMiddleware:
         return await self.app({**scope, "device": device}, receive, send)
 
 
+async def refuse_unknown_path(scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    """Any other WebSocket path: the handshake is refused (HTTP 403), where Channels' router
+    would raise and the server log a traceback."""
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": 1008})
+
+
 websocket_urlpatterns = [
     path("ws/device/", DeviceTokenAuthMiddleware(DeviceConsumer.as_asgi())),
     path(
@@ -62,6 +70,7 @@ websocket_urlpatterns = [
             DeviceTokenAuthMiddleware(DeviceConsumer.as_asgi(), from_query=True, kinds=(Device.Kind.BROWSER,))
         ),
     ),
+    re_path(r"", refuse_unknown_path),
 ]
 
 websocket_application = URLRouter(websocket_urlpatterns)

@@ -10,7 +10,6 @@ can join by Basic sign-in or by a one-time code without a model of their own.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import secrets
 import string
@@ -27,7 +26,7 @@ from django.utils import timezone
 
 from accounts import columns, errors
 from accounts import services as account_services
-from accounts.lib import tokens
+from accounts.lib import safejson, tokens
 from devices import services as device_services
 from devices.models import Device, EnrolmentToken, PhoneList
 from devices.smsgate import wire
@@ -451,7 +450,7 @@ def receive_webhook(*, device_public_id: str, body: bytes, timestamp: str, signa
     ):
         return False
     try:
-        envelope = json.loads(body)
+        envelope = safejson.loads(body)
     except ValueError:
         return False
     if not isinstance(envelope, dict) or not isinstance(envelope.get("payload"), dict):

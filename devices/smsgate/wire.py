@@ -14,8 +14,12 @@ import hmac
 import re
 from datetime import UTC, datetime
 
-USER_AGENT_PATTERN = re.compile(r"me\.capcom\.smsgateway/(\d+(?:\.\d+)*)")
+# At most nine digits a part and nine parts: anything longer is no version of the app (and
+# a 5,000-digit part is past what int() converts).
+USER_AGENT_PATTERN = re.compile(r"me\.capcom\.smsgateway/(\d{1,9}(?:\.\d{1,9}){0,8})(?!\d)")
 SIGNATURE_TOLERANCE_SECONDS = 300
+# A Unix time in seconds, ASCII digits only (str.isdigit also takes "²" and other scripts' digits).
+TIMESTAMP_PATTERN = re.compile(r"[0-9]{1,12}")
 
 
 def format_datetime(value: datetime) -> str:
@@ -30,9 +34,10 @@ def parse_datetime(value: object) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        # In UTC: 0001-01-01T00:00:00+23:59 is readable but falls before the year 1.
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def app_version(user_agent: str) -> tuple[int, ...]:
@@ -54,7 +59,7 @@ def webhook_signature(key: str, body: bytes, timestamp: str) -> str:
 def verify_webhook_signature(*, key: str, body: bytes, timestamp: str, signature: str, now: float) -> bool:
     """True when the signature matches the exact body bytes (constant-time) and the
     timestamp is within ±5 minutes of `now` (Unix seconds)."""
-    if not key or not timestamp.isdigit():
+    if not key or not TIMESTAMP_PATTERN.fullmatch(timestamp):
         return False
     if abs(now - int(timestamp)) > SIGNATURE_TOLERANCE_SECONDS:
         return False

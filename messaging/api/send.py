@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -17,6 +17,7 @@ from accounts import errors
 from accounts.api import API_KEY_PARAMETER, ApiKeyView, ApiRequest
 from accounts.envelope import ERROR_TABLE, PARAM_ERROR
 from accounts.lib.bodylimit import declared_length
+from accounts.parsers import JsonParser
 from devices.selectors import OnlineDevice
 from messaging.api.common import (
     IdempotentMixin,
@@ -52,7 +53,7 @@ class RecordSerializer(serializers.Serializer[Any]):
 class SendMessageApi(IdempotentMixin, ApiKeyView):
     """Queues one SMS and offers it to the phones of a list (or one pinned phone)."""
 
-    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    parser_classes = [JsonParser, FormParser, MultiPartParser]
     idempotency_endpoint = "send"
     # Not "head": Django answers HEAD with the GET handler, and a GET here sends.
     http_method_names = ["get", "post", "options"]
@@ -152,7 +153,7 @@ class GenioSmsSendApi(SendMessageApi):
 class SendBulkApi(IdempotentMixin, ApiKeyView):
     """Queues up to 10,000 messages in one request: a JSON array or a CSV upload."""
 
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [JsonParser, MultiPartParser, FormParser]
     idempotency_endpoint = "send/bulk"
 
     class RecipientSerializer(serializers.Serializer[Any]):
@@ -287,8 +288,12 @@ def read_csv_rows(upload: Any) -> list[accept.BulkRow]:
         text = upload.read().decode("utf-8-sig")
     except UnicodeDecodeError:
         raise errors.InvalidParameter("The CSV file must be UTF-8.")
-    reader = csv.reader(io.StringIO(text))
-    rows = [row for row in reader if any(cell.strip() for cell in row)]
+    if "\x00" in text:  # PostgreSQL text cannot hold it
+        raise errors.InvalidParameter("The CSV file must not contain NUL characters.")
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+    except csv.Error as exc:  # a field over csv's limit (128 KB), or an unclosed quote
+        raise errors.InvalidParameter(f"The CSV file cannot be read: {exc}.")
     if rows and rows[0] and rows[0][0].strip().lower() == "to":
         rows = rows[1:]
     if len(rows) > accept.MAX_BULK_ROWS:

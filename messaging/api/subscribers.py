@@ -8,12 +8,13 @@ from typing import Any
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
 from rest_framework import serializers
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from accounts import errors
 from accounts.api import API_KEY_PARAMETER, ApiKeyView, ApiRequest
 from accounts.envelope import PARAM_ERROR
+from accounts.parsers import JsonParser
 from devices.models import PhoneList, Subscriber
 from devices.selectors import get_list_for_account
 from messaging import selectors
@@ -65,7 +66,7 @@ def numbers_param(params: dict[str, Any]) -> list[str]:
 class SubscriberListApi(ApiKeyView):
     """A list's subscribers (GET, newest first, cursor pages) and adding them (POST)."""
 
-    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    parser_classes = [JsonParser, FormParser, MultiPartParser]
 
     class FilterSerializer(serializers.Serializer[Any]):
         state = serializers.ChoiceField(
@@ -171,7 +172,7 @@ class SubscriberExportApi(ApiKeyView):
 class BroadcastApi(IdempotentMixin, ApiKeyView):
     """One text to every current subscriber of the list, as one bulk batch."""
 
-    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    parser_classes = [JsonParser, FormParser, MultiPartParser]
     idempotency_endpoint = "lists/broadcast"
 
     class InputSerializer(serializers.Serializer[Any]):

@@ -7,11 +7,12 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from accounts import errors
 from accounts.api import API_KEY_PARAMETER, ApiKeyView, ApiRequest
+from accounts.parsers import JsonParser
 from messaging import selectors
 from messaging.api.common import IdempotentMixin, as_text, drop_empty, ok, represent_with, request_params, validate_with
 from messaging.api.send import RecordSerializer
@@ -27,7 +28,7 @@ class VerifyStartApi(IdempotentMixin, ApiKeyView):
     """Sends a one-time code by SMS through the normal send path; a pending verification of
     the same number and key is replaced (its code stops working)."""
 
-    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    parser_classes = [JsonParser, FormParser, MultiPartParser]
     idempotency_endpoint = "verify"
 
     class InputSerializer(serializers.Serializer[Any]):
@@ -111,7 +112,7 @@ class VerifyCheckApi(ApiKeyView):
     """Checks a code: approved (once), denied (wrong; 5 wrong codes lock it), expired or
     too_many_attempts. Every answer to a well-formed check is HTTP 200: read `status`."""
 
-    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    parser_classes = [JsonParser, FormParser, MultiPartParser]
 
     class InputSerializer(serializers.Serializer[Any]):
         verification_id = serializers.CharField(
