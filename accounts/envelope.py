@@ -11,6 +11,7 @@ import json
 import logging
 from typing import Any
 
+from django.http import JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -61,6 +62,23 @@ def body_too_large(limit: int) -> bytes:
     servers' body limit before any view runs (accounts/lib/bodylimit.py)."""
     message = f"The request body is larger than {limit} bytes."
     return json.dumps(envelope(413, PARAM_ERROR, error=message)).encode()
+
+
+# Paths whose errors are the envelope, and the other machine-read paths (the SMSGate app's,
+# which reads `{"message": …}`), for answers made outside the views (404, 500, the input
+# guard of accounts/middleware.py). The enrolment's `{"error": …}` is the envelope's too.
+ENVELOPE_PREFIXES = ("/api/v1/", "/tools/api.pl", "/api/device/")
+JSON_PREFIXES = ("/api/", "/3rdparty/")
+
+
+def error_for_path(path: str, http_status: int, sentence: str, status_code: int = PARAM_ERROR) -> JsonResponse | None:
+    """An error answer made outside the API's views, in the shape the path's clients read;
+    None for a panel path (it gets a page)."""
+    if path.startswith(ENVELOPE_PREFIXES):
+        return JsonResponse(envelope(http_status, status_code, error=sentence), status=http_status)
+    if path.startswith(JSON_PREFIXES):
+        return JsonResponse({"message": sentence}, status=http_status)
+    return None
 
 
 def error_response(exc: errors.DomainError) -> Response:

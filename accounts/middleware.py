@@ -6,10 +6,10 @@ import logging
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
 from accounts import errors
-from accounts.envelope import PARAM_ERROR, envelope
+from accounts.envelope import error_for_path
 from accounts.lib.ipnet import client_ip
 
 logger = logging.getLogger(__name__)
@@ -110,9 +110,6 @@ class InputErrorMiddleware:
     stays a 500, logged as one.
     """
 
-    ENVELOPE_PREFIXES = (*ApiCorsMiddleware.PREFIXES, "/api/device/")
-    JSON_PREFIXES = ("/api/", "/3rdparty/")
-
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
@@ -130,8 +127,5 @@ class InputErrorMiddleware:
         return self.refuse(request, sentence)
 
     def refuse(self, request: HttpRequest, sentence: str) -> HttpResponse:
-        if request.path.startswith(self.ENVELOPE_PREFIXES):
-            return JsonResponse(envelope(400, PARAM_ERROR, error=sentence), status=400)
-        if request.path.startswith(self.JSON_PREFIXES):
-            return JsonResponse({"message": sentence}, status=400)
-        return HttpResponseBadRequest(sentence, content_type="text/plain; charset=utf-8")
+        answer = error_for_path(request.path, 400, sentence)
+        return answer or HttpResponseBadRequest(sentence, content_type="text/plain; charset=utf-8")

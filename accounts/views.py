@@ -21,9 +21,11 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.utils.cache import patch_cache_control
+from django.views import defaults
 from django.views.decorators.http import require_POST
 
 from accounts import errors, selectors, services
+from accounts.envelope import TOKEN_OR_ID_DEVICE_ERROR, error_for_path
 from accounts.forms import (
     RESET_LIMIT_PER_ADDRESS,
     RESET_LIMIT_PER_EMAIL,
@@ -244,3 +246,24 @@ def credit(request: PanelRequest) -> HttpResponse:
     entries = account.ledger.select_related("message").order_by("-created_at", "-id")
     page = Paginator(entries, 50).get_page(request.GET.get("page"))
     return render(request, "accounts/credit.html", {"page": page, "balance": account.balance, "debt": account.debt})
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler400 (Django's refusals of a malformed request: too many fields, a broken
+    multipart body…): under the API in its shape; elsewhere Django's page."""
+    answer = error_for_path(request.path, 400, "The request is malformed or too large to read.")
+    return answer or defaults.bad_request(request, exception)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler404: an unknown path under the API answers in its shape (the envelope, code 6);
+    elsewhere Django's page."""
+    answer = error_for_path(request.path, 404, "No such operation or object.", TOKEN_OR_ID_DEVICE_ERROR)
+    return answer or defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: a bug (logged by Django as an error) still answers the API's clients in
+    their shape; elsewhere Django's page."""
+    answer = error_for_path(request.path, 500, "The server failed on this request; it has been logged.")
+    return answer or defaults.server_error(request)

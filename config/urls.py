@@ -22,3 +22,8 @@ urlpatterns = [
     path("", include("ipn.urls")),
     path("", include("messaging.urls")),
 ]
+
+# Errors made outside the views answer the API's clients in their shape (accounts/envelope.py).
+handler400 = "accounts.views.bad_request"
+handler404 = "accounts.views.page_not_found"
+handler500 = "accounts.views.server_error"

@@ -275,9 +275,30 @@ def test_a_bug_is_still_a_500_and_logged(api, panel, monkeypatch, caplog, bug):
 
     monkeypatch.setattr(selectors, "get_message_for_account", broken)
     with caplog.at_level(logging.ERROR, logger="django.request"):
-        assert api.get("/api/v1/messages/msg_x").status_code == 500
+        answer = api.get("/api/v1/messages/msg_x")
         assert panel.get("/messages/msg_x/").status_code == 500
+    assert answer.status_code == 500
+    assert answer.json()["response"] == "500"  # in the envelope all the same
     assert len([record for record in caplog.records if record.levelno >= logging.ERROR]) == 2
+
+
+@pytest.mark.parametrize("path", ["/api/v1/nothing", "/api/v1/lists/lst_x/subscribers/", "/api/v1/messages/a/b"])
+def test_an_unknown_api_path_answers_404_in_the_envelope(api, path):
+    answer = api.get(path)
+    assert answer.status_code == 404
+    assert answer.json() == {"response": "404", "status_code": "6", "error": "No such operation or object."}
+
+
+def test_a_request_django_refuses_to_read_answers_400_in_the_envelope(api):
+    answer = api.get("/api/v1/messages?" + "&".join(f"f{n}=1" for n in range(1001)))  # DATA_UPLOAD_MAX_NUMBER_FIELDS
+    assert answer.status_code == 400
+    assert is_envelope(answer)
+
+
+def test_an_unknown_smsgate_path_answers_404_in_its_shape(anonymous):
+    answer = anonymous.get("/api/mobile/v1/nothing")
+    assert answer.status_code == 404
+    assert answer.json()["message"]
 
 
 def test_every_api_view_parses_json_with_the_guarded_parser():
