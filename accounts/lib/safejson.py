@@ -39,6 +39,10 @@ def _refuse_constant(name: str) -> Any:
     raise UnusableJson(f"{name} is not a JSON number.")
 
 
+# One decoder (json.loads with an argument builds a new one per call: a phone frame's cost).
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def loads(data: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     """The document `data` holds (bytes are UTF-8). Raises UnusableJson when it nests deeper
     than `max_depth` or a string holds NUL or an unpaired surrogate, and ValueError (its
@@ -46,12 +50,12 @@ def loads(data: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     which are not JSON, are refused too."""
     text = data.decode("utf-8") if isinstance(data, bytes) else data
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = _DECODER.decode(text)
     except RecursionError:
         raise UnusableJson(f"JSON may nest at most {max_depth} levels deep.") from None
     # Fewer brackets than the limit cannot nest deeper than it: most documents skip the walk.
     deep = text.count("[") + text.count("{") > max_depth
-    suspect = _SUSPECT_ESCAPE.search(text) is not None
+    suspect = "\\u" in text and _SUSPECT_ESCAPE.search(text) is not None
     if deep or suspect:
         check(value, max_depth=max_depth, text=suspect)
     return value
