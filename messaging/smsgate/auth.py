@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 
 from django.core.exceptions import RequestDataTooBig
-from django.db import DataError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.authentication import BaseAuthentication
@@ -49,8 +49,7 @@ from messaging.services import smsgate_tokens as tokens
 # The scope that allows everything (SMSGate's `all:any`); Basic and API-key callers hold it.
 ALL_SCOPES = "all:any"
 
-# What unusable input raises below the views (answered 400, never 500).
-UNREADABLE_INPUT = (DataError, RecursionError, UnicodeError, OverflowError)
+logger = logging.getLogger(__name__)
 # Domain error → HTTP status, as SMSGate's server answers. The one table of these routes.
 STATUS_OF: dict[type[errors.DomainError], int] = {
     errors.InvalidApiKey: 401,
@@ -239,9 +238,11 @@ class SmsGateAuthentication(BaseAuthentication):
 
 def smsgate_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Every error of these routes as SMSGate answers it: `{"message": …}` and its status."""
-    if isinstance(exc, UNREADABLE_INPUT):
-        # Input the database or the parser cannot take (NUL, deep nesting, huge numbers).
-        return Response({"message": "The request holds values this server cannot read."}, status=400)
+    unusable = errors.input_error(exc)
+    if unusable is not None:
+        # The request's fault, but past the view's checks: kept in the log to close the gap.
+        logger.warning("refused unusable input: %s", unusable, exc_info=exc)
+        return Response({"message": unusable}, status=400)
     if isinstance(exc, RequestDataTooBig):
         return Response({"message": "The request body is larger than this server accepts."}, status=413)
     if isinstance(exc, errors.DomainError):
