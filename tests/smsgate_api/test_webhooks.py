@@ -118,5 +118,6 @@ def test_hostile_registrations_get_a_4xx(as_login, body):
 
 
 def test_hostile_ids_in_the_path_get_a_4xx(as_login):
-    for webhook_id in ("%00", "a" * 300, "%F0%9F%92%A9"):
+    assert as_login.delete(f"{BASE}/webhooks/%00").status_code == 400  # no path may hold a NUL
+    for webhook_id in ("a" * 300, "%F0%9F%92%A9"):
         assert as_login.delete(f"{BASE}/webhooks/{webhook_id}").status_code == 404
