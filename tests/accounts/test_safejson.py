@@ -81,7 +81,7 @@ DOCUMENTS = st.recursive(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(DOCUMENTS)
 def test_it_agrees_with_json_loads_on_storable_documents(value):
     text = json.dumps(value)
