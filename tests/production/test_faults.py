@@ -141,12 +141,14 @@ def test_a_redis_restart_while_messages_wait_loses_nothing_and_sends_nothing_twi
     server1, server2 = stack.daphne("daphne-1"), stack.daphne("daphne-2")
     stack.worker()
     sent_log = tmp_path / "radio.log"
-    stack.agents("agents", server=server1.url, pin=phone_list.pin, count=5, sent_log=sent_log, send_time=0.05)
+    stack.agents("agents", server=server1.url, pin=phone_list.pin, count=5, sent_log=sent_log, send_time=0.3)
     wait_for(
         lambda: phone_list.devices.filter(is_connected=True).count() == 5,
         timeout=30,
         what="five phones connected",
     )
+    # Each phone takes 0.3 s per SMS, so 100 messages keep the five busy for about 6 s: on a
+    # loaded machine sending them takes longer than the phones need at 0.05 s.
     ids = send_many(server2.url, secret, 100, "before")
     stop_redis()  # while most of them are still queued
     queued_at_stop = Message.objects.filter(public_id__in=ids, status__in=["queued", "assigned"]).count()
