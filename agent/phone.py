@@ -50,6 +50,12 @@ def backoff_delay(attempt: int, rng: random.Random, base: float = BACKOFF_BASE, 
     return rng.uniform(0, min(cap, base * 2 ** min(attempt, 30)))
 
 
+def busy_delay(retry_after: float, rng: random.Random) -> float:
+    """The wait after the server said it is busy (close 1013 with `retry_after`): that long,
+    give or take half, so phones told the same time do not all come back together."""
+    return rng.uniform(0.5 * retry_after, 1.5 * retry_after)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -88,6 +94,8 @@ class Phone:
         self.inflight: set[str] = set()
         self.pending_incoming: dict[str, dict[str, Any]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
+        # Set by the server's "busy, connect again in n s" (an `error` frame before close 1013).
+        self.retry_after: float | None = None
         self.log = PhoneLog(logger, {"phone": name})
 
     # --- enrolment ---
@@ -156,8 +164,13 @@ class Phone:
                 attempt = 0
             if stop.is_set():
                 break
-            delay = backoff_delay(attempt, self.rng)
-            attempt += 1
+            if self.retry_after is not None:
+                # The server is up but busy (a restart's reconnect storm): it says when to
+                # come back, and that is no reason to back off further.
+                delay, self.retry_after = busy_delay(self.retry_after, self.rng), None
+            else:
+                delay = backoff_delay(attempt, self.rng)
+                attempt += 1
             self.log.info("reconnecting in %.1f s", delay)
             await self._sleep(stop, delay)
 
@@ -252,7 +265,12 @@ class Phone:
         elif kind == "ping":
             await self.send({"type": "pong"})
         elif kind == "error":
-            self.log.warning("server says: %s", frame.get("error"))
+            retry_after = frame.get("retry_after")
+            if isinstance(retry_after, int | float) and not isinstance(retry_after, bool) and 0 < retry_after <= 3600:
+                self.retry_after = float(retry_after)  # the server closes with 1013 next
+                self.log.info("server busy: %s", frame.get("error"))
+            else:
+                self.log.warning("server says: %s", frame.get("error"))
 
     def _has_room(self) -> bool:
         return len(self.inflight) + len(self.claiming) < self.concurrency

@@ -244,10 +244,14 @@ IPN_ALLOW_PRIVATE_NETWORKS = env.bool("IPN_ALLOW_PRIVATE_NETWORKS", default=Fals
 IPN_TIMEOUT_SECONDS = env.float("IPN_TIMEOUT_SECONDS", default=10.0)
 # SMSGate Android phones: seconds between keep-alive comments on their event stream.
 SMSGATE_SSE_KEEPALIVE_SECONDS = env.float("SMSGATE_SSE_KEEPALIVE_SECONDS", default=15.0)
-# Phone WebSockets: seconds between each connection's database check (open work, presence),
-# and seconds of silence after which a phone is disconnected (close code 4408).
+# Phone WebSockets: seconds between the process's checks of its phones (open work, presence,
+# disabled; devices/fleet.py), seconds of silence after which a phone is disconnected (close
+# code 4408), and handshakes a process takes on per second (the rest: "try later", 1013).
 DEVICE_TICK_SECONDS = env.float("DEVICE_TICK_SECONDS", default=15.0)
 DEVICE_IDLE_SECONDS = env.float("DEVICE_IDLE_SECONDS", default=90.0)
+DEVICE_ACCEPT_RATE = env.float("DEVICE_ACCEPT_RATE", default=300.0)
+if DEVICE_ACCEPT_RATE <= 0:
+    raise ImproperlyConfigured("DEVICE_ACCEPT_RATE must be a positive number of handshakes per second.")
 API_KEY_SECRET = env.str("API_KEY_SECRET", default=SECRET_KEY)
 # Keys the verification codes' digests and the sealed text of their SMS (messaging/lib/otp.py).
 # Changing it makes pending verifications fail their checks (start them again).

@@ -5,7 +5,8 @@ a thread hop; the ORM is reached only through the small helpers below (see
 `bench/consumer.py` for the measurement). The database is the truth: on connect,
 on every `state: available`, on `work.available` hints and on a periodic tick the phone
 is offered the open work from the database, so nothing depends on a channel-layer
-message arriving.
+message arriving. The periodic checks of all the connections of a process (idle, presence,
+disabled, open work) are one scheduler's (`devices/fleet.py`), not a timer per connection.
 """
 
 from __future__ import annotations
@@ -14,20 +15,20 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts.lib import safejson
 from devices import services
 from devices.consumer_base import DrainingConsumer, decode_frame, orm
+from devices.fleet import FleetScheduler
 from devices.models import Device
+from messaging import selectors
 from messaging.models import Message
 from messaging.services import dispatch, inbox
 from messaging.services.offers import offer_frame
@@ -39,8 +40,6 @@ MAX_BAD_FRAMES = 10
 # Claims and reports of one phone handled at the same time; a phone sending more waits.
 MAX_FRAMES_IN_FLIGHT = 32
 OFFER_BATCH = 20
-# Presence (last_seen_at) is written at most this often per phone (the presence TTL is 75 s).
-PRESENCE_WRITE_INTERVAL = timedelta(seconds=15)
 
 
 class FrameError(Exception):
@@ -61,22 +60,8 @@ def _mark_disconnected(device_id: int, channel_name: str) -> None:
 
 
 @orm
-def _touch(device_id: int, channel_name: str) -> None:
-    services.touch_device(device_id=device_id, channel_name=channel_name)
-
-
-@orm
 def _set_state(device_id: int, available: bool, battery: int | None, signal: int | None) -> None:
     services.set_device_state(device_id=device_id, available=available, battery=battery, signal=signal)
-
-
-@orm
-def _reload(device_id: int) -> Device | None:
-    return (
-        Device.objects.select_related("phone_list")
-        .filter(pk=device_id, is_enabled=True, removed_at__isnull=True, account__is_active=True)
-        .first()
-    )
 
 
 @orm
@@ -144,6 +129,8 @@ class ClaimSingleFlight:
 
 
 claims = ClaimSingleFlight()
+# The periodic checks of every phone connection of this process (devices/fleet.py).
+fleet = FleetScheduler(open_work=selectors.lists_with_open_work)
 
 
 # --- Frame field checks ----------------------------------------------------------------
@@ -190,7 +177,6 @@ class DeviceConsumer(DrainingConsumer):
     bad_frames: int
     last_frame_at: datetime
     last_presence_write: datetime
-    ticker: asyncio.Task[None] | None = None
     frame_tasks: set[asyncio.Task[None]]
     # The last frame task of each message with frames in flight (see `receive`).
     message_frames: dict[str, asyncio.Task[None]]
@@ -207,7 +193,7 @@ class DeviceConsumer(DrainingConsumer):
         self.message_frames = {}
         self.frames_in_flight = asyncio.Semaphore(MAX_FRAMES_IN_FLIGHT)
         self.last_frame_at = self.last_presence_write = timezone.now()
-        await self._join_groups()
+        await self.join_groups()
         await self.accept()
         previous = await _mark_connected(self.device.pk, self.channel_name)
         if previous and previous != self.channel_name:
@@ -225,12 +211,12 @@ class DeviceConsumer(DrainingConsumer):
             }
         )
         await self.offer_open_work()
-        self.ticker = asyncio.create_task(self._tick_forever())
+        if not self.closed:
+            fleet.register(self)
 
     async def disconnect(self, code: int) -> None:
         self.closed = True  # claims and reports still in flight finish without answering
-        if self.ticker is not None and self.ticker is not asyncio.current_task():
-            self.ticker.cancel()
+        fleet.unregister(self)
         if not hasattr(self, "device"):
             return
         with contextlib.suppress(Exception):  # membership expires on its own
@@ -241,7 +227,7 @@ class DeviceConsumer(DrainingConsumer):
     def _groups(self) -> list[str]:
         return [services.list_group(self.device.phone_list_id), services.device_group(self.device.pk)]
 
-    async def _join_groups(self) -> None:
+    async def join_groups(self) -> None:
         """Joins (or re-joins) the list and device groups. Offers through them are only
         hints, so a channel layer that is down does not stop the phone."""
         try:
@@ -249,39 +235,6 @@ class DeviceConsumer(DrainingConsumer):
                 await self.channel_layer.group_add(group, self.channel_name)
         except Exception:
             logger.warning("device %s: channel layer unavailable; relying on ticks", self.device.public_id)
-
-    async def _tick_forever(self) -> None:
-        while True:
-            # ±25 %: phones that connected together (a server restart, a benchmark) do not
-            # all tick together, which queued claims behind a burst of ticks.
-            await asyncio.sleep(settings.DEVICE_TICK_SECONDS * (0.75 + random.random() / 2))
-            try:
-                if not await self.tick():
-                    return
-            except Exception:
-                logger.exception("device %s: tick failed", self.device.public_id)
-
-    async def tick(self) -> bool:
-        """Periodic check: idle phones and disabled ones are closed, presence is refreshed,
-        group membership renewed and open work offered. False when it closed."""
-        now = timezone.now()
-        if now - self.last_frame_at > timedelta(seconds=settings.DEVICE_IDLE_SECONDS):
-            await self.close(code=services.CLOSE_IDLE)
-            return False
-        fresh = await _reload(self.device.pk)
-        if fresh is None:
-            await self.close(code=services.CLOSE_DISABLED)
-            return False
-        self.device = fresh
-        if self.last_frame_at > self.last_presence_write:
-            await self._write_presence(now)
-        await self._join_groups()
-        await self.offer_open_work()
-        return True
-
-    async def _write_presence(self, now: datetime) -> None:
-        self.last_presence_write = now
-        await _touch(self.device.pk, self.channel_name)
 
     # --- frames from the phone ---
 
@@ -294,7 +247,7 @@ class DeviceConsumer(DrainingConsumer):
         except FrameError as exc:
             await self._bad_frame(str(exc))
             return
-        await self._heard_from()
+        self.last_frame_at = timezone.now()  # alive: the scheduler writes presence (devices/fleet.py)
         if content["type"] not in self.CONCURRENT_FRAMES:
             await self._handle(handler, content)
             return
@@ -339,13 +292,6 @@ class DeviceConsumer(DrainingConsumer):
                 return
             logger.exception("device %s: frame failed", self.device.public_id)
             await self.send_frame({"type": "error", "error": "The server could not handle that frame; try again."})
-
-    async def _heard_from(self) -> None:
-        """A well-formed frame: the phone is alive (presence is written at most every 15 s)."""
-        now = timezone.now()
-        self.last_frame_at = now
-        if now - self.last_presence_write >= PRESENCE_WRITE_INTERVAL:
-            await self._write_presence(now)
 
     def _decode(self, text_data: str | None) -> dict[str, Any]:
         if text_data is None:

@@ -7,17 +7,32 @@ headers, so it takes `?token=`, only for `browser` devices, and only from our ow
 
 from __future__ import annotations
 
+import json
+import logging
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator
+from django.conf import settings
 from django.urls import path, re_path
 
 from devices import services
+from devices.consumer_base import orm
 from devices.consumers import DeviceConsumer
+from devices.lib.admission import Admission
 from devices.models import Device
+
+logger = logging.getLogger(__name__)
+
+# Handshakes of one process between admission and their first frame (token check, joining
+# groups, marking the phone connected): the rest are told to try later.
+MAX_PENDING_HANDSHAKES = 50
+# When the token cannot be checked (database unreachable or its pool exhausted).
+RETRY_AFTER_DATABASE_ERROR = 5
+# Log "told N phones to try later" at most this often.
+SHED_LOG_SECONDS = 10.0
 
 
 def _bearer(scope: dict[str, Any]) -> str | None:
@@ -33,18 +48,77 @@ def _query_token(scope: dict[str, Any]) -> str | None:
     return values[0] if values else None
 
 
+@orm
+def _authenticate(token: str | None) -> Device | None:
+    return services.authenticate_device(token=token)
+
+
+async def try_later(receive: Any, send: Any, retry_after: int) -> None:
+    """Answers a handshake "busy, come back in `retry_after` s": accepted, one `error` frame
+    with `retry_after`, closed with 1013 (Try Again Later). Daphne can only refuse a
+    handshake with 403, which a phone must take for a revoked token."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    frame = {
+        "type": "error",
+        "error": f"The server is busy; connect again in {retry_after} s.",
+        "retry_after": retry_after,
+    }
+    await send({"type": "websocket.send", "text": json.dumps(frame)})
+    await send({"type": "websocket.close", "code": services.CLOSE_TRY_LATER})
+
+
 class DeviceTokenAuthMiddleware:
     """Authenticates the phone before the handshake is accepted: a bad token gets the
-    handshake refused (HTTP 403) and never a frame."""
+    handshake refused (HTTP 403) and never a frame. A valid token is never refused: while
+    the process is busy (`devices/lib/admission.py`) or the database cannot answer, the
+    phone is told to try later (close 1013, docs/device-protocol.md)."""
 
     def __init__(self, app: Any, *, from_query: bool = False, kinds: tuple[str, ...] = ()) -> None:
         self.app = app
         self.from_query = from_query
         self.kinds = kinds
+        self.admission: Admission | None = None
+        self.shed_logged = (0.0, 0)  # when, and the shed count then
+
+    def _admission(self) -> Admission:
+        rate = settings.DEVICE_ACCEPT_RATE
+        if self.admission is None or self.admission.rate != rate:
+            self.admission = Admission(rate=rate, burst=max(1, int(rate)), max_pending=MAX_PENDING_HANDSHAKES)
+        return self.admission
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        admission = self._admission()
+        now = time.monotonic()
+        retry_after = admission.enter(now)
+        if retry_after is not None:
+            self._log_shed(admission, now)
+            return await try_later(receive, send, retry_after)
+        pending = True
+
+        async def send_and_release(message: dict[str, Any]) -> None:
+            nonlocal pending
+            if pending and message["type"] in ("websocket.send", "websocket.close"):
+                pending = False  # the handshake's work is done: its first frame, or a close
+                admission.leave()
+            await send(message)
+
+        try:
+            return await self._authenticated(scope, receive, send_and_release)
+        finally:
+            if pending:
+                pending = False
+                admission.leave()
+
+    async def _authenticated(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         token = _query_token(scope) if self.from_query else _bearer(scope)
-        device = await database_sync_to_async(services.authenticate_device)(token=token)
+        try:
+            device = await _authenticate(token)
+        except Exception:  # not the token's fault: the phone must not give up
+            logger.warning("device handshake: the token could not be checked; phone told to try later", exc_info=True)
+            return await try_later(receive, send, RETRY_AFTER_DATABASE_ERROR)
         if device is None or (self.kinds and device.kind not in self.kinds):
             message = await receive()
             if message["type"] == "websocket.connect":
@@ -52,6 +126,18 @@ class DeviceTokenAuthMiddleware:
                 await send({"type": "websocket.close", "code": 1008})
             return None
         return await self.app({**scope, "device": device}, receive, send)
+
+    def _log_shed(self, admission: Admission, now: float) -> None:
+        """One line when shedding starts, then one per SHED_LOG_SECONDS while it goes on."""
+        logged_at, logged_count = self.shed_logged
+        if now - logged_at >= SHED_LOG_SECONDS:
+            logger.warning(
+                "device handshakes: %d phones told to try later since %.0f s ago (accept rate %s/s)",
+                admission.shed - logged_count,
+                min(now - logged_at, SHED_LOG_SECONDS),
+                admission.rate,
+            )
+            self.shed_logged = (now, admission.shed)
 
 
 async def refuse_unknown_path(scope: dict[str, Any], receive: Any, send: Any) -> Any:

@@ -311,6 +311,9 @@ CLOSE_BAD_FRAMES = 4400
 CLOSE_DISABLED = 4403
 CLOSE_IDLE = 4408
 CLOSE_REPLACED = 4409
+# The server is busy (a restart's reconnect storm): come back after the `retry_after` its
+# `error` frame gives. The standard "Try Again Later" code.
+CLOSE_TRY_LATER = 1013
 
 
 def close_device_connection(*, device_id: int, code: int, reason: str) -> None:
@@ -398,6 +401,46 @@ def touch_device(*, device_id: int, channel_name: str) -> None:
     Device.objects.filter(pk=device_id, channel_name=channel_name).update(
         last_seen_at=timezone.now(), is_connected=True
     )
+
+
+# Ids per statement in the batched presence writes (SQLite allows 32,766 variables at most).
+PRESENCE_BATCH = 1000
+
+
+def _chunks(values: list[Any]) -> list[list[Any]]:
+    return [values[n : n + PRESENCE_BATCH] for n in range(0, len(values), PRESENCE_BATCH)]
+
+
+def touch_devices(connections: list[tuple[int, str]]) -> None:
+    """Refreshes the presence lease of these (phone id, channel name) connections at once:
+    one UPDATE per thousand. A channel name belongs to one connection of one phone, so
+    matching both lists matches the pairs (a phone whose newer connection took over is left
+    alone, as in `touch_device`)."""
+    now = timezone.now()
+    for chunk in _chunks(connections):
+        Device.objects.filter(pk__in=[pk for pk, _ in chunk], channel_name__in=[name for _, name in chunk]).update(
+            last_seen_at=now, is_connected=True
+        )
+
+
+def enabled_device_ids(device_ids: set[int]) -> set[int]:
+    """Which of these phones are still enabled, not removed, and of an active account."""
+    allowed: set[int] = set()
+    for chunk in _chunks(sorted(device_ids)):
+        allowed.update(
+            Device.objects.filter(
+                pk__in=chunk, is_enabled=True, removed_at__isnull=True, account__is_active=True
+            ).values_list("pk", flat=True)
+        )
+    return allowed
+
+
+def phone_lists_by_id(list_ids: set[int]) -> dict[int, PhoneList]:
+    """These lists as they are now, by id."""
+    found: dict[int, PhoneList] = {}
+    for chunk in _chunks(sorted(list_ids)):
+        found.update((phone_list.pk, phone_list) for phone_list in PhoneList.objects.filter(pk__in=chunk))
+    return found
 
 
 def set_device_state(*, device_id: int, available: bool, battery: int | None = None, signal: int | None = None) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.core.cache import cache
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from accounts import errors
 from accounts import services as account_services
@@ -256,3 +257,28 @@ def snippet_context(*, account_id: int, base_url: str, key: ApiKey | None = None
     if endpoint and endpoint.url:
         values["ipn_url"] = endpoint.url
     return snippets.Context(**values)
+
+
+# --- Open work for the phones a server process holds ---------------------------------
+
+
+def lists_with_open_work(list_ids: set[int], device_ids: set[int]) -> tuple[set[int], set[int]]:
+    """Which of these lists, and which of these phones, have queued, due, unexpired messages
+    waiting (the lists' unpinned ones, the phones' pinned ones): the same messages as
+    `dispatch.open_messages_for_device`, asked once for a whole server's phones."""
+    now = timezone.now()
+    waiting = Message.objects.filter(status=Message.Status.QUEUED, send_at__lte=now, expires_at__gt=now)
+    lists: set[int] = set()
+    devices: set[int] = set()
+    ordered_lists, ordered_devices = sorted(list_ids), sorted(device_ids)
+    for n in range(0, len(ordered_lists), 1000):
+        chunk = ordered_lists[n : n + 1000]
+        lists.update(
+            waiting.filter(pinned_device__isnull=True, phone_list_id__in=chunk)
+            .values_list("phone_list_id", flat=True)
+            .distinct()
+        )
+    for n in range(0, len(ordered_devices), 1000):
+        chunk = ordered_devices[n : n + 1000]
+        devices.update(waiting.filter(pinned_device_id__in=chunk).values_list("pinned_device_id", flat=True).distinct())
+    return lists, devices

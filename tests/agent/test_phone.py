@@ -13,7 +13,7 @@ import pytest
 
 from agent.__main__ import parse_args, token_file_for
 from agent.backends import SimulateBackend
-from agent.phone import BACKOFF_CAP, Phone, backoff_delay
+from agent.phone import BACKOFF_CAP, Phone, backoff_delay, busy_delay
 from agent.store import PhoneState
 
 ASSIGN = {"type": "assign", "message_id": "msg_1", "to": "+393331234567", "msg": "Hi", "parts": 1, "sim": None}
@@ -132,3 +132,18 @@ def test_count_gives_each_phone_its_own_token_file(tmp_path):
     files = [token_file_for(args.token_file, i, args.count) for i in range(3)]
     assert [f.name for f in files if f is not None] == ["p-1.json", "p-2.json", "p-3.json"]
     assert token_file_for(tmp_path / "p.json", 0, 1) == tmp_path / "p.json"
+
+
+async def test_a_busy_server_s_retry_after_is_kept_for_the_next_reconnect(tmp_path):
+    phone = make_phone(tmp_path)
+    await phone.handle({"type": "error", "error": "The server is busy; connect again in 7 s.", "retry_after": 7})
+    assert phone.retry_after == 7.0
+    await phone.handle({"type": "error", "error": "Unknown message.", "message_id": "msg_1"})
+    assert phone.retry_after == 7.0  # an ordinary error says nothing about reconnecting
+
+
+def test_the_wait_after_busy_is_the_server_s_time_give_or_take_half():
+    rng = random.Random(1)
+    delays = [busy_delay(10, rng) for _ in range(500)]
+    assert all(5 <= d <= 15 for d in delays)
+    assert max(delays) > 14 and min(delays) < 6

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from config.asgi import application
 from devices import services
+from devices.consumers import fleet
 from devices.models import Device
 from messaging.models import InboundSms
 from tests import factories
@@ -97,13 +98,15 @@ async def test_it_treats_a_silent_phone_as_offline_after_the_presence_ttl(phone)
     await ws.disconnect()
 
 
-async def test_it_answers_ping_with_pong_and_refreshes_last_seen(phone):
+async def test_it_answers_ping_with_pong_and_the_next_pass_refreshes_last_seen(phone):
     device, token = phone
     ws, _hello = await open_phone(token)
     later = timezone.now() + timedelta(seconds=30)
     with time_machine.travel(later, tick=False):
         await ws.send_json_to({"type": "ping"})
         assert await ws.receive_json_from(timeout=5) == {"type": "pong"}
+        assert (await reload(device)).last_seen_at < later  # no write per frame
+        await fleet.tick()  # one UPDATE for every phone heard from
         seen = (await reload(device)).last_seen_at
     assert seen == later
     await ws.disconnect()

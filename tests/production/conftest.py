@@ -100,8 +100,9 @@ class Stack:
         self.procs.append(proc)
         return proc
 
-    def daphne(self, name: str, *, flags: tuple[str, ...] = (), **env: str) -> Proc:
-        port = free_port()
+    def daphne(self, name: str, *, flags: tuple[str, ...] = (), port: int = 0, **env: str) -> Proc:
+        """Daphne on `port` (a free one by default: pass a killed one's to restart it)."""
+        port = port or free_port()
         proc = self._spawn(
             name,
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *flags, "config.asgi:application"],

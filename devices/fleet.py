@@ -1,0 +1,172 @@
+"""One scheduler per server process for the phone connections it holds.
+
+Each connection used to run its own timer: every `DEVICE_TICK_SECONDS` it re-read its
+phone, wrote its presence, re-joined its groups and asked for its open work, and every
+frame after 15 s of silence wrote presence again. At 10,000 phones that was about 2,000
+database statements a second before any message flowed (docs/benchmarks.md, "Soak").
+Here one task per process does it for all of them, once per tick:
+
+- closes the connections silent for longer than `DEVICE_IDLE_SECONDS` (no database);
+- writes presence for every phone heard from since the last pass in one UPDATE;
+- reads which of the held phones are still enabled (one SELECT) and closes the others;
+- reloads the held phones' lists (one SELECT), shared by their connections;
+- asks once which lists and pinned phones have open work (the `open_work` function the
+  consumer module gives it: that question is messaging's) and has only those phones read it.
+
+Connections register when they are accepted and leave when they close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from django.conf import settings
+from django.utils import timezone
+
+from devices import services
+from devices.consumer_base import orm
+from devices.models import Device, PhoneList
+
+logger = logging.getLogger(__name__)
+
+# Group membership does not expire in Phonefleet's channel layer; with a layer whose
+# memberships do (group_expiry, R28) they are renewed this often.
+GROUP_RENEW_SECONDS = 3600.0
+
+
+class HeldConnection(Protocol):
+    """What the scheduler needs of a phone's connection (devices.consumers.DeviceConsumer)."""
+
+    device: Device
+    channel_name: str
+    available: bool
+    closed: bool
+    last_frame_at: datetime
+    last_presence_write: datetime
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None: ...
+
+    async def join_groups(self) -> None: ...
+
+    async def offer_open_work(self) -> None: ...
+
+
+# (list ids, device ids) of available phones → (lists with open work, pinned phones with open work)
+OpenWork = Callable[[set[int], set[int]], tuple[set[int], set[int]]]
+
+
+@dataclass
+class Sweep:
+    """What one pass found in the database."""
+
+    allowed: set[int]  # ids of held phones still enabled and not removed
+    lists: dict[int, PhoneList]  # the held phones' lists, fresh
+    work_lists: set[int]
+    work_devices: set[int]
+
+
+def _sweep(
+    heard: list[tuple[int, str]],
+    held: set[int],
+    list_ids: set[int],
+    available: tuple[set[int], set[int]],
+    open_work: OpenWork,
+) -> Sweep:
+    """The database side of one pass, in one trip to an ORM thread."""
+    services.touch_devices(heard)
+    allowed = services.enabled_device_ids(held)
+    lists = services.phone_lists_by_id(list_ids)
+    work_lists, work_devices = open_work(*available) if available[0] or available[1] else (set(), set())
+    return Sweep(allowed, lists, work_lists, work_devices)
+
+
+class FleetScheduler:
+    """The process's phone connections and the one task that looks after them."""
+
+    def __init__(self, open_work: OpenWork) -> None:
+        self.open_work = open_work
+        self.held: set[HeldConnection] = set()
+        self.task: asyncio.Task[None] | None = None
+        self.groups_renewed = time.monotonic()
+        self.sweep_call: Callable[..., Awaitable[Sweep]] = orm(_sweep)
+
+    def register(self, connection: HeldConnection) -> None:
+        self.held.add(connection)
+        loop = asyncio.get_running_loop()
+        if self.task is None or self.task.done() or self.task.get_loop() is not loop:
+            self.task = loop.create_task(self._run())
+
+    def unregister(self, connection: HeldConnection) -> None:
+        self.held.discard(connection)
+
+    async def _run(self) -> None:
+        while self.held:
+            await asyncio.sleep(settings.DEVICE_TICK_SECONDS)
+            try:
+                await self.tick()
+            except Exception:
+                logger.exception("phone connections: periodic check failed")
+
+    async def tick(self) -> None:
+        """One pass over every held connection (see the module docstring)."""
+        now = timezone.now()
+        idle_before = now - timedelta(seconds=settings.DEVICE_IDLE_SECONDS)
+        live = []
+        for connection in list(self.held):
+            if connection.closed:
+                continue
+            if connection.last_frame_at < idle_before:
+                await self._close(connection, services.CLOSE_IDLE)
+            else:
+                live.append(connection)
+        heard = []
+        for connection in live:
+            if connection.last_frame_at > connection.last_presence_write:
+                connection.last_presence_write = now
+                heard.append((connection.device.pk, connection.channel_name))
+        available = [c for c in live if c.available]
+        sweep = await self.sweep_call(
+            heard,
+            {c.device.pk for c in live},
+            {c.device.phone_list_id for c in live},
+            ({c.device.phone_list_id for c in available}, {c.device.pk for c in available}),
+            self.open_work,
+        )
+        await self._apply(live, sweep)
+
+    async def _apply(self, live: Iterable[HeldConnection], sweep: Sweep) -> None:
+        renew = time.monotonic() - self.groups_renewed > GROUP_RENEW_SECONDS
+        if renew:
+            self.groups_renewed = time.monotonic()
+        for connection in live:
+            if connection.closed:
+                continue
+            device = connection.device
+            if device.pk not in sweep.allowed:
+                await self._close(connection, services.CLOSE_DISABLED)
+                continue
+            fresh_list = sweep.lists.get(device.phone_list_id)
+            if fresh_list is not None:
+                device.phone_list = fresh_list  # one instance per list, shared by its phones
+            if renew:
+                await connection.join_groups()
+            if connection.available and (device.phone_list_id in sweep.work_lists or device.pk in sweep.work_devices):
+                await self._offer(connection)
+
+    async def _offer(self, connection: HeldConnection) -> None:
+        try:
+            await connection.offer_open_work()
+        except Exception:
+            logger.exception("device %s: offering open work failed", connection.device.public_id)
+
+    async def _close(self, connection: HeldConnection, code: int) -> None:
+        self.held.discard(connection)
+        with contextlib.suppress(Exception):  # already going
+            await connection.close(code=code)

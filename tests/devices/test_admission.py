@@ -1,0 +1,39 @@
+"""devices/lib/admission.py: handshakes taken on at a steady rate, the rest given times to come back."""
+
+from __future__ import annotations
+
+from devices.lib.admission import MAX_RETRY_AFTER, Admission
+
+
+def test_it_admits_a_burst_then_tells_the_rest_to_try_later():
+    admission = Admission(rate=10, burst=10, max_pending=100)
+    answers = [admission.enter(now=100.0) for _ in range(15)]
+    assert answers[:10] == [None] * 10
+    assert all(isinstance(wait, int) and wait >= 1 for wait in answers[10:])
+    assert admission.shed == 5
+
+
+def test_it_refills_at_its_rate():
+    admission = Admission(rate=10, burst=10, max_pending=100)
+    for _ in range(10):
+        admission.enter(now=100.0)
+    assert admission.enter(now=100.05) is not None
+    assert admission.enter(now=100.2) is None  # 0.2 s at 10/s: two more
+
+
+def test_it_bounds_the_handshakes_in_progress():
+    admission = Admission(rate=1000, burst=1000, max_pending=2)
+    assert admission.enter(now=1.0) is None
+    assert admission.enter(now=1.0) is None
+    assert admission.enter(now=1.0) is not None
+    admission.leave()
+    assert admission.enter(now=1.0) is None
+
+
+def test_the_times_to_come_back_spread_the_waiting_phones_over_the_accept_rate():
+    admission = Admission(rate=100, burst=1, max_pending=10_000)
+    admission.enter(now=0.0)
+    waits = [admission.enter(now=0.0) or 0 for _ in range(4000)]
+    assert waits[0] == 1 and 50 <= waits[-1] <= 51  # 4,000 phones at 80 a second
+    assert waits == sorted(waits)
+    assert max(admission.enter(now=0.0) or 0 for _ in range(4000)) == MAX_RETRY_AFTER
