@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import json
 import multiprocessing as mp
@@ -106,6 +107,11 @@ def rss_kib(pid: int) -> int:
 # --- Phones ---------------------------------------------------------------------------------
 
 
+def retry_after_of(frame: dict[str, Any]) -> float | None:
+    value = frame.get("retry_after") if frame.get("type") == "error" else None
+    return float(value) if isinstance(value, int | float) and value > 0 else None
+
+
 async def phone(url: str, token: str, stats: dict[str, Any], stop: asyncio.Event) -> None:
     import websockets
 
@@ -113,15 +119,12 @@ async def phone(url: str, token: str, stats: dict[str, Any], stop: asyncio.Event
     first = True
     attempt = 0
     while not stop.is_set():
+        retry_after = None
         try:
             async with websockets.connect(url, additional_headers=headers, open_timeout=60, max_queue=None) as ws:
-                attempt = 0
-                stats["connected"] += 1
-                if not first:
-                    stats["reconnects"] += 1
-                first = False
                 await ws.send(json.dumps({"type": "state", "available": True}))
                 next_ping = time.monotonic() + random.uniform(0, PING_SECONDS)
+                counted = False
                 try:
                     while not stop.is_set():
                         try:
@@ -132,20 +135,36 @@ async def phone(url: str, token: str, stats: dict[str, Any], stop: asyncio.Event
                             continue
                         frame = json.loads(raw)
                         kind = frame.get("type")
-                        if kind == "offer":
+                        if kind == "hello":  # held: the server took this phone on
+                            counted = True
+                            attempt = 0
+                            stats["connected"] += 1
+                            stats["back_at"][token] = time.time()
+                            if not first:
+                                stats["reconnects"] += 1
+                            first = False
+                        elif kind == "offer":
                             await ws.send(json.dumps({"type": "claim", "message_id": frame["message_id"]}))
                         elif kind == "assign":
                             stats["assigns"].append((frame["message_id"], time.time()))
                             await ws.send(
                                 json.dumps({"type": "report", "message_id": frame["message_id"], "status": "sent"})
                             )
+                        elif (hint := retry_after_of(frame)) is not None:
+                            retry_after = hint
                 finally:
-                    stats["connected"] -= 1
+                    if counted:
+                        stats["connected"] -= 1
         except Exception as exc:
             status = getattr(getattr(exc, "response", None), "status_code", "")
-            name = f"{type(exc).__name__}{status}"
+            code = getattr(getattr(exc, "rcvd", None), "code", "")
+            name = f"{type(exc).__name__}{status}{code}"
             stats["errors"][name] = stats["errors"].get(name, 0) + 1
-            # As the reference agent does: exponential backoff, full jitter, 1 s → 60 s.
+        if stop.is_set():
+            break
+        if retry_after is not None:  # as the reference agent: the busy server's time, give or take half
+            await asyncio.sleep(random.uniform(0.5 * retry_after, 1.5 * retry_after))
+        else:  # as the reference agent: exponential backoff, full jitter, 1 s → 60 s
             await asyncio.sleep(random.uniform(0, min(60.0, 2.0**attempt)))
             attempt += 1
 
@@ -154,7 +173,7 @@ def phones_process(url: str, tokens: list[str], ramp: float, conn: Any) -> None:
     raise_fd_limit()
 
     async def main() -> None:
-        stats: dict[str, Any] = {"connected": 0, "reconnects": 0, "assigns": [], "errors": {}}
+        stats: dict[str, Any] = {"connected": 0, "reconnects": 0, "assigns": [], "errors": {}, "back_at": {}}
         stop = asyncio.Event()
         tasks = []
         for token in tokens:
@@ -164,9 +183,18 @@ def phones_process(url: str, tokens: list[str], ramp: float, conn: Any) -> None:
             command = await asyncio.to_thread(conn.recv)
             if command == "count":
                 conn.send(stats["connected"])
+            elif command == "forget":  # a new phase: count reconnects and errors from here
+                stats.update(reconnects=0, errors={}, back_at={})
+                conn.send(True)
+            elif command == "errors":
+                conn.send(stats["errors"])
+            elif command == "last_back":
+                conn.send(max(stats["back_at"].values(), default=0.0))
             elif command == "stop":
                 held = stats["connected"]
                 stop.set()
+                for task in tasks:
+                    task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 conn.send(
                     {
@@ -179,6 +207,46 @@ def phones_process(url: str, tokens: list[str], ramp: float, conn: Any) -> None:
                 return
 
     asyncio.run(main())
+
+
+class Clients:
+    """The simulated phones, spread over `processes` processes."""
+
+    def __init__(self, url: str, tokens: list[str], processes: int, ramp: float) -> None:
+        ctx = mp.get_context("spawn")
+        share = (len(tokens) + processes - 1) // processes
+        self.procs: list[tuple[Any, Any]] = []
+        for n in range(processes):
+            parent, child = ctx.Pipe()
+            process = ctx.Process(target=phones_process, args=(url, tokens[n * share : (n + 1) * share], ramp, child))
+            process.start()
+            self.procs.append((process, parent))
+
+    def ask(self, command: str) -> list[Any]:
+        for _process, pipe in self.procs:
+            pipe.send(command)
+        return [pipe.recv() for _process, pipe in self.procs]
+
+    def connected(self) -> int:
+        return sum(self.ask("count"))
+
+    def wait_connected(self, count: int, timeout: float) -> float:
+        """Seconds until `count` phones are held (or `timeout`)."""
+        started = time.monotonic()
+        while self.connected() < count and time.monotonic() - started < timeout:
+            time.sleep(0.5)
+        return time.monotonic() - started
+
+    def stop(self) -> list[dict[str, Any]]:
+        results = self.ask("stop")
+        for process, _pipe in self.procs:
+            process.join(30)
+        return results
+
+    def kill(self) -> None:
+        for process, _pipe in self.procs:
+            if process.is_alive():
+                process.kill()
 
 
 # --- The run -----------------------------------------------------------------------------------
@@ -210,15 +278,157 @@ def send_messages(api_port: int, secret: str, lists: list[str], rate: float, sec
     return answers
 
 
+class ConnectionSampler:
+    """Counts the soak database's PostgreSQL connections every 0.2 s in a thread: all of
+    them, and Daphne's (its connections say `application_name` soak-daphne, PGAPPNAME)."""
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+        self.peak_all = self.peak_daphne = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import psycopg
+
+        name = urllib.parse.urlsplit(self.db_url).path.lstrip("/")
+        query = (
+            "SELECT count(*), count(*) FILTER (WHERE application_name = 'soak-daphne') FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()"
+        )
+        with psycopg.connect(self.db_url, autocommit=True) as conn:
+            while not self.done.wait(0.2):
+                every, daphne = conn.execute(query, [name]).fetchone() or (0, 0)
+                self.peak_all, self.peak_daphne = max(self.peak_all, every), max(self.peak_daphne, daphne)
+
+    def reset(self) -> None:
+        self.peak_all = self.peak_daphne = 0
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(5)
+
+
+def log_lines(path: Path, start: int) -> dict[str, int]:
+    """Lines from byte `start` of a server log: warnings, errors and tracebacks, and the
+    lines that say phones were told to try later (warnings themselves)."""
+    with path.open("rb") as log:
+        log.seek(start)
+        text = log.read().decode(errors="replace")
+    lines = text.splitlines()
+    return {
+        "warnings": sum(" WARNING " in line or line.startswith("WARNING") for line in lines),
+        "try_later_lines": sum("told to try later" in line for line in lines),
+        "errors": sum(" ERROR " in line or line.startswith("ERROR") for line in lines),
+        "tracebacks": sum(line.startswith("Traceback") for line in lines),
+    }
+
+
+def start_daphne(app: str, port: int, env: dict[str, str], log_name: str) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app],
+        cwd=ROOT,
+        env=env,
+        stdout=(LOGS / log_name).open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    wait_http(port, process, app, timeout=60)
+    return process
+
+
+def measure_bare(env: dict[str, str], tokens: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """RSS per connection of a bare Channels consumer (bench/bare_asgi.py) holding the same phones."""
+    port = free_port()
+    bare = start_daphne("bench.bare_asgi:application", port, env, "bare-daphne.log")
+    clients = None
+    try:
+        idle = rss_kib(bare.pid)
+        clients = Clients(f"ws://127.0.0.1:{port}/ws/device/", tokens, args.client_processes, args.ramp)
+        # The bare consumer sends no hello: count open sockets on its side instead.
+        started = time.monotonic()
+        while open_sockets(bare.pid) < len(tokens) and time.monotonic() - started < 300:
+            time.sleep(0.5)
+        held = open_sockets(bare.pid)
+        time.sleep(args.settle)
+        connected = rss_kib(bare.pid)
+    finally:
+        if clients is not None:
+            clients.kill()
+        stop(bare, timeout=15)
+    return {
+        "bare_held": held,
+        "bare_rss_mib_idle": round(idle / 1024, 1),
+        "bare_rss_mib_connected": round(connected / 1024, 1),
+        "bare_rss_kib_per_connection": round((connected - idle) / max(1, len(tokens)), 1),
+    }
+
+
+def open_sockets(pid: int) -> int:
+    """Established TCP sockets of process `pid` (its accepted WebSockets, roughly)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    established = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "01" and fields[9] in inodes:
+                    established += 1
+    return established
+
+
+def wait_drained(db_url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        open_rows = sql(db_url, "SELECT count(*) FROM messaging_message WHERE status IN ('queued', 'assigned')")
+        if open_rows[0][0] == 0:
+            return
+        time.sleep(0.5)
+
+
+def dispatch_figures(answers: dict[str, float], results: list[dict[str, Any]]) -> dict[str, Any]:
+    first: dict[str, float] = {}
+    duplicates = 0
+    for result in results:
+        for message_id, at in result["assigns"]:
+            if message_id not in answers:
+                continue
+            if message_id in first:
+                duplicates += 1
+            first[message_id] = min(at, first.get(message_id, at))
+    latencies = sorted((first[m] - answers[m]) * 1000 for m in answers if m in first)
+    return {
+        "messages_accepted": len(answers),
+        "assigned": len(latencies),
+        "lost": sum(1 for m in answers if m not in first),
+        "duplicate_assigns": duplicates,
+        "dispatch_p50_ms": round(pct(latencies, 50), 1),
+        "dispatch_p99_ms": round(pct(latencies, 99), 1),
+        "dispatch_max_ms": round(latencies[-1], 1) if latencies else None,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--phones", type=int, default=2000)
     parser.add_argument("--list-size", type=int, default=20, help="phones per list (each offer goes to one list)")
+    parser.add_argument("--one-list", action="store_true", help="send every message to the first list only")
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--ramp", type=float, default=0.02, help="seconds between two connects in a client process")
     parser.add_argument("--rate", type=float, default=20, help="messages per second through the API")
     parser.add_argument("--seconds", type=float, default=60, help="how long messages flow")
     parser.add_argument("--tick", type=float, default=15, help="DEVICE_TICK_SECONDS of the server (its default: 15)")
+    parser.add_argument("--accept-rate", type=float, default=300, help="DEVICE_ACCEPT_RATE of the server")
+    parser.add_argument("--settle", type=float, default=20, help="seconds after the last connect before RSS is read")
+    parser.add_argument("--bare", action=argparse.BooleanOptionalAction, default=True, help="measure a bare consumer")
+    parser.add_argument(
+        "--restart", choices=("none", "kill", "term"), default="none", help="then restart Daphne (kill -9 or SIGTERM)"
+    )
     args = parser.parse_args()
 
     limit = raise_fd_limit()
@@ -226,8 +436,9 @@ def main() -> None:
     # SIGTERM ends the run like Ctrl-C: the servers and phone processes are stopped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     load_at_start = os.getloadavg()[0]
-    if limit < args.phones * 2 + 1000:
-        sys.exit(f"open-file limit {limit} is too low for {args.phones} phones; raise `ulimit -n`")
+    per_process = max(args.phones, args.phones // args.client_processes * 2) + 1000
+    if limit < per_process:
+        sys.exit(f"open-file limit {limit} is too low for {args.phones} phones; raise `ulimit -n` to {per_process}")
     db_url = os.environ.get("SOAK_DATABASE_URL", DEFAULT_DB)
     redis_url = os.environ.get("SOAK_REDIS_URL", DEFAULT_REDIS)
     reset_database(db_url)
@@ -239,18 +450,26 @@ def main() -> None:
     fleet = make_phones(env, creds["list"], args.phones, args.list_size)
     tokens = [token for _list, phones in fleet for token in phones]
     random.Random(1).shuffle(tokens)  # every client process holds phones of every list
+    target_lists = [fleet[0][0]] if args.one_list else [t for t, _ in fleet]
+
+    summary: dict[str, Any] = {"phones": args.phones, "lists": len(fleet), "tick_s": args.tick}
+    summary["load_average_at_start"] = round(load_at_start, 1)
+    if args.bare:
+        summary.update(measure_bare(env, tokens, args))
 
     procs: list[subprocess.Popen] = []
-    clients: list[Any] = []
+    clients: Clients | None = None
+    sampler = ConnectionSampler(db_url)
+    daphne_env = {
+        **env,
+        "DATABASE_POOL": "true",
+        "DEVICE_TICK_SECONDS": str(args.tick),
+        "DEVICE_ACCEPT_RATE": str(args.accept_rate),
+        "PGAPPNAME": "soak-daphne",
+    }
     try:
         ws_port, api_port = free_port(), free_port()
-        daphne = subprocess.Popen(
-            [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(ws_port), "config.asgi:application"],
-            cwd=ROOT,
-            env={**env, "DATABASE_POOL": "true", "DEVICE_TICK_SECONDS": str(args.tick)},
-            stdout=(LOGS / "daphne.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        daphne = start_daphne("config.asgi:application", ws_port, daphne_env, "daphne.log")
         procs.append(daphne)
         gunicorn = subprocess.Popen(
             [PY, "-m", "gunicorn", "config.wsgi:application", "-b", f"127.0.0.1:{api_port}", "-w", "2"],
@@ -266,92 +485,111 @@ def main() -> None:
                 [PY, "manage.py", "worker"], cwd=ROOT, env=env, stdout=worker_log, stderr=subprocess.STDOUT
             )
         )
-        wait_http(ws_port, daphne, "daphne", timeout=60)
         wait_http(api_port, gunicorn, "gunicorn", timeout=60)
         rss_idle = rss_kib(daphne.pid)
 
-        ctx = mp.get_context("spawn")
-        url = f"ws://127.0.0.1:{ws_port}/ws/device/"
-        share = (len(tokens) + args.client_processes - 1) // args.client_processes
-        for n in range(args.client_processes):
-            parent, child = ctx.Pipe()
-            process = ctx.Process(
-                target=phones_process, args=(url, tokens[n * share : (n + 1) * share], args.ramp, child)
-            )
-            process.start()
-            clients.append((process, parent))
-
-        def connected() -> int:
-            total = 0
-            for _process, pipe in clients:
-                pipe.send("count")
-                total += pipe.recv()
-            return total
-
-        started = time.monotonic()
-        while connected() < args.phones and time.monotonic() - started < 600:
-            time.sleep(1)
-        connect_seconds = time.monotonic() - started
-        time.sleep(20)  # let the connect burst settle before measuring memory
+        clients = Clients(f"ws://127.0.0.1:{ws_port}/ws/device/", tokens, args.client_processes, args.ramp)
+        summary["connected_in_s"] = round(clients.wait_connected(args.phones, timeout=600), 1)
+        time.sleep(args.settle)  # let the connect burst settle before measuring memory
         rss_connected = rss_kib(daphne.pid)
-
-        answers = send_messages(api_port, creds["api_key"], [t for t, _ in fleet], args.rate, args.seconds)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            open_rows = sql(db_url, "SELECT count(*) FROM messaging_message WHERE status IN ('queued', 'assigned')")
-            if open_rows[0][0] == 0:
-                break
-            time.sleep(0.5)
-        rss_end = rss_kib(daphne.pid)
-        online = sql(
+        summary.update(
+            daphne_rss_mib_idle=round(rss_idle / 1024, 1),
+            daphne_rss_mib_connected=round(rss_connected / 1024, 1),
+            rss_kib_per_connection=round((rss_connected - rss_idle) / max(1, args.phones), 1),
+        )
+        if args.bare:
+            summary["per_connection_vs_bare"] = round(
+                summary["rss_kib_per_connection"] / summary["bare_rss_kib_per_connection"], 2
+            )
+        sampler.reset()
+        answers = send_messages(api_port, creds["api_key"], target_lists, args.rate, args.seconds)
+        wait_drained(db_url, 60)
+        summary["held_after_messages"] = clients.connected()
+        summary["online_in_db_after_messages"] = sql(
             db_url,
             "SELECT count(*) FROM devices_device WHERE is_connected AND last_seen_at > now() - interval '75 seconds'",
         )[0][0]
-        results = []
-        for process, pipe in clients:
-            pipe.send("stop")
-            results.append(pipe.recv())
-            process.join(30)
+        summary["daphne_rss_mib_end"] = round(rss_kib(daphne.pid) / 1024, 1)
+        summary["peak_pg_connections_soak"] = {"all": sampler.peak_all, "daphne": sampler.peak_daphne}
+        clients.ask("forget")
+
+        if args.restart != "none":
+            ports = (ws_port, api_port)
+            summary.update(storm(args, clients, daphne, procs, daphne_env, ports, creds, target_lists, db_url, sampler))
+            summary["storm"]["peak_pg_connections"] = {"all": sampler.peak_all, "daphne": sampler.peak_daphne}
+        results = clients.stop()
+        clients = None
     finally:
-        for process, _pipe in clients:
-            if process.is_alive():
-                process.kill()
+        sampler.stop()
+        if clients is not None:
+            clients.kill()
         stop(*procs, timeout=15)
 
-    first: dict[str, float] = {}
-    duplicates = 0
-    for result in results:
-        for message_id, at in result["assigns"]:
-            if message_id in first:
-                duplicates += 1
-            else:
-                first[message_id] = min(at, first.get(message_id, at))
-    latencies = sorted((first[m] - answers[m]) * 1000 for m in answers if m in first)
-    held = sum(r["held"] for r in results)
-
-    summary = {
-        "phones": args.phones,
-        "lists": len(fleet),
-        "tick_s": args.tick,
-        "load_average_at_start": round(load_at_start, 1),
-        "connected_in_s": round(connect_seconds, 1),
-        "held_at_end": held,
-        "online_in_db_at_end": online,
-        "reconnects": sum(r["reconnects"] for r in results),
-        "client_errors": {k: v for r in results for k, v in r["errors"].items()},
-        "daphne_rss_mib_idle": round(rss_idle / 1024, 1),
-        "daphne_rss_mib_connected": round(rss_connected / 1024, 1),
-        "daphne_rss_mib_end": round(rss_end / 1024, 1),
-        "rss_kib_per_connection": round((rss_connected - rss_idle) / max(1, args.phones), 1),
-        "messages_accepted": len(answers),
-        "assigned": len(latencies),
-        "lost": sum(1 for m in answers if m not in first),
-        "duplicate_assigns": duplicates,
-        "dispatch_p50_ms": round(pct(latencies, 50), 1),
-        "dispatch_p99_ms": round(pct(latencies, 99), 1),
-        "dispatch_max_ms": round(latencies[-1], 1) if latencies else None,
-    }
+    summary["held_at_end"] = sum(r["held"] for r in results)
+    summary["reconnects_after_soak"] = sum(r["reconnects"] for r in results)
+    summary["client_errors_after_soak"] = {k: v for r in results for k, v in r["errors"].items()}
+    summary.update(dispatch_figures(answers, results))
+    if "storm" in summary:
+        summary["storm"].update(dispatch_figures(summary["storm"].pop("answers"), results))
     print(json.dumps(summary, indent=2))
+
+
+def storm(
+    args: argparse.Namespace,
+    clients: Clients,
+    daphne: subprocess.Popen,
+    procs: list[subprocess.Popen],
+    daphne_env: dict[str, str],
+    ports: tuple[int, int],
+    creds: dict[str, str],
+    target_lists: list[str],
+    db_url: str,
+    sampler: ConnectionSampler,
+) -> dict[str, Any]:
+    """Restarts Daphne under the connected phones (kill -9 or SIGTERM, then the same
+    command on the same port) while messages keep coming; the figures of their return."""
+    ws_port, api_port = ports
+    log_start = (LOGS / "daphne.log").stat().st_size
+    sampler.reset()
+    killed_wall, killed_at = time.time(), time.monotonic()
+    if args.restart == "kill":
+        daphne.kill()
+    else:
+        daphne.terminate()
+    daphne.wait(60)
+    procs.remove(daphne)
+    stopped_s = time.monotonic() - killed_at
+    sends: dict[str, Any] = {}  # messages keep coming through the API (gunicorn) meanwhile
+    sender = threading.Thread(
+        target=lambda: sends.update(answers=send_messages(api_port, creds["api_key"], target_lists, 5, 30))
+    )
+    sender.start()
+    procs.append(start_daphne("config.asgi:application", ws_port, daphne_env, "daphne.log"))
+    serving_s = time.monotonic() - killed_at
+    while clients.connected() < args.phones and time.monotonic() - killed_at < 180:
+        time.sleep(0.25)
+    held = clients.connected()
+    last_back = max(clients.ask("last_back"))
+    sender.join()
+    wait_drained(db_url, 60)
+    errors: dict[str, int] = {}
+    for tally in clients.ask("errors"):
+        for name, count in tally.items():
+            errors[name] = errors.get(name, 0) + count
+    return {
+        "storm": {
+            "restart": args.restart,
+            "accept_rate": args.accept_rate,
+            "stopped_s": round(stopped_s, 1),
+            "serving_again_s": round(serving_s, 1),
+            "held": held,
+            "all_back_s_after_stop": round(last_back - killed_wall, 1) if held >= args.phones else None,
+            "all_back_s_after_serving": round(last_back - killed_wall - serving_s, 1) if held >= args.phones else None,
+            "client_errors": errors,
+            "daphne_log": log_lines(LOGS / "daphne.log", log_start),
+            "answers": sends.get("answers", {}),
+        }
+    }
 
 
 if __name__ == "__main__":

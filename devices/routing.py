@@ -26,9 +26,6 @@ from devices.models import Device
 
 logger = logging.getLogger(__name__)
 
-# Handshakes of one process between admission and their first frame (token check, joining
-# groups, marking the phone connected): the rest are told to try later.
-MAX_PENDING_HANDSHAKES = 50
 # When the token cannot be checked (database unreachable or its pool exhausted).
 RETRY_AFTER_DATABASE_ERROR = 5
 # Log "told N phones to try later" at most this often.
@@ -86,7 +83,10 @@ class DeviceTokenAuthMiddleware:
     def _admission(self) -> Admission:
         rate = settings.DEVICE_ACCEPT_RATE
         if self.admission is None or self.admission.rate != rate:
-            self.admission = Admission(rate=rate, burst=max(1, int(rate)), max_pending=MAX_PENDING_HANDSHAKES)
+            # At most a second's worth at once, and as many in progress (token check, groups,
+            # marking the phone connected: until its first frame); the rest try later.
+            second = max(1, int(rate))
+            self.admission = Admission(rate=rate, burst=second, max_pending=second)
         return self.admission
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
