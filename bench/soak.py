@@ -1,16 +1,27 @@
-"""Soak: thousands of simulated phones on ONE Daphne process while messages flow.
+"""Soak: thousands of simulated phones on ONE Daphne process while messages flow, beside a
+bare Channels consumer holding the same phones; optionally a restart under them.
 
     .venv/bin/python bench/soak.py --phones 2000 --rate 20 --seconds 60
+    .venv/bin/python bench/soak.py --phones 10000 --list-size 10 --one-list --rate 100 \
+        --seconds 60 --ramp 0.004 --restart kill        # issue 21: 10 phones claiming
 
 Starts everything itself on 127.0.0.1: a fresh PostgreSQL database (`phonefleet_soak`,
 dropped and re-created), Redis db 14 (flushed), one Daphne (the phones' WebSockets), one
 gunicorn (the API, as in docs/deploy.md) and one `manage.py worker`. The phones are asyncio
-`websockets` clients spread over a few processes; they speak the frames of docs/device-protocol.md (state, claim
-every offer, report `sent` on assign, ping every 20 s). Reports:
+`websockets` clients spread over a few processes; they speak the frames of
+docs/device-protocol.md (state, claim every offer, report `sent` on assign, ping every
+20 s, the agent's backoff, and a busy server's `retry_after`). Reports:
 
-- connections held: phones connected at the end / phones started, and reconnects;
-- Daphne's RSS before the phones, with them, and per connection;
-- dispatch latency: API answer → `assign` frame at a phone, p50/p99/max, lost, duplicates.
+- the bare consumer first (`bench/bare_asgi.py`, its own Daphne, the same phones): RSS per
+  connection, the yardstick for the phones' consumer;
+- connections held: phones with a `hello` at the end / phones started, and reconnects;
+- Daphne's RSS before the phones (after one phone came and went), with them, and per
+  connection, and that against the bare consumer's;
+- dispatch latency: API answer → `assign` frame at a phone, p50/p99/max, lost, duplicates;
+- PostgreSQL connections at their peak, Daphne's (PGAPPNAME soak-daphne) and in all;
+- with `--restart kill|term`: Daphne killed (or stopped) and started again on the same
+  port while messages keep coming: seconds until every phone has its `hello` again,
+  client errors by kind (403 must not be one), warnings and errors in Daphne's log.
 
 Environment: SOAK_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/phonefleet_soak),
 SOAK_REDIS_URL (default redis://127.0.0.1:6379/14).
@@ -337,12 +348,26 @@ def start_daphne(app: str, port: int, env: dict[str, str], log_name: str) -> sub
     return process
 
 
+def warm_up(port: int, token: str) -> None:
+    """One phone connects, says hello and leaves: what a server starts on first use (ORM
+    threads, the database pool, the channel layer's reader) is then counted in its idle
+    memory, not spread over the phones."""
+    from websockets.sync.client import connect
+
+    headers = {"Authorization": f"Bearer {token}"}
+    with connect(f"ws://127.0.0.1:{port}/ws/device/", additional_headers=headers, open_timeout=30) as ws:
+        ws.send('{"type":"ping"}')
+        ws.recv(timeout=30)
+    time.sleep(1)
+
+
 def measure_bare(env: dict[str, str], tokens: list[str], args: argparse.Namespace) -> dict[str, Any]:
     """RSS per connection of a bare Channels consumer (bench/bare_asgi.py) holding the same phones."""
     port = free_port()
     bare = start_daphne("bench.bare_asgi:application", port, env, "bare-daphne.log")
     clients = None
     try:
+        warm_up(port, tokens[0])
         idle = rss_kib(bare.pid)
         clients = Clients(f"ws://127.0.0.1:{port}/ws/device/", tokens, args.client_processes, args.ramp)
         # The bare consumer sends no hello: count open sockets on its side instead.
@@ -486,6 +511,7 @@ def main() -> None:
             )
         )
         wait_http(api_port, gunicorn, "gunicorn", timeout=60)
+        warm_up(ws_port, tokens[0])
         rss_idle = rss_kib(daphne.pid)
 
         clients = Clients(f"ws://127.0.0.1:{ws_port}/ws/device/", tokens, args.client_processes, args.ramp)

@@ -18,6 +18,7 @@ overrides copy changes, so an upgrade is read against them first.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -108,6 +109,47 @@ class _SourceFailed:
         self.error = error
 
 
+class Inbox:
+    """A bounded first-in first-out queue for one connection's dispatch loop (one reader, a
+    few writers). asyncio.Queue holds four deques and an Event: about 3.5 KB for every idle
+    phone; this holds one deque, and futures only while someone waits (bench/soak.py)."""
+
+    __slots__ = ("getter", "items", "putters", "size")
+
+    def __init__(self, size: int) -> None:
+        self.items: collections.deque[Any] = collections.deque()
+        self.getter: asyncio.Future[None] | None = None
+        self.putters: list[asyncio.Future[None]] = []
+        self.size = size
+
+    async def put(self, item: Any) -> None:
+        while len(self.items) >= self.size:  # full: wait until the reader takes one
+            waiter = asyncio.get_running_loop().create_future()
+            self.putters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self.putters:
+                    self.putters.remove(waiter)
+        self.items.append(item)
+        if self.getter is not None and not self.getter.done():
+            self.getter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self.items:
+            self.getter = asyncio.get_running_loop().create_future()
+            try:
+                await self.getter
+            finally:
+                self.getter = None
+        item = self.items.popleft()
+        if self.putters:
+            waiter = self.putters.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
+        return item
+
+
 class DrainingConsumer(AsyncWebsocketConsumer):
     """Channels' AsyncWebsocketConsumer with the dispatch loop and `dispatch` below."""
 
@@ -134,7 +176,7 @@ class DrainingConsumer(AsyncWebsocketConsumer):
         so under load that loop, not the CPU, set the pace (bench/send.py: offers 200 ms
         late at 100 SMS/s). Here one pump per source moves everything its queue holds into
         one inbox, and everything in the inbox is dispatched in the same turn."""
-        inbox: asyncio.Queue[Any] = asyncio.Queue(INBOX_SIZE)
+        inbox = Inbox(INBOX_SIZE)
 
         async def pump(source: Callable[[], Awaitable[Any]]) -> None:
             try:

@@ -93,11 +93,15 @@ class FleetScheduler:
     def __init__(self, open_work: OpenWork) -> None:
         self.open_work = open_work
         self.held: set[HeldConnection] = set()
+        # One instance of each list the held phones are in, shared by their connections.
+        self.lists: dict[int, PhoneList] = {}
         self.task: asyncio.Task[None] | None = None
         self.groups_renewed = time.monotonic()
         self.sweep_call: Callable[..., Awaitable[Sweep]] = orm(_sweep)
 
     def register(self, connection: HeldConnection) -> None:
+        device = connection.device
+        device.phone_list = self.lists.setdefault(device.phone_list_id, device.phone_list)
         self.held.add(connection)
         loop = asyncio.get_running_loop()
         if self.task is None or self.task.done() or self.task.get_loop() is not loop:
@@ -142,6 +146,7 @@ class FleetScheduler:
         await self._apply(live, sweep)
 
     async def _apply(self, live: Iterable[HeldConnection], sweep: Sweep) -> None:
+        self.lists = sweep.lists
         renew = time.monotonic() - self.groups_renewed > GROUP_RENEW_SECONDS
         if renew:
             self.groups_renewed = time.monotonic()
@@ -154,7 +159,7 @@ class FleetScheduler:
                 continue
             fresh_list = sweep.lists.get(device.phone_list_id)
             if fresh_list is not None:
-                device.phone_list = fresh_list  # one instance per list, shared by its phones
+                device.phone_list = fresh_list
             if renew:
                 await connection.join_groups()
             if connection.available and (device.phone_list_id in sweep.work_lists or device.pk in sweep.work_devices):

@@ -3,6 +3,7 @@ changes underneath, so an upgrade is read against the overrides before it ships.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
 
@@ -40,3 +41,21 @@ def test_the_phone_consumer_uses_the_replacements():
 
     assert DeviceConsumer.__call__ is consumer_base.DrainingConsumer.__call__
     assert DeviceConsumer.dispatch is consumer_base.DrainingConsumer.dispatch
+
+
+async def test_the_inbox_gives_items_in_order_and_makes_writers_wait_when_full():
+    inbox = consumer_base.Inbox(2)
+    await inbox.put(1)
+    await inbox.put(2)
+    third = asyncio.ensure_future(inbox.put(3))
+    await asyncio.sleep(0)
+    assert not third.done()  # full
+    assert await inbox.get() == 1
+    await asyncio.sleep(0)
+    assert third.done()
+    assert [await inbox.get(), await inbox.get()] == [2, 3]
+    reader = asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)
+    assert not reader.done()  # empty: the reader waits for the next item
+    await inbox.put(4)
+    assert await reader == 4
