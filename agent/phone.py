@@ -51,7 +51,7 @@ def backoff_delay(attempt: int, rng: random.Random, base: float = BACKOFF_BASE, 
 
 
 def busy_delay(retry_after: float, rng: random.Random) -> float:
-    """The wait after the server said it is busy (close 1013 with `retry_after`): that long,
+    """The wait after the server said it is busy (close 4503 with `retry_after`): that long,
     give or take half, so phones told the same time do not all come back together."""
     return rng.uniform(0.5 * retry_after, 1.5 * retry_after)
 
@@ -94,7 +94,7 @@ class Phone:
         self.inflight: set[str] = set()
         self.pending_incoming: dict[str, dict[str, Any]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
-        # Set by the server's "busy, connect again in n s" (an `error` frame before close 1013).
+        # Set by the server's "busy, connect again in n s" (an `error` frame before close 4503).
         self.retry_after: float | None = None
         self.log = PhoneLog(logger, {"phone": name})
 
@@ -267,7 +267,7 @@ class Phone:
         elif kind == "error":
             retry_after = frame.get("retry_after")
             if isinstance(retry_after, int | float) and not isinstance(retry_after, bool) and 0 < retry_after <= 3600:
-                self.retry_after = float(retry_after)  # the server closes with 1013 next
+                self.retry_after = float(retry_after)  # the server closes with 4503 next
                 self.log.info("server busy: %s", frame.get("error"))
             else:
                 self.log.warning("server says: %s", frame.get("error"))

@@ -246,7 +246,7 @@ IPN_TIMEOUT_SECONDS = env.float("IPN_TIMEOUT_SECONDS", default=10.0)
 SMSGATE_SSE_KEEPALIVE_SECONDS = env.float("SMSGATE_SSE_KEEPALIVE_SECONDS", default=15.0)
 # Phone WebSockets: seconds between the process's checks of its phones (open work, presence,
 # disabled; devices/fleet.py), seconds of silence after which a phone is disconnected (close
-# code 4408), and handshakes a process takes on per second (the rest: "try later", 1013).
+# code 4408), and handshakes a process takes on per second (the rest: "try later", 4503).
 DEVICE_TICK_SECONDS = env.float("DEVICE_TICK_SECONDS", default=15.0)
 DEVICE_IDLE_SECONDS = env.float("DEVICE_IDLE_SECONDS", default=90.0)
 DEVICE_ACCEPT_RATE = env.float("DEVICE_ACCEPT_RATE", default=300.0)

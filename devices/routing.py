@@ -52,7 +52,7 @@ def _authenticate(token: str | None) -> Device | None:
 
 async def try_later(receive: Any, send: Any, retry_after: int) -> None:
     """Answers a handshake "busy, come back in `retry_after` s": accepted, one `error` frame
-    with `retry_after`, closed with 1013 (Try Again Later). Daphne can only refuse a
+    with `retry_after`, closed with 4503 (busy, like HTTP 503). Daphne can only refuse a
     handshake with 403, which a phone must take for a revoked token."""
     message = await receive()
     if message["type"] != "websocket.connect":
@@ -71,7 +71,7 @@ class DeviceTokenAuthMiddleware:
     """Authenticates the phone before the handshake is accepted: a bad token gets the
     handshake refused (HTTP 403) and never a frame. A valid token is never refused: while
     the process is busy (`devices/lib/admission.py`) or the database cannot answer, the
-    phone is told to try later (close 1013, docs/device-protocol.md)."""
+    phone is told to try later (close 4503, docs/device-protocol.md)."""
 
     def __init__(self, app: Any, *, from_query: bool = False, kinds: tuple[str, ...] = ()) -> None:
         self.app = app

@@ -312,8 +312,9 @@ CLOSE_DISABLED = 4403
 CLOSE_IDLE = 4408
 CLOSE_REPLACED = 4409
 # The server is busy (a restart's reconnect storm): come back after the `retry_after` its
-# `error` frame gives. The standard "Try Again Later" code.
-CLOSE_TRY_LATER = 1013
+# `error` frame gives. (Like HTTP 503; the standard 1013 "Try Again Later" is one a server
+# may not send through Daphne's WebSocket library, which allows 1000 and 3000–4999 only.)
+CLOSE_TRY_LATER = 4503
 
 
 def close_device_connection(*, device_id: int, code: int, reason: str) -> None:

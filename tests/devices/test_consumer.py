@@ -11,6 +11,7 @@ import time_machine
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.db import OperationalError
 from django.utils import timezone
 
 from config.asgi import application
@@ -354,3 +355,31 @@ async def test_reports_of_one_message_run_in_order_while_other_messages_run_besi
     assert [(ack["message_id"], ack["status"]) for ack in acks] == [("msg_A", "sent"), ("msg_A", "delivered")]
     assert started[-1] == ("msg_A", "delivered")
     await ws.disconnect()
+
+
+@pytest.fixture
+def two_tokens(alice_list):
+    return [factories.make_enrolled_device(phone_list=alice_list, name=name)[1] for name in ("A", "B")]
+
+
+async def test_a_busy_server_tells_a_valid_phone_when_to_come_back_instead_of_refusing_it(two_tokens, settings):
+    settings.DEVICE_ACCEPT_RATE = 1  # one handshake a second, one at a time
+    first, second = two_tokens
+    ws, _hello = await open_phone(first)
+    busy = connect_as(second)
+    assert (await busy.connect())[0]  # accepted, so that it is not an HTTP 403
+    frame = await busy.receive_json_from(timeout=5)
+    assert frame["type"] == "error" and 1 <= frame["retry_after"] <= 60
+    assert await busy.receive_output(timeout=5) == {"type": "websocket.close", "code": services.CLOSE_TRY_LATER}
+    await ws.disconnect()
+
+
+async def test_a_token_the_database_cannot_check_gets_try_later_not_403(phone, monkeypatch):
+    def database_down(*, token):
+        raise OperationalError("connection pool exhausted")
+
+    monkeypatch.setattr(services, "authenticate_device", database_down)
+    ws = connect_as(phone[1])
+    assert (await ws.connect())[0]
+    assert (await ws.receive_json_from(timeout=5))["retry_after"] == 5
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": services.CLOSE_TRY_LATER}
