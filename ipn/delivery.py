@@ -1,9 +1,12 @@
-"""Delivering the outbox: one claimed event per step, signed fresh per attempt, logged.
+"""Delivering the outbox: a claimed batch of due events per step, each signed fresh per
+attempt, logged.
 
 `deliver_one_due_event` is a worker step: `messaging/worker.py` runs it in
 `manage.py worker` and in the embedded worker thread. Any number of workers may run it
-side by side: each claims different rows (SKIP LOCKED); one step sends to several
-accounts at once, one event per account.
+side by side: each claims different rows (SKIP LOCKED). One step claims up to
+CLAIM_BATCH due events, sends each account's one after the other on that account's
+keep-alive connection and different accounts' at once, and records the outcomes in one
+commit.
 """
 
 from __future__ import annotations
@@ -36,8 +39,15 @@ MIN_RETRY_SPAN = timedelta(hours=24)
 MIN_DELAY_AFTER_OVERLOAD = 60
 # Only failures for this long disable an endpoint.
 DISABLE_AFTER = timedelta(days=5)
-# One worker step sends to this many accounts at once (one event each).
+# One worker step claims up to this many due events, oldest first.
+CLAIM_BATCH = 64
+# ... and sends to this many accounts at once.
 PARALLEL_ACCOUNTS = 16
+# An account's events of one step go one after the other; another is started only while
+# the previous one succeeded and at most this long after the claim, so that every attempt
+# of the step ends within the claim's lock (see `lock_duration`) and a failing or slow
+# receiver gets one attempt per step, as before batching. The rest go back unattempted.
+ACCOUNT_TURN_SECONDS = 2.0
 # `last_success_at` is refreshed at most this often.
 SUCCESS_STAMP_EVERY = timedelta(minutes=1)
 SECRET_GRACE_PERIOD = timedelta(hours=24)
@@ -60,7 +70,8 @@ def timeout_seconds() -> float:
 
 def lock_duration() -> timedelta:
     """How long a claimed event stays with its worker: longer than any attempt can take
-    (connect, write and read each have the timeout), short enough to recover from a crash."""
+    (connect, write and read each have the timeout) started within ACCOUNT_TURN_SECONDS
+    of the claim, short enough to recover from a crash."""
     return timedelta(seconds=3 * timeout_seconds() + 5)
 
 
@@ -177,6 +188,13 @@ def next_delay(*, event: IpnEvent, log: IpnAttempt, now: datetime) -> float | No
     return delay
 
 
+def _needs_success_stamp(target: IpnEndpoint | SmsGateWebhook, now: datetime) -> bool:
+    """Whether a success changes the destination's health as last read (else no
+    statement: the next claim reads it afresh)."""
+    stamped = target.last_success_at
+    return target.failing_since is not None or stamped is None or stamped < now - SUCCESS_STAMP_EVERY
+
+
 def _record_health(event: IpnEvent, endpoint: IpnEndpoint, log: IpnAttempt, now: datetime) -> None:
     """Success resets the failing clock; 410, or failing for 5 days, disables: the event's
     SMSGate webhook, or else the account's IPN endpoint."""
@@ -235,53 +253,96 @@ def _earlier_unsettled(now: datetime) -> QuerySet[IpnEvent]:
 
 
 def _claim_due_events(now: datetime, limit: int) -> tuple[list[IpnEvent], bool]:
-    """(the claimed events, whether any was due): the oldest due event of each of up to
-    `limit` accounts. SKIP LOCKED lets workers side by side take different rows; the
-    claim pushes `next_attempt_at` to the end of the lock, so a crashed worker's events
-    become due again by themselves."""
+    """(the claimed events, whether any was due): up to `limit` due events, oldest first.
+    SKIP LOCKED lets workers side by side take different rows, and only the rows taken are
+    locked; the claim pushes `next_attempt_at` to the end of the lock, so a crashed
+    worker's events become due again by themselves."""
     until = now + lock_duration()
     with _bookkeeping():
-        rows = (
+        picked = list(
             IpnEvent.objects.select_for_update(skip_locked=True)
             .filter(status=IpnEvent.Status.PENDING, next_attempt_at__lte=now)
             .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
             .exclude(Exists(_earlier_unsettled(now)))
             .order_by("next_attempt_at", "id")
-            .values_list("pk", "account_id")[: limit * 4]
+            .values_list("pk", flat=True)[:limit]
         )
-        picked: dict[int, int] = {}
-        for pk, account_id in rows:
-            picked.setdefault(account_id, pk)
-            if len(picked) == limit:
-                break
         if not picked:
             return [], False
-        IpnEvent.objects.filter(pk__in=picked.values()).update(
+        IpnEvent.objects.filter(pk__in=picked).update(
             next_attempt_at=until, locked_until=until, attempts=F("attempts") + 1
         )
-    claimed = IpnEvent.objects.select_related("account__ipn", "smsgate_webhook").filter(
-        pk__in=picked.values(), locked_until=until
-    )
-    return list(claimed.order_by("next_attempt_at", "id")), True
+    claimed = IpnEvent.objects.select_related("account__ipn", "smsgate_webhook").in_bulk(picked)
+    # In the order they were due (the claim gave them all the same `next_attempt_at`).
+    return [claimed[pk] for pk in picked if pk in claimed and claimed[pk].locked_until == until], True
+
+
+Attempted = tuple[IpnEvent, IpnEndpoint, IpnAttempt]
+
+
+def _destination_key(event: IpnEvent) -> tuple[int, int | None]:
+    """Where an event goes: its account's IPN URL, or one of its SMSGate webhooks."""
+    return event.account_id, event.smsgate_webhook_id
+
+
+def _finish_batch(attempted: list[Attempted], returned: list[IpnEvent]) -> None:
+    """Logs the attempts and schedules what follows each, with the endpoints' health, and
+    gives back the events that were claimed but not attempted, in one commit."""
+    finished = timezone.now()
+    delivered: list[IpnEvent] = []
+    with _bookkeeping():
+        IpnAttempt.objects.bulk_create([log for _event, _endpoint, log in attempted])
+        by_destination: dict[tuple[int, int | None], list[Attempted]] = {}
+        for made in attempted:
+            by_destination.setdefault(_destination_key(made[0]), []).append(made)
+        for made_here in by_destination.values():
+            # A destination's attempts stop at its first failure: at most one success
+            # stamp, then at most that failure.
+            event, endpoint = made_here[0][0], made_here[0][1]
+            target = event.smsgate_webhook if event.smsgate_webhook_id is not None else endpoint
+            success = next((log for _e, _p, log in made_here if log.outcome == IpnAttempt.Outcome.SUCCESS), None)
+            if success is not None and target is not None and _needs_success_stamp(target, finished):
+                _record_health(event, endpoint, success, finished)
+            if made_here[-1][2].outcome != IpnAttempt.Outcome.SUCCESS:
+                _record_health(event, endpoint, made_here[-1][2], finished)
+        for event, _endpoint, log in attempted:
+            if log.outcome == IpnAttempt.Outcome.SUCCESS:
+                delivered.append(event)
+                continue
+            retry = log.outcome == IpnAttempt.Outcome.RETRY
+            delay = next_delay(event=event, log=log, now=finished) if retry else None
+            changes: dict[str, object] = (
+                {"status": IpnEvent.Status.FAILED}
+                if delay is None
+                else {"next_attempt_at": finished + timedelta(seconds=delay)}
+            )
+            # Only while it is still ours: a worker that overran its lock changes nothing.
+            IpnEvent.objects.filter(pk=event.pk, locked_until=event.locked_until).update(locked_until=None, **changes)
+        for events, changes in (
+            (delivered, {"status": IpnEvent.Status.DELIVERED, "delivered_at": finished}),
+            # Not attempted: due again at once, and this claim's count taken back.
+            (returned, {"next_attempt_at": finished, "attempts": F("attempts") - 1}),
+        ):
+            if events:
+                IpnEvent.objects.filter(
+                    pk__in=[event.pk for event in events], locked_until=events[0].locked_until
+                ).update(locked_until=None, **changes)
 
 
 def _finish(event: IpnEvent, endpoint: IpnEndpoint, log: IpnAttempt) -> None:
-    """Logs the attempt and schedules what follows, in one commit with the endpoint's health."""
-    finished = timezone.now()
-    if log.outcome == IpnAttempt.Outcome.SUCCESS:
-        changes: dict[str, object] = {"status": IpnEvent.Status.DELIVERED, "delivered_at": finished}
-    else:
-        retry = log.outcome == IpnAttempt.Outcome.RETRY
-        delay = next_delay(event=event, log=log, now=finished) if retry else None
-        if delay is None:
-            changes = {"status": IpnEvent.Status.FAILED}
-        else:
-            changes = {"next_attempt_at": finished + timedelta(seconds=delay)}
-    with _bookkeeping():
-        log.save()
-        _record_health(event, endpoint, log, finished)
-        # Only while it is still ours: a worker that overran its lock changes nothing.
-        IpnEvent.objects.filter(pk=event.pk, locked_until=event.locked_until).update(locked_until=None, **changes)
+    """Logs one attempt and schedules what follows, in one commit with the endpoint's health."""
+    _finish_batch([(event, endpoint, log)], [])
+
+
+def _take_turns(turn: list[tuple[IpnEvent, IpnEndpoint]], until: float) -> tuple[list[Attempted], list[IpnEvent]]:
+    """One account's events, one after the other (one keep-alive connection): (the attempts
+    made, the events left unattempted after a failure or past `until`, a monotonic time)."""
+    made: list[Attempted] = []
+    for index, (event, endpoint) in enumerate(turn):
+        if time.monotonic() > until or (made and made[-1][2].outcome != IpnAttempt.Outcome.SUCCESS):
+            return made, [event for event, _endpoint in turn[index:]]
+        made.append((event, endpoint, attempt(event=event, endpoint=endpoint)))
+    return made, []
 
 
 @cache
@@ -290,27 +351,33 @@ def _senders() -> ThreadPoolExecutor:
 
 
 def deliver_one_due_event() -> bool:
-    """Worker step: claims the oldest due event of each of up to PARALLEL_ACCOUNTS
-    accounts, makes one attempt for each (in parallel: only the HTTP calls run in other
-    threads, the database stays on this one), and schedules what follows. One account's
-    slow receiver does not hold up the others' callbacks in the same step.
+    """Worker step: claims up to CLAIM_BATCH due events, attempts them (each account's in
+    turn, different accounts' in parallel: only the HTTP calls run in other threads, the
+    database stays on this one), and schedules what follows. One account's slow receiver
+    does not hold up the others' callbacks in the same step.
     Returns True when an event was due (more may be waiting)."""
-    events, was_due = _claim_due_events(timezone.now(), PARALLEL_ACCOUNTS)
-    sendable: list[tuple[IpnEvent, IpnEndpoint]] = []
+    until = time.monotonic() + ACCOUNT_TURN_SECONDS
+    events, was_due = _claim_due_events(timezone.now(), CLAIM_BATCH)
+    turns: dict[tuple[int, int | None], list[tuple[IpnEvent, IpnEndpoint]]] = {}
+    skipped: list[int] = []
     for event in events:
         endpoint = getattr(event.account, "ipn", None)
         if endpoint is None or not is_deliverable(event, endpoint):
-            IpnEvent.objects.filter(pk=event.pk, locked_until=event.locked_until).update(
-                status=IpnEvent.Status.SKIPPED, locked_until=None
-            )
+            skipped.append(event.pk)
         else:
-            sendable.append((event, endpoint))
-    if len(sendable) == 1:
-        logs = [attempt(event=sendable[0][0], endpoint=sendable[0][1])]
+            turns.setdefault(_destination_key(event), []).append((event, endpoint))
+    if skipped:
+        IpnEvent.objects.filter(pk__in=skipped, locked_until=events[0].locked_until).update(
+            status=IpnEvent.Status.SKIPPED, locked_until=None
+        )
+    if len(turns) == 1:
+        outcomes = [_take_turns(next(iter(turns.values())), until)]
     else:
-        logs = list(_senders().map(lambda pair: attempt(event=pair[0], endpoint=pair[1]), sendable))
-    for (event, endpoint), log in zip(sendable, logs, strict=True):
-        _finish(event, endpoint, log)
+        outcomes = list(_senders().map(lambda turn: _take_turns(turn, until), turns.values()))
+    if outcomes:
+        _finish_batch(
+            [made for done, _ in outcomes for made in done], [event for _, left in outcomes for event in left]
+        )
     return was_due
 
 

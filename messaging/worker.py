@@ -64,6 +64,31 @@ class Heartbeat:
             close_old_connections()
 
 
+def _run_step(
+    step: Callable[[], bool],
+    stop: threading.Event | None = None,
+    heartbeat: Callable[[], None] | None = None,
+) -> tuple[bool, bool]:
+    """Runs `step` until it has no more work (or BATCH units): (did it do work, is more
+    waiting). After `stop` is set it returns after the unit in progress."""
+    did_work = False
+    for _ in range(BATCH):
+        if stop is not None and stop.is_set():
+            return did_work, False
+        if heartbeat is not None:
+            heartbeat()
+        try:
+            more = step()
+        except Exception:
+            logger.exception("worker step %s failed", getattr(step, "__name__", step))
+            close_old_connections()
+            return did_work, False
+        did_work = did_work or more
+        if not more:
+            return did_work, False
+    return did_work, True
+
+
 def run_tick(
     steps: list[Callable[[], bool]],
     stop: threading.Event | None = None,
@@ -73,32 +98,34 @@ def run_tick(
     Once `stop` is set it returns after the unit in progress (graceful shutdown)."""
     did_work = False
     for step in steps:
-        for _ in range(BATCH):
-            if stop is not None and stop.is_set():
-                return did_work
-            if heartbeat is not None:
-                heartbeat()
-            try:
-                more = step()
-            except Exception:
-                logger.exception("worker step %s failed", getattr(step, "__name__", step))
-                close_old_connections()
-                break
-            did_work = did_work or more
-            if not more:
-                break
+        if stop is not None and stop.is_set():
+            return did_work
+        did, _more = _run_step(step, stop, heartbeat)
+        did_work = did_work or did
     return did_work
 
 
 def run_forever(stop: threading.Event, idle_sleep: float = IDLE_SLEEP) -> None:
-    """Ticks until `stop` is set; sleeps only when there was nothing to do."""
+    """Runs the steps until `stop` is set. Each step is paced on its own: one that found
+    nothing (more) to do is asked again `idle_sleep` later, whatever the others are doing,
+    so a busy step neither makes the idle ones poll the database in a loop nor runs its
+    own work in slivers (what became due meanwhile is taken as one batch); one that
+    stopped at BATCH units with more waiting goes on at once."""
     steps = load_steps()
     heartbeat = Heartbeat()
+    resting_until = [0.0] * len(steps)
     while not stop.is_set():
         close_old_connections()
-        busy = run_tick(steps, stop, heartbeat)
-        if not busy:
-            stop.wait(idle_sleep)
+        for index, step in enumerate(steps):
+            if stop.is_set():
+                break
+            if resting_until[index] <= time.monotonic():
+                _did, more = _run_step(step, stop, heartbeat)
+                if not more:
+                    resting_until[index] = time.monotonic() + idle_sleep
+        pause = min(resting_until) - time.monotonic()
+        if pause > 0:
+            stop.wait(pause)
     close_old_connections()
 
 
