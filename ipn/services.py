@@ -233,13 +233,14 @@ def fit_form(fields: dict[str, str], text_field: str = "msg") -> str:
 # --- The outbox ---------------------------------------------------------------------
 
 
-def _write(
+def _new_event(
     *, endpoint: IpnEndpoint, event_type: str, body: str, content_type: str, when: datetime, message_id: int | None
 ) -> IpnEvent:
-    """Inserts the outbox row; while the endpoint is disabled it is kept as skipped,
+    """The outbox row, not saved; while the endpoint is disabled it is kept as skipped,
     so that "replay failed since" can send it after re-enabling."""
     status = IpnEvent.Status.SKIPPED if endpoint.disabled_at else IpnEvent.Status.PENDING
-    return IpnEvent.objects.create(
+    now = timezone.now()
+    return IpnEvent(
         webhook_id=tokens.public_id("evt"),
         account_id=endpoint.account_id,
         type=event_type,
@@ -247,9 +248,9 @@ def _write(
         content_type=content_type,
         status=status,
         occurred_at=when,
-        created_at=timezone.now(),
-        next_attempt_at=timezone.now(),
-        schedule_started_at=timezone.now(),
+        created_at=now,
+        next_attempt_at=now,
+        schedule_started_at=now,
         message_id=message_id,
     )
 
@@ -258,6 +259,33 @@ def wants_event(*, endpoint: IpnEndpoint | None, event_type: str) -> bool:
     """True if these IPN settings ask for events of `event_type`, or the account has
     SMSGate webhooks (which of them want it is read when the event is written)."""
     return _wants(endpoint, event_type) or (endpoint is not None and endpoint.has_webhooks)
+
+
+def build_event(
+    *, event: Callback, occurred_at: datetime | None = None, endpoint: IpnEndpoint | None = None
+) -> IpnEvent | None:
+    """The outbox row of `event` in the format its account chose, not saved, if the account
+    wants it (else None). `endpoint`: the account's settings when the caller has read them
+    already. The caller saves it in the transaction that caused it (`record_event`), and
+    writes the account's SMSGate webhook events as `record_event` does when it has any."""
+    if endpoint is None:
+        endpoint = IpnEndpoint.objects.filter(account_id=event.account_id).first()
+    when = occurred_at or timezone.now()
+    if endpoint is None or not _wants(endpoint, event.type):
+        return None
+    if endpoint.format == IpnEndpoint.Format.GENIOSMS:
+        body, content_type = fit_form(event.geniosms_fields()), FORM
+    else:
+        payload = {"type": event.type, "timestamp": iso_time(when), "occurred_at": iso_time(when)}
+        body, content_type = fit_json({**payload, "data": event.standard_data()}, text_field=event.text_field), JSON
+    return _new_event(
+        endpoint=endpoint,
+        event_type=event.type,
+        body=body,
+        content_type=content_type,
+        when=when,
+        message_id=event.message_id,
+    )
 
 
 def record_event(
@@ -271,21 +299,10 @@ def record_event(
     when = occurred_at or timezone.now()
     if endpoint is not None and endpoint.has_webhooks:
         record_smsgate_events(event=event, when=when)
-    if endpoint is None or not _wants(endpoint, event.type):
-        return None
-    if endpoint.format == IpnEndpoint.Format.GENIOSMS:
-        body, content_type = fit_form(event.geniosms_fields()), FORM
-    else:
-        payload = {"type": event.type, "timestamp": iso_time(when), "occurred_at": iso_time(when)}
-        body, content_type = fit_json({**payload, "data": event.standard_data()}, text_field=event.text_field), JSON
-    return _write(
-        endpoint=endpoint,
-        event_type=event.type,
-        body=body,
-        content_type=content_type,
-        when=when,
-        message_id=event.message_id,
-    )
+    row = build_event(event=event, occurred_at=when, endpoint=endpoint)
+    if row is not None:
+        row.save(force_insert=True)
+    return row
 
 
 def test_event_body(endpoint: IpnEndpoint, when: datetime) -> tuple[str, str]:

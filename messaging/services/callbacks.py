@@ -307,6 +307,18 @@ def record_cancel_event(*, message: Message) -> list[IpnEvent]:
     return ipn_services.record_smsgate_events(event=event, when=message.cancelled_at or message.created_at)
 
 
+def build_message_event(
+    *, message: Message, status: str, occurred_at: datetime | None = None, endpoint: IpnEndpoint | None = None
+) -> IpnEvent | None:
+    """`record_message_event`'s outbox row, not saved (the caller inserts it in the
+    statement or transaction that changes the status), or None."""
+    event_type = MESSAGE_EVENT_TYPES.get(status)
+    if event_type is None:
+        return None
+    event = MessageCallback(message=message, type=event_type)
+    return ipn_services.build_event(event=event, occurred_at=occurred_at, endpoint=endpoint)
+
+
 def record_inbound_event(*, inbound: InboundSms) -> IpnEvent | None:
     """Writes an `sms.received` event into the outbox, if the account wants it. Call inside
     the transaction that stored the SMS."""

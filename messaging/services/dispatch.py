@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -23,7 +24,7 @@ from accounts import services as account_services
 from accounts.lib import sqlnames
 from accounts.models import Account
 from devices.models import Device
-from ipn.models import IpnEndpoint
+from ipn.models import IpnEndpoint, IpnEvent
 from messaging import metrics
 from messaging.models import Message, MessageEvent
 from messaging.services import callbacks, offers, verify
@@ -94,6 +95,7 @@ def _sql(template: str, **arguments: str) -> str:
         "Device": Device,
         "IpnEndpoint": IpnEndpoint,
         "Account": Account,
+        "IpnEvent": IpnEvent,
     }
     return sqlnames.sql(template, quote=connection.ops.quote_name, **models, **arguments)
 
@@ -325,6 +327,26 @@ def _report_fields(*, message: Message, device: Device, status: str, error: str,
 # A report re-reads the message and retries when a concurrent change got in between.
 REPORT_TRIES = 3
 
+# Accounts whose callbacks were on when this process last read their settings (account id
+# → until when, monotonic): their reports skip the one-statement report, which would
+# match no row. Only a hint: that statement checks the settings itself, so a stale entry
+# costs time (one statement tried in vain, or skipped), never a wrong write.
+_CALLBACKS_ON: dict[int, float] = {}
+CALLBACKS_HINT_SECONDS = 60.0
+
+
+def _has_callbacks(account_id: int) -> bool:
+    return _CALLBACKS_ON.get(account_id, 0.0) > time.monotonic()
+
+
+def _remember_callbacks(account_id: int, *, endpoint: IpnEndpoint | None) -> None:
+    if endpoint is not None and (endpoint.enabled or endpoint.has_webhooks):
+        if len(_CALLBACKS_ON) > 10_000:
+            _CALLBACKS_ON.clear()
+        _CALLBACKS_ON[account_id] = time.monotonic() + CALLBACKS_HINT_SECONDS
+    else:
+        _CALLBACKS_ON.pop(account_id, None)
+
 
 class ReportNotApplied(RuntimeError):
     """Every try of a report met a concurrent change of the message; nothing was written."""
@@ -341,7 +363,7 @@ def report_message(
     if status not in REPORT_FROM:
         raise ValueError(f"unknown report status {status!r}")
     metrics.count_report(status=status)
-    if status != Status.FAILED and connection.vendor == "postgresql":
+    if status != Status.FAILED and connection.vendor == "postgresql" and not _has_callbacks(device.account_id):
         reported = _report_in_one_statement(device=device, message_id=message_id, status=status, at=at)
         if reported is not None:
             return reported
@@ -349,6 +371,7 @@ def report_message(
         found = _reporting_message(device=device, message_id=message_id)
         if found is None:
             return None
+        _remember_callbacks(device.account_id, endpoint=found[1])
         if _apply_report(*found, device=device, status=status, error=error, at=at):
             return found[0]
     # Not acknowledged, so the phone sends the report again (it keeps it until acked).
@@ -432,6 +455,10 @@ def _apply_report(
     steps = [Status.SENT, status] if status == Status.DELIVERED and message.sent_at is None else [status]
     fields = _report_fields(message=message, device=device, status=status, error=error, at=when)
     was_refunded = message.status in overruled
+    one_step = status != Status.FAILED and len(steps) == 1 and not was_refunded
+    # SMSGate webhooks write rows of their own (ipn.services.record_event): the transaction.
+    if connection.vendor == "postgresql" and one_step and not (endpoint is not None and endpoint.has_webhooks):
+        return _apply_report_in_one_statement(message, endpoint, status=status, fields=fields, device=device, at=when)
     with transaction.atomic():
         # Only if nothing changed it since it was read (every claim counts an attempt).
         unchanged = Message.objects.filter(pk=message.pk, status=message.status, attempts=message.attempts)
@@ -457,6 +484,62 @@ def _apply_report(
             if callbacks.wants_message_event(endpoint=endpoint, status=step):
                 callbacks.record_message_event(message=message, status=step, occurred_at=when, endpoint=endpoint)
     return True
+
+
+def _apply_report_in_one_statement(
+    message: Message, endpoint: IpnEndpoint | None, *, status: str, fields: dict[str, Any], device: Device, at: datetime
+) -> bool:
+    """`_apply_report` for a `sent` or `delivered` that moves an open message one step (no
+    credit to give back, no `sent` to record first), on PostgreSQL: the conditional UPDATE,
+    its timeline entry and its callback's outbox row as one statement, atomic on its own
+    (one round trip instead of a transaction of five)."""
+    unchanged = {"was": message.status, "attempts": message.attempts}
+    # The callback describes the message as the report leaves it (R11).
+    _apply_fields(message, status=status, **fields)
+    outbox = (
+        callbacks.build_message_event(message=message, status=status, occurred_at=at, endpoint=endpoint)
+        if callbacks.wants_message_event(endpoint=endpoint, status=status)
+        else None
+    )
+    params: dict[str, Any] = {"status": status, "pk": message.pk, **unchanged}
+    params.update(ev_status=status, ev_device=device.pk, ev_detail="", ev_at=at)
+    for name, value in fields.items():
+        field = Message._meta.get_field(name)
+        params[f"set_{name}"] = field.get_db_prep_save(  # type: ignore[union-attr]
+            value.pk if isinstance(value, Model) else value, connection
+        )
+    outbox_fields = _outbox_fields() if outbox is not None else ()
+    for field in outbox_fields:
+        params[f"ob_{field.attname}"] = field.get_db_prep_save(field.pre_save(outbox, True), connection)
+    with connection.cursor() as cursor:
+        cursor.execute(_report_change_sql(tuple(fields), outbox is not None), params)
+        return cursor.fetchone() is not None
+
+
+@functools.cache
+def _outbox_fields() -> tuple[Any, ...]:
+    return tuple(field for field in IpnEvent._meta.concrete_fields if not field.primary_key)
+
+
+@functools.cache
+def _report_change_sql(names: tuple[str, ...], outbox: bool) -> str:
+    """The statement of `_apply_report_in_one_statement` for the fields `names`."""
+    sets = "".join(f", {{Message.{name}}} = %(set_{name})s" for name in names)
+    where = " WHERE {Message.id} = %(pk)s AND {Message.status} = %(was)s AND {Message.attempts} = %(attempts)s"
+    update = _sql(f"UPDATE {{Message}} SET {{Message.status}} = %(status)s{sets}{where} RETURNING {{Message.id}}")  # noqa: S608
+    timeline = _sql(
+        "INSERT INTO {MessageEvent} ({MessageEvent.message}, {MessageEvent.status}, {MessageEvent.device},"
+        " {MessageEvent.detail}, {MessageEvent.at})"
+        " SELECT id, %(ev_status)s, %(ev_device)s, %(ev_detail)s, %(ev_at)s FROM changed"
+    )
+    parts = [f"changed AS ({update})", f"timeline AS ({timeline})"]
+    if outbox:
+        # INSERT … SELECT: PostgreSQL types each parameter by its target column.
+        columns = ", ".join(connection.ops.quote_name(field.column) for field in _outbox_fields())
+        values = ", ".join(f"%(ob_{field.attname})s" for field in _outbox_fields())
+        table = _sql("{IpnEvent}")
+        parts.append(f"outbox AS (INSERT INTO {table} ({columns}) SELECT {values} FROM changed)")  # noqa: S608
+    return f"WITH {', '.join(parts)} SELECT id FROM changed"  # noqa: S608 (model names only; values are parameters)
 
 
 def _step_details(steps: list[str], *, status: str, error: str) -> list[tuple[str, str]]:

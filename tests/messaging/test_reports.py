@@ -10,14 +10,16 @@ import pytest
 import time_machine
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.db import IntegrityError
 from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Account, LedgerEntry
 from config.asgi import application
+from ipn import services as ipn_services
 from ipn.models import IpnEndpoint, IpnEvent
 from messaging.models import Message
-from messaging.services import callbacks, dispatch
+from messaging.services import dispatch
 from tests import factories
 
 
@@ -95,15 +97,25 @@ def test_each_transition_writes_its_ipn_event(phone, assigned, ipn_on):
     ]
 
 
+@pytest.mark.django_db(transaction=True)  # as in production: no test transaction around the report
 def test_the_status_change_rolls_back_with_a_failing_ipn_write(phone, assigned, ipn_on, monkeypatch):
-    def broken(**kwargs):
-        raise RuntimeError("outbox down")
+    """The outbox row is written with the status change or neither is (R5): here the
+    database refuses the row (no event type), inside the report's one
+    statement on PostgreSQL, inside its transaction elsewhere."""
+    build_event = ipn_services.build_event
 
-    monkeypatch.setattr(callbacks, "record_message_event", broken)
-    with pytest.raises(RuntimeError):
+    def broken(**kwargs):
+        row = build_event(**kwargs)
+        assert row is not None
+        row.type = None  # type: ignore[assignment]
+        return row
+
+    monkeypatch.setattr(ipn_services, "build_event", broken)
+    with pytest.raises(IntegrityError):
         report(device=phone, message_id=assigned.public_id, status="sent")
     assert Message.objects.get(pk=assigned.pk).status == "assigned"
     assert not assigned.events.filter(status="sent").exists()
+    assert not IpnEvent.objects.exists()
 
 
 def overtaken_reads(monkeypatch, *, times: int) -> None:
