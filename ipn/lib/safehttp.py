@@ -1,17 +1,20 @@
 """One outbound POST that cannot be steered into our own network. Django-free.
 
 The host is resolved once, **every** answer is validated, and the connection goes to
-the validated address only: the URL is rewritten to that IP while the `Host` header
-and the TLS SNI name (httpx's `sni_hostname` extension) keep the original host, so a
-second DNS answer (rebinding) can never be used. Redirects are not followed and the
-answer is read by streaming, up to a cap.
+the validated address only: the TCP connection is opened to that IP while the `Host`
+header, the TLS SNI name and the name the certificate must carry stay the URL's host,
+so a second DNS answer (rebinding) can never be used. Redirects are not followed and the
+answer is read by streaming, up to a cap. The request itself is http.client's (a
+fifth of httpx's CPU per request); httpx only parses URLs.
 """
 
 from __future__ import annotations
 
 import csv
+import http.client
 import ipaddress
 import re
+import select
 import socket
 import ssl
 import threading
@@ -19,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import certifi
@@ -112,7 +115,7 @@ class ConnectionFailed(DeliveryError):
 @dataclass(frozen=True)
 class Answer:
     status_code: int
-    headers: httpx.Headers
+    headers: http.client.HTTPMessage  # .get() ignores case
     # At most `max_response_bytes` of the body.
     body: bytes
     truncated: bool
@@ -161,6 +164,7 @@ def refusal_reason(address: Address) -> str | None:
     return None
 
 
+@lru_cache(maxsize=1024)  # one account's URL is parsed for every callback; a URL is immutable
 def parse_url(url: str) -> httpx.URL:
     """The URL if its scheme is http/https and it has a host; raises AddressRefused."""
     try:
@@ -239,11 +243,22 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-def _pinned_request(url: httpx.URL, address: Address) -> tuple[httpx.URL, str, dict[str, str]]:
-    """The URL rewritten to the address, the Host header, and the request extensions."""
-    host_header = url.netloc.decode("ascii").rsplit("@", 1)[-1]
-    extensions = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
-    return url.copy_with(host=str(address)), host_header, extensions
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """TLS over a TCP connection to the checked address, with the URL's host name as the
+    SNI name and as the name the certificate must carry."""
+
+    def __init__(self, address: str, port: int, *, server_name: str, timeout: float) -> None:
+        self.tls = _tls_context()
+        super().__init__(address, port, timeout=timeout, context=self.tls)
+        self.server_name = server_name
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self.tls.wrap_socket(self.sock, server_hostname=self.server_name)
+
+
+# Headers only this module sets: the caller's mapping cannot add a second one.
+_OWN_HEADERS = frozenset({"host", "accept-encoding", "content-length", "transfer-encoding", "connection"})
 
 
 def post(
@@ -262,59 +277,81 @@ def post(
     """
     parsed = parse_url(url)
     address = resolve_checked(parsed, allow_private=allow_private, resolver=resolver)
-    pinned, host_header, extensions = _pinned_request(parsed, address)
-    # Our headers go last so the caller's mapping cannot replace Host or the encoding.
-    all_headers = {**headers, "Host": host_header, "Accept-Encoding": "identity"}
+    https = parsed.scheme == "https"
+    host_header = parsed.netloc.decode("ascii").rsplit("@", 1)[-1]
+    key = (parsed.scheme, host_header, str(address))
+    all_headers = {name: value for name, value in headers.items() if name.lower() not in _OWN_HEADERS}
+    all_headers.update({"Host": host_header, "Accept-Encoding": "identity"})
     deadline = time.monotonic() + timeout
-    client = _client_for(parsed.scheme, host_header, address)
+    connection = _kept(key, timeout)
+    if connection is None:
+        port = parsed.port or (443 if https else 80)
+        if https:
+            server_name = parsed.raw_host.decode("ascii")
+            connection = _PinnedHTTPSConnection(str(address), port, server_name=server_name, timeout=timeout)
+        else:
+            connection = http.client.HTTPConnection(str(address), port, timeout=timeout)
     try:
-        with client.stream(
-            "POST", pinned, content=content, headers=all_headers, extensions=extensions, timeout=timeout
-        ) as response:
-            body, truncated = _read_capped(response, max_response_bytes, deadline)
-            return Answer(response.status_code, response.headers, body, truncated)
-    except httpx.TimeoutException as exc:
+        connection.request("POST", parsed.raw_path.decode("ascii"), body=content, headers=all_headers)
+        response = connection.getresponse()
+        body, truncated = _read_capped(response, max_response_bytes, deadline)
+    except TimeoutError as exc:
+        connection.close()
         raise Timeout(f"no answer within {timeout:g} s ({type(exc).__name__})")
-    except httpx.HTTPError as exc:
+    except (OSError, http.client.HTTPException) as exc:
+        connection.close()
         raise ConnectionFailed(f"{type(exc).__name__}: {exc}"[:300])
+    if truncated or response.will_close:
+        connection.close()
+    else:
+        _keep(key, connection)
+    return Answer(response.status, response.headers, body, truncated)
 
 
-# Keep-alive clients, one per (scheme, host, checked address) and per thread: a pooled
+# Keep-alive connections, one per (scheme, host, checked address) and per thread: a kept
 # connection is only ever reused for the host name (and TLS name) it was opened for, and
-# never shared between threads (httpcore's pool closed sockets under a neighbour's read).
+# never shared between threads. One the server has closed (or left idle for too long) is
+# not reused.
 _local = threading.local()
 MAX_CLIENTS = 16
+KEEPALIVE_SECONDS = 30.0
+Key = tuple[str, str, str]
 
 
-def _client_for(scheme: str, host: str, address: Address) -> httpx.Client:
-    clients: OrderedDict[tuple[str, str, str], httpx.Client] | None = getattr(_local, "clients", None)
-    if clients is None:
-        clients = _local.clients = OrderedDict()
-    key = (scheme, host, str(address))
-    client = clients.get(key)
-    if client is not None:
-        clients.move_to_end(key)
-        return client
-    client = clients[key] = httpx.Client(
-        verify=_tls_context(),
-        follow_redirects=False,
-        trust_env=False,
-        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=30),
-    )
-    if len(clients) > MAX_CLIENTS:
-        clients.popitem(last=False)[1].close()
-    return client
+def _kept(key: Key, timeout: float) -> http.client.HTTPConnection | None:
+    kept: OrderedDict[Key, tuple[http.client.HTTPConnection, float]] | None = getattr(_local, "kept", None)
+    found = kept.pop(key, None) if kept is not None else None
+    if found is None:
+        return None
+    connection, idle_since = found
+    sock = connection.sock
+    if sock is None or time.monotonic() - idle_since > KEEPALIVE_SECONDS or select.select([sock], [], [], 0)[0]:
+        connection.close()  # readable while idle: the server closed it (or sent what nobody asked for)
+        return None
+    connection.timeout = timeout
+    sock.settimeout(timeout)
+    return connection
 
 
-def _read_capped(response: httpx.Response, limit: int, deadline: float) -> tuple[bytes, bool]:
+def _keep(key: Key, connection: http.client.HTTPConnection) -> None:
+    kept: OrderedDict[Key, tuple[http.client.HTTPConnection, float]] | None = getattr(_local, "kept", None)
+    if kept is None:
+        kept = _local.kept = OrderedDict()
+    kept[key] = (connection, time.monotonic())
+    if len(kept) > MAX_CLIENTS:
+        kept.popitem(last=False)[1][0].close()
+
+
+def _read_capped(response: http.client.HTTPResponse, limit: int, deadline: float) -> tuple[bytes, bool]:
     """At most `limit` bytes of the body, read as a stream (a 50 MB answer is cut)."""
     chunks: list[bytes] = []
     size = 0
-    cut = False
-    for chunk in response.iter_raw(chunk_size=8192):
+    while True:
+        chunk = response.read1(8192) if response.length != 0 else b""
+        if not chunk:
+            response.close()  # read to the end: the connection may carry the next request
+            return b"".join(chunks), False
         chunks.append(chunk)
         size += len(chunk)
         if size > limit or time.monotonic() > deadline:
-            cut = True
-            break
-    return b"".join(chunks)[:limit], cut
+            return b"".join(chunks)[:limit], True

@@ -185,3 +185,81 @@ def test_sending_to_a_private_address_is_refused_at_send_time_as_a_permanent_fai
     assert attempt.error.startswith("refused:") and "127.0.0.1" in attempt.error
     assert event.status == IpnEvent.Status.FAILED
     assert receiver.requests == []
+
+
+@pytest.fixture
+def tls_receiver(tmp_path, monkeypatch):
+    """An HTTPS receiver on 127.0.0.1 with a certificate for `ipn.example.test` only, which
+    our client trusts; records the SNI name, the Host header and each new connection."""
+    import http.server
+    import ssl
+    import subprocess
+    import threading
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    openssl = "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=ipn.example.test"
+    subprocess.run(
+        ["openssl", *openssl.split(), "-keyout", key, "-out", cert, "-addext", "subjectAltName=DNS:ipn.example.test"],
+        check=True,
+        capture_output=True,
+    )
+    seen: dict[str, list[str]] = {"sni": [], "host": [], "connections": []}
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    server_tls.sni_callback = lambda sock, name, context: seen["sni"].append(name)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            seen["connections"].append(str(self.client_address))
+            super().setup()
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen["host"].append(self.headers["Host"])
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    server.socket = server_tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    client_tls = ssl.create_default_context(cafile=str(cert))
+    monkeypatch.setattr(safehttp, "_tls_context", lambda: client_tls)
+    yield server.server_address[1], seen
+    server.shutdown()
+    server.server_close()
+
+
+def _post_tls(url):
+    return safehttp.post(
+        url,
+        content=b"{}",
+        headers={},
+        timeout=5,
+        max_response_bytes=100,
+        allow_private=True,
+        resolver=lambda host, port: ["127.0.0.1"],
+    )
+
+
+def test_https_goes_to_the_checked_address_with_the_urls_name_as_sni_and_for_the_certificate(tls_receiver):
+    port, seen = tls_receiver
+    for _ in range(2):
+        answer = _post_tls(f"https://ipn.example.test:{port}/hook")
+        assert (answer.status_code, answer.body) == (200, b"ok")
+    assert seen["sni"] == ["ipn.example.test"]
+    assert seen["host"] == [f"ipn.example.test:{port}"] * 2
+    assert len(seen["connections"]) == 1  # kept alive between the two
+
+
+def test_https_to_a_name_the_certificate_does_not_carry_is_refused(tls_receiver):
+    port, _seen = tls_receiver
+    with pytest.raises(safehttp.ConnectionFailed, match="certificate"):
+        _post_tls(f"https://other.example.test:{port}/hook")
