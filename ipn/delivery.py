@@ -12,6 +12,7 @@ commit.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -334,12 +335,16 @@ def _finish(event: IpnEvent, endpoint: IpnEndpoint, log: IpnAttempt) -> None:
     _finish_batch([(event, endpoint, log)], [])
 
 
-def _take_turns(turn: list[tuple[IpnEvent, IpnEndpoint]], until: float) -> tuple[list[Attempted], list[IpnEvent]]:
+def _take_turns(
+    turn: list[tuple[IpnEvent, IpnEndpoint]], until: float, stop: threading.Event | None
+) -> tuple[list[Attempted], list[IpnEvent]]:
     """One account's events, one after the other (one keep-alive connection): (the attempts
-    made, the events left unattempted after a failure or past `until`, a monotonic time)."""
+    made, the events left unattempted after a failure, past `until` (a monotonic time) or
+    once `stop` is set)."""
     made: list[Attempted] = []
     for index, (event, endpoint) in enumerate(turn):
-        if time.monotonic() > until or (made and made[-1][2].outcome != IpnAttempt.Outcome.SUCCESS):
+        late = time.monotonic() > until or (stop is not None and stop.is_set())
+        if late or (made and made[-1][2].outcome != IpnAttempt.Outcome.SUCCESS):
             return made, [event for event, _endpoint in turn[index:]]
         made.append((event, endpoint, attempt(event=event, endpoint=endpoint)))
     return made, []
@@ -350,12 +355,14 @@ def _senders() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=PARALLEL_ACCOUNTS, thread_name_prefix="ipn-send")
 
 
-def deliver_one_due_event() -> bool:
+def deliver_one_due_event(stop: threading.Event | None = None) -> bool:
     """Worker step: claims up to CLAIM_BATCH due events, attempts them (each account's in
     turn, different accounts' in parallel: only the HTTP calls run in other threads, the
     database stays on this one), and schedules what follows. One account's slow receiver
     does not hold up the others' callbacks in the same step.
-    Returns True when an event was due (more may be waiting)."""
+    Once `stop` (the worker's graceful stop) is set, no further attempt starts: the one in
+    progress finishes and is recorded, the rest go back. Returns True when an event was
+    due (more may be waiting)."""
     until = time.monotonic() + ACCOUNT_TURN_SECONDS
     events, was_due = _claim_due_events(timezone.now(), CLAIM_BATCH)
     turns: dict[tuple[int, int | None], list[tuple[IpnEvent, IpnEndpoint]]] = {}
@@ -371,9 +378,9 @@ def deliver_one_due_event() -> bool:
             status=IpnEvent.Status.SKIPPED, locked_until=None
         )
     if len(turns) == 1:
-        outcomes = [_take_turns(next(iter(turns.values())), until)]
+        outcomes = [_take_turns(next(iter(turns.values())), until, stop)]
     else:
-        outcomes = list(_senders().map(lambda turn: _take_turns(turn, until), turns.values()))
+        outcomes = list(_senders().map(lambda turn: _take_turns(turn, until, stop), turns.values()))
     if outcomes:
         _finish_batch(
             [made for done, _ in outcomes for made in done], [event for _, left in outcomes for event in left]

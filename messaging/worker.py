@@ -9,12 +9,15 @@ which /health/ready checks.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
 import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import cast
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -111,7 +114,14 @@ def run_forever(stop: threading.Event, idle_sleep: float = IDLE_SLEEP) -> None:
     so a busy step neither makes the idle ones poll the database in a loop nor runs its
     own work in slivers (what became due meanwhile is taken as one batch); one that
     stopped at BATCH units with more waiting goes on at once."""
-    steps = load_steps()
+    # A step that makes several attempts in one unit (IPN delivery) takes `stop` and starts
+    # no new one once it is set.
+    steps = [
+        functools.update_wrapper(functools.partial(cast(Callable[..., bool], step), stop=stop), step)
+        if "stop" in inspect.signature(step).parameters
+        else step
+        for step in load_steps()
+    ]
     heartbeat = Heartbeat()
     resting_until = [0.0] * len(steps)
     while not stop.is_set():

@@ -10,6 +10,7 @@ fifth of httpx's CPU per request); httpx only parses URLs.
 
 from __future__ import annotations
 
+import base64
 import csv
 import http.client
 import ipaddress
@@ -280,8 +281,12 @@ def post(
     https = parsed.scheme == "https"
     host_header = parsed.netloc.decode("ascii").rsplit("@", 1)[-1]
     key = (parsed.scheme, host_header, str(address))
-    all_headers = {name: value for name, value in headers.items() if name.lower() not in _OWN_HEADERS}
+    own = _OWN_HEADERS | {"authorization"} if parsed.userinfo else _OWN_HEADERS
+    all_headers = {name: value for name, value in headers.items() if name.lower() not in own}
     all_headers.update({"Host": host_header, "Accept-Encoding": "identity"})
+    if parsed.userinfo:  # credentials in the URL: HTTP Basic authentication, as browsers and httpx do
+        credentials = f"{parsed.username}:{parsed.password}".encode()
+        all_headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode("ascii")
     deadline = time.monotonic() + timeout
     connection = _kept(key, timeout)
     if connection is None:

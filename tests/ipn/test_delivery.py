@@ -3,6 +3,7 @@
 import json
 import random
 import resource
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +11,7 @@ import pytest
 import standardwebhooks
 import time_machine
 from django.conf import settings as django_settings
+from django.utils import timezone
 
 from ipn import delivery, selectors
 from ipn import services as ipn_services
@@ -408,3 +410,32 @@ def test_the_attempt_log_keeps_the_url_without_its_credentials(alice, alice_list
     attempt = IpnAttempt.objects.get()
     assert attempt.url == receiver.url.replace("http://", "http://[redacted]@")
     assert "s3cret" not in str(IpnEndpoint.objects.get(account=alice))
+
+
+def test_one_step_sends_an_accounts_due_events_in_turn_and_stops_at_its_first_failure(
+    alice, alice_list, endpoint, receiver
+):
+    events = [sent_event(alice, alice_list) for _ in range(4)]
+    receiver.replies.extend([Reply(200), Reply(200), Reply(500)])
+    assert delivery.deliver_one_due_event() is True
+    assert [r.headers["webhook-id"] for r in receiver.wait_for(3)] == [e.webhook_id for e in events[:3]]
+    for event in events:
+        event.refresh_from_db()
+    assert [e.status for e in events] == ["delivered", "delivered", "pending", "pending"]
+    # The failed one waits for its retry; the one after it was given back unattempted.
+    assert [e.attempts for e in events] == [1, 1, 1, 0]
+    assert events[3].locked_until is None and events[3].next_attempt_at <= timezone.now()
+    assert len(receiver.requests) == 3
+
+
+def test_once_the_worker_is_stopping_a_step_starts_no_attempt_and_gives_its_claim_back(
+    alice, alice_list, endpoint, receiver
+):
+    events = [sent_event(alice, alice_list) for _ in range(2)]
+    stop = threading.Event()
+    stop.set()
+    delivery.deliver_one_due_event(stop=stop)
+    for event in events:
+        event.refresh_from_db()
+        assert (event.status, event.attempts, event.locked_until) == ("pending", 0, None)
+    assert receiver.requests == []
