@@ -338,13 +338,16 @@ def _finish(event: IpnEvent, endpoint: IpnEndpoint, log: IpnAttempt) -> None:
 def _take_turns(
     turn: list[tuple[IpnEvent, IpnEndpoint]], until: float, stop: threading.Event | None
 ) -> tuple[list[Attempted], list[IpnEvent]]:
-    """One account's events, one after the other (one keep-alive connection): (the attempts
-    made, the events left unattempted after a failure, past `until` (a monotonic time) or
-    once `stop` is set)."""
+    """One destination's events, one after the other (one keep-alive connection): (the
+    attempts made, the events left unattempted after a failure, once `stop` is set, or
+    when a further one would start past `until`, a monotonic time). The first is always
+    attempted unless the worker is stopping, as before batching: a slow claim can delay
+    a step, never starve it."""
     made: list[Attempted] = []
     for index, (event, endpoint) in enumerate(turn):
-        late = time.monotonic() > until or (stop is not None and stop.is_set())
-        if late or (made and made[-1][2].outcome != IpnAttempt.Outcome.SUCCESS):
+        late = bool(made) and time.monotonic() > until
+        failed = bool(made) and made[-1][2].outcome != IpnAttempt.Outcome.SUCCESS
+        if late or failed or (stop is not None and stop.is_set()):
             return made, [event for event, _endpoint in turn[index:]]
         made.append((event, endpoint, attempt(event=event, endpoint=endpoint)))
     return made, []
@@ -363,8 +366,8 @@ def deliver_one_due_event(stop: threading.Event | None = None) -> bool:
     Once `stop` (the worker's graceful stop) is set, no further attempt starts: the one in
     progress finishes and is recorded, the rest go back. Returns True when an event was
     due (more may be waiting)."""
-    until = time.monotonic() + ACCOUNT_TURN_SECONDS
     events, was_due = _claim_due_events(timezone.now(), CLAIM_BATCH)
+    until = time.monotonic() + ACCOUNT_TURN_SECONDS
     turns: dict[tuple[int, int | None], list[tuple[IpnEvent, IpnEndpoint]]] = {}
     skipped: list[int] = []
     for event in events:
