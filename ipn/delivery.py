@@ -42,12 +42,13 @@ MIN_DELAY_AFTER_OVERLOAD = 60
 DISABLE_AFTER = timedelta(days=5)
 # One worker step claims up to this many due events, oldest first.
 CLAIM_BATCH = 64
-# ... and sends to this many accounts at once.
+# ... and sends to this many destinations (an account's IPN URL, an SMSGate webhook) at once.
 PARALLEL_ACCOUNTS = 16
-# An account's events of one step go one after the other; another is started only while
-# the previous one succeeded and at most this long after the claim, so that every attempt
-# of the step ends within the claim's lock (see `lock_duration`) and a failing or slow
-# receiver gets one attempt per step, as before batching. The rest go back unattempted.
+# A destination's events of one step go one after the other; after the first, another is
+# started only while the previous one succeeded and at most this long after the claim
+# ended, so that every attempt of the step ends within the claim's lock (see
+# `lock_duration`) and a failing or slow receiver gets one attempt per step, as before
+# batching. The rest go back unattempted.
 ACCOUNT_TURN_SECONDS = 2.0
 # `last_success_at` is refreshed at most this often.
 SUCCESS_STAMP_EVERY = timedelta(minutes=1)
