@@ -206,8 +206,10 @@ def test_the_developers_page_example_matches_the_route(api, alice_list):
     assert body["recipients"] == 1
 
 
-def test_a_list_token_with_a_nul_byte_is_simply_unknown(api):
-    envelope_of(api.get("/api/v1/lists/lst_%00x/subscribers"), 400, 6)
+def test_a_list_token_with_a_nul_byte_is_refused_before_any_lookup(api):
+    # InputErrorMiddleware: a NUL in the path is a malformed address (param_error), with its sentence.
+    body = envelope_of(api.get("/api/v1/lists/lst_%00x/subscribers"), 400, 5)
+    assert "NUL" in str(body)
 
 
 def test_the_developers_page_examples_for_subscribers_work_in_order(api, alice_list):
