@@ -14,7 +14,8 @@ database connections; daphne = ASGI with DATABASE_POOL=true) it measures
 3. bulk sends (`POST /api/v1/send/bulk`, 10,000 recipients): msg/s;
 4. dispatch: N simulated phones on daphne's `/ws/device/` (they speak the frames of docs/device-protocol.md:
    claim every offer, report `sent` on assign) while sends arrive at a fixed rate; the
-   latency from the API answer to the `assign` frame at a phone, p50/p99, duplicates, lost;
+   latency from the API answer to the `assign` frame at a phone, p50/p99, duplicates, lost,
+   and how many assigns each phone got (the spread);
 5. end to end (gunicorn only unless --e2e-servers says otherwise): the same sends, each
    phone reporting `sent` on assign and `delivered` once that is acknowledged, with
    callbacks off, then on: a `manage.py worker` delivers `message.sent` and
@@ -245,8 +246,10 @@ def enrol_phones(port: int, pin: str, count: int) -> list[str]:
     return tokens
 
 
-async def _phone(url: str, token: str, assigns: list[tuple[str, float]], ready: asyncio.Event, delivered: bool) -> None:
-    """One simulated phone: claims every offer, reports `sent` on assign and, with
+async def _phone(
+    url: str, token: str, index: int, assigns: list[tuple[str, float, int]], ready: asyncio.Event, delivered: bool
+) -> None:
+    """Simulated phone number `index`: claims every offer, reports `sent` on assign and, with
     `delivered`, `delivered` once the `sent` is acknowledged; runs until cancelled."""
     import websockets
 
@@ -259,7 +262,7 @@ async def _phone(url: str, token: str, assigns: list[tuple[str, float]], ready: 
             if kind == "offer":
                 await ws.send(json.dumps({"type": "claim", "message_id": frame["message_id"]}))
             elif kind == "assign":
-                assigns.append((frame["message_id"], time.time()))
+                assigns.append((frame["message_id"], time.time(), index))
                 await ws.send(json.dumps({"type": "report", "message_id": frame["message_id"], "status": "sent"}))
             elif kind == "ack" and delivered and frame.get("status") == "sent":
                 report = {"type": "report", "message_id": frame["message_id"], "status": "delivered"}
@@ -270,10 +273,11 @@ async def _phone(url: str, token: str, assigns: list[tuple[str, float]], ready: 
 
 def _phones_process(url: str, tokens: list[str], delivered: bool, ready: Any, stop: Any, out: Any) -> None:
     async def main() -> None:
-        assigns: list[tuple[str, float]] = []
+        assigns: list[tuple[str, float, int]] = []
         readies = [asyncio.Event() for _ in tokens]
         tasks = [
-            asyncio.create_task(_phone(url, t, assigns, r, delivered)) for t, r in zip(tokens, readies, strict=True)
+            asyncio.create_task(_phone(url, t, n, assigns, r, delivered))
+            for n, (t, r) in enumerate(zip(tokens, readies, strict=True))
         ]
         await asyncio.gather(*(r.wait() for r in readies))
         ready.set()
@@ -469,11 +473,13 @@ def dispatch_run(
     cpu, ended = meter.stop()
     window = time.perf_counter() - window
     stop.set()
-    assigns: list[tuple[str, float]] = out.get(timeout=30)
+    assigns: list[tuple[str, float, int]] = out.get(timeout=30)
     phones.join(10)
     first: dict[str, float] = {}
     duplicates = 0
-    for message_id, at in assigns:
+    per_phone = [0] * len(tokens)  # assigns each phone got, in the order the phones were enrolled
+    for message_id, at, phone in assigns:
+        per_phone[phone] += 1
         if message_id in first:
             duplicates += 1
         else:
@@ -489,6 +495,7 @@ def dispatch_run(
         "assigned": len(latencies),
         "duplicates": duplicates,
         "unassigned": unassigned,
+        "per_phone": per_phone,
         "p50_ms": pct(latencies, 50),
         "p99_ms": pct(latencies, 99),
         "request_to_assign_p50_ms": pct(end_to_end, 50),
@@ -720,7 +727,13 @@ def print_dispatch(d: dict[str, Any], args: argparse.Namespace) -> None:
             "  (negative: the phone had its assign before the client had the HTTP answer;"
             " the server answers HTTP slower than it dispatches)"
         )
+    print_spread(d)
     print_cpu(d)
+
+
+def print_spread(d: dict[str, Any]) -> None:
+    counts = d.get("per_phone") or [0]
+    print(f"  assigns per phone:     {' / '.join(str(n) for n in counts)}   (min {min(counts)}, max {max(counts)})")
 
 
 # The server's processes; PostgreSQL's backends of the bench database count with them.
@@ -748,6 +761,7 @@ def print_end_to_end(setting: str, n: int, d: dict[str, Any], args: argparse.Nam
         f"sent {d['sent']}  assigned {d['assigned']}  duplicates {d['duplicates']}  unassigned {d['unassigned']}  "
         f"dispatch p50 {d['p50_ms']:.1f} ms  p99 {d['p99_ms']:.1f} ms"
     )
+    print_spread(d)
     if "callbacks" in d:
         c = d["callbacks"]
         print(
