@@ -28,6 +28,7 @@ from devices import services
 from devices.consumer_base import DrainingConsumer, decode_frame, orm
 from devices.fleet import FleetScheduler
 from devices.models import Device
+from devices.rounds import ClaimRounds
 from messaging import selectors
 from messaging.models import Message
 from messaging.services import dispatch, inbox
@@ -70,8 +71,12 @@ def _open_work(device: Device) -> list[Message]:
 
 
 @orm
-def _claim(device: Device, message_id: str) -> Message | None:
-    return dispatch.claim_message(device=device, message_id=message_id)
+def _claim(device: Device, message_id: str) -> tuple[dispatch.ClaimResult, bool]:
+    """The phone's claim, and whether the message is still open for another phone if not won."""
+    result = dispatch.claim_for_phone(device=device, message_id=message_id)
+    if result.message is not None:
+        return result, False
+    return result, result.capped_until is not None or dispatch.message_is_open(message_id=message_id)
 
 
 @orm
@@ -84,53 +89,13 @@ def _incoming(device: Device, sender: str, text: str, at: datetime, sim: int | N
     return inbox.record_incoming_sms(device=device, sender=sender, text=text, received_at=at, sim=sim).public_id
 
 
-class ClaimSingleFlight:
-    """Spares the database the claims that cannot win, within this process.
-
-    Every phone of a list is offered each message, so nearly all claims lose. While one
-    claim for a message is in flight here, the others wait for its result instead of
-    queuing their own UPDATE; a message won here recently is answered `taken` at once.
-    The database still decides every assignment: a wait that ends without a winner (the
-    claimer was unavailable or over its rate) falls through to a real claim, and a
-    "recently taken" entry lives far shorter than any lease.
-    """
-
-    TAKEN_SECONDS = 5.0  # below the shortest lease (MIN_LEASE_SECONDS)
-    MAX_REMEMBERED = 50_000
-
-    def __init__(self) -> None:
-        self.in_flight: dict[str, asyncio.Future[bool]] = {}
-        self.taken_until: dict[str, float] = {}
-
-    async def claim(self, device: Device, message_id: str) -> Message | None:
-        now = time.monotonic()
-        if self.taken_until.get(message_id, 0.0) > now:
-            return None
-        pending = self.in_flight.get(message_id)
-        if pending is not None and await asyncio.shield(pending):
-            return None  # another phone here got it
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.in_flight[message_id] = done
-        message = None
-        try:
-            message = await _claim(device, message_id)
-        finally:
-            if self.in_flight.get(message_id) is done:
-                del self.in_flight[message_id]
-            done.set_result(message is not None)
-        if message is not None:
-            self._remember(message_id, now)
-        return message
-
-    def _remember(self, message_id: str, now: float) -> None:
-        if len(self.taken_until) >= self.MAX_REMEMBERED:
-            self.taken_until = {mid: until for mid, until in self.taken_until.items() if until > now}
-        self.taken_until[message_id] = now + self.TAKEN_SECONDS
-
-
-claims = ClaimSingleFlight()
 # The periodic checks of every phone connection of this process (devices/fleet.py).
 fleet = FleetScheduler(open_work=selectors.lists_with_open_work)
+# Who of this process's phones gets each message (devices/rounds.py).
+claims = ClaimRounds(try_claim=_claim, phones_of=fleet.phones_of)
+# Offers of messages pinned to one phone that a connection remembers (their claim rounds
+# need not wait for other phones).
+MAX_PINNED_REMEMBERED = 1000
 
 
 # --- Frame field checks ----------------------------------------------------------------
@@ -182,6 +147,10 @@ class DeviceConsumer(DrainingConsumer):
     message_frames: dict[str, asyncio.Task[None]]
     frames_in_flight: asyncio.Semaphore
     closed: bool = False
+    # At one of its caps until this time.time(): not offered work, its claims lose at once.
+    capped_until: float = 0.0
+    reoffer: asyncio.TimerHandle | None = None
+    pinned_offers: set[str]
 
     # --- connection lifecycle ---
 
@@ -192,6 +161,7 @@ class DeviceConsumer(DrainingConsumer):
         self.frame_tasks = set()
         self.message_frames = {}
         self.frames_in_flight = asyncio.Semaphore(MAX_FRAMES_IN_FLIGHT)
+        self.pinned_offers = set()
         self.last_frame_at = self.last_presence_write = timezone.now()
         await self.join_groups()
         await self.accept()
@@ -217,6 +187,8 @@ class DeviceConsumer(DrainingConsumer):
     async def disconnect(self, code: int) -> None:
         self.closed = True  # claims and reports still in flight finish without answering
         fleet.unregister(self)
+        if self.reoffer is not None:
+            self.reoffer.cancel()
         if not hasattr(self, "device"):
             return
         with contextlib.suppress(Exception):  # membership expires on its own
@@ -325,11 +297,46 @@ class DeviceConsumer(DrainingConsumer):
 
     async def on_claim(self, content: dict[str, Any]) -> None:
         message_id = _text(content, "message_id", max_length=40)
-        message = await claims.claim(self.device, message_id)
-        if message is None:
+        if self.is_capped():
+            await self.send_frame({"type": "taken", "message_id": message_id})
+            return
+        outcome = await claims.claim(self, message_id, alone=message_id in self.pinned_offers)
+        if outcome.capped_until is not None:
+            self.capped(outcome.capped_until)
+        if outcome.message is None:
             await self.send_frame({"type": "taken", "message_id": message_id})
         else:
-            await self.send_frame({**offer_frame(message), "type": "assign"})
+            self.pinned_offers.discard(message_id)
+            await self.send_frame({**offer_frame(outcome.message), "type": "assign"})
+
+    # --- caps ---
+
+    def is_capped(self) -> bool:
+        return self.capped_until > time.time()
+
+    def may_take_work(self) -> bool:
+        """Whether this phone may be given a message now: available and under its caps."""
+        return self.available and not self.closed and not self.is_capped()
+
+    def capped(self, until: datetime) -> None:
+        """The phone is at one of its caps until `until`: no offers until then, and then the
+        open work (the fleet's tick would offer it too, later)."""
+        self.capped_until = until.timestamp()
+        if self.reoffer is not None:
+            self.reoffer.cancel()
+        delay = max(self.capped_until - time.time(), 0.0) + 0.05
+        self.reoffer = asyncio.get_running_loop().call_later(delay, self._offer_again)
+
+    def caps_changed(self) -> None:
+        """The phone's caps were changed: whether it is at one is found out anew."""
+        self.capped_until = 0.0
+
+    def _offer_again(self) -> None:
+        self.reoffer = None
+        if not self.closed:
+            task = asyncio.get_running_loop().create_task(self.offer_open_work())
+            self.frame_tasks.add(task)
+            task.add_done_callback(self.frame_tasks.discard)
 
     async def on_report(self, content: dict[str, Any]) -> None:
         message_id = _text(content, "message_id", max_length=40)
@@ -381,16 +388,25 @@ class DeviceConsumer(DrainingConsumer):
         await self.send(text_data=json.dumps(frame, ensure_ascii=False, separators=(",", ":")))
 
     async def offer_open_work(self) -> None:
-        """Offers this phone the open work the database holds for it (if it is available)."""
-        if not self.available:
+        """Offers this phone the open work the database holds for it (if it may take work)."""
+        if not self.may_take_work():
             return
         for message in await _open_work(self.device):
+            if message.pinned_device_id is not None:
+                self._remember_pinned(message.public_id)
             await self.send_frame(offer_frame(message))
+
+    def _remember_pinned(self, message_id: str) -> None:
+        if len(self.pinned_offers) >= MAX_PINNED_REMEMBERED:
+            self.pinned_offers.clear()  # only a hint: a round then waits for the list's phones
+        self.pinned_offers.add(message_id)
 
     # --- channel-layer events (handler names mirror the event types) ---
 
     async def message_offer(self, event: dict[str, Any]) -> None:
-        if self.available and not self.closed:
+        if self.may_take_work():
+            if event.get("pinned"):
+                self._remember_pinned(event["frame"]["message_id"])
             # The frame as JSON text, serialised once by the sender for every phone.
             text = event.get("text")
             if isinstance(text, str):

@@ -8,7 +8,8 @@ Here one task per process does it for all of them, once per tick:
 
 - closes the connections silent for longer than `DEVICE_IDLE_SECONDS` (no database);
 - writes presence for every phone heard from since the last pass in one UPDATE;
-- reads which of the held phones are still enabled (one SELECT) and closes the others;
+- reads which of the held phones are still enabled, with their own caps (one SELECT), and
+  closes the others;
 - reloads the held phones' lists (one SELECT), shared by their connections;
 - asks once which lists and pinned phones have open work (the `open_work` function the
   consumer module gives it: that question is messaging's) and has only those phones read it.
@@ -32,7 +33,7 @@ from django.utils import timezone
 
 from devices import services
 from devices.consumer_base import orm
-from devices.models import Device, PhoneList
+from devices.models import CAP_FIELDS, Device, PhoneList
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,10 @@ class HeldConnection(Protocol):
 
     async def offer_open_work(self) -> None: ...
 
+    def caps_changed(self) -> None: ...
+
+    def may_take_work(self) -> bool: ...
+
 
 # (list ids, device ids) of available phones → (lists with open work, pinned phones with open work)
 OpenWork = Callable[[set[int], set[int]], tuple[set[int], set[int]]]
@@ -66,7 +71,7 @@ OpenWork = Callable[[set[int], set[int]], tuple[set[int], set[int]]]
 class Sweep:
     """What one pass found in the database."""
 
-    allowed: set[int]  # ids of held phones still enabled and not removed
+    allowed: dict[int, tuple[int | None, ...]]  # held phones still enabled and not removed: their own caps
     lists: dict[int, PhoneList]  # the held phones' lists, fresh
     work_lists: set[int]
     work_devices: set[int]
@@ -81,7 +86,7 @@ def _sweep(
 ) -> Sweep:
     """The database side of one pass, in one trip to an ORM thread."""
     services.touch_devices(heard)
-    allowed = services.enabled_device_ids(held)
+    allowed = services.enabled_device_caps(held)
     lists = services.phone_lists_by_id(list_ids)
     work_lists, work_devices = open_work(*available) if available[0] or available[1] else (set(), set())
     return Sweep(allowed, lists, work_lists, work_devices)
@@ -93,6 +98,8 @@ class FleetScheduler:
     def __init__(self, open_work: OpenWork) -> None:
         self.open_work = open_work
         self.held: set[HeldConnection] = set()
+        # The held connections by list (the claim rounds ask which phones of a list are here).
+        self.by_list: dict[int, set[HeldConnection]] = {}
         # One instance of each list the held phones are in, shared by their connections.
         self.lists: dict[int, PhoneList] = {}
         self.task: asyncio.Task[None] | None = None
@@ -103,12 +110,22 @@ class FleetScheduler:
         device = connection.device
         device.phone_list = self.lists.setdefault(device.phone_list_id, device.phone_list)
         self.held.add(connection)
+        self.by_list.setdefault(device.phone_list_id, set()).add(connection)
         loop = asyncio.get_running_loop()
         if self.task is None or self.task.done() or self.task.get_loop() is not loop:
             self.task = loop.create_task(self._run())
 
     def unregister(self, connection: HeldConnection) -> None:
         self.held.discard(connection)
+        of_list = self.by_list.get(connection.device.phone_list_id)
+        if of_list is not None:
+            of_list.discard(connection)
+            if not of_list:
+                del self.by_list[connection.device.phone_list_id]
+
+    def phones_of(self, phone_list_id: int) -> Iterable[HeldConnection]:
+        """The held connections of phones of this list."""
+        return self.by_list.get(phone_list_id, ())
 
     async def _run(self) -> None:
         while self.held:
@@ -157,9 +174,14 @@ class FleetScheduler:
             if device.pk not in sweep.allowed:
                 await self._close(connection, services.CLOSE_DISABLED)
                 continue
+            caps = device.caps
+            for name, value in zip(CAP_FIELDS.values(), sweep.allowed[device.pk], strict=True):
+                setattr(device, name, value)
             fresh_list = sweep.lists.get(device.phone_list_id)
             if fresh_list is not None:
                 device.phone_list = fresh_list
+            if device.caps != caps:
+                connection.caps_changed()
             if renew:
                 await connection.join_groups()
             if connection.available and (device.phone_list_id in sweep.work_lists or device.pk in sweep.work_devices):
@@ -172,6 +194,6 @@ class FleetScheduler:
             logger.exception("device %s: offering open work failed", connection.device.public_id)
 
     async def _close(self, connection: HeldConnection, code: int) -> None:
-        self.held.discard(connection)
+        self.unregister(connection)
         with contextlib.suppress(Exception):  # already going
             await connection.close(code=code)

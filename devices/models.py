@@ -11,6 +11,15 @@ from django.utils import timezone
 # A phone is online while its last sign of life is this recent.
 PRESENCE_TTL = timedelta(seconds=75)
 
+# The sliding windows of a phone's caps (how many assignments it may get in each), by the
+# name the API and the fields use: `rate_limit_per_<name>`.
+CAP_WINDOWS: dict[str, timedelta] = {
+    "minute": timedelta(minutes=1),
+    "hour": timedelta(hours=1),
+    "day": timedelta(days=1),
+}
+CAP_FIELDS: dict[str, str] = {name: f"rate_limit_per_{name}" for name in CAP_WINDOWS}
+
 
 class PhoneListQuerySet(models.QuerySet["PhoneList"]):
     def with_phone_counts(self) -> PhoneListQuerySet:
@@ -32,8 +41,11 @@ class PhoneList(models.Model):
     # Digits; leading zeros matter, so it is a string. Unique: enrolment knows only the PIN.
     pin = models.CharField(max_length=16, unique=True)
     default_country = models.CharField(max_length=2, default="IT")
-    # Messages per minute one phone of this list may send (None = no limit).
+    # Caps: messages one phone of this list may be given per minute, hour and day (None =
+    # no cap); each phone may set its own instead (Device.rate_limit_per_*).
     rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    rate_limit_per_hour = models.PositiveIntegerField(null=True, blank=True)
+    rate_limit_per_day = models.PositiveIntegerField(null=True, blank=True)
     # How long a phone may hold an assignment without reporting.
     lease_seconds = models.PositiveIntegerField(default=120)
     # Default time-to-live of a message sent through this list.
@@ -109,6 +121,10 @@ class Device(models.Model):
     signal = models.SmallIntegerField(null=True, blank=True)
     # SMSGate phones: the key they sign their webhooks with.
     webhook_signing_key = models.CharField(max_length=64, blank=True)
+    # This phone's own caps (None = its list's), e.g. for a SIM its carrier allows less.
+    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    rate_limit_per_hour = models.PositiveIntegerField(null=True, blank=True)
+    rate_limit_per_day = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = DeviceQuerySet.as_manager()
@@ -123,6 +139,12 @@ class Device(models.Model):
     @property
     def is_active(self) -> bool:
         return self.is_enabled and self.removed_at is None
+
+    @property
+    def caps(self) -> dict[str, int | None]:
+        """The caps that apply to this phone, by window name: its own, else its list's."""
+        own = {name: getattr(self, field) for name, field in CAP_FIELDS.items()}
+        return {name: own[name] or getattr(self.phone_list, CAP_FIELDS[name]) for name in CAP_WINDOWS}
 
 
 class EnrolmentToken(models.Model):

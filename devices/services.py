@@ -19,7 +19,7 @@ from accounts.lib import tokens
 from accounts.models import Account
 from accounts.services import ThrottlePolicy
 from devices.lib.channel_layer import FanoutChannelLayer
-from devices.models import Device, PhoneList
+from devices.models import CAP_FIELDS, Device, PhoneList
 
 logger = logging.getLogger(__name__)
 
@@ -424,15 +424,15 @@ def touch_devices(connections: list[tuple[int, str]]) -> None:
         )
 
 
-def enabled_device_ids(device_ids: set[int]) -> set[int]:
-    """Which of these phones are still enabled, not removed, and of an active account."""
-    allowed: set[int] = set()
+def enabled_device_caps(device_ids: set[int]) -> dict[int, tuple[int | None, ...]]:
+    """Which of these phones are still enabled, not removed, and of an active account, with
+    their own caps (per minute, hour, day: None where the list's apply)."""
+    allowed: dict[int, tuple[int | None, ...]] = {}
     for chunk in _chunks(sorted(device_ids)):
-        allowed.update(
-            Device.objects.filter(
-                pk__in=chunk, is_enabled=True, removed_at__isnull=True, account__is_active=True
-            ).values_list("pk", flat=True)
-        )
+        rows = Device.objects.filter(
+            pk__in=chunk, is_enabled=True, removed_at__isnull=True, account__is_active=True
+        ).values_list("pk", *CAP_FIELDS.values())
+        allowed.update((pk, tuple(caps)) for pk, *caps in rows)
     return allowed
 
 

@@ -124,6 +124,13 @@ class MessageEvent(models.Model):
 
     class Meta:
         ordering = ["at", "id"]
+        indexes = [
+            # A phone's caps count its assignments in a window (dispatch._cap_use): these
+            # rows stay with the phone when the message moves on to another one.
+            models.Index(
+                fields=["device", "at"], condition=models.Q(status="assigned"), name="msgevent_device_assigned"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.message_id} {self.status} @ {self.at:%H:%M:%S}"

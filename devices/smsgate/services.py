@@ -336,8 +336,9 @@ def rotate_signing_key(*, device: Device) -> str:
 
 def device_settings(*, device: Device) -> dict[str, dict[str, Any]]:
     """The `GET /settings` sections: the phone's signing key, SSE-only wake-ups and the
-    list's rate limit. Never `cloud_url`: that would move the phone to another server."""
-    rate = device.phone_list.rate_limit_per_minute
+    phone's per-minute cap (its own or its list's; the server enforces the hour and day caps
+    on its own). Never `cloud_url`: that would move the phone to another server."""
+    rate = device.caps["minute"]
     return {
         "webhooks": {"signing_key": device.webhook_signing_key, "internet_required": True},
         "gateway": {"notification_channel": "SSE_ONLY"},

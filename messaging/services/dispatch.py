@@ -11,19 +11,20 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import F, Model, Q
+from django.db.models import Count, F, Model, Q, QuerySet
 from django.utils import timezone
 
 from accounts import services as account_services
 from accounts.lib import sqlnames
 from accounts.models import Account
-from devices.models import Device
+from devices.models import CAP_WINDOWS, Device
 from ipn.models import IpnEndpoint, IpnEvent
 from messaging import metrics
 from messaging.models import Message, MessageEvent
@@ -36,8 +37,6 @@ Status = Message.Status
 
 # After this many assignments whose lease lapsed without a report, the message fails.
 MAX_ATTEMPTS = 3
-# A phone's send rate is measured over this window.
-RATE_WINDOW = timedelta(minutes=1)
 # The last `send_at` up to which scheduled messages were announced (a hint, see below).
 SCHEDULED_WATERMARK_KEY = "dispatch:scheduled-announced-until"
 SCHEDULED_LOOKBACK = timedelta(hours=1)
@@ -74,16 +73,67 @@ def open_messages_for_device(*, device: Device, limit: int = 100) -> list[Messag
     )
 
 
-def _take_rate_slot(*, device: Device, now: datetime) -> int | None:
-    """Inside a transaction: how many more messages this phone may be assigned now under
-    its list's per-minute limit (None = no limit). The phone's row is locked first, so its
-    concurrent claims count one after the other and none can pass the limit."""
-    limit = device.phone_list.rate_limit_per_minute
-    if not limit:
-        return None
-    list(Device.objects.select_for_update().filter(pk=device.pk).values_list("pk", flat=True))
-    recent = Message.objects.filter(device_id=device.pk, assigned_at__gt=now - RATE_WINDOW).count()
-    return max(limit - recent, 0)
+@dataclass(frozen=True)
+class CapRoom:
+    """How many more assignments a phone may get now under its caps, and when it has room
+    again if it has none."""
+
+    left: int | None  # None: no cap applies
+    until: datetime | None = None
+
+
+def may_be_capped(device: Device) -> bool:
+    """Whether any cap applies to the phone, by its (possibly cached) settings: a claim of a
+    phone with none is one statement; with one, the caps are read fresh under a lock."""
+    return any(device.caps.values())
+
+
+def _locked_caps(device: Device) -> dict[str, int | None]:
+    """Inside a transaction: locks the phone's row (so its concurrent claims count one after
+    the other and none can pass a cap, even by one) and reads its caps fresh."""
+    own = [f"rate_limit_per_{name}" for name in CAP_WINDOWS]
+    of_list = [f"phone_list__rate_limit_per_{name}" for name in CAP_WINDOWS]
+    row = Device.objects.select_for_update(of=("self",)).filter(pk=device.pk).values_list(*own, *of_list).first()
+    if row is None:
+        return dict.fromkeys(CAP_WINDOWS)
+    count = len(CAP_WINDOWS)
+    return {name: row[n] or row[n + count] for n, name in enumerate(CAP_WINDOWS)}
+
+
+def _assignments(device_id: int) -> QuerySet[MessageEvent]:
+    # Timeline rows, not Message.device: a message that moved on to another phone (a lapsed
+    # lease, a failover) still counts for each phone it was assigned to.
+    return MessageEvent.objects.filter(device_id=device_id, status=Status.ASSIGNED)
+
+
+def cap_use(*, device_id: int, now: datetime, windows: Iterable[str] = CAP_WINDOWS) -> dict[str, int]:
+    """How many assignments the phone got in each of these sliding windows up to `now`."""
+    spans = {name: CAP_WINDOWS[name] for name in windows}
+    if not spans:
+        return {}
+    counts = {name: Count("id", filter=Q(at__gt=now - span)) for name, span in spans.items()}
+    used: dict[str, int] = _assignments(device_id).filter(at__gt=now - max(spans.values())).aggregate(**counts)
+    return used
+
+
+def _cap_room(*, device: Device, now: datetime) -> CapRoom:
+    """Inside a transaction: the phone's room under its caps, its row locked (see above)."""
+    caps = {name: limit for name, limit in _locked_caps(device).items() if limit}
+    if not caps:
+        return CapRoom(None)
+    used = cap_use(device_id=device.pk, now=now, windows=caps)
+    left = min(limit - used[name] for name, limit in caps.items())
+    if left > 0:
+        return CapRoom(left)
+    # Room again when enough of the window's assignments have slid out of it.
+    until = now
+    for name, limit in caps.items():
+        over = used[name] - limit
+        if over >= 0:
+            in_window = _assignments(device.pk).filter(at__gt=now - CAP_WINDOWS[name]).order_by("at")
+            oldest = in_window.values_list("at", flat=True)[over : over + 1].first()
+            until = max(until, (oldest or now) + CAP_WINDOWS[name])
+    return CapRoom(0, until)
 
 
 @functools.cache
@@ -182,17 +232,44 @@ RETURNING {Message.id}, {Message.public_id}, {Message.to}, {Message.text}, {Mess
 _CLAIMED_FIELDS = ("id", "public_id", "to", "text", "sealed_text", "parts", "sim", "send_at", "attempts")
 
 
+@dataclass(frozen=True)
+class ClaimResult:
+    """A claim's outcome: the message if this phone won it; `capped_until` when the phone
+    is at one of its caps (refused for it, or it just took its last room) until then."""
+
+    message: Message | None
+    capped_until: datetime | None = None
+
+
 def claim_message(*, device: Device, message_id: str) -> Message | None:
     """Assigns the message to this phone if it is still open, due, meant for the phone, and
-    the phone is enabled, available and under its rate limit. Returns it (with the fields
-    of the `assign` frame loaded, `text` as the phone must send it), or None."""
+    the phone is enabled, available and under its caps. Returns it (with the fields of the
+    `assign` frame loaded, `text` as the phone must send it), or None."""
+    return claim_for_phone(device=device, message_id=message_id).message
+
+
+def claim_for_phone(*, device: Device, message_id: str) -> ClaimResult:
+    """`claim_message`, also saying whether the phone is now at one of its caps and until when."""
     now = timezone.now()
-    if not device.phone_list.rate_limit_per_minute:
-        return _claim(device=device, lookup=("public_id", message_id), now=now)
+    if not may_be_capped(device):
+        return ClaimResult(_claim(device=device, lookup=("public_id", message_id), now=now))
     with transaction.atomic():
-        if _take_rate_slot(device=device, now=now) == 0:
-            return None
-        return _claim(device=device, lookup=("public_id", message_id), now=now)
+        room = _cap_room(device=device, now=now)
+        if room.left == 0:
+            return ClaimResult(None, room.until)
+        message = _claim(device=device, lookup=("public_id", message_id), now=now)
+        if message is not None and room.left == 1:
+            return ClaimResult(message, _cap_room(device=device, now=now).until)  # that was its last room
+        return ClaimResult(message)
+
+
+def message_is_open(*, message_id: str) -> bool:
+    """Whether the message is still queued, due and unexpired: when one phone's claim
+    failed, whether another phone's could still win."""
+    now = timezone.now()
+    return Message.objects.filter(
+        public_id=message_id, status=Status.QUEUED, send_at__lte=now, expires_at__gt=now
+    ).exists()
 
 
 def _claim(*, device: Device, lookup: tuple[str, object], now: datetime) -> Message | None:
@@ -230,10 +307,22 @@ def _for_phone(message: Message) -> Message:
     return message
 
 
+# A pull-style phone's fair share is counted over at most this many open messages.
+FAIR_SHARE_SAMPLE = 1000
+
+
+def _fair_share(*, device: Device, open_messages: int) -> int:
+    """What one poll may claim of `open_messages` so the list's other available phones get
+    theirs: ceil(open / available phones), at least 1."""
+    phones = Device.objects.online().filter(phone_list_id=device.phone_list_id, is_available=True).count()
+    return max(1, -(-open_messages // max(phones, 1)))
+
+
 def claim_next_messages(*, device: Device, limit: int = 10, order: str = "fifo") -> list[Message]:
     """For pull-style phones (fetching = claiming): the phone's still-leased assignments
-    (an idempotent re-fetch) plus newly claimed open messages, up to `limit` in all, each
-    with `text` as the phone must send it."""
+    (an idempotent re-fetch) plus newly claimed open messages, up to `limit` in all and up
+    to its fair share of the open ones and its caps' room, each with `text` as the phone
+    must send it."""
     now = timezone.now()
     held = list(
         Message.objects.filter(device_id=device.pk, status=Status.ASSIGNED, lease_expires_at__gt=now).order_by(
@@ -247,14 +336,16 @@ def claim_next_messages(*, device: Device, limit: int = 10, order: str = "fifo")
     ordering = ("send_at", "created_at", "id") if order == "fifo" else ("-send_at", "-created_at", "-id")
     claimed: list[int] = []
     with transaction.atomic():
-        slots = _take_rate_slot(device=device, now=now)
-        if slots is not None:
-            wanted = min(wanted, slots)
-        candidates = list(
+        if may_be_capped(device):
+            room = _cap_room(device=device, now=now)
+            wanted = min(wanted, room.left if room.left is not None else wanted)
+        open_pks = list(
             Message.objects.filter(_target_q(device), status=Status.QUEUED, send_at__lte=now, expires_at__gt=now)
             .order_by(*ordering)
-            .values_list("pk", flat=True)[: wanted * 2]
+            .values_list("pk", flat=True)[:FAIR_SHARE_SAMPLE]
         )
+        wanted = min(wanted, _fair_share(device=device, open_messages=len(open_pks)))
+        candidates = open_pks[: wanted * 2]
         for pk in candidates:
             if len(claimed) >= wanted:
                 break

@@ -45,7 +45,10 @@ def offer_message(*, message: Offerable) -> None:
     )
     frame = offer_frame(message)
     text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
-    notify_group(group, {"type": "message.offer", "frame": frame, "text": text})
+    event: dict[str, object] = {"type": "message.offer", "frame": frame, "text": text}
+    if message.pinned_device_id:
+        event["pinned"] = True  # only this phone may take it: its claim round waits for nobody
+    notify_group(group, event)
 
 
 def announce_work(*, phone_list_ids: Collection[int] = frozenset(), device_ids: Collection[int] = frozenset()) -> None:

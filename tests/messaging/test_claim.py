@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from django.utils import timezone
 from config.asgi import application
 from devices import consumers
 from devices.models import Device
+from devices.rounds import ClaimRounds
 from messaging.models import Message, MessageEvent
 from messaging.services import dispatch, offers
 from tests import factories
@@ -209,34 +211,48 @@ async def test_a_phone_gets_open_work_on_its_periodic_tick_without_any_hint(alic
     await ws.disconnect()
 
 
+@dataclass(eq=False)
+class Phone:
+    """A stand-in for a phone's connection in a claim round."""
+
+    device: Device
+    closed: bool = False
+
+    def may_take_work(self) -> bool:
+        return True
+
+
+def rounds_of(phones: list[Phone]) -> ClaimRounds:
+    return ClaimRounds(try_claim=consumers._claim, phones_of=lambda list_id: phones)
+
+
 @pytest.mark.django_db(transaction=True)
-async def test_losing_claims_in_one_process_wait_for_the_claim_in_flight_instead_of_the_database(
-    alice_list, monkeypatch
-):
+async def test_losing_claims_in_one_process_wait_for_the_round_instead_of_the_database(alice_list, monkeypatch):
     phones = [
         (await database_sync_to_async(factories.make_enrolled_device)(phone_list=alice_list, name=f"P{n}"))[0]
         for n in range(5)
     ]
     phones = [await database_sync_to_async(Device.objects.select_related("phone_list").get)(pk=p.pk) for p in phones]
     message = await database_sync_to_async(factories.make_message)(phone_list=alice_list)
-    real_claim = dispatch.claim_message
+    real_claim = dispatch.claim_for_phone
     database_claims = []
 
     def counting_claim(**kwargs):
         database_claims.append(kwargs["device"].pk)
         return real_claim(**kwargs)
 
-    monkeypatch.setattr(dispatch, "claim_message", counting_claim)
-    flight = consumers.ClaimSingleFlight()
-    results = await asyncio.gather(*(flight.claim(p, message.public_id) for p in phones))
-    assert sum(r is not None for r in results) == 1
+    monkeypatch.setattr(dispatch, "claim_for_phone", counting_claim)
+    connections = [Phone(p) for p in phones]
+    rounds = rounds_of(connections)
+    results = await asyncio.gather(*(rounds.claim(c, message.public_id) for c in connections))
+    assert sum(r.message is not None for r in results) == 1
     assert len(database_claims) == 1
-    assert await flight.claim(phones[0], message.public_id) is None  # remembered as taken
+    assert (await rounds.claim(connections[0], message.public_id)).message is None  # remembered as taken
     assert len(database_claims) == 1
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_claim_in_flight_that_cannot_win_lets_the_next_phone_try(alice_list):
+async def test_a_claim_in_a_round_that_cannot_win_lets_the_next_phone_try(alice_list):
     busy, _ = await database_sync_to_async(factories.make_enrolled_device)(phone_list=alice_list, name="busy")
     free, _ = await database_sync_to_async(factories.make_enrolled_device)(phone_list=alice_list, name="free")
     await database_sync_to_async(lambda: Device.objects.filter(pk=busy.pk).update(is_available=False))()
@@ -244,6 +260,7 @@ async def test_a_claim_in_flight_that_cannot_win_lets_the_next_phone_try(alice_l
         await database_sync_to_async(Device.objects.select_related("phone_list").get)(pk=d.pk) for d in (busy, free)
     ]
     message = await database_sync_to_async(factories.make_message)(phone_list=alice_list)
-    flight = consumers.ClaimSingleFlight()
-    lost, won = await asyncio.gather(flight.claim(busy, message.public_id), flight.claim(free, message.public_id))
-    assert lost is None and won is not None and won.pk == message.pk
+    connections = [Phone(busy), Phone(free)]
+    rounds = rounds_of(connections)
+    lost, won = await asyncio.gather(*(rounds.claim(c, message.public_id) for c in connections))
+    assert lost.message is None and won.message is not None and won.message.pk == message.pk

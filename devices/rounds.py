@@ -1,0 +1,255 @@
+"""Who of this process's phones gets a message: claim rounds (docs/device-protocol.md,
+"Who gets a message").
+
+Every phone of a list is offered each message, and the first claim used to win: the
+fastest phone took nearly everything. Here the claims of one message are collected for a
+short round (`ROUND_SECONDS` from the first claim of it in this process); then the phone
+whose last assignment is the oldest goes to the database with its claim, and the others
+get `taken` without reaching the database. The round ends early once the phone it waits
+for has claimed: the least recently assigned of this process's phones of the list that
+may take work, so a round usually lasts as long as that one phone needs to answer. A
+phone that does not claim within the round loses its turn (and the next rounds stop
+waiting for it until it claims again): a slow or silent phone never delays a message by
+more than one round.
+
+The database still decides every assignment: the chosen phone's claim is the one
+conditional UPDATE, and if it does not win (the phone became unavailable, reached a cap,
+or another server process's phone got there first) the next in order tries, unless the
+message is no longer open. Several server processes each run their own rounds for their
+own phones; between them, the UPDATE's row count decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from devices.models import Device
+
+logger = logging.getLogger(__name__)
+
+
+class Claimant(Protocol):
+    """What a round needs of a phone's connection (devices.consumers.DeviceConsumer)."""
+
+    device: Device
+    closed: bool
+
+    def may_take_work(self) -> bool: ...
+
+
+class Outcome(Protocol):
+    """A database claim's result (messaging.services.dispatch.ClaimResult)."""
+
+    @property
+    def message(self) -> Any: ...
+
+    @property
+    def capped_until(self) -> datetime | None: ...
+
+
+@dataclass(frozen=True)
+class Lost:
+    """The answer of a phone that did not get the message."""
+
+    message: None = None
+    capped_until: datetime | None = None
+
+
+LOST = Lost()
+
+# One phone's claim in the database: its outcome, and whether the message is still open
+# for another phone when this one did not win.
+TryClaim = Callable[[Device, str], Awaitable[tuple[Outcome, bool]]]
+# The connections of this process held by phones of a list.
+PhonesOf = Callable[[int], Iterable[Claimant]]
+
+
+@dataclass
+class Round:
+    list_id: int
+    # By phone id, in the order the claims arrived.
+    entrants: dict[int, tuple[Claimant, asyncio.Future[Outcome]]] = field(default_factory=dict)
+    awaited: int | None = None  # the phone whose claim ends the round at once
+    timer: asyncio.TimerHandle | None = None
+    settling: bool = False
+    alone: bool = False  # a message pinned to one phone: nobody else can take it
+
+
+class ClaimRounds:
+    """The claim rounds of this process (see the module docstring)."""
+
+    ROUND_SECONDS = 0.02
+    TAKEN_SECONDS = 5.0  # below the shortest lease (devices.services.MIN_LEASE_SECONDS)
+    MAX_REMEMBERED = 50_000
+
+    def __init__(self, try_claim: TryClaim, phones_of: PhonesOf) -> None:
+        self.try_claim = try_claim
+        self.phones_of = phones_of
+        self.rounds: dict[str, Round] = {}
+        self.taken_until: dict[str, float] = {}
+        # Phone id → time of its last assignment through this process (or of the round
+        # that chose it, while its claim is in the database). A phone's claims all go
+        # through the process holding its connection, so this is its whole recent history.
+        self.last_won: dict[int, float] = {}
+        # Phones that let a round that waited for them pass: not waited for until they claim.
+        self.missed: set[int] = set()
+
+    # --- entering a round ---
+
+    async def claim(self, claimant: Claimant, message_id: str, *, alone: bool = False) -> Outcome:
+        """This phone's claim of the message: the outcome once its round is settled."""
+        if self.taken_until.get(message_id, 0.0) > time.monotonic():
+            return LOST
+        device = claimant.device
+        self.missed.discard(device.pk)
+        current = self.rounds.get(message_id)
+        if current is None:
+            current = self._open(message_id, device.phone_list_id, alone=alone)
+        entered = current.entrants.get(device.pk)
+        if entered is not None:
+            return await asyncio.shield(entered[1])  # the same claim again: the same answer
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        current.entrants[device.pk] = (claimant, future)
+        if not current.settling and self._may_end_now(current, device.pk):
+            self._settle(message_id)
+        # Shielded: a phone that goes away mid-round does not take the round down with it.
+        return await asyncio.shield(future)
+
+    def _open(self, message_id: str, list_id: int, *, alone: bool) -> Round:
+        opened = Round(list_id, alone=alone)
+        if not alone:
+            opened.awaited = self._best_waiting(opened)
+        loop = asyncio.get_running_loop()
+        opened.timer = loop.call_later(self.ROUND_SECONDS, self._time_up, message_id, opened)
+        self.rounds[message_id] = opened
+        return opened
+
+    def _priority(self, device_id: int) -> float:
+        return self.last_won.get(device_id, 0.0)
+
+    def _best_waiting(self, current: Round) -> int | None:
+        """The phone this round still waits for: the least recently assigned of the list's
+        phones here that may take work, have not entered, and did not miss their last turn."""
+        best: tuple[float, int] | None = None
+        for connection in self.phones_of(current.list_id):
+            pk = connection.device.pk
+            if pk in current.entrants or pk in self.missed or connection.closed or not connection.may_take_work():
+                continue
+            rank = (self._priority(pk), pk)
+            if best is None or rank < best:
+                best = rank
+        return best[1] if best is not None else None
+
+    def _may_end_now(self, current: Round, arrived: int) -> bool:
+        """Whether no phone still to come could rank before those that entered."""
+        if current.alone:
+            return True
+        if current.awaited is not None and current.awaited != arrived:
+            return False
+        current.awaited = self._best_waiting(current)
+        if current.awaited is None:
+            return True
+        best_entered = min(self._priority(pk) for pk in current.entrants)
+        return best_entered <= self._priority(current.awaited)
+
+    def _time_up(self, message_id: str, current: Round) -> None:
+        if self.rounds.get(message_id) is not current or current.settling:
+            return
+        if current.awaited is not None and current.awaited not in current.entrants:
+            self.missed.add(current.awaited)
+        self._settle(message_id)
+
+    # --- settling a round ---
+
+    def _settle(self, message_id: str) -> None:
+        current = self.rounds[message_id]
+        current.settling = True
+        if current.timer is not None:
+            current.timer.cancel()
+        task = asyncio.get_running_loop().create_task(self._run(message_id, current))
+        task.add_done_callback(_log_failure)
+
+    async def _run(self, message_id: str, current: Round) -> None:
+        tried: set[int] = set()
+        won = False
+        try:
+            while not won:
+                # Entrants may still arrive while a claim is in the database: they queue last.
+                waiting = [pk for pk in current.entrants if pk not in tried]
+                if not waiting:
+                    break
+                pk = min(waiting, key=self._priority)  # stable: ties go to the first to claim
+                tried.add(pk)
+                claimant, future = current.entrants[pk]
+                if claimant.closed:
+                    future.set_result(LOST)
+                    continue
+                won, still_open = await self._try(message_id, current, claimant, future)
+                if not won and not still_open:
+                    break
+        finally:
+            if self.rounds.get(message_id) is current:
+                del self.rounds[message_id]
+            for _claimant, future in current.entrants.values():
+                if not future.done():
+                    future.set_result(LOST)  # another phone got it, or it is no longer open
+            if won:
+                self._remember_taken(message_id)
+
+    async def _try(
+        self, message_id: str, current: Round, claimant: Claimant, future: asyncio.Future[Outcome]
+    ) -> tuple[bool, bool]:
+        """One entrant's claim in the database; (won, still open for another)."""
+        pk = claimant.device.pk
+        before = self.last_won.get(pk)
+        # Counted as assigned from now: the other rounds running meanwhile choose another phone.
+        self.last_won[pk] = time.time()
+        self._rechoose_awaited(current.list_id, pk)
+        try:
+            outcome, still_open = await self.try_claim(claimant.device, message_id)
+        except BaseException as exc:
+            self._restore(pk, before)
+            if not future.done():
+                future.set_exception(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return False, True
+        future.set_result(outcome)
+        if outcome.message is None:
+            self._restore(pk, before)
+            return False, still_open
+        return True, False
+
+    def _restore(self, pk: int, before: float | None) -> None:
+        if before is None:
+            self.last_won.pop(pk, None)
+        else:
+            self.last_won[pk] = before
+
+    def _rechoose_awaited(self, list_id: int, chosen: int) -> None:
+        """Rounds of the list that waited for the phone just chosen wait for the next one
+        (or end, if that one entered already)."""
+        for message_id, other in list(self.rounds.items()):
+            if other.settling or other.list_id != list_id or other.awaited != chosen:
+                continue
+            if other.entrants and self._may_end_now(other, chosen):
+                self._settle(message_id)
+
+    def _remember_taken(self, message_id: str) -> None:
+        now = time.monotonic()
+        if len(self.taken_until) >= self.MAX_REMEMBERED:
+            self.taken_until = {mid: until for mid, until in self.taken_until.items() if until > now}
+        self.taken_until[message_id] = now + self.TAKEN_SECONDS
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        if task.exception() is not None:
+            logger.error("claim round failed", exc_info=task.exception())

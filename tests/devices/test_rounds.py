@@ -1,0 +1,159 @@
+"""Claim rounds (devices/rounds.py): who of a process's phones gets a message. The database
+claim is a stand-in here; tests/messaging/test_claim.py runs rounds against the real one."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any, cast
+
+from devices.rounds import ClaimRounds
+
+
+@dataclass(frozen=True)
+class Result:
+    message: object | None
+    capped_until: datetime | None = None
+
+
+@dataclass(eq=False)
+class Phone:
+    pk: int
+    delay: float = 0.0  # how long it takes to claim an offer
+    silent: bool = False  # never claims
+    closed: bool = False
+    device: SimpleNamespace = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.device = SimpleNamespace(pk=self.pk, phone_list_id=1)
+
+    def may_take_work(self) -> bool:
+        return True
+
+
+class Database:
+    """The one-winner claim: the first try of a message wins, unless the phone is refused."""
+
+    def __init__(self, refused: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+        self.assigned: dict[str, int] = {}
+        self.tries: list[tuple[str, int]] = []
+        self.refused = refused
+
+    async def try_claim(self, device: SimpleNamespace, message_id: str) -> tuple[Result, bool]:
+        self.tries.append((message_id, device.pk))
+        await asyncio.sleep(0.001)
+        if device.pk in self.refused or message_id in self.assigned:
+            return Result(None), message_id not in self.assigned
+        self.assigned[message_id] = device.pk
+        return Result(message_id), False
+
+
+def make_rounds(database: Database, phones: list[Phone]) -> ClaimRounds:
+    stand_ins: Any = phones
+    return ClaimRounds(cast(Any, database.try_claim), lambda list_id: stand_ins)
+
+
+async def offer(rounds: ClaimRounds, phones: list[Phone], message_id: str) -> list[Result]:
+    """Every phone gets the offer and claims it after its delay (silent ones never do)."""
+
+    async def one(phone: Phone) -> Result:
+        await asyncio.sleep(phone.delay)
+        return cast(Result, await rounds.claim(cast(Any, phone), message_id))
+
+    return await asyncio.gather(*(one(p) for p in phones if not p.silent))
+
+
+async def test_the_least_recently_assigned_phone_wins_so_equal_phones_take_turns():
+    phones = [Phone(pk) for pk in range(1, 6)]
+    database = Database()
+    rounds = make_rounds(database, phones)
+    for n in range(50):
+        results = await offer(rounds, phones, f"msg_{n}")
+        assert sum(r.message is not None for r in results) == 1
+    assert Counter(database.assigned.values()) == {pk: 10 for pk in range(1, 6)}
+    assert len(database.tries) == 50  # the losers never reached the database
+
+
+async def test_offers_that_arrive_together_go_to_different_phones():
+    phones = [Phone(pk) for pk in range(1, 6)]
+    database = Database()
+    rounds = make_rounds(database, phones)
+    # A burst: every phone claims 20 messages at once (as after the periodic tick's offers).
+    await asyncio.gather(*(offer(rounds, phones, f"msg_{n}") for n in range(20)))
+    assert len(database.assigned) == 20
+    assert Counter(database.assigned.values()) == {pk: 4 for pk in range(1, 6)}
+
+
+async def test_a_silent_phone_never_holds_a_message_and_costs_at_most_one_round():
+    phones = [Phone(1, silent=True), Phone(2), Phone(3)]
+    database = Database()
+    rounds = make_rounds(database, phones)
+    rounds.ROUND_SECONDS = 0.5
+    started = time.monotonic()
+    await offer(rounds, phones, "msg_0")  # waits the round for phone 1, the least recently assigned
+    first = time.monotonic() - started
+    assert 0.4 < first < 2.0
+    started = time.monotonic()
+    for n in range(1, 5):
+        await offer(rounds, phones, f"msg_{n}")
+    assert time.monotonic() - started < 0.4 * 4  # phone 1 missed its turn: nobody waits for it now
+    assert set(database.assigned.values()) == {2, 3}
+
+
+async def test_a_round_ends_as_soon_as_the_phone_it_waits_for_has_claimed():
+    phones = [Phone(1), Phone(2, delay=0.01), Phone(3, delay=0.02)]
+    database = Database()
+    rounds = make_rounds(database, phones)
+    rounds.ROUND_SECONDS = 5.0
+    started = time.monotonic()
+    for n in range(3):
+        await offer(rounds, phones, f"msg_{n}")
+    assert time.monotonic() - started < 2.0  # never the 5 s round
+    assert sorted(database.assigned.values()) == [1, 2, 3]
+
+
+async def test_a_slow_phone_loses_its_turn_to_the_phones_that_claimed_within_the_round():
+    phones = [Phone(1, delay=0.3), Phone(2), Phone(3)]
+    database = Database()
+    rounds = make_rounds(database, phones)
+    rounds.ROUND_SECONDS = 0.05
+    results = await offer(rounds, phones, "msg_0")
+    assert database.assigned["msg_0"] in (2, 3)
+    assert results[0].message is None  # the slow phone's late claim: taken
+
+
+async def test_when_the_chosen_phone_is_refused_the_next_in_order_tries():
+    phones = [Phone(1), Phone(2), Phone(3)]
+    database = Database(refused={1})
+    rounds = make_rounds(database, phones)
+    await offer(rounds, phones, "msg_0")
+    assert database.tries == [("msg_0", 1), ("msg_0", 2)]
+    assert database.assigned == {"msg_0": 2}
+    assert 1 not in rounds.last_won  # a refused try does not count as an assignment
+
+
+async def test_a_message_taken_elsewhere_ends_the_round_after_one_try():
+    phones = [Phone(1), Phone(2), Phone(3)]
+    database = Database()
+    database.assigned["msg_0"] = 99  # another server process's phone won it
+    rounds = make_rounds(database, phones)
+    results = await offer(rounds, phones, "msg_0")
+    assert all(r.message is None for r in results)
+    assert len(database.tries) == 1
+
+
+async def test_a_pinned_message_does_not_wait_for_the_lists_other_phones():
+    phones = [Phone(1), Phone(2)]
+    database = Database()
+    rounds = make_rounds(database, phones)
+    rounds.ROUND_SECONDS = 5.0
+    rounds.last_won[1] = 0.0
+    rounds.last_won[2] = time.time()  # phone 1 would be waited for
+    started = time.monotonic()
+    result = await rounds.claim(cast(Any, phones[1]), "msg_pinned", alone=True)
+    assert result.message == "msg_pinned"
+    assert time.monotonic() - started < 1.0
