@@ -241,6 +241,7 @@ class RawPhones:
 
     mode "send": claim every offer, "radio-send" on assign (counted), report `sent`.
     mode "hold": claim every offer and never report (a phone that took work and then died).
+    mode "silent": connected and available, but never claims anything.
     """
 
     def __init__(self) -> None:
@@ -249,6 +250,7 @@ class RawPhones:
         self.thread.start()
         self.lock = threading.Lock()
         self.assigned: Counter[str] = Counter()  # message id → assign frames received
+        self.by_phone: Counter[str] = Counter()  # token → assign frames received
         self.radio: Counter[str] = Counter()  # message id → SMS "sent" by a phone in send mode
         self.connected: set[str] = set()
         self.errors: list[str] = []
@@ -270,12 +272,13 @@ class RawPhones:
                 async for raw in ws:
                     frame = json.loads(raw)
                     kind = frame.get("type")
-                    if kind == "offer":
+                    if kind == "offer" and mode != "silent":
                         await ws.send(json.dumps({"type": "claim", "message_id": frame["message_id"]}))
                     elif kind == "assign":
                         message_id = frame["message_id"]
                         with self.lock:
                             self.assigned[message_id] += 1
+                            self.by_phone[token] += 1
                             if mode == "send":
                                 self.radio[message_id] += 1
                         if mode == "send":
