@@ -98,32 +98,66 @@ def _column_max(field: str) -> int:
     return columns.integer_range(PhoneList, field)[1]
 
 
+def _is_cap(value: object, model: type[PhoneList] | type[Device], field: str) -> bool:
+    """None (no cap of its own), or a whole number from 1 to what the column holds."""
+    if value is None or value is UNCHANGED:
+        return True
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and 0 < value <= columns.integer_range(model, field)[1]
+    )
+
+
+def set_device_caps(*, device: Device, minute: int | None, hour: int | None, day: int | None) -> Device:
+    """Sets the phone's own caps (None: its list's apply). They apply to its claims at once
+    and to its offers within DEVICE_TICK_SECONDS. Raises InvalidParameter for a value that
+    is not a positive whole number."""
+    values = {"minute": minute, "hour": hour, "day": day}
+    for name, value in values.items():
+        if not _is_cap(value, Device, CAP_FIELDS[name]):
+            raise errors.InvalidParameter(
+                f"A cap is a positive number of messages per {name}, or empty for the list's.", param=CAP_FIELDS[name]
+            )
+    for name, value in values.items():
+        setattr(device, CAP_FIELDS[name], value)
+    device.save(update_fields=list(CAP_FIELDS.values()))
+    if device.kind == Device.Kind.SMSGATE:
+        # The SMSGate app applies the per-minute cap itself: it must fetch its settings again.
+        transaction.on_commit(lambda: notify_settings_updated(device_id=device.pk))
+    return device
+
+
 def update_list_settings(
     *,
     phone_list: PhoneList,
     name: str = UNCHANGED,
     default_country: str = UNCHANGED,
     rate_limit_per_minute: int | None = UNCHANGED,
+    rate_limit_per_hour: int | None = UNCHANGED,
+    rate_limit_per_day: int | None = UNCHANGED,
     lease_seconds: int = UNCHANGED,
     default_ttl_seconds: int = UNCHANGED,
     verify_template: str = UNCHANGED,
 ) -> PhoneList:
-    """Changes the given settings (others stay); phones get them in their next `hello`.
-    Raises InvalidParameter for an out-of-range value."""
+    """Changes the given settings (others stay); phones get them in their next `hello`, and
+    the caps apply to claims at once (to offers within DEVICE_TICK_SECONDS). Raises
+    InvalidParameter for an out-of-range value."""
     if default_country is not UNCHANGED:
         default_country = check_country(str(default_country))
     checks: dict[str, tuple[object, bool, str]] = {
         "name": (name, isinstance(name, str) and 0 < len(name.strip()) <= 100, "A name is 1 to 100 characters."),
         "default_country": (default_country, True, ""),  # checked above
-        "rate_limit_per_minute": (
-            rate_limit_per_minute,
-            rate_limit_per_minute is None
-            or (
-                isinstance(rate_limit_per_minute, int)
-                and 0 < rate_limit_per_minute <= _column_max("rate_limit_per_minute")
-            ),
-            "A rate limit is a positive number of messages per minute, or none.",
-        ),
+        **{
+            field: (
+                value,
+                _is_cap(value, PhoneList, field),
+                f"A cap is a positive number of messages per {name}, or none.",
+            )
+            for field, name, value in (
+                ("rate_limit_per_minute", "minute", rate_limit_per_minute),
+                ("rate_limit_per_hour", "hour", rate_limit_per_hour),
+                ("rate_limit_per_day", "day", rate_limit_per_day),
+            )
+        },
         "lease_seconds": (
             lease_seconds,
             isinstance(lease_seconds, int) and MIN_LEASE_SECONDS <= lease_seconds <= MAX_LEASE_SECONDS,

@@ -77,6 +77,22 @@ class ListForm(forms.Form):
 
 
 class ListSettingsForm(ListForm):
+    rate_limit_per_hour = columns.form_field(
+        PhoneList,
+        "rate_limit_per_hour",
+        required=False,
+        min_value=1,
+        label="Per-phone cap (SMS an hour)",
+        help_text="Empty: no cap. A phone at a cap gets no work until it is under it again",
+    )
+    rate_limit_per_day = columns.form_field(
+        PhoneList,
+        "rate_limit_per_day",
+        required=False,
+        min_value=1,
+        label="Per-phone cap (SMS a day)",
+        help_text="Empty: no cap. Counted over the last 24 hours; a phone may have its own caps",
+    )
     lease_seconds = columns.form_field(
         PhoneList,
         "lease_seconds",
@@ -161,6 +177,8 @@ def list_detail(request: PanelRequest, token: str) -> HttpResponse:
             "name": phone_list.name,
             "default_country": phone_list.default_country,
             "rate_limit_per_minute": phone_list.rate_limit_per_minute,
+            "rate_limit_per_hour": phone_list.rate_limit_per_hour,
+            "rate_limit_per_day": phone_list.rate_limit_per_day,
             "lease_seconds": phone_list.lease_seconds,
             "default_ttl_seconds": phone_list.default_ttl_seconds,
             "verify_template": phone_list.verify_template,

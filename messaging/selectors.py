@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from accounts import errors
@@ -21,10 +21,10 @@ from accounts import services as account_services
 from accounts.models import ApiKey
 from accounts.services import AuthenticatedKey
 from devices import selectors as device_selectors
-from devices.models import Device, PhoneList
+from devices.models import CAP_WINDOWS, Device, PhoneList
 from ipn.models import IpnEndpoint, IpnEvent
 from messaging.lib import snippets
-from messaging.models import InboundSms, Message, Verification
+from messaging.models import InboundSms, Message, MessageEvent, Verification
 
 # How long a list-token lookup is cached; saves and deletes of a list clear it at once.
 LIST_CACHE_SECONDS = 300
@@ -257,6 +257,36 @@ def snippet_context(*, account_id: int, base_url: str, key: ApiKey | None = None
     if endpoint and endpoint.url:
         values["ipn_url"] = endpoint.url
     return snippets.Context(**values)
+
+
+# --- Phones' use of their caps ----------------------------------------------------------
+
+
+def cap_use_by_device(*, device_ids: list[int], now: datetime | None = None) -> dict[int, dict[str, int]]:
+    """How many assignments each phone got in the last minute, hour and day (the windows of
+    its caps; `dispatch.cap_use` counts one phone's the same way), by phone id."""
+    now = now or timezone.now()
+    counts = {name: Count("id", filter=Q(at__gt=now - span)) for name, span in CAP_WINDOWS.items()}
+    rows: Any = (
+        MessageEvent.objects.filter(device_id__in=device_ids, status=Message.Status.ASSIGNED)
+        .filter(at__gt=now - max(CAP_WINDOWS.values()))
+        .values("device_id")
+        .annotate(**counts)
+    )
+    used = {pk: dict.fromkeys(CAP_WINDOWS, 0) for pk in device_ids}
+    for row in rows:
+        used[row["device_id"]] = {name: row[name] for name in CAP_WINDOWS}
+    return used
+
+
+def caps_of_devices(devices: list[Device]) -> dict[int, dict[str, dict[str, int | None]]]:
+    """Each phone's caps and its use of them: {window: {"limit", "used"}} by phone id
+    (`limit` None: no cap). The phones need their list loaded."""
+    used = cap_use_by_device(device_ids=[device.pk for device in devices])
+    return {
+        device.pk: {name: {"limit": limit, "used": used[device.pk][name]} for name, limit in device.caps.items()}
+        for device in devices
+    }
 
 
 # --- Open work for the phones a server process holds ---------------------------------

@@ -56,4 +56,6 @@ urlpatterns = [
     path("lists/<str:token>/subscribers/remove/", views.list_subscriber_remove, name="list-subscriber-remove"),
     path("lists/<str:token>/subscribers/replies/", views.list_subscription_replies, name="list-subscription-replies"),
     path("lists/<str:token>/broadcast/", views.list_broadcast, name="list-broadcast"),
+    # Panel: a phone's caps and its use of them (the phones' pages: devices)
+    path("phones/<str:public_id>/caps/", views.phone_caps, name="phone-caps"),
 ]

@@ -22,12 +22,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from accounts import errors
+from accounts import columns, errors
 from accounts import selectors as account_selectors
 from accounts.models import Account, ApiKey
 from accounts.views import PanelRequest, account_required, base_url_for, current_account
 from devices import selectors as device_selectors
-from devices.models import Device, PhoneList, Subscriber
+from devices import services as device_services
+from devices.models import CAP_FIELDS, Device, PhoneList, Subscriber
 from messaging import selectors
 from messaging.lib import numbers, segments, snippets
 from messaging.models import Message, Verification
@@ -588,6 +589,42 @@ class SubscriptionRepliesForm(forms.Form):
     confirm_subscriptions = forms.BooleanField(required=False, label="Reply when someone joins or leaves by SMS")
     subscribe_reply = forms.CharField(required=False, max_length=subscriptions.MAX_REPLY_LENGTH, label="On OK")
     unsubscribe_reply = forms.CharField(required=False, max_length=subscriptions.MAX_REPLY_LENGTH, label="On DEL")
+
+
+# --- A phone's caps (its own, and its use of them: counted from messaging's timeline) ----
+
+
+class PhoneCapsForm(forms.Form):
+    """A phone's own caps; empty: its list's apply."""
+
+    minute = columns.form_field(Device, "rate_limit_per_minute", required=False, min_value=1, label="SMS a minute")
+    hour = columns.form_field(Device, "rate_limit_per_hour", required=False, min_value=1, label="SMS an hour")
+    day = columns.form_field(Device, "rate_limit_per_day", required=False, min_value=1, label="SMS a day")
+
+
+@account_required
+def phone_caps(request: PanelRequest, public_id: str) -> HttpResponse:
+    """The phone's caps (its own or its list's) beside its use of each; sets its own."""
+    try:
+        device = device_selectors.get_device_for_account(account_id=current_account(request).pk, public_id=public_id)
+    except errors.TargetNotFound:
+        raise Http404
+    own = {name: getattr(device, field) for name, field in CAP_FIELDS.items()}
+    form = PhoneCapsForm(request.POST or None, initial=own)
+    if request.method == "POST" and form.is_valid():
+        try:
+            device_services.set_device_caps(device=device, **form.cleaned_data)
+        except errors.DomainError as exc:
+            form.add_error(None, exc.message)
+        else:
+            flash.success(request, f"Saved the caps of “{device.name}”.")
+            return redirect("phone-caps", public_id=device.public_id)
+    caps = selectors.caps_of_devices([device])[device.pk]
+    rows = [
+        {"window": name, "limit": caps[name]["limit"], "used": caps[name]["used"], "own": own[name] is not None}
+        for name in CAP_FIELDS
+    ]
+    return render(request, "messaging/phone_caps.html", {"device": device, "form": form, "caps": rows})
 
 
 def _subscriber_list(request: PanelRequest, token: str) -> PhoneList:

@@ -151,6 +151,10 @@ def post_list_settings(client, world, name, value):
     return client.post(f"/lists/{world['list'].token}/", {**data, name: value})
 
 
+def post_phone_caps(client, world, name, value):
+    return client.post(f"/phones/{world['device'].public_id}/caps/", {name: value})
+
+
 def post_key(client, world, name, value):
     return client.post(f"/keys/{world['key'].pk}/", {"name": "Shop", "ip_mode": "any", name: value})
 
@@ -164,6 +168,11 @@ def post_policy(client, world, name, value):
 PANEL_INPUTS: dict[tuple[str, str], Callable[..., Any]] = {
     ("ListForm", "rate_limit_per_minute"): post_list_create,
     ("ListSettingsForm", "rate_limit_per_minute"): post_list_settings,
+    ("ListSettingsForm", "rate_limit_per_hour"): post_list_settings,
+    ("ListSettingsForm", "rate_limit_per_day"): post_list_settings,
+    ("PhoneCapsForm", "minute"): post_phone_caps,
+    ("PhoneCapsForm", "hour"): post_phone_caps,
+    ("PhoneCapsForm", "day"): post_phone_caps,
     ("ListSettingsForm", "lease_seconds"): post_list_settings,
     ("ListSettingsForm", "default_ttl_seconds"): post_list_settings,
     ("ApiKeyForm", "rate_limit_per_minute"): post_key,
@@ -180,7 +189,7 @@ def test_every_integer_field_of_the_panel_is_walked_here():
 
 @pytest.fixture
 def world(alice, alice_list, alice_key):
-    return {"list": alice_list, "key": alice_key[0]}
+    return {"list": alice_list, "key": alice_key[0], "device": factories.make_device(phone_list=alice_list)}
 
 
 @pytest.fixture
@@ -192,9 +201,14 @@ def alice_client(alice):
 
 def stored_settings() -> tuple[Any, ...]:
     lists = tuple(
-        PhoneList.objects.order_by("pk").values_list("rate_limit_per_minute", "lease_seconds", "default_ttl_seconds")
+        PhoneList.objects.order_by("pk").values_list(
+            "rate_limit_per_minute", "rate_limit_per_hour", "rate_limit_per_day", "lease_seconds", "default_ttl_seconds"
+        )
     )
-    return lists, tuple(ApiKey.objects.order_by("pk").values_list("rate_limit_per_minute", flat=True))
+    phones = tuple(
+        Device.objects.order_by("pk").values_list("rate_limit_per_minute", "rate_limit_per_hour", "rate_limit_per_day")
+    )
+    return lists, phones, tuple(ApiKey.objects.order_by("pk").values_list("rate_limit_per_minute", flat=True))
 
 
 @pytest.mark.parametrize("value", TOO_LARGE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 
@@ -150,6 +150,27 @@ def list_id_param(account_id: int, params: dict[str, Any]) -> int | None:
 # --- Lists, devices, inbox ---------------------------------------------------------------
 
 
+class ListCapsSerializer(serializers.Serializer[Any]):
+    """A list's caps: messages one of its phones may be given per window (null: no cap)."""
+
+    minute = serializers.IntegerField(source="rate_limit_per_minute", allow_null=True)
+    hour = serializers.IntegerField(source="rate_limit_per_hour", allow_null=True)
+    day = serializers.IntegerField(source="rate_limit_per_day", allow_null=True)
+
+
+class CapUseSerializer(serializers.Serializer[Any]):
+    limit = serializers.IntegerField(allow_null=True, help_text="The phone's own cap, else its list's; null: no cap.")
+    used = serializers.IntegerField(help_text="Messages assigned to the phone in the last minute, hour or day.")
+
+
+class DeviceCapsSerializer(serializers.Serializer[Any]):
+    """A phone's use of its caps, per sliding window."""
+
+    minute = CapUseSerializer()
+    hour = CapUseSerializer()
+    day = CapUseSerializer()
+
+
 class ListListApi(ApiKeyView):
     """The account's lists with how many phones each has and how many are online."""
 
@@ -159,9 +180,9 @@ class ListListApi(ApiKeyView):
         default_country = serializers.CharField()
         devices = serializers.IntegerField(source="phone_count")
         online = serializers.IntegerField(source="online_count")
+        caps = ListCapsSerializer(source="*")
 
-    class OutputSerializer(serializers.Serializer[Any]):
-        lists = serializers.ListField(child=serializers.DictField())
+    OutputSerializer = inline_serializer("ListListOutput", fields={"lists": ListSerializer(many=True)})
 
     @extend_schema(operation_id="list_list", parameters=[API_KEY_PARAMETER], responses=OutputSerializer)
     def get(self, request: ApiRequest) -> Response:
@@ -186,9 +207,14 @@ class DeviceListApi(ApiKeyView):
         battery = serializers.IntegerField(allow_null=True)
         signal = serializers.IntegerField(allow_null=True)
         last_seen_at = serializers.DateTimeField(allow_null=True)
+        caps = serializers.SerializerMethodField()
 
-    class OutputSerializer(serializers.Serializer[Any]):
-        devices = serializers.ListField(child=serializers.DictField())
+        @extend_schema_field(DeviceCapsSerializer)
+        def get_caps(self, device: Device) -> dict[str, dict[str, int | None]]:
+            caps: dict[str, dict[str, int | None]] = self.context["caps"][device.pk]
+            return caps
+
+    OutputSerializer = inline_serializer("DeviceListOutput", fields={"devices": DeviceSerializer(many=True)})
 
     @extend_schema(operation_id="device_list", parameters=[API_KEY_PARAMETER], responses=OutputSerializer)
     def get(self, request: ApiRequest) -> Response:
@@ -201,8 +227,9 @@ class DeviceListApi(ApiKeyView):
         phone_list_id = list_id_param(self.key.account_id, params)
         if phone_list_id is not None:
             devices = devices.filter(phone_list_id=phone_list_id)
-        devices = devices.order_by("created_at", "pk")
-        return ok(request, {"devices": self.DeviceSerializer(devices, many=True).data})
+        rows = list(devices.order_by("created_at", "pk"))
+        context = {"caps": selectors.caps_of_devices(rows)}
+        return ok(request, {"devices": self.DeviceSerializer(rows, many=True, context=context).data})
 
 
 class InboxApi(ApiKeyView):

@@ -359,6 +359,12 @@ class DeviceDetailApi(SmsGateView):
 # --- Settings ------------------------------------------------------------------------------
 
 LIMIT_PERIODS = ("Disabled", "PerMinute", "PerHour", "PerDay")
+# SMSGate's one sending limit, onto the list's caps (shortest first: the one GET shows).
+PERIOD_FIELDS = {
+    "PerMinute": "rate_limit_per_minute",
+    "PerHour": "rate_limit_per_hour",
+    "PerDay": "rate_limit_per_day",
+}
 
 
 class SmsGateSettingsMessagesSerializer(serializers.Serializer[Any]):
@@ -374,8 +380,9 @@ class SmsGateSettingsWebhooksSerializer(serializers.Serializer[Any]):
 
 
 class SmsGateSettingsSerializer(serializers.Serializer[Any]):
-    """SMSGate's settings; Phonefleet maps `messages.limit_*` onto the list's per-phone rate
-    limit, and `webhooks.signing_key` is the key its server signs the account's webhooks with."""
+    """SMSGate's settings; Phonefleet maps `messages.limit_*` onto the list's per-phone cap
+    of that period (GET shows the shortest period with a cap), and `webhooks.signing_key`
+    is the key its server signs the account's webhooks with."""
 
     messages = SmsGateSettingsMessagesSerializer(required=False)
     webhooks = SmsGateSettingsWebhooksSerializer(required=False)
@@ -393,11 +400,18 @@ def _list_for_settings(caller_list_id: int | None, account_id: int) -> PhoneList
     return found
 
 
+def _list_limit(phone_list: PhoneList) -> tuple[str, int]:
+    """The list's caps as SMSGate's one limit: the shortest period with a cap."""
+    for period, field in PERIOD_FIELDS.items():
+        value = getattr(phone_list, field)
+        if value:
+            return period, value
+    return "Disabled", 0
+
+
 def settings_json(phone_list: PhoneList) -> dict[str, Any]:
-    rate = phone_list.rate_limit_per_minute
-    limit = (
-        {"limit_period": "PerMinute", "limit_value": rate} if rate else {"limit_period": "Disabled", "limit_value": 0}
-    )
+    period, value = _list_limit(phone_list)
+    limit = {"limit_period": period, "limit_value": value}
     signing_key = ipn_services.smsgate_signing_key(account_id=phone_list.account_id)
     return {"messages": {**limit, "processing_order": "FIFO"}, "webhooks": {"signing_key": signing_key}}
 
@@ -436,8 +450,9 @@ MESSAGE_SETTINGS = {"limit_period", "limit_value", "processing_order", "limitPer
 
 class SettingsApi(SmsGateView):
     """`GET /settings`: the list's settings in SMSGate's shape; `PUT` replaces and `PATCH`
-    changes them. Only the sending limit (`messages.limit_period`: Disabled or PerMinute,
-    `messages.limit_value`) maps onto a Phonefleet setting; anything else is refused."""
+    changes them. Only the sending limit (`messages.limit_period`: Disabled, PerMinute,
+    PerHour or PerDay, `messages.limit_value`) maps onto Phonefleet settings, the list's
+    per-phone cap of that period; anything else is refused."""
 
     required_scopes = {"GET": "settings:read", "PUT": "settings:write", "PATCH": "settings:write"}
 
@@ -478,19 +493,19 @@ class SettingsApi(SmsGateView):
             raise errors.InvalidParameter(f"`limit_period` is one of {', '.join(LIMIT_PERIODS)}.", param="limit_period")
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10**6):
             raise errors.InvalidParameter("`limit_value` is a whole number from 0.", param="limit_value")
-        if period in ("PerHour", "PerDay"):
-            raise errors.InvalidParameter(
-                "Phonefleet limits each phone per minute: use PerMinute or Disabled.", param="limit_period"
-            )
+        no_caps: dict[str, Any] = dict.fromkeys(PERIOD_FIELDS.values())
         if period == "Disabled" or (period is None and replace) or value == 0:
-            rate = None
-        elif value is None:
-            if phone_list.rate_limit_per_minute is None:
-                raise errors.InvalidParameter("Give `limit_value` with PerMinute.", param="limit_value")
-            rate = phone_list.rate_limit_per_minute
+            changes = no_caps  # no limit at all
         else:
-            rate = value
-        phone_list = device_services.update_list_settings(phone_list=phone_list, rate_limit_per_minute=rate)
+            current_period, _value = _list_limit(phone_list)
+            field = PERIOD_FIELDS[period or (current_period if current_period != "Disabled" else "PerMinute")]
+            if value is None:
+                if getattr(phone_list, field) is None:
+                    raise errors.InvalidParameter("Give `limit_value` with the period.", param="limit_value")
+                value = getattr(phone_list, field)
+            # PUT replaces: SMSGate's one limit is then the list's only cap. PATCH sets that one.
+            changes = {**(no_caps if replace else {}), field: value}
+        phone_list = device_services.update_list_settings(phone_list=phone_list, **changes)
         return Response(settings_json(phone_list))
 
     @extend_schema(

@@ -182,7 +182,14 @@ def test_lists_show_their_phones_and_how_many_are_online(api, alice_list):
     factories.make_device(phone_list=alice_list, online=False)
     body = api("get", "/api/v1/lists").json()
     assert body["lists"] == [
-        {"list": alice_list.token, "name": alice_list.name, "default_country": "IT", "devices": 2, "online": 1}
+        {
+            "list": alice_list.token,
+            "name": alice_list.name,
+            "default_country": "IT",
+            "devices": 2,
+            "online": 1,
+            "caps": {"minute": None, "hour": None, "day": None},
+        }
     ]
 
 
@@ -195,6 +202,25 @@ def test_devices_show_their_online_state(api, alice_list):
     states = {d["device_id"]: d["online"] for d in body["devices"]}
     assert states == {online.public_id: True, stale.public_id: False}
     assert body["devices"][0]["list"] == alice_list.token
+
+
+def test_devices_show_their_use_of_their_caps(api, alice_list):
+    alice_list.rate_limit_per_hour = 10
+    alice_list.save(update_fields=["rate_limit_per_hour"])
+    phone = factories.make_device(phone_list=alice_list)
+    phone.rate_limit_per_day = 100
+    phone.save(update_fields=["rate_limit_per_day"])
+    with time_machine.travel(CURRENT_TIME, tick=False):
+        for minutes in (0.5, 30, 120):  # in the last minute, hour and day
+            message = factories.make_message(phone_list=alice_list, status="sent", device=phone)
+            at = CURRENT_TIME - dt.timedelta(minutes=minutes)
+            MessageEvent.objects.create(message=message, status="assigned", device=phone, at=at)
+        body = api("get", "/api/v1/devices").json()
+    assert body["devices"][0]["caps"] == {
+        "minute": {"limit": None, "used": 1},
+        "hour": {"limit": 10, "used": 2},
+        "day": {"limit": 100, "used": 3},
+    }
 
 
 def test_the_inbox_lists_received_sms_newest_first(api, alice, alice_list):

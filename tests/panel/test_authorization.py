@@ -18,6 +18,7 @@ def alices_pages(world) -> list[str]:
         reverse("list", args=[world["list"].token]),
         reverse("list-subscribers-csv", args=[world["list"].token]),
         reverse("phones-live") + f"?list={world['list'].token}",
+        reverse("phone-caps", args=[world["device"].public_id]),
         reverse("message", args=[world["message"].public_id]),
         reverse("message-live", args=[world["message"].public_id]),
         reverse("ipn-event", args=[world["event"].webhook_id]),
@@ -37,6 +38,7 @@ def alices_actions(world) -> list[tuple[str, dict]]:
         (reverse("phone-rename", args=[world["device"].public_id]), {"name": "pwned"}),
         (reverse("phone-disable", args=[world["device"].public_id]), {}),
         (reverse("phone-remove", args=[world["device"].public_id]), {}),
+        (reverse("phone-caps", args=[world["device"].public_id]), {"hour": "1"}),
         (reverse("message-cancel", args=[world["message"].public_id]), {}),
         (reverse("ipn-replay", args=[world["event"].webhook_id]), {}),
         (
@@ -64,6 +66,7 @@ def test_bob_cannot_change_any_of_alices_objects(alice_world, bob_client):
     assert phone_list.name != "pwned" and phone_list.pin == pin
     device = Device.objects.get(pk=alice_world["device"].pk)
     assert device.name != "pwned" and device.is_enabled and device.removed_at is None
+    assert device.rate_limit_per_hour is None
     assert Message.objects.get(pk=alice_world["message"].pk).status == Message.Status.QUEUED
     assert IpnAttempt.objects.filter(event=alice_world["event"]).count() == 1
     assert not EnrolmentToken.objects.filter(phone_list=alice_world["list"]).exists()

@@ -22,6 +22,7 @@ def test_every_action_refuses_a_post_without_a_csrf_token(alice_world):
         reverse("phone-rename", args=[alice_world["device"].public_id]),
         reverse("phone-disable", args=[alice_world["device"].public_id]),
         reverse("phone-remove", args=[alice_world["device"].public_id]),
+        reverse("phone-caps", args=[alice_world["device"].public_id]),
         reverse("message-cancel", args=[alice_world["message"].public_id]),
         reverse("ipn"),
         reverse("ipn-rotate"),

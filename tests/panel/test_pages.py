@@ -7,7 +7,8 @@ from django.urls import reverse
 
 from accounts.models import ApiKey, LedgerEntry
 from devices.models import Device, PhoneList
-from messaging.models import Message
+from messaging.models import Message, MessageEvent
+from tests import factories
 
 
 def page_urls(world) -> list[str]:
@@ -27,6 +28,7 @@ def page_urls(world) -> list[str]:
         reverse("list", args=[world["list"].token]),
         reverse("phones"),
         reverse("phones-live") + f"?list={world['list'].token}",
+        reverse("phone-caps", args=[world["device"].public_id]),
         reverse("virtual-phone"),
         reverse("virtual-phone-status") + f"?device_id={world['device'].public_id}",
         reverse("virtual-phone-offers") + f"?ids={world['message'].public_id}",
@@ -150,13 +152,34 @@ def test_list_settings_are_saved(alice_world, alice_client):
             "name": "Renamed",
             "default_country": "DE",
             "rate_limit_per_minute": 5,
+            "rate_limit_per_hour": 100,
+            "rate_limit_per_day": "",
             "lease_seconds": 60,
             "default_ttl_seconds": 3600,
         },
     )
     phone_list.refresh_from_db()
     assert (phone_list.name, phone_list.default_country, phone_list.rate_limit_per_minute) == ("Renamed", "DE", 5)
+    assert (phone_list.rate_limit_per_hour, phone_list.rate_limit_per_day) == (100, None)
     assert (phone_list.lease_seconds, phone_list.default_ttl_seconds) == (60, 3600)
+
+
+def test_a_phones_caps_page_shows_its_use_and_sets_its_own_caps(alice_world, alice_client):
+    device, phone_list = alice_world["device"], alice_world["list"]
+    phone_list.rate_limit_per_day = 500
+    phone_list.save(update_fields=["rate_limit_per_day"])
+    message = factories.make_message(phone_list=phone_list, status="sent", device=device)
+    MessageEvent.objects.create(message=message, status="assigned", device=device)
+    url = reverse("phone-caps", args=[device.public_id])
+    page = alice_client.get(url).content.decode()
+    assert "500" in page and "the list" in page  # the day cap, and whose it is
+    answer = alice_client.post(url, {"minute": "", "hour": "0", "day": "20"})
+    assert answer.status_code == 200 and "greater than or equal to 1" in answer.content.decode()
+    assert alice_client.post(url, {"minute": "", "hour": "30", "day": "20"}).status_code == 302
+    device.refresh_from_db()
+    assert (device.rate_limit_per_minute, device.rate_limit_per_hour, device.rate_limit_per_day) == (None, 30, 20)
+    assert "at its cap" not in alice_client.get(url).content.decode()
+    assert "30/h 20/day" in alice_client.get(reverse("phones")).content.decode()
 
 
 def test_phones_can_be_renamed_disabled_and_removed(alice_world, alice_client):

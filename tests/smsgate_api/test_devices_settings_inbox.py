@@ -62,10 +62,30 @@ def test_settings_map_the_sending_limit_onto_the_list(as_login, alice_list):
     assert alice_list.rate_limit_per_minute is None
 
 
+def test_settings_set_the_lists_hour_and_day_caps(as_login, alice_list):
+    answer = put(as_login, {"messages": {"limit_period": "PerDay", "limit_value": 500}}, method="patch")
+    assert answer.json()["messages"]["limit_period"] == "PerDay"
+    hour = put(as_login, {"messages": {"limit_period": "PerHour", "limit_value": 40}}, method="patch").json()
+    assert hour["messages"] == {"limit_period": "PerHour", "limit_value": 40, "processing_order": "FIFO"}
+    alice_list.refresh_from_db()
+    assert (alice_list.rate_limit_per_minute, alice_list.rate_limit_per_hour, alice_list.rate_limit_per_day) == (
+        None,
+        40,
+        500,
+    )
+    # PUT replaces: SMSGate's one limit becomes the list's only cap.
+    put(as_login, {"messages": {"limit_period": "PerMinute", "limit_value": 3}})
+    alice_list.refresh_from_db()
+    assert (alice_list.rate_limit_per_minute, alice_list.rate_limit_per_hour, alice_list.rate_limit_per_day) == (
+        3,
+        None,
+        None,
+    )
+
+
 @pytest.mark.parametrize(
     "body",
     [
-        {"messages": {"limit_period": "PerHour", "limit_value": 100}},
         {"messages": {"limit_period": "Sometimes"}},
         {"messages": {"limit_value": -1}},
         {"messages": {"send_interval_min": 5}},

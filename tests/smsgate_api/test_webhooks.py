@@ -82,7 +82,7 @@ def test_settings_show_the_signing_key_and_take_the_one_receivers_use(as_login, 
     refused = as_login.patch(f"{BASE}/settings", {"webhooks": {"retry_count": 3}}, "application/json")
     assert refused.status_code == 400 and "retry_count" in refused.json()["message"]
     # A refused `messages` section in the same request leaves the key as it was.
-    body = {"webhooks": {"signing_key": "other"}, "messages": {"limit_period": "PerDay", "limit_value": 5}}
+    body = {"webhooks": {"signing_key": "other"}, "messages": {"limit_period": "Weekly", "limit_value": 5}}
     assert as_login.patch(f"{BASE}/settings", body, "application/json").status_code == 400
     assert as_login.get(f"{BASE}/settings").json()["webhooks"]["signing_key"] == "Ab3dE6gH"
 
