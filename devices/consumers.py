@@ -177,7 +177,8 @@ class DeviceConsumer(DrainingConsumer):
                 "type": "hello",
                 "device_id": self.device.public_id,
                 "list": self.device.phone_list.token,
-                "settings": self.device.phone_list.phone_settings(),
+                # `caps`: this phone's own caps, else its list's (docs/device-protocol.md).
+                "settings": {**self.device.phone_list.phone_settings(), "caps": self.device.caps},
             }
         )
         await self.offer_open_work()
