@@ -150,7 +150,8 @@ class DeviceConsumer(DrainingConsumer):
     # At one of its caps until this time.time(): not offered work, its claims lose at once.
     capped_until: float = 0.0
     reoffer: asyncio.TimerHandle | None = None
-    pinned_offers: set[str]
+    # Made on first use: most phones are never offered a pinned message (memory per connection).
+    pinned_offers: frozenset[str] | set[str] = frozenset()
 
     # --- connection lifecycle ---
 
@@ -161,7 +162,6 @@ class DeviceConsumer(DrainingConsumer):
         self.frame_tasks = set()
         self.message_frames = {}
         self.frames_in_flight = asyncio.Semaphore(MAX_FRAMES_IN_FLIGHT)
-        self.pinned_offers = set()
         self.last_frame_at = self.last_presence_write = timezone.now()
         await self.join_groups()
         await self.accept()
@@ -307,7 +307,8 @@ class DeviceConsumer(DrainingConsumer):
         if outcome.message is None:
             await self.send_frame({"type": "taken", "message_id": message_id})
         else:
-            self.pinned_offers.discard(message_id)
+            if message_id in self.pinned_offers:
+                self.pinned_offers = self.pinned_offers - {message_id}
             await self.send_frame({**offer_frame(outcome.message), "type": "assign"})
 
     # --- caps ---
@@ -398,8 +399,8 @@ class DeviceConsumer(DrainingConsumer):
             await self.send_frame(offer_frame(message))
 
     def _remember_pinned(self, message_id: str) -> None:
-        if len(self.pinned_offers) >= MAX_PINNED_REMEMBERED:
-            self.pinned_offers.clear()  # only a hint: a round then waits for the list's phones
+        if not isinstance(self.pinned_offers, set) or len(self.pinned_offers) >= MAX_PINNED_REMEMBERED:
+            self.pinned_offers = set()  # only a hint: a forgotten one's round waits for the list's phones
         self.pinned_offers.add(message_id)
 
     # --- channel-layer events (handler names mirror the event types) ---

@@ -69,7 +69,7 @@ async def test_it_sends_hello_with_the_device_list_and_settings(phone, alice_lis
         "type": "hello",
         "device_id": device.public_id,
         "list": alice_list.token,
-        "settings": alice_list.phone_settings(),
+        "settings": {**alice_list.phone_settings(), "caps": {"minute": None, "hour": None, "day": None}},
     }
     await ws.disconnect()
 
