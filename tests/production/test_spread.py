@@ -90,4 +90,7 @@ def test_phones_of_one_list_on_two_servers_share_the_work_and_send_each_message_
     assert set(raw_phones.radio) == set(ids) and max(raw_phones.radio.values()) == 1
     assert max(raw_phones.assigned.values()) == 1  # never assigned to two phones
     per_phone = [raw_phones.by_phone[token] for token in tokens]
-    assert all(n >= 10 for n in per_phone), per_phone  # every phone of both servers took its turns
+    assert min(per_phone) >= 1, per_phone
+    # Within each server the phones take turns; between the servers, speed decides.
+    for same_server in (per_phone[:3], per_phone[3:]):
+        assert max(same_server) - min(same_server) <= max(10, sum(same_server) // 4), per_phone
