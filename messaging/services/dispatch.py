@@ -9,6 +9,7 @@ each do one unit of work and return "more work waiting?".
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -22,9 +23,10 @@ from django.db.models import Count, F, Model, Q, QuerySet
 from django.utils import timezone
 
 from accounts import services as account_services
-from accounts.lib import sqlnames
+from accounts.lib import sqlnames, tokens
 from accounts.models import Account
 from devices.models import CAP_WINDOWS, Device
+from ipn import services as ipn_services
 from ipn.models import IpnEndpoint, IpnEvent
 from messaging import metrics
 from messaging.models import Message, MessageEvent
@@ -418,25 +420,28 @@ def _report_fields(*, message: Message, device: Device, status: str, error: str,
 # A report re-reads the message and retries when a concurrent change got in between.
 REPORT_TRIES = 3
 
-# Accounts whose callbacks were on when this process last read their settings (account id
-# → until when, monotonic): their reports skip the one-statement report, which would
-# match no row. Only a hint: that statement checks the settings itself, so a stale entry
-# costs time (one statement tried in vain, or skipped), never a wrong write.
-_CALLBACKS_ON: dict[int, float] = {}
-CALLBACKS_HINT_SECONDS = 60.0
+# Accounts whose callbacks need the general path (GenioSms format, SMSGate webhooks) when
+# this process last read their settings (account id → until when, monotonic): their
+# reports skip the one-statement report, which would match no row. Only a hint: that
+# statement checks the settings itself, so a stale entry costs time (one statement tried
+# in vain, or skipped), never a wrong write.
+_GENERAL_PATH: dict[int, float] = {}
+GENERAL_PATH_HINT_SECONDS = 60.0
 
 
-def _has_callbacks(account_id: int) -> bool:
-    return _CALLBACKS_ON.get(account_id, 0.0) > time.monotonic()
+def _needs_general_path(account_id: int) -> bool:
+    return _GENERAL_PATH.get(account_id, 0.0) > time.monotonic()
 
 
-def _remember_callbacks(account_id: int, *, endpoint: IpnEndpoint | None) -> None:
-    if endpoint is not None and (endpoint.enabled or endpoint.has_webhooks):
-        if len(_CALLBACKS_ON) > 10_000:
-            _CALLBACKS_ON.clear()
-        _CALLBACKS_ON[account_id] = time.monotonic() + CALLBACKS_HINT_SECONDS
+def _remember_general_path(account_id: int, *, endpoint: IpnEndpoint | None) -> None:
+    if endpoint is not None and (
+        endpoint.has_webhooks or (endpoint.enabled and endpoint.format != IpnEndpoint.Format.STANDARD)
+    ):
+        if len(_GENERAL_PATH) > 10_000:
+            _GENERAL_PATH.clear()
+        _GENERAL_PATH[account_id] = time.monotonic() + GENERAL_PATH_HINT_SECONDS
     else:
-        _CALLBACKS_ON.pop(account_id, None)
+        _GENERAL_PATH.pop(account_id, None)
 
 
 class ReportNotApplied(RuntimeError):
@@ -454,7 +459,7 @@ def report_message(
     if status not in REPORT_FROM:
         raise ValueError(f"unknown report status {status!r}")
     metrics.count_report(status=status)
-    if status != Status.FAILED and connection.vendor == "postgresql" and not _has_callbacks(device.account_id):
+    if status != Status.FAILED and connection.vendor == "postgresql" and not _needs_general_path(device.account_id):
         reported = _report_in_one_statement(device=device, message_id=message_id, status=status, at=at)
         if reported is not None:
             return reported
@@ -462,7 +467,7 @@ def report_message(
         found = _reporting_message(device=device, message_id=message_id)
         if found is None:
             return None
-        _remember_callbacks(device.account_id, endpoint=found[1])
+        _remember_general_path(device.account_id, endpoint=found[1])
         if _apply_report(*found, device=device, status=status, error=error, at=at):
             return found[0]
     # Not acknowledged, so the phone sends the report again (it keeps it until acked).
@@ -471,9 +476,13 @@ def report_message(
 
 # The commonest report in one statement (PostgreSQL): `sent` from the phone that holds an
 # open message, or `delivered` of a message whose `sent` is recorded, for an account with
-# no callbacks switched on (neither IPN nor SMSGate webhooks). The same conditions and
-# fields as `_apply_report` below, written in SQL. Anything else (another holder, a `delivered` that must record `sent`
-# first, a status the report may not leave, callbacks to write) matches no row here and
+# no callbacks or with IPN callbacks in the standard format: the conditional UPDATE, its
+# timeline entry and, when the account's IPN settings want the event, its outbox row with
+# the body built by the statement itself from the row it changed (byte for byte what
+# `callbacks.build_message_event` builds; tests/ipn/test_report_statement.py), atomic on
+# its own. The same conditions and fields as `_apply_report` below, written in SQL.
+# Anything else (another holder, a `delivered` that must record `sent` first, a status
+# the report may not leave, GenioSms callbacks, SMSGate webhooks) matches no row here and
 # takes the general path.
 _FAST_REPORT_FROM: dict[str, tuple[str, ...]] = {
     Status.SENT: (Status.QUEUED, Status.ASSIGNED),
@@ -487,8 +496,12 @@ UPDATE {Message} m SET
 WHERE m.{Message.public_id} = %(message)s AND m.{Message.account} = %(account)s AND m.{Message.device} = %(device)s
   AND m.{Message.status} IN ({from_statuses})
   AND NOT EXISTS (SELECT 1 FROM {IpnEndpoint} e WHERE e.{IpnEndpoint.account} = m.{Message.account}
-                  AND (e.{IpnEndpoint.enabled} OR e.{IpnEndpoint.has_webhooks}))
-RETURNING m.{Message.id}, m.{Message.public_id}, m.{Message.status}, GREATEST(m.{Message.created_at}, %(when)s) AS at
+                  AND (e.{IpnEndpoint.has_webhooks}
+                       OR (e.{IpnEndpoint.enabled} AND e.{IpnEndpoint.format} <> %(standard)s)))
+RETURNING m.{Message.id} AS id, m.{Message.public_id} AS public_id, m.{Message.status} AS status,
+    GREATEST(m.{Message.created_at}, %(when)s) AS at, m.{Message.account} AS account_id, m.{Message.ref} AS ref,
+    m.{Message.to} AS recipient, m.{Message.parts} AS parts, m.{Message.error} AS error,
+    m.{Message.sent_at} AS sent_at, m.{Message.delivered_at} AS delivered_at
 """
 _FAST_REPORT_STAMPS: dict[str, str] = {
     Status.SENT: "{Message.sent_at} = GREATEST(m.{Message.created_at}, %(when)s), {Message.error} = ''",
@@ -496,26 +509,103 @@ _FAST_REPORT_STAMPS: dict[str, str] = {
 }
 
 
+def _sql_json_time(column: str) -> str:
+    """SQL: a time of `changed` as `ipn.services.iso_time` writes it in JSON (UTC,
+    milliseconds cut, not rounded, as Python's isoformat does; `Z`), or null."""
+    return f"""COALESCE('"' || to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"', 'null')"""
+
+
+def _sql_json(expression: str) -> str:
+    """SQL: a text value as JSON (PostgreSQL escapes text as `json.dumps(ensure_ascii=False)`
+    does: the same short escapes, other control characters as lowercase \\u00xx), or null."""
+    return f"COALESCE(to_json({expression})::text, 'null')"
+
+
+# The standard body of `callbacks.message_event_data`, in its key order, compact (ipn
+# `serialise_body`): the phone's fields come as JSON from Python, the message's from the
+# row the UPDATE changed. Each field is bounded far below ipn.services.MAX_BODY_BYTES (the
+# longest, `error`, is 500 characters), so the body is never cut.
+_FAST_REPORT_BODY = " || ".join(
+    [
+        "'{\"type\":' || %(ob_type_json)s::text",
+        "',\"timestamp\":' || " + _sql_json_time("c.at"),
+        "',\"occurred_at\":' || " + _sql_json_time("c.at"),
+        '\',"data":{"message_id":\' || ' + _sql_json("c.public_id"),
+        "',\"ref\":' || " + _sql_json("c.ref"),
+        "',\"to\":' || " + _sql_json("c.recipient"),
+        "',\"status\":' || " + _sql_json("c.status"),
+        "',\"device_id\":' || %(ob_device_id_json)s::text",
+        "',\"device_name\":' || %(ob_device_name_json)s::text",
+        "',\"parts\":' || c.parts::text",
+        "',\"error\":' || " + _sql_json("NULLIF(c.error, '')"),
+        "',\"sent_at\":' || " + _sql_json_time("c.sent_at"),
+        "',\"delivered_at\":' || " + _sql_json_time("c.delivered_at"),
+        "'}}'",
+    ]
+)
+
+# The outbox row of `ipn.services.build_event` for an account whose IPN settings want the
+# event (`ipn.services._wants`: enabled, a URL, the event among `events` or `events`
+# empty; the format is the standard one, see the UPDATE), kept as skipped while the
+# endpoint is disabled.
+_FAST_REPORT_OUTBOX = """
+INSERT INTO {IpnEvent} ({IpnEvent.webhook_id}, {IpnEvent.account}, {IpnEvent.type}, {IpnEvent.message},
+    {IpnEvent.body}, {IpnEvent.content_type}, {IpnEvent.status}, {IpnEvent.attempts}, {IpnEvent.schedule_started_at},
+    {IpnEvent.replays}, {IpnEvent.next_attempt_at}, {IpnEvent.occurred_at}, {IpnEvent.created_at})
+SELECT %(ob_webhook_id)s, c.account_id, %(ob_type)s, c.id, {body}, %(ob_content_type)s,
+    CASE WHEN e.{IpnEndpoint.disabled_at} IS NULL THEN %(ob_pending)s ELSE %(ob_skipped)s END,
+    0, %(ob_now)s, 0, %(ob_now)s, c.at, %(ob_now)s
+FROM changed c JOIN {IpnEndpoint} e ON e.{IpnEndpoint.account} = c.account_id
+WHERE e.{IpnEndpoint.enabled} AND e.{IpnEndpoint.url} <> ''
+  AND (e.{IpnEndpoint.events} = '[]'::jsonb OR e.{IpnEndpoint.events} @> jsonb_build_array(%(ob_type_wanted)s::text))
+"""
+
+
 @functools.cache
 def _fast_report_sql(status: str) -> str:
-    """The fast report's UPDATE for `status`, with its timeline entry."""
+    """The fast report's UPDATE for `status`, with its timeline entry and outbox row."""
     statuses = ", ".join(f"%(from{index})s" for index in range(len(_FAST_REPORT_FROM[status])))
     update = _sql(_FAST_REPORT_SQL, stamp=_sql(_FAST_REPORT_STAMPS[status]), from_statuses=statuses)
-    return _with_timeline(update, at="at")
+    timeline = _sql(
+        "INSERT INTO {MessageEvent} ({MessageEvent.message}, {MessageEvent.status}, {MessageEvent.device},"
+        " {MessageEvent.detail}, {MessageEvent.at})"
+        " SELECT id, %(ev_status)s, %(ev_device)s, %(ev_detail)s, at FROM changed"
+    )
+    outbox = _sql(_FAST_REPORT_OUTBOX, body=_FAST_REPORT_BODY)
+    return (
+        f"WITH changed AS ({update}), timeline AS ({timeline}), outbox AS ({outbox})"  # noqa: S608 (no input)
+        " SELECT id, public_id, status FROM changed"
+    )
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _report_in_one_statement(*, device: Device, message_id: str, status: str, at: datetime | None) -> Message | None:
     """The message after the report, or None when the report needs the general path."""
     now = timezone.now()
+    event_type = callbacks.MESSAGE_EVENT_TYPES[status]
     params: dict[str, Any] = {
         "status": status,
         "device": device.pk,
         "message": message_id,
         "account": device.account_id,
         "when": min(at, now) if at is not None else now,
+        "standard": IpnEndpoint.Format.STANDARD,
         "ev_status": status,
         "ev_device": device.pk,
         "ev_detail": "",
+        "ob_webhook_id": tokens.public_id("evt"),
+        "ob_type": event_type,
+        "ob_type_wanted": event_type,
+        "ob_type_json": _json(event_type),
+        "ob_device_id_json": _json(device.public_id),
+        "ob_device_name_json": _json(device.name),
+        "ob_content_type": ipn_services.JSON,
+        "ob_pending": IpnEvent.Status.PENDING,
+        "ob_skipped": IpnEvent.Status.SKIPPED,
+        "ob_now": now,
     }
     params.update({f"from{index}": value for index, value in enumerate(_FAST_REPORT_FROM[status])})
     with connection.cursor() as cursor:

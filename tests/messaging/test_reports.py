@@ -10,7 +10,7 @@ import pytest
 import time_machine
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
 from django.db.models import F
 from django.utils import timezone
 
@@ -19,7 +19,7 @@ from config.asgi import application
 from ipn import services as ipn_services
 from ipn.models import IpnEndpoint, IpnEvent
 from messaging.models import Message
-from messaging.services import dispatch
+from messaging.services import callbacks, dispatch
 from tests import factories
 
 
@@ -111,6 +111,9 @@ def test_the_status_change_rolls_back_with_a_failing_ipn_write(phone, assigned, 
         return row
 
     monkeypatch.setattr(ipn_services, "build_event", broken)
+    if connection.vendor == "postgresql":
+        # The one statement builds its row itself: give it no event type either.
+        monkeypatch.setitem(callbacks.MESSAGE_EVENT_TYPES, "sent", None)
     with pytest.raises(IntegrityError):
         report(device=phone, message_id=assigned.public_id, status="sent")
     assert Message.objects.get(pk=assigned.pk).status == "assigned"
