@@ -40,6 +40,20 @@ STEPS = [
 # At most this many units of one step per tick, so one busy step cannot starve the others.
 BATCH = 50
 IDLE_SLEEP = 0.2
+# Steps whose work is not waited for by anyone within the second (a lapsed lease is
+# already late by its lease, an overdue message or verification by its TTL; old
+# idempotency records only take room) are asked again after this long when idle: each
+# idle ask is a query (1-2 ms of worker CPU and some of PostgreSQL's), five times a
+# second for nothing otherwise. Callbacks and scheduled sends keep IDLE_SLEEP.
+HOUSEKEEPING_IDLE_SLEEP = 1.0
+HOUSEKEEPING_STEPS = frozenset(
+    {
+        "messaging.services.dispatch.requeue_one_expired_lease",
+        "messaging.services.dispatch.expire_one_overdue_message",
+        "messaging.services.verify.expire_one_overdue_verification",
+        "messaging.services.idempotency.purge_idempotency_records",
+    }
+)
 
 
 def load_steps() -> list[Callable[[], bool]]:
@@ -108,12 +122,18 @@ def run_tick(
     return did_work
 
 
-def run_forever(stop: threading.Event, idle_sleep: float = IDLE_SLEEP) -> None:
+def idle_sleeps() -> list[float]:
+    """How long each of STEPS rests after finding nothing (more) to do."""
+    return [HOUSEKEEPING_IDLE_SLEEP if path in HOUSEKEEPING_STEPS else IDLE_SLEEP for path in STEPS]
+
+
+def run_forever(stop: threading.Event, idle_sleep: float | None = None) -> None:
     """Runs the steps until `stop` is set. Each step is paced on its own: one that found
-    nothing (more) to do is asked again `idle_sleep` later, whatever the others are doing,
-    so a busy step neither makes the idle ones poll the database in a loop nor runs its
-    own work in slivers (what became due meanwhile is taken as one batch); one that
-    stopped at BATCH units with more waiting goes on at once."""
+    nothing (more) to do is asked again `idle_sleep` later (by default its own pace,
+    `idle_sleeps`), whatever the others are doing, so a busy step neither makes the idle
+    ones poll the database in a loop nor runs its own work in slivers (what became due
+    meanwhile is taken as one batch); one that stopped at BATCH units with more waiting
+    goes on at once."""
     # A step that makes several attempts in one unit (IPN delivery) takes `stop` and starts
     # no new one once it is set.
     steps = [
@@ -123,6 +143,7 @@ def run_forever(stop: threading.Event, idle_sleep: float = IDLE_SLEEP) -> None:
         for step in load_steps()
     ]
     heartbeat = Heartbeat()
+    rests = [idle_sleep] * len(steps) if idle_sleep is not None else idle_sleeps()
     resting_until = [0.0] * len(steps)
     while not stop.is_set():
         close_old_connections()
@@ -132,7 +153,7 @@ def run_forever(stop: threading.Event, idle_sleep: float = IDLE_SLEEP) -> None:
             if resting_until[index] <= time.monotonic():
                 _did, more = _run_step(step, stop, heartbeat)
                 if not more:
-                    resting_until[index] = time.monotonic() + idle_sleep
+                    resting_until[index] = time.monotonic() + rests[index]
         pause = min(resting_until) - time.monotonic()
         if pause > 0:
             stop.wait(pause)
