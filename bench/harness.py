@@ -36,7 +36,7 @@ def base_env(db_url: str, redis_url: str | None, *, settings: str = "config.sett
         DATABASE_URL=db_url,
         SECRET_KEY="bench-only-secret-key-0123456789abcdef",
         DJANGO_SETTINGS_MODULE=settings,
-        PYTHONPATH=str(ROOT),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("BENCH_PYTHONPATH", "")])),
         LOG_LEVEL="WARNING",
         EMBEDDED_WORKER="false",
     )
@@ -82,7 +82,7 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 
 def wait_http(
-    port: int, process: subprocess.Popen, what: str, *, path: str = "/api/v1/balance", timeout: float = 30
+    port: int, process: subprocess.Popen, what: str, *, path: str = "/api/v1/balance", timeout: float = 90
 ) -> None:
     """Polls GET `path` on 127.0.0.1:`port` until anything answers; raises if `process` exits or time runs out."""
     deadline = time.monotonic() + timeout
