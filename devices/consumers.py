@@ -317,8 +317,9 @@ class DeviceConsumer(DrainingConsumer):
         return self.capped_until > time.time()
 
     def may_take_work(self) -> bool:
-        """Whether this phone may be given a message now: available and under its caps."""
-        return self.available and not self.closed and not self.is_capped()
+        """Whether this phone may be given a message now: available, under its caps, and not
+        paused after a phone-side failed send (the claim checks the pause in the database too)."""
+        return self.available and not self.closed and not self.is_capped() and not self.device.is_paused
 
     def capped(self, until: datetime) -> None:
         """The phone is at one of its caps until `until`: no offers until then, and then the
@@ -349,8 +350,13 @@ class DeviceConsumer(DrainingConsumer):
         message = await _report(self.device, message_id, str(status), error, _time(content, "at"))
         if message is None:
             await self.send_frame({"type": "error", "error": "Unknown message.", "message_id": message_id})
-        else:
-            await self.send_frame({"type": "ack", "message_id": message_id, "status": status})
+            return
+        if message.status == Message.Status.QUEUED:
+            claims.forget(message_id)  # failed over: the list's other phones may claim it now
+        if status == Message.Status.FAILED and self.device.paused_until is not None and self.device.is_paused:
+            # Paused after a phone-side failure: like a cap, no offers until it ends, then the open work.
+            self.capped(self.device.paused_until)
+        await self.send_frame({"type": "ack", "message_id": message_id, "status": status})
 
     async def on_state(self, content: dict[str, Any]) -> None:
         available = content.get("available")

@@ -119,6 +119,11 @@ class Device(models.Model):
     is_available = models.BooleanField(default=True)
     battery = models.SmallIntegerField(null=True, blank=True)
     signal = models.SmallIntegerField(null=True, blank=True)
+    # After a phone-side failed send the phone is neither offered work nor may claim until
+    # this time (messaging failover; docs/device-protocol.md, "Failed sends"). The pause
+    # doubles with each phone-side failure in a row, counted here; a `sent` resets both.
+    paused_until = models.DateTimeField(null=True, blank=True)
+    failures_in_a_row = models.PositiveSmallIntegerField(default=0)
     # SMSGate phones: the key they sign their webhooks with.
     webhook_signing_key = models.CharField(max_length=64, blank=True)
     # This phone's own caps (None = its list's), e.g. for a SIM its carrier allows less.
@@ -145,6 +150,10 @@ class Device(models.Model):
         """The caps that apply to this phone, by window name: its own, else its list's."""
         own = {name: getattr(self, field) for name, field in CAP_FIELDS.items()}
         return {name: own[name] or getattr(self.phone_list, CAP_FIELDS[name]) for name in CAP_WINDOWS}
+
+    @property
+    def is_paused(self) -> bool:
+        return self.paused_until is not None and self.paused_until > timezone.now()
 
 
 class EnrolmentToken(models.Model):

@@ -242,6 +242,11 @@ class ClaimRounds:
             if other.entrants and self._may_end_now(other, chosen):
                 self._settle(message_id)
 
+    def forget(self, message_id: str) -> None:
+        """The message is open again (its phone failed it over to the list's other phones):
+        claims of it go to a round and the database again."""
+        self.taken_until.pop(message_id, None)
+
     def _remember_taken(self, message_id: str) -> None:
         now = time.monotonic()
         if len(self.taken_until) >= self.MAX_REMEMBERED:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import phonenumbers
@@ -11,6 +11,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Value, When
+from django.db.models.functions import Least
 from django.utils import timezone
 
 from accounts import columns, errors
@@ -486,3 +488,38 @@ def set_device_state(*, device_id: int, available: bool, battery: int | None = N
     if signal is not None:
         fields["signal"] = signal
     Device.objects.filter(pk=device_id).update(**fields)
+
+
+# --- Pauses after phone-side failed sends (docs/device-protocol.md, "Failed sends") ----------
+
+# The first pause; each further phone-side failure in a row doubles it, up to the cap.
+PAUSE_FIRST = timedelta(seconds=30)
+PAUSE_CAP = timedelta(minutes=30)
+# Failures in a row after which the pause is at its cap (30 s · 2^6 > 30 min).
+_PAUSE_STEPS = 6
+
+
+def pause_length(failures_before: int) -> timedelta:
+    """How long a phone is paused after a phone-side failure that follows `failures_before` others in a row."""
+    doubled: timedelta = PAUSE_FIRST * (2 ** min(failures_before, _PAUSE_STEPS))
+    return min(doubled, PAUSE_CAP)
+
+
+def pause_after_failed_send(*, device: Device, now: datetime) -> datetime:
+    """Pauses the phone after a phone-side failed send: 30 s, doubled for each such
+    failure in a row before it, at most 30 min. One UPDATE reads the count it doubles
+    (two failures at once both count). Returns the end of the pause (also set on `device`)."""
+    lengths = [When(failures_in_a_row=n, then=Value(now + pause_length(n))) for n in range(_PAUSE_STEPS)]
+    Device.objects.filter(pk=device.pk).update(
+        failures_in_a_row=Least(F("failures_in_a_row") + 1, Value(1000)),
+        paused_until=Case(*lengths, default=Value(now + PAUSE_CAP)),
+    )
+    row = Device.objects.filter(pk=device.pk).values_list("paused_until", "failures_in_a_row").first()
+    device.paused_until, device.failures_in_a_row = row if row is not None else (None, 0)
+    return device.paused_until or now
+
+
+def end_pause(*, device: Device) -> None:
+    """The phone sent an SMS, so its radio works: its pause and its run of failures end."""
+    Device.objects.filter(pk=device.pk, failures_in_a_row__gt=0).update(failures_in_a_row=0, paused_until=None)
+    device.paused_until, device.failures_in_a_row = None, 0

@@ -58,3 +58,14 @@ def count_report(*, status: str) -> None:
 
 def count_timed_out(*, status: str) -> None:
     transaction.on_commit(functools.partial(TIMED_OUT.labels(status).inc))
+
+
+FAILOVERS = Counter(
+    "phonefleet_failovers",
+    "Messages a phone failed phone-side (radio off, no service, no SIM…) put back in the queue for"
+    " the list's other phones.",
+)
+
+
+def count_failover() -> None:
+    transaction.on_commit(FAILOVERS.inc)

@@ -208,6 +208,12 @@ class DeviceListApi(ApiKeyView):
         signal = serializers.IntegerField(allow_null=True)
         last_seen_at = serializers.DateTimeField(allow_null=True)
         caps = serializers.SerializerMethodField()
+        # Until when the phone gets no work after a phone-side failed send (null: not paused).
+        paused_until = serializers.SerializerMethodField()
+
+        def get_paused_until(self, device: Device) -> str | None:
+            until = device.paused_until
+            return serializers.DateTimeField().to_representation(until) if until and device.is_paused else None
 
         @extend_schema_field(DeviceCapsSerializer)
         def get_caps(self, device: Device) -> dict[str, dict[str, int | None]]:

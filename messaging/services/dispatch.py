@@ -19,16 +19,18 @@ from typing import Any, TypeVar
 
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Count, F, Model, Q, QuerySet
+from django.db.models import Count, Exists, F, Model, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from accounts import services as account_services
 from accounts.lib import sqlnames, tokens
 from accounts.models import Account
+from devices import services as device_services
 from devices.models import CAP_WINDOWS, Device
 from ipn import services as ipn_services
 from ipn.models import IpnEndpoint, IpnEvent
 from messaging import metrics
+from messaging.lib import send_errors
 from messaging.models import Message, MessageEvent
 from messaging.services import callbacks, offers, verify
 
@@ -39,6 +41,9 @@ Status = Message.Status
 
 # After this many assignments whose lease lapsed without a report, the message fails.
 MAX_ATTEMPTS = 3
+# A message that failed phone-side goes to the list's other phones, this many phones in all
+# (docs/device-protocol.md, "Failed sends"); then it fails for good and is refunded.
+MAX_FAILOVER_PHONES = 3
 # The last `send_at` up to which scheduled messages were announced (a hint, see below).
 SCHEDULED_WATERMARK_KEY = "dispatch:scheduled-announced-until"
 SCHEDULED_LOOKBACK = timedelta(hours=1)
@@ -65,11 +70,24 @@ def _target_q(device: Device) -> Q:
     return Q(pinned_device_id=device.pk) | Q(pinned_device__isnull=True, phone_list_id=device.phone_list_id)
 
 
+def _failed_by(device: Device) -> Exists:
+    """The message was failed by this phone already (a phone-side failure it failed over from)."""
+    return Exists(MessageEvent.objects.filter(message=OuterRef("pk"), device_id=device.pk, status=Status.FAILED))
+
+
+def _paused(device: Device, now: datetime) -> Exists:
+    """This phone is paused (read from its row in the same query: a connection's copy may be old)."""
+    return Exists(Device.objects.filter(pk=device.pk, paused_until__gt=now))
+
+
 def open_messages_for_device(*, device: Device, limit: int = 100) -> list[Message]:
-    """Queued, due, unexpired messages this phone may claim, oldest first."""
+    """Queued, due, unexpired messages this phone may claim, oldest first: none while the
+    phone is paused, and never one it failed already."""
     now = timezone.now()
     return list(
         Message.objects.filter(_target_q(device), status=Status.QUEUED, send_at__lte=now, expires_at__gt=now)
+        .exclude(_failed_by(device))
+        .exclude(_paused(device, now))
         .only("id", "public_id", "to", "text", "parts", "sim", "phone_list_id", "pinned_device_id")
         .order_by("send_at", "created_at", "id")[:limit]
     )
@@ -168,6 +186,15 @@ def _from_row(model: type[M], names: tuple[str, ...], row: tuple[Any, ...]) -> M
     return model.from_db(connection.alias, names, values)
 
 
+# A `sent` shows the phone's radio works: its pause after failed sends, if any, ends
+# (devices.services.end_pause, as part of a report's one statement on PostgreSQL).
+_END_PAUSE_CTE = """
+    end_pause AS (
+        UPDATE {Device} SET {Device.failures_in_a_row} = 0, {Device.paused_until} = NULL
+        WHERE {Device.id} = %(ev_device)s AND {Device.failures_in_a_row} > 0 AND EXISTS (SELECT 1 FROM changed)
+    )"""
+
+
 def _with_timeline(update_sql: str, *, at: str = "%(ev_at)s") -> str:
     """PostgreSQL: `update_sql` (an `UPDATE messaging_message … RETURNING id, …`) and the
     timeline entry of each row it changed, as one statement that returns the UPDATE's rows.
@@ -213,9 +240,10 @@ def _change_with_event(
 # --- Claims ---------------------------------------------------------------------
 
 # The claim: one conditional UPDATE, and its row count says who won . The
-# message must still be queued, due, unexpired and meant for this phone, the phone
-# enabled and available, and its account active (deactivation stops claims at once).
-# RETURNING gives the assign frame's fields without another query.
+# message must still be queued, due, unexpired, meant for this phone and not failed by it
+# before (failover), the phone enabled, available and not paused, and its account active
+# (deactivation stops claims at once). RETURNING gives the assign frame's fields without
+# another query.
 _CLAIM_SQL = """
 UPDATE {Message} SET
     {Message.status} = %(assigned)s, {Message.device} = %(device)s, {Message.assigned_at} = %(now)s,
@@ -227,6 +255,9 @@ WHERE {lookup} = %(lookup)s AND {Message.status} = %(queued)s
   AND EXISTS (SELECT 1 FROM {Device} WHERE {Device.id} = %(device)s
               AND {Device.is_enabled} AND {Device.removed_at} IS NULL AND {Device.is_available}
               AND {Device.account} IN (SELECT {Account.id} FROM {Account} WHERE {Account.is_active}))
+  AND NOT EXISTS (SELECT 1 FROM {Device} WHERE {Device.id} = %(device)s AND {Device.paused_until} > %(now)s)
+  AND NOT EXISTS (SELECT 1 FROM {MessageEvent} WHERE {MessageEvent.message} = {Message}.{Message.id}
+                  AND {MessageEvent.device} = %(device)s AND {MessageEvent.status} = %(failed)s)
 RETURNING {Message.id}, {Message.public_id}, {Message.to}, {Message.text}, {Message.sealed_text},
     {Message.parts}, {Message.sim}, {Message.send_at}, {Message.attempts}
 """
@@ -283,6 +314,7 @@ def _claim(*, device: Device, lookup: tuple[str, object], now: datetime) -> Mess
         {
             "assigned": Status.ASSIGNED,
             "queued": Status.QUEUED,
+            "failed": Status.FAILED,
             "device": device.pk,
             "list": device.phone_list_id,
             "now": adapt(now),
@@ -343,6 +375,8 @@ def claim_next_messages(*, device: Device, limit: int = 10, order: str = "fifo")
             wanted = min(wanted, room.left if room.left is not None else wanted)
         open_pks = list(
             Message.objects.filter(_target_q(device), status=Status.QUEUED, send_at__lte=now, expires_at__gt=now)
+            .exclude(_failed_by(device))
+            .exclude(_paused(device, now))
             .order_by(*ordering)
             .values_list("pk", flat=True)[:FAIR_SHARE_SAMPLE]
         )
@@ -572,8 +606,10 @@ def _fast_report_sql(status: str) -> str:
         " SELECT id, %(ev_status)s, %(ev_device)s, %(ev_detail)s, at FROM changed"
     )
     outbox = _sql(_FAST_REPORT_OUTBOX, body=_FAST_REPORT_BODY)
+    # A `sent` also ends the phone's pause after failed sends, if it has one.
+    end_pause = f", {_sql(_END_PAUSE_CTE).strip()}" if status == Status.SENT else ""
     return (
-        f"WITH changed AS ({update}), timeline AS ({timeline}), outbox AS ({outbox})"  # noqa: S608 (no input)
+        f"WITH changed AS ({update}), timeline AS ({timeline}), outbox AS ({outbox}){end_pause}"  # noqa: S608
         " SELECT id, public_id, status FROM changed"
     )
 
@@ -615,6 +651,8 @@ def _report_in_one_statement(*, device: Device, message_id: str, status: str, at
         return None
     message = _from_row(Message, ("id", "public_id", "status"), row[:3])
     message.device = device
+    if status == Status.SENT:
+        device.paused_until, device.failures_in_a_row = None, 0  # as the statement left its row
     return message
 
 
@@ -632,6 +670,11 @@ def _apply_report(
         return True  # a duplicate, or it would move the message backwards
     now = timezone.now()
     when = max(min(at, now) if at is not None else now, message.created_at)
+    error_class = send_errors.classify(error) if status == Status.FAILED else None
+    if error_class is not None and send_errors.fails_over(error_class):
+        tried = _phones_that_failed(message, device=device)
+        if _may_fail_over(message, tried=tried):
+            return _fail_over(message, device=device, error=error, at=when, phone_number=len(tried))
     # A delivery is a sending too: with no `sent` recorded, `sent` comes first.
     steps = [Status.SENT, status] if status == Status.DELIVERED and message.sent_at is None else [status]
     fields = _report_fields(message=message, device=device, status=status, error=error, at=when)
@@ -651,9 +694,13 @@ def _apply_report(
         )
         if status == Status.FAILED:
             account_services.refund_credit(message=message, reason=f"SMS {message.public_id} failed")
+            if error_class is not None and send_errors.fails_over(error_class):
+                device_services.pause_after_failed_send(device=device, now=now)
         elif was_refunded:
             # A late report of what really happened wins over expiry or a lapsed lease (R24).
             account_services.reverse_refund(message=message, reason=f"SMS {message.public_id} was sent after all")
+        if Status.SENT in steps:
+            device_services.end_pause(device=device)
         for step in steps:
             # Each callback describes the message as its own step left it (R11).
             step_fields = (
@@ -664,6 +711,52 @@ def _apply_report(
             _apply_fields(message, status=step, **step_fields)
             if callbacks.wants_message_event(endpoint=endpoint, status=step):
                 callbacks.record_message_event(message=message, status=step, occurred_at=when, endpoint=endpoint)
+    return True
+
+
+# --- Failover (docs/device-protocol.md, "Failed sends") ---------------------------------
+
+
+def _phones_that_failed(message: Message, *, device: Device) -> set[int]:
+    """The phones that failed this message so far, this one included."""
+    failed = MessageEvent.objects.filter(message_id=message.pk, status=Status.FAILED, device__isnull=False)
+    return {*failed.values_list("device_id", flat=True), device.pk}
+
+
+def _may_fail_over(message: Message, *, tried: set[int]) -> bool:
+    """Whether a phone-side failure sends the message to another phone: it is not pinned,
+    fewer than MAX_FAILOVER_PHONES phones have tried it, and its list has an enabled phone
+    that has not (online or not: a queued message waits for one, up to its TTL)."""
+    if message.pinned_device_id is not None or message.phone_list_id is None or len(tried) >= MAX_FAILOVER_PHONES:
+        return False
+    others = Device.objects.filter(phone_list_id=message.phone_list_id, is_enabled=True, removed_at__isnull=True)
+    return others.exclude(pk__in=tried).exists()
+
+
+def _fail_over(message: Message, *, device: Device, error: str, at: datetime, phone_number: int) -> bool:
+    """Puts a message this phone failed phone-side back in the queue for the list's other
+    phones (this one may not claim it again), pauses this phone and offers the message
+    again after commit. No callback and no refund: the message is still on its way. False
+    if the message changed since it was read (read again)."""
+    now = timezone.now()
+    with transaction.atomic():
+        # Only if this phone still holds it as read (every claim counts an attempt).
+        held = Message.objects.filter(
+            pk=message.pk, status=Status.ASSIGNED, device_id=device.pk, attempts=message.attempts
+        )
+        if not held.update(status=Status.QUEUED, device=None, lease_expires_at=None, error=error[:500]):
+            return False
+        detail = f"phone-side failure (phone {phone_number} of {MAX_FAILOVER_PHONES}); offered to the other phones"
+        MessageEvent.objects.bulk_create(
+            [
+                MessageEvent(message_id=message.pk, status=Status.FAILED, device=device, detail=error[:500], at=at),
+                MessageEvent(message_id=message.pk, status=Status.QUEUED, device=None, detail=detail, at=now),
+            ]
+        )
+        device_services.pause_after_failed_send(device=device, now=now)
+        _apply_fields(message, status=Status.QUEUED, device=None, lease_expires_at=None, error=error[:500])
+        metrics.count_failover()
+        transaction.on_commit(lambda: offers.offer_message(message=message))
     return True
 
 
@@ -693,8 +786,11 @@ def _apply_report_in_one_statement(
     for field in outbox_fields:
         params[f"ob_{field.attname}"] = field.get_db_prep_save(field.pre_save(outbox, True), connection)
     with connection.cursor() as cursor:
-        cursor.execute(_report_change_sql(tuple(fields), outbox is not None), params)
-        return cursor.fetchone() is not None
+        cursor.execute(_report_change_sql(tuple(fields), outbox is not None, status == Status.SENT), params)
+        changed = cursor.fetchone() is not None
+    if changed and status == Status.SENT:
+        device.paused_until, device.failures_in_a_row = None, 0  # as the statement left its row
+    return changed
 
 
 @functools.cache
@@ -703,7 +799,7 @@ def _outbox_fields() -> tuple[Any, ...]:
 
 
 @functools.cache
-def _report_change_sql(names: tuple[str, ...], outbox: bool) -> str:
+def _report_change_sql(names: tuple[str, ...], outbox: bool, end_pause: bool) -> str:
     """The statement of `_apply_report_in_one_statement` for the fields `names`."""
     sets = "".join(f", {{Message.{name}}} = %(set_{name})s" for name in names)
     where = " WHERE {Message.id} = %(pk)s AND {Message.status} = %(was)s AND {Message.attempts} = %(attempts)s"
@@ -714,6 +810,8 @@ def _report_change_sql(names: tuple[str, ...], outbox: bool) -> str:
         " SELECT id, %(ev_status)s, %(ev_device)s, %(ev_detail)s, %(ev_at)s FROM changed"
     )
     parts = [f"changed AS ({update})", f"timeline AS ({timeline})"]
+    if end_pause:
+        parts.append(_sql(_END_PAUSE_CTE).strip())
     if outbox:
         # INSERT … SELECT: PostgreSQL types each parameter by its target column.
         columns = ", ".join(connection.ops.quote_name(field.column) for field in _outbox_fields())

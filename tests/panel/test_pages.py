@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
+import time_machine
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import ApiKey, LedgerEntry
+from devices import services as device_services
 from devices.models import Device, PhoneList
 from messaging.models import Message, MessageEvent
 from tests import factories
@@ -197,6 +202,16 @@ def test_phones_can_be_renamed_disabled_and_removed(alice_world, alice_client):
 def test_the_phones_table_shows_live_state(alice_world, alice_client):
     html = alice_client.get(reverse("phones-live")).content.decode()
     assert "Alice&#x27;s Pixel" in html and 'data-online="true"' in html
+
+
+def test_the_phones_table_shows_a_phone_paused_after_a_failed_send(alice_world, alice_client):
+    device = alice_world["device"]
+    html = alice_client.get(reverse("phones-live")).content.decode()
+    assert "paused until" not in html
+    with time_machine.travel(datetime(2026, 12, 3, 18, 0, tzinfo=UTC), tick=False):
+        device_services.pause_after_failed_send(device=device, now=timezone.now())
+        html = alice_client.get(reverse("phones-live")).content.decode()
+    assert "paused until 18:00:30" in html
 
 
 def test_cancelling_a_queued_message_refunds_it(alice_world, alice_client):

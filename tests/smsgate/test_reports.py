@@ -200,3 +200,58 @@ def test_sent_and_delivered_patches_arriving_at_once_give_one_callback_each_sent
     for message in messages:
         assert list(message.events.values_list("status", flat=True)) == ["assigned", "sent", "delivered"]
         assert callback_types(message) == ["message.sent", "message.delivered"]
+
+
+def patch_failed(client, phone, message_id: str, error: str) -> int:
+    body = [
+        {
+            "id": message_id,
+            "state": "Failed",
+            "recipients": [{"phoneNumber": "+39333", "state": "Failed", "error": error}],
+            "states": {},
+        }
+    ]
+    return client.patch(
+        URL,
+        data=json.dumps(body),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {phone.token}",
+        HTTP_USER_AGENT="me.capcom.smsgateway/1.68.0",
+    ).status_code
+
+
+@pytest.fixture
+def second_phone(alice_list):
+    _row, secret = smsgate.create_enrolment_token(phone_list=alice_list)
+    return smsgate.register_device(credential=smsgate.resolve_private_token(secret=secret), name="Second")
+
+
+def test_the_app_s_radio_off_failure_goes_to_another_phone_and_pauses_this_one(
+    client, phone, second_phone, alice_list, alice
+):
+    message = factories.make_message(phone_list=alice_list)
+    assert [job["id"] for job in fetch(client, phone)] == [message.public_id]
+    balance = type(alice).objects.get(pk=alice.pk).balance
+    error = "Send result: RESULT_ERROR_RADIO_OFF (Failed because radio was explicitly turned off)"
+    assert patch_failed(client, phone, message.public_id, error) == 204
+    message.refresh_from_db()
+    assert (message.status, message.device_id) == (Message.Status.QUEUED, None)
+    assert fetch(client, phone) == []  # paused, and it failed this one
+    assert [job["id"] for job in fetch(client, second_phone)] == [message.public_id]
+    assert patch(client, second_phone, message.public_id, "Sent") == 204
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    assert type(alice).objects.get(pk=alice.pk).balance == balance  # paid once, never refunded
+    failed = MessageEvent.objects.get(message=message, status="failed")
+    assert failed.detail == error
+
+
+def test_the_app_s_invalid_number_failure_fails_at_once(client, phone, second_phone, alice_list, alice):
+    message = factories.make_message(phone_list=alice_list)
+    fetch(client, phone)
+    balance = type(alice).objects.get(pk=alice.pk).balance
+    assert patch_failed(client, phone, message.public_id, "sendSMS: Invalid phone number") == 204
+    message.refresh_from_db()
+    assert message.status == Message.Status.FAILED
+    assert type(alice).objects.get(pk=alice.pk).balance == balance + message.cost
+    assert fetch(client, second_phone) == []
