@@ -8,7 +8,7 @@ import logging
 import signal
 from pathlib import Path
 
-from agent.backends import Backend, SimulateBackend, TermuxBackend
+from agent.backends import GENERIC_FAILURE, Backend, SimulateBackend, TermuxBackend
 from agent.phone import Phone
 from agent.store import PhoneState
 
@@ -25,7 +25,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--concurrency", type=int, default=1, help="messages one phone sends at a time")
     parser.add_argument("--send-time", type=float, default=0.2, help="simulate: seconds per send")
-    parser.add_argument("--failure-rate", type=float, default=0.0, help="simulate: share of sends that fail")
+    parser.add_argument(
+        "--failure-rate",
+        type=float,
+        default=None,
+        help="simulate: share of sends that fail (default 0; 1 with --fail-with)",
+    )
+    parser.add_argument(
+        "--fail-with",
+        metavar="ERROR",
+        help="simulate: the error failed sends report, e.g. RESULT_ERROR_RADIO_OFF (a phone whose radio is off)",
+    )
     parser.add_argument(
         "--delivery-delay", type=float, default=1.0, help="simulate: seconds to a delivery report (<0: none)"
     )
@@ -43,9 +53,11 @@ def token_file_for(base: Path | None, index: int, count: int) -> Path | None:
 def make_backend(args: argparse.Namespace) -> Backend:
     if args.backend == "termux":
         return TermuxBackend()
+    failure_rate = args.failure_rate if args.failure_rate is not None else (1.0 if args.fail_with else 0.0)
     return SimulateBackend(
         send_seconds=args.send_time,
-        failure_rate=args.failure_rate,
+        failure_rate=failure_rate,
+        fail_with=args.fail_with or GENERIC_FAILURE,
         delivery_seconds=args.delivery_delay if args.delivery_delay >= 0 else None,
         sent_log=args.sent_log,
     )

@@ -15,7 +15,17 @@ from typing import Any
 @dataclass
 class SendResult:
     status: str  # "sent" or "failed"
+    # For "failed": what went wrong, as docs/device-protocol.md ("Failed sends") asks: an
+    # Android SmsManager result name first (RESULT_ERROR_RADIO_OFF, …) or NO_SIM, then words.
+    # The server reads phone-side errors as "try another phone" and recipient-side ones as final.
     error: str = ""
+
+
+# The `error` values this agent reports (docs/device-protocol.md, "Failed sends").
+RADIO_OFF = "RESULT_ERROR_RADIO_OFF"
+NO_SERVICE = "RESULT_ERROR_NO_SERVICE"
+GENERIC_FAILURE = "RESULT_ERROR_GENERIC_FAILURE"
+NO_SIM = "NO_SIM"
 
 
 class Backend:
@@ -42,14 +52,17 @@ class Backend:
 
 @dataclass
 class SimulateBackend(Backend):
-    """A pretend radio: takes `send_seconds`, fails with `failure_rate`, and reports delivery
-    after `delivery_seconds` (None: never). `sent_log` appends one line per radio send."""
+    """A pretend radio: takes `send_seconds`, fails a `failure_rate` share of its sends with
+    the error `fail_with` (an Android result name such as RESULT_ERROR_RADIO_OFF: a phone
+    whose radio is off), and reports delivery after `delivery_seconds` (None: never).
+    `sent_log` appends one line per SMS that went out (a failed send put nothing on the air)."""
 
     send_seconds: float = 0.2
     failure_rate: float = 0.0
     delivery_seconds: float | None = 1.0
     sent_log: Path | None = None
     seed: int | None = None
+    fail_with: str = GENERIC_FAILURE
     radio_sends: list[str] = field(default_factory=list)
 
     name = "simulate"
@@ -59,9 +72,9 @@ class SimulateBackend(Backend):
 
     async def send(self, *, to: str, text: str, sim: int | None) -> SendResult:
         await asyncio.sleep(self.send_seconds)
+        if self.failure_rate and self.rng.random() < self.failure_rate:
+            return SendResult("failed", f"{self.fail_with} (simulated)")
         self.radio_sends.append(to)
-        if self.rng.random() < self.failure_rate:
-            return SendResult("failed", "Simulated radio failure.")
         return SendResult("sent")
 
     def log_send(self, message_id: str) -> None:
@@ -105,7 +118,22 @@ class TermuxBackend(Backend):
             return -1, "", f"{args[0]} timed out"
         return process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
 
+    async def radio_problem(self) -> str | None:
+        """Why the radio cannot send now, as a report's `error`, or None (also when the
+        state cannot be read: then the send is tried). `termux-sms-send` reports no send
+        result at all (termux-api passes no sent intent to SmsManager), so the state is
+        read first with `termux-telephony-deviceinfo` (the default SIM's)."""
+        try:
+            code, out, _err = await self._run("termux-telephony-deviceinfo", timeout=15)
+            info = json.loads(out) if code == 0 else None
+        except (FileNotFoundError, ValueError):
+            return None
+        return telephony_problem(info) if isinstance(info, dict) else None
+
     async def send(self, *, to: str, text: str, sim: int | None) -> SendResult:
+        problem = await self.radio_problem()
+        if problem is not None:
+            return SendResult("failed", problem)
         args = ["termux-sms-send", "-n", to]
         if sim is not None:
             # Our `sim` counts from 1; termux-api's slot is Android's SIM slot index, from 0.
@@ -116,9 +144,10 @@ class TermuxBackend(Backend):
             # echo (which may rewrite backslashes).
             code, _out, err = await self._run(*args, timeout=self.SEND_TIMEOUT, stdin=text)
         except FileNotFoundError:
-            return SendResult("failed", "termux-sms-send not found: install termux-api.")
+            return SendResult("failed", f"{GENERIC_FAILURE}: termux-sms-send not found: install termux-api.")
         if code != 0:
-            return SendResult("failed", (err.strip() or f"termux-sms-send exited with {code}")[:500])
+            reason = err.strip() or f"termux-sms-send exited with {code}"
+            return SendResult("failed", f"{GENERIC_FAILURE}: {reason}"[:500])
         return SendResult("sent")
 
     async def battery(self) -> int | None:
@@ -148,6 +177,27 @@ class TermuxBackend(Backend):
             self.primed = True
             return []
         return fresh
+
+
+# termux-telephony-deviceinfo's `sim_state`: Android's SIM_STATE_* by name, or its number
+# for the states termux-api does not name (6 NOT_READY, 7 PERM_DISABLED, 8 CARD_IO_ERROR,
+# 9 CARD_RESTRICTED).
+SIM_UNUSABLE = {"absent", "pin_required", "puk_required", "network_locked", "7", "8", "9"}
+SIM_NOT_READY = "6"
+
+
+def telephony_problem(info: dict[str, Any]) -> str | None:
+    """The `error` to report instead of sending, from termux-telephony-deviceinfo's JSON:
+    no usable SIM, the radio off (the SIM not ready: airplane mode), or no network
+    registered (no service); None when it looks able to send, or cannot tell."""
+    sim_state = str(info.get("sim_state", "unknown"))
+    if sim_state in SIM_UNUSABLE:
+        return f"{NO_SIM} (SIM state: {sim_state})"
+    if sim_state == SIM_NOT_READY or info.get("phone_type") == "none":
+        return f"{RADIO_OFF} (SIM not ready: airplane mode or radio off)"
+    if sim_state == "ready" and not info.get("network_operator"):
+        return f"{NO_SERVICE} (no mobile network registered)"
+    return None
 
 
 def _termux_time(row: dict[str, Any]) -> str | None:

@@ -320,7 +320,7 @@ class Phone:
         except Exception as exc:  # a broken radio is a failed send, not a crashed agent
             result = SendResult("failed", f"{type(exc).__name__}: {exc}"[:500])
         log_send = getattr(self.backend, "log_send", None)
-        if log_send is not None:
+        if log_send is not None and result.status == "sent":
             log_send(message_id)
         # Stored before it is reported: after a crash the outcome is re-reported, not re-sent.
         self.state.record(message_id, result.status, result.error, _now())

@@ -163,10 +163,14 @@ def agent_phones(tmp_path, live_server_url):
     reports); returns a starter. Each phone's token and outcomes go to tmp_path/phones."""
     started: list[subprocess.Popen] = []
 
-    def start(*, pin: str, count: int, sent_log: Path) -> subprocess.Popen:
+    def start(
+        *, pin: str, count: int, sent_log: Path, name: str = "phone", extra: tuple[str, ...] = ()
+    ) -> subprocess.Popen:
+        """`name` names the phones and their token files (one per agent process); `extra`
+        are further agent options (e.g. `--fail-with RESULT_ERROR_RADIO_OFF`)."""
         command = [sys.executable, "-m", "agent", "--server", live_server_url, "--pin", pin, "--count", str(count)]
-        command += ["--send-time", "0.01", "--delivery-delay", "-1", "--log-level", "INFO"]
-        command += ["--token-file", str(tmp_path / "phones" / "phone.json"), "--sent-log", str(sent_log)]
+        command += ["--send-time", "0.01", "--delivery-delay", "-1", "--log-level", "INFO", "--name", name, *extra]
+        command += ["--token-file", str(tmp_path / "phones" / f"{name}.json"), "--sent-log", str(sent_log)]
         with (tmp_path / "agent.log").open("a") as log:
             process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         started.append(process)

@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from agent.__main__ import parse_args, token_file_for
+from agent.__main__ import make_backend, parse_args, token_file_for
 from agent.backends import SimulateBackend
 from agent.phone import BACKOFF_CAP, Phone, backoff_delay, busy_delay
 from agent.store import PhoneState
@@ -147,3 +147,33 @@ def test_the_wait_after_busy_is_the_server_s_time_give_or_take_half():
     delays = [busy_delay(10, rng) for _ in range(500)]
     assert all(5 <= d <= 15 for d in delays)
     assert max(delays) > 14 and min(delays) < 6
+
+
+async def test_fail_with_makes_every_send_fail_with_that_error_and_nothing_go_on_the_air(tmp_path):
+    args = parse_args(["--server", "http://x", "--fail-with", "RESULT_ERROR_RADIO_OFF", "--sent-log", "s.log"])
+    backend = make_backend(args)
+    assert isinstance(backend, SimulateBackend) and backend.failure_rate == 1.0
+    backend.send_seconds, backend.sent_log = 0, tmp_path / "sent.log"
+    phone = make_phone(tmp_path)
+    phone.backend = backend
+    await phone.handle(ASSIGN)
+    await settle(phone)
+    (report,) = phone.ws.of_type("report")
+    assert report["status"] == "failed" and report["error"].startswith("RESULT_ERROR_RADIO_OFF")
+    assert backend.radio_sends == [] and not (tmp_path / "sent.log").exists()
+
+
+def test_fail_with_takes_a_probability():
+    args = parse_args(["--server", "http://x", "--fail-with", "RESULT_ERROR_NO_SERVICE", "--failure-rate", "0.25"])
+    backend = make_backend(args)
+    assert isinstance(backend, SimulateBackend)
+    assert (backend.failure_rate, backend.fail_with) == (0.25, "RESULT_ERROR_NO_SERVICE")
+    assert make_backend(parse_args(["--server", "http://x"])).failure_rate == 0.0  # type: ignore[attr-defined]
+
+
+async def test_a_random_failure_reports_a_generic_failure(tmp_path):
+    phone = make_phone(tmp_path, failure_rate=1.0)
+    await phone.handle(ASSIGN)
+    await settle(phone)
+    (report,) = phone.ws.of_type("report")
+    assert report["error"].startswith("RESULT_ERROR_GENERIC_FAILURE")
