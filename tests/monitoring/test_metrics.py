@@ -210,6 +210,19 @@ def test_reports_and_worker_endings_are_counted_by_outcome(client, django_captur
     assert grew(before, after, "phonefleet_messages_timed_out_total", status="expired") == 1
 
 
+def test_a_failover_is_counted(client, django_capture_on_commit_callbacks, in_memory_layer):
+    phone_list = factories.make_list(account=factories.make_account())
+    broken, _other = (factories.make_device(phone_list=phone_list, online=True) for _ in range(2))
+    held = factories.make_message(phone_list=phone_list, status=Message.Status.ASSIGNED, device=broken)
+    before = scrape(client)
+    with django_capture_on_commit_callbacks(execute=True):
+        failed = dispatch.report_message(
+            device=broken, message_id=held.public_id, status="failed", error="RESULT_ERROR_RADIO_OFF"
+        )
+    assert failed is not None and failed.status == Message.Status.QUEUED
+    assert grew(before, scrape(client), "phonefleet_failovers_total") == 1
+
+
 def test_callback_attempts_are_counted_by_outcome(client, receiver, private_ok):
     account = factories.make_account()
     phone_list = factories.make_list(account=account)
