@@ -383,3 +383,38 @@ async def test_a_token_the_database_cannot_check_gets_try_later_not_403(phone, m
     assert (await ws.connect())[0]
     assert (await ws.receive_json_from(timeout=5))["retry_after"] == 5
     assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": services.CLOSE_TRY_LATER}
+
+
+@database_sync_to_async
+def queued_message(phone_list):
+    return factories.make_message(phone_list=phone_list).public_id
+
+
+@pytest.fixture
+def phones_a_and_b(alice_list):
+    return [factories.make_enrolled_device(phone_list=alice_list, name=name) for name in "AB"]
+
+
+async def test_a_phone_side_failure_offers_the_message_to_the_other_phone_and_pauses_the_failing_one(
+    alice_list, phones_a_and_b, settings
+):
+    settings.DEVICE_TICK_SECONDS = 3600  # only the failover's own offer, no periodic one
+    a, b = phones_a_and_b
+    ws_a, _ = await open_phone(a[1])
+    ws_b, _ = await open_phone(b[1])
+    message_id = await queued_message(alice_list)
+    await ws_a.send_json_to({"type": "claim", "message_id": message_id})
+    assert (await ws_a.receive_json_from(timeout=5))["type"] == "assign"
+    report = {"type": "report", "message_id": message_id, "status": "failed", "error": "RESULT_ERROR_RADIO_OFF"}
+    await ws_a.send_json_to(report)
+    assert await ws_a.receive_json_from(timeout=5) == {"type": "ack", "message_id": message_id, "status": "failed"}
+    offer = await ws_b.receive_json_from(timeout=5)
+    assert (offer["type"], offer["message_id"]) == ("offer", message_id)
+    assert await ws_a.receive_nothing()  # paused: no offers
+    await ws_a.send_json_to({"type": "claim", "message_id": message_id})
+    assert await ws_a.receive_json_from(timeout=5) == {"type": "taken", "message_id": message_id}
+    await ws_b.send_json_to({"type": "claim", "message_id": message_id})
+    assert (await ws_b.receive_json_from(timeout=5))["type"] == "assign"
+    assert (await reload(a[0])).paused_until is not None
+    await ws_a.disconnect()
+    await ws_b.disconnect()
