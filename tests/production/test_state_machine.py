@@ -160,17 +160,29 @@ class Dispatch(RuleBasedStateMachine):
 
     @invariant()
     def no_message_is_lost(self) -> None:
-        """Every accepted message exists, and every due queued one is offered to the phones."""
+        """Every accepted message exists, and every due queued one is offered to each phone
+        that may still send it: one that has not failed it (failover), unless paused; and
+        at least one such phone exists."""
         if not self.ids:
             return
         assert Message.objects.filter(public_id__in=self.ids).count() == len(self.ids)
-        offered = {m.public_id for m in dispatch.open_messages_for_device(device=self.phones[0], limit=10_000)}
-        queued = set(
-            Message.objects.filter(public_id__in=self.ids, status=Message.Status.QUEUED).values_list(
-                "public_id", flat=True
+        queued = list(Message.objects.filter(public_id__in=self.ids, status=Message.Status.QUEUED))
+        phones = Device.objects.filter(pk__in=[phone.pk for phone in self.phones]).select_related("phone_list")
+        offered = {
+            phone.pk: {m.public_id for m in dispatch.open_messages_for_device(device=phone, limit=10_000)}
+            for phone in phones
+        }
+        for message in queued:
+            failed_by = set(
+                MessageEvent.objects.filter(message=message, status="failed").values_list("device", flat=True)
             )
-        )
-        assert queued == offered
+            takers = [phone for phone in phones if phone.pk not in failed_by]
+            assert takers, f"{message.public_id} is queued but every phone failed it"
+            for phone in takers:
+                assert phone.is_paused or message.public_id in offered[phone.pk], (message.public_id, phone.pk)
+            for phone in phones:
+                if phone.pk in failed_by:
+                    assert message.public_id not in offered[phone.pk]
 
 
 @pytest.mark.django_db
