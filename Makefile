@@ -19,7 +19,7 @@ run: $(VENV)/.installed
 	$(PY) manage.py bootstrap_demo --port $(PORT)
 	@bash -c 'trap "trap - TERM; kill 0" INT TERM EXIT; \
 	  export PROMETHEUS_MULTIPROC_DIR="$${PROMETHEUS_MULTIPROC_DIR:-$(CURDIR)/var/metrics}"; \
-	  $(VENV)/bin/daphne --bind $(HOST) --port $(PORT) --access-log /dev/null config.asgi:application & \
+	  $(VENV)/bin/daphne --bind $(HOST) --port $(PORT) --websocket_connect_timeout 30 --access-log /dev/null config.asgi:application & \
 	  if [ -n "$$REDIS_URL" ]; then $(PY) manage.py worker & fi; \
 	  if [ "$(PHONES)" -gt 0 ]; then \
 	    $(PY) -m agent --server http://$(HOST):$(PORT) --pin "$$($(PY) manage.py bootstrap_demo --json | $(PY) -c "import json,sys; print(json.load(sys.stdin)[\"pin\"])")" --count $(PHONES) --backend simulate --token-file var/agent/demo-phone.json & \

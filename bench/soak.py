@@ -123,14 +123,26 @@ def retry_after_of(frame: dict[str, Any]) -> float | None:
     return float(value) if isinstance(value, int | float) and value > 0 else None
 
 
+def _agent() -> Any:
+    """The reference agent's phone module (its backoff and busy waits), from the repository."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from agent import phone as agent_phone
+
+    return agent_phone
+
+
 async def phone(url: str, token: str, stats: dict[str, Any], stop: asyncio.Event) -> None:
     import websockets
 
+    agent = _agent()
+    rng = random.Random()
     headers = {"Authorization": f"Bearer {token}"}
     first = True
     attempt = 0
     while not stop.is_set():
         retry_after = None
+        refused = False
         try:
             async with websockets.connect(url, additional_headers=headers, open_timeout=60, max_queue=None) as ws:
                 await ws.send(json.dumps({"type": "state", "available": True}))
@@ -167,16 +179,21 @@ async def phone(url: str, token: str, stats: dict[str, Any], stop: asyncio.Event
                     if counted:
                         stats["connected"] -= 1
         except Exception as exc:
-            status = getattr(getattr(exc, "response", None), "status_code", "")
+            response = getattr(exc, "response", None)
+            status = getattr(response, "status_code", "")
             code = getattr(getattr(exc, "rcvd", None), "code", "")
             name = f"{type(exc).__name__}{status}{code}"
             stats["errors"][name] = stats["errors"].get(name, 0) + 1
+            refused = isinstance(exc, ConnectionRefusedError)
+            if status == 503 and response is not None:  # busy before the upgrade: HTTP 503 with Retry-After
+                retry_after = agent.retry_after_header(response.headers.get("Retry-After"))
         if stop.is_set():
             break
-        if retry_after is not None:  # as the reference agent: the busy server's time, give or take half
-            await asyncio.sleep(random.uniform(0.5 * retry_after, 1.5 * retry_after))
-        else:  # as the reference agent: exponential backoff, full jitter, 1 s → 60 s
-            await asyncio.sleep(random.uniform(0, min(60.0, 2.0**attempt)))
+        if retry_after is not None:  # as the reference agent: the busy server's time
+            await asyncio.sleep(agent.busy_delay(retry_after, rng))
+        else:  # as the reference agent: exponential backoff, full jitter, 1 s → 60 s (15 s while refused)
+            cap = agent.REFUSED_BACKOFF_CAP if refused else agent.BACKOFF_CAP
+            await asyncio.sleep(agent.backoff_delay(attempt, rng, cap=cap))
             attempt += 1
 
 
@@ -336,9 +353,16 @@ def log_lines(path: Path, start: int) -> dict[str, int]:
     }
 
 
+# As docs/deploy.md starts the phones' Daphne (devices/lib/daphne_ws.py PHONE_DAPHNE_FLAGS),
+# for both servers: a handshake may wait 30 s for a busy loop, keep-alive 20 s / 30 s, no
+# access log.
+DAPHNE_FLAGS: tuple[str, ...] = ("--websocket_connect_timeout", "30", "--ping-interval", "20", "--ping-timeout", "30")
+DAPHNE_FLAGS += ("--access-log", "/dev/null")
+
+
 def start_daphne(app: str, port: int, env: dict[str, str], log_name: str) -> subprocess.Popen:
     process = subprocess.Popen(
-        [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app],
+        [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *DAPHNE_FLAGS, app],
         cwd=ROOT,
         env=env,
         stdout=(LOGS / log_name).open("ab"),

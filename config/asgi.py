@@ -20,11 +20,15 @@ from django.urls import get_resolver
 
 from accounts.lib.bodylimit import BodyLimitASGI, bound_daphne_requests
 from config.limits import body_limits
+from devices.lib import daphne_ws
 from devices.routing import websocket_application
 
 # A body over the limit gets 413 before it is read (docs/deploy.md, "Limits"): in Daphne's
 # own requests as the bytes arrive, and around the application for any ASGI server.
 bound_daphne_requests(body_limits())
+# Phone handshakes over the accept rate get 503 + Retry-After before the upgrade, and a
+# handshake Daphne times out is "busy", not 403 (devices/lib/daphne_ws.py).
+daphne_ws.install()
 application = ProtocolTypeRouter(
     {
         "http": BodyLimitASGI(django_asgi_app, body_limits()),

@@ -21,15 +21,15 @@ from django.urls import path, re_path
 from devices import services
 from devices.consumer_base import orm
 from devices.consumers import DeviceConsumer
-from devices.lib.admission import Admission
+from devices.lib import daphne_ws
+from devices.lib.admission import for_process as admission_for_process
+from devices.lib.admission import log_shed
 from devices.models import Device
 
 logger = logging.getLogger(__name__)
 
 # When the token cannot be checked (database unreachable or its pool exhausted).
 RETRY_AFTER_DATABASE_ERROR = 5
-# Log "told N phones to try later" at most this often.
-SHED_LOG_SECONDS = 10.0
 
 
 def _bearer(scope: dict[str, Any]) -> str | None:
@@ -71,30 +71,23 @@ class DeviceTokenAuthMiddleware:
     """Authenticates the phone before the handshake is accepted: a bad token gets the
     handshake refused (HTTP 403) and never a frame. A valid token is never refused: while
     the process is busy (`devices/lib/admission.py`) or the database cannot answer, the
-    phone is told to try later (close 4503, docs/device-protocol.md)."""
+    phone is told to try later (close 4503, docs/device-protocol.md). Under Daphne the
+    process's protocol (`devices/lib/daphne_ws.py`) has already taken the handshake on or
+    answered it 503 before the upgrade; this does it for any other server."""
 
     def __init__(self, app: Any, *, from_query: bool = False, kinds: tuple[str, ...] = ()) -> None:
         self.app = app
         self.from_query = from_query
         self.kinds = kinds
-        self.admission: Admission | None = None
-        self.shed_logged = (0.0, 0)  # when, and the shed count then
-
-    def _admission(self) -> Admission:
-        rate = settings.DEVICE_ACCEPT_RATE
-        if self.admission is None or self.admission.rate != rate:
-            # At most a second's worth at once, and as many in progress (token check, groups,
-            # marking the phone connected: until its first frame); the rest try later.
-            second = max(1, int(rate))
-            self.admission = Admission(rate=rate, burst=second, max_pending=second)
-        return self.admission
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        admission = self._admission()
+        if daphne_ws.admitted(scope):
+            return await self._authenticated(scope, receive, send)
+        admission = admission_for_process(settings.DEVICE_ACCEPT_RATE)
         now = time.monotonic()
         retry_after = admission.enter(now)
         if retry_after is not None:
-            self._log_shed(admission, now)
+            log_shed(admission, now)
             return await try_later(receive, send, retry_after)
         pending = True
 
@@ -126,18 +119,6 @@ class DeviceTokenAuthMiddleware:
                 await send({"type": "websocket.close", "code": 1008})
             return None
         return await self.app({**scope, "device": device}, receive, send)
-
-    def _log_shed(self, admission: Admission, now: float) -> None:
-        """One line when shedding starts, then one per SHED_LOG_SECONDS while it goes on."""
-        logged_at, logged_count = self.shed_logged
-        if now - logged_at >= SHED_LOG_SECONDS:
-            logger.warning(
-                "device handshakes: %d phones told to try later since %.0f s ago (accept rate %s/s)",
-                admission.shed - logged_count,
-                min(now - logged_at, SHED_LOG_SECONDS),
-                admission.rate,
-            )
-            self.shed_logged = (now, admission.shed)
 
 
 async def refuse_unknown_path(scope: dict[str, Any], receive: Any, send: Any) -> Any:

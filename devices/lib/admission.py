@@ -11,13 +11,18 @@ the process needs for them instead of all together.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
+
+logger = logging.getLogger(__name__)
 
 # Phones told to wait are given slots at this share of the accept rate: the rest is left
 # for phones that arrive for the first time (or without reading the hint).
 TICKET_SHARE = 0.8
 MAX_RETRY_AFTER = 60
+# Log "told N phones to try later" at most this often.
+SHED_LOG_SECONDS = 10.0
 
 
 @dataclass
@@ -33,6 +38,8 @@ class Admission:
     updated: float = 0.0
     next_ticket: float = 0.0
     shed: int = 0  # handshakes answered "try later" so far
+    shed_logged_at: float = -math.inf
+    shed_logged_count: int = 0
 
     def __post_init__(self) -> None:
         self.tokens = float(self.burst)
@@ -46,9 +53,50 @@ class Admission:
             self.tokens -= 1
             self.pending += 1
             return None
+        return self.later(now)
+
+    def later(self, now: float) -> int:
+        """Counts one phone told to try later; the whole seconds after which to come back
+        (the next free slot)."""
         self.shed += 1
         self.next_ticket = max(self.next_ticket, now) + 1 / (self.rate * TICKET_SHARE)
         return min(MAX_RETRY_AFTER, max(1, math.ceil(self.next_ticket - now)))
 
     def leave(self) -> None:
         self.pending -= 1
+
+    def shed_to_log(self, now: float) -> tuple[int, float] | None:
+        """(phones told to try later, over how many seconds) once shedding starts and then
+        at most every SHED_LOG_SECONDS while it goes on; None in between."""
+        if now - self.shed_logged_at < SHED_LOG_SECONDS or self.shed == self.shed_logged_count:
+            return None
+        told, since = self.shed - self.shed_logged_count, min(now - self.shed_logged_at, SHED_LOG_SECONDS)
+        self.shed_logged_at, self.shed_logged_count = now, self.shed
+        return told, since
+
+
+_process: Admission | None = None
+
+
+def for_process(rate: float) -> Admission:
+    """This process's admission (every WebSocket route and Daphne's protocol share it): at
+    most a second's worth of handshakes at once and as many in progress (token check,
+    groups, marking the phone connected: until its first frame); a new one when `rate`
+    changes (tests)."""
+    global _process
+    if _process is None or _process.rate != rate:
+        second = max(1, int(rate))
+        _process = Admission(rate=rate, burst=second, max_pending=second)
+    return _process
+
+
+def log_shed(admission: Admission, now: float) -> None:
+    """One warning when shedding starts, then one per SHED_LOG_SECONDS while it goes on."""
+    report = admission.shed_to_log(now)
+    if report is not None:
+        logger.warning(
+            "device handshakes: %d phones told to try later since %.0f s ago (accept rate %s/s)",
+            report[0],
+            report[1],
+            admission.rate,
+        )

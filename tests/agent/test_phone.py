@@ -6,14 +6,19 @@ live-server test in tests/messaging/test_claim_race.py).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 
 import pytest
+from websockets.datastructures import Headers
+from websockets.exceptions import InvalidStatus
+from websockets.http11 import Response
 
+from agent import phone as agent_phone
 from agent.__main__ import make_backend, parse_args, token_file_for
 from agent.backends import SimulateBackend
-from agent.phone import BACKOFF_CAP, Phone, backoff_delay, busy_delay
+from agent.phone import BACKOFF_CAP, REFUSED_BACKOFF_CAP, Phone, backoff_delay, busy_delay, retry_after_header
 from agent.store import PhoneState
 
 ASSIGN = {"type": "assign", "message_id": "msg_1", "to": "+393331234567", "msg": "Hi", "parts": 1, "sim": None}
@@ -142,11 +147,38 @@ async def test_a_busy_server_s_retry_after_is_kept_for_the_next_reconnect(tmp_pa
     assert phone.retry_after == 7.0  # an ordinary error says nothing about reconnecting
 
 
-def test_the_wait_after_busy_is_the_server_s_time_give_or_take_half():
+def test_the_wait_after_busy_is_within_the_second_before_the_server_s_time():
     rng = random.Random(1)
     delays = [busy_delay(10, rng) for _ in range(500)]
-    assert all(5 <= d <= 15 for d in delays)
-    assert max(delays) > 14 and min(delays) < 6
+    assert all(9 <= d <= 10 for d in delays)
+    assert max(delays) > 9.9 and min(delays) < 9.1  # spread over that second
+    assert all(0 <= busy_delay(1, rng) <= 1 for _ in range(100))
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"), [("7", 7.0), ("0", None), ("-3", None), ("abc", None), (None, None), ("99999", None)]
+)
+def test_a_503_s_retry_after_header_is_read_as_seconds(header, seconds):
+    assert retry_after_header(header) == seconds
+
+
+async def test_a_503_before_the_upgrade_is_busy_with_its_retry_after_not_a_refused_token(tmp_path, monkeypatch):
+    phone = make_phone(tmp_path)
+    phone.state.device_token = "pfd_x"
+
+    def busy(*args, **kwargs):
+        raise InvalidStatus(Response(503, "Service Unavailable", Headers({"Retry-After": "12"})))
+
+    monkeypatch.setattr(agent_phone, "connect", busy)
+    with pytest.raises(InvalidStatus):
+        await phone._connect_once(asyncio.Event())
+    assert phone.retry_after == 12.0
+
+
+def test_while_the_server_refuses_connections_the_backoff_stays_under_its_lower_cap():
+    rng = random.Random(2)
+    delays = [backoff_delay(10, rng, cap=REFUSED_BACKOFF_CAP) for _ in range(500)]
+    assert all(0 <= d <= REFUSED_BACKOFF_CAP for d in delays) and REFUSED_BACKOFF_CAP < BACKOFF_CAP
 
 
 async def test_fail_with_makes_every_send_fail_with_that_error_and_nothing_go_on_the_air(tmp_path):

@@ -1,0 +1,172 @@
+"""Daphne's WebSocket protocol, adjusted for a fleet of phones reconnecting at once.
+
+`install()` (called by `config.asgi`, so any Daphne serving the project has it) puts a
+subclass of `daphne.ws_protocol.WebSocketProtocol` in Daphne's WebSocket factory. It
+changes two things, both about a busy process (docs/benchmarks.md, "10,000 phones"):
+
+- **Shedding before the upgrade.** A handshake is taken on at the process's accept rate
+  (`devices/lib/admission.py`) when Daphne has read it, before any application instance
+  exists. One over the rate is answered **HTTP 503 with `Retry-After`** (the next free
+  slot) and the connection dropped: no application, no accept, no frame, no closing
+  handshake. The middleware (`devices/routing.py`) sees in the scope that the handshake was
+  taken on and does not count it again.
+- **Less per connection.** Autobahn copies its ~40 options from the factory onto every
+  connection (an instance dictionary twice the size) and formats them with `pformat` for
+  a debug line that is not logged; here they are read from the class, once, and the
+  debug line is formatted only if it is logged.
+- **A late handshake is busy, not forbidden.** Daphne answers 403 to a handshake the
+  application has not accepted within `--websocket_connect_timeout` (5 s by default): with
+  a saturated event loop that refused valid tokens, and a phone must take 403 for "token
+  revoked". Here it is answered 503 with `Retry-After` instead (R30).
+
+Everything else is Daphne's. `tests/devices/test_daphne_ws.py` runs it in a real Daphne.
+"""
+
+from __future__ import annotations
+
+import pprint
+import secrets
+import time
+from typing import Any
+
+from django.conf import settings
+
+from devices.lib.admission import Admission, log_shed
+from devices.lib.admission import for_process as admission_for_process
+
+# How a Daphne for phones is started (docs/deploy.md, Makefile, bench/soak.py; with
+# `--access-log /dev/null` there): a handshake may wait 30 s for a busy event loop
+# (Daphne's default 5 s refused valid tokens during a reconnect storm, docs/benchmarks.md);
+# keep-alive as R28.
+PHONE_DAPHNE_FLAGS = ("--websocket_connect_timeout", "30", "--ping-interval", "20", "--ping-timeout", "30")
+
+# The scope header by which the protocol tells the application it took the handshake on.
+# Its value is secret to the process, and any such header a client sends is dropped.
+ADMITTED_HEADER = "x-phonefleet-admitted"
+_ADMITTED_VALUE = secrets.token_hex(16)
+
+
+def admitted(scope: dict[str, Any]) -> bool:
+    """Whether this process's Daphne protocol took the handshake of `scope` on."""
+    return (ADMITTED_HEADER.encode(), _ADMITTED_VALUE.encode()) in scope.get("headers", ())
+
+
+class LazyPformat:
+    """`pprint.pformat` when the text is wanted: autobahn formats its options for a debug
+    line on every connection (0.1–0.4 ms), logged or not."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return pprint.pformat(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+def install() -> None:
+    """Makes Daphne build its WebSocket connections from `PhoneWebSocketProtocol`. Daphne's
+    factory is made when the server starts, after the application is imported."""
+    from autobahn.websocket import protocol as autobahn_protocol
+    from autobahn.websocket.types import ConnectionDeny
+    from daphne import ws_protocol
+
+    # Used by autobahn only for debug lines (and Timings' text, with trackTimings, which
+    # Daphne never turns on).
+    autobahn_protocol.pformat = LazyPformat  # type: ignore[assignment]
+
+    base: Any = getattr(ws_protocol.WebSocketFactory.protocol, "daphne_protocol", ws_protocol.WebSocketProtocol)
+
+    class PhoneWebSocketProtocol(base):  # type: ignore[misc]
+        daphne_protocol = base
+        # Set when this handshake is answered 503: the seconds in its Retry-After.
+        retry_after: int | None = None
+        # The admission this handshake holds until the application's first frame or close.
+        holding: Admission | None = None
+
+        options_from: Any = None  # the factory whose options the class holds
+
+        def _connectionMade(self) -> None:
+            cls = type(self)
+            if cls.options_from is not self.factory:
+                for name in self.CONFIG_ATTRS:  # once, not on every connection
+                    value = getattr(self.factory, name)
+                    # A function (perMessageCompressionAccept) must not become a method.
+                    setattr(cls, name, staticmethod(value) if callable(value) else value)
+                cls.options_from = self.factory
+            super()._connectionMade()
+
+        def onConnect(self, request: Any) -> Any:
+            request.headers.pop(ADMITTED_HEADER, None)  # only this process may say so
+            admission = admission_for_process(settings.DEVICE_ACCEPT_RATE)
+            now = time.monotonic()
+            retry_after = admission.enter(now)
+            if retry_after is not None:
+                log_shed(admission, now)
+                self.retry_after = retry_after
+                raise ConnectionDeny(503, "Service Unavailable")  # type: ignore[no-untyped-call]  # before any application
+            self.holding = admission
+            request.headers[ADMITTED_HEADER] = _ADMITTED_VALUE
+            try:
+                return super().onConnect(request)
+            except Exception:
+                self._release()
+                raise
+
+        def _release(self) -> None:
+            if self.holding is not None:
+                self.holding.leave()
+                self.holding = None
+
+        def handle_reply(self, message: dict[str, Any]) -> None:
+            if self.holding is not None and message.get("type") in ("websocket.send", "websocket.close"):
+                self._release()  # the handshake's work is done: its first frame, or a close
+            super().handle_reply(message)
+
+        def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
+            if code == 503 and self.retry_after is not None:
+                responseHeaders = [*(responseHeaders or []), ("Retry-After", str(self.retry_after))]
+            super().failHandshake(reason, code, responseHeaders)
+
+        def onOpenHandshakeTimeout(self) -> None:
+            # Autobahn's own timer (the same --websocket_connect_timeout) drops a handshake
+            # with no answer at all; one the application is still working on is busy too.
+            if self.state == self.STATE_CONNECTING and hasattr(self, "handshake_deferred"):
+                self.openHandshakeTimeoutCall = None
+                self.server_busy()
+                return
+            super().onOpenHandshakeTimeout()
+
+        def check_timeouts(self) -> None:
+            timeout = self.server.websocket_connect_timeout
+            if (
+                self.state == self.STATE_CONNECTING
+                and hasattr(self, "handshake_deferred")
+                and 0 <= timeout < self.duration()
+            ):
+                self.server_busy()
+                return
+            super().check_timeouts()
+
+        def server_busy(self) -> None:
+            """Daphne's `serverReject` for a handshake the application did not finish in
+            time, answered 503 with a time to come back instead of 403."""
+            self._release()
+            admission = admission_for_process(settings.DEVICE_ACCEPT_RATE)
+            now = time.monotonic()
+            self.retry_after = admission.later(now)
+            log_shed(admission, now)
+            self.handshake_deferred.errback(ConnectionDeny(503, "Service Unavailable"))  # type: ignore[no-untyped-call]
+            del self.handshake_deferred
+            self.server.protocol_disconnected(self)
+
+        def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
+            self._release()
+            if not hasattr(self, "server"):  # shed before Daphne saw it: nothing of Daphne's to undo
+                return
+            super().onClose(wasClean, code, reason)
+
+    ws_protocol.WebSocketFactory.protocol = PhoneWebSocketProtocol

@@ -1,0 +1,89 @@
+"""Daphne's WebSocket protocol as the project installs it (devices/lib/daphne_ws.py), in a
+real Daphne: over the accept rate a phone is answered 503 with Retry-After before the
+upgrade; a handshake the event loop reaches late is busy (503), never 403; with the
+deployed flags a handshake held back past Daphne's default 5 s still gets its hello."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from devices.lib.daphne_ws import PHONE_DAPHNE_FLAGS
+from tests import factories
+from tests.live import LiveServer
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+class PhoneDaphne(LiveServer):
+    """Daphne with `flags`, serving `app` (the project's, or tests/devices/slow_asgi.py's)."""
+
+    def __init__(self, log_dir: Path, *, app: str = "config.asgi:application", flags: tuple[str, ...] = (), **env: str):
+        super().__init__(log_dir, **env)
+        self.app, self.flags = app, flags
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *self.flags, self.app]
+
+
+async def hello(url: str, token: str) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with connect(url, additional_headers=headers, proxy=None, open_timeout=20) as ws:
+        return json.loads(await asyncio.wait_for(ws.recv(), 20))
+
+
+async def answers(url: str, tokens: list[str]) -> list[Any]:
+    return await asyncio.gather(*(hello(url, token) for token in tokens), return_exceptions=True)
+
+
+def ws_url(server: LiveServer) -> str:
+    return server.url.replace("http://", "ws://") + "/ws/device/"
+
+
+def test_over_the_accept_rate_a_phone_gets_503_with_retry_after_before_the_upgrade(tmp_path, alice_list):
+    tokens = [factories.make_enrolled_device(phone_list=alice_list, name=f"P{n}")[1] for n in range(4)]
+    with PhoneDaphne(tmp_path, DEVICE_ACCEPT_RATE="0.01") as server:  # one handshake, then none for 100 s
+        got = asyncio.run(answers(ws_url(server), tokens))
+        log = server.log_path.read_text()
+    hellos = [a for a in got if isinstance(a, dict)]
+    busy = [a for a in got if isinstance(a, InvalidStatus)]
+    assert len(hellos) == 1 and hellos[0]["type"] == "hello"
+    assert len(busy) == 3, got
+    for refused in busy:
+        assert refused.response.status_code == 503
+        assert 1 <= int(refused.response.headers["Retry-After"]) <= 60
+    assert "told to try later" in log
+    assert "Traceback" not in log and "ERROR" not in log
+
+
+def test_a_handshake_the_loop_reaches_after_daphnes_timeout_is_busy_not_forbidden(tmp_path, alice_list):
+    _device, token = factories.make_enrolled_device(phone_list=alice_list)
+    server = PhoneDaphne(
+        tmp_path,
+        app="tests.devices.slow_asgi:application",
+        flags=("--websocket_connect_timeout", "1"),
+        PF_TEST_HANDSHAKE_DELAY="3",
+    )
+    with server:
+        (got,) = asyncio.run(answers(ws_url(server), [token]))
+    assert isinstance(got, InvalidStatus), got
+    assert got.response.status_code == 503  # Daphne alone answers 403: "token revoked" to a phone
+    assert int(got.response.headers["Retry-After"]) >= 1
+
+
+def test_with_the_deployed_flags_a_handshake_held_back_past_5_s_still_gets_its_hello(tmp_path, alice_list):
+    device, token = factories.make_enrolled_device(phone_list=alice_list)
+    server = PhoneDaphne(
+        tmp_path, app="tests.devices.slow_asgi:application", flags=PHONE_DAPHNE_FLAGS, PF_TEST_HANDSHAKE_DELAY="6"
+    )
+    with server:
+        (got,) = asyncio.run(answers(ws_url(server), [token]))
+    assert isinstance(got, dict) and got["type"] == "hello", got
+    assert got["device_id"] == device.public_id
