@@ -409,7 +409,7 @@ def measure_bare(env: dict[str, str], tokens: list[str], args: argparse.Namespac
         "bare_held": held,
         "bare_rss_mib_idle": round(idle / 1024, 1),
         "bare_rss_mib_connected": round(connected / 1024, 1),
-        "bare_rss_kib_per_connection": round((connected - idle) / max(1, len(tokens)), 1),
+        "bare_rss_kib_per_connection": round((connected - idle) / max(1, min(held, len(tokens))), 1),
     }
 
 
@@ -462,6 +462,11 @@ def dispatch_figures(answers: dict[str, float], results: list[dict[str, Any]]) -
     }
 
 
+def progress(summary: dict[str, Any]) -> None:
+    """The figures so far, on standard error: a run stopped halfway still leaves them."""
+    print(json.dumps({"so_far": summary, "at": time.strftime("%H:%M:%S")}), file=sys.stderr, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--phones", type=int, default=2000)
@@ -505,6 +510,7 @@ def main() -> None:
     summary["load_average_at_start"] = round(load_at_start, 1)
     if args.bare:
         summary.update(measure_bare(env, tokens, args))
+        progress(summary)
 
     procs: list[subprocess.Popen] = []
     clients: Clients | None = None
@@ -542,15 +548,18 @@ def main() -> None:
         summary["connected_in_s"] = round(clients.wait_connected(args.phones, timeout=600), 1)
         time.sleep(args.settle)  # let the connect burst settle before measuring memory
         rss_connected = rss_kib(daphne.pid)
+        held_now = clients.connected()  # per phone held (all of them, unless the wait ran out)
         summary.update(
             daphne_rss_mib_idle=round(rss_idle / 1024, 1),
             daphne_rss_mib_connected=round(rss_connected / 1024, 1),
-            rss_kib_per_connection=round((rss_connected - rss_idle) / max(1, args.phones), 1),
+            rss_kib_per_connection=round((rss_connected - rss_idle) / max(1, held_now), 1),
         )
         if args.bare:
             summary["per_connection_vs_bare"] = round(
                 summary["rss_kib_per_connection"] / summary["bare_rss_kib_per_connection"], 2
             )
+        summary["held_before_messages"] = held_now
+        progress(summary)
         sampler.reset()
         answers = send_messages(api_port, creds["api_key"], target_lists, args.rate, args.seconds)
         wait_drained(db_url, 60)
