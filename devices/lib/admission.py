@@ -7,6 +7,14 @@ takes on handshakes at a steady rate, a few at a time, and answers the rest at o
 "try later" and a time to come back. Those times are handed out like tickets, one slot of
 the accept rate after another, so the phones told to wait come back spread over the time
 the process needs for them instead of all together.
+
+The accept rate is a ceiling, not what a busy process manages: on a loaded machine a
+Daphne finished 15–20 phone connects a second against an accept rate of 300 (docs/
+benchmarks.md), so a second's worth in progress waited 15 s and more (the agent gives up
+after 10) and the slots handed out were twenty times too early. So while the process is
+busy (someone was told to wait, or the handshakes in progress reached their bound), it
+measures how many handshakes it finishes a second; the handshakes in progress are then
+bounded to PENDING_SECONDS of that, and the slots are handed out at that rate.
 """
 
 from __future__ import annotations
@@ -23,6 +31,11 @@ TICKET_SHARE = 0.8
 MAX_RETRY_AFTER = 60
 # Log "told N phones to try later" at most this often.
 SHED_LOG_SECONDS = 10.0
+# While busy: handshakes in progress at most this many seconds of what the process finishes
+# (and never fewer than MIN_PENDING), measured over windows of MEASURE_SECONDS.
+PENDING_SECONDS = 2.0
+MIN_PENDING = 10
+MEASURE_SECONDS = 2.0
 
 
 @dataclass
@@ -40,6 +53,11 @@ class Admission:
     shed: int = 0  # handshakes answered "try later" so far
     shed_logged_at: float = -math.inf
     shed_logged_count: int = 0
+    # Handshakes finished a second while busy (None: not measured, or not busy lately).
+    measured: float | None = None
+    window_start: float | None = None
+    window_finished: int = 0
+    window_busy: bool = False
 
     def __post_init__(self) -> None:
         self.tokens = float(self.burst)
@@ -47,23 +65,56 @@ class Admission:
     def enter(self, now: float) -> int | None:
         """None: go ahead (call `leave()` when the handshake is done); otherwise the whole
         seconds after which to try again."""
+        self._measure(now)
         self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        if self.pending < self.max_pending and self.tokens >= 1:
+        if self.pending < self.pending_bound() and self.tokens >= 1:
             self.tokens -= 1
             self.pending += 1
             return None
         return self.later(now)
 
+    def pending_bound(self) -> int:
+        """Handshakes that may be in progress now (see the module docstring)."""
+        if self.measured is None:
+            return self.max_pending
+        return max(MIN_PENDING, min(self.max_pending, int(self.measured * PENDING_SECONDS)))
+
+    def slot_rate(self) -> float:
+        """Handshakes a second the process can take on now: the accept rate, or what it
+        was measured to finish while busy if that is less."""
+        return self.rate if self.measured is None else max(1.0, min(self.rate, self.measured))
+
     def later(self, now: float) -> int:
         """Counts one phone told to try later; the whole seconds after which to come back
         (the next free slot)."""
         self.shed += 1
-        self.next_ticket = max(self.next_ticket, now) + 1 / (self.rate * TICKET_SHARE)
+        self.window_busy = True
+        self.next_ticket = max(self.next_ticket, now) + 1 / (self.slot_rate() * TICKET_SHARE)
         return min(MAX_RETRY_AFTER, max(1, math.ceil(self.next_ticket - now)))
 
     def leave(self) -> None:
         self.pending -= 1
+        self.window_finished += 1
+
+    def _measure(self, now: float) -> None:
+        """Closes a measuring window every MEASURE_SECONDS: the rate it finished handshakes
+        at becomes (half of) `measured` if the process was busy in it; a window that was
+        not busy forgets the measurement (the process has room again)."""
+        if self.pending >= self.pending_bound():
+            self.window_busy = True
+        if self.window_start is None:
+            self.window_start = now
+            return
+        elapsed = now - self.window_start
+        if elapsed < MEASURE_SECONDS:
+            return
+        if self.window_busy:
+            finished = self.window_finished / elapsed
+            self.measured = finished if self.measured is None else (self.measured + finished) / 2
+        else:
+            self.measured = None
+        self.window_start, self.window_finished, self.window_busy = now, 0, False
 
     def shed_to_log(self, now: float) -> tuple[int, float] | None:
         """(phones told to try later, over how many seconds) once shedding starts and then

@@ -37,3 +37,31 @@ def test_the_times_to_come_back_spread_the_waiting_phones_over_the_accept_rate()
     assert waits[0] == 1 and 50 <= waits[-1] <= 51  # 4,000 phones at 80 a second
     assert waits == sorted(waits)
     assert max(admission.enter(now=0.0) or 0 for _ in range(4000)) == MAX_RETRY_AFTER
+
+
+def test_while_busy_it_bounds_the_handshakes_in_progress_and_the_slots_to_what_it_finishes():
+    admission = Admission(rate=300, burst=300, max_pending=300)
+    now = 0.0
+    for _ in range(300):  # a storm: a second's worth taken on at once
+        assert admission.enter(now) is None
+    assert admission.enter(now) is not None  # busy
+    # The process finishes 10 handshakes a second (a loaded machine), for two windows.
+    for _ in range(40):
+        now += 0.1
+        admission.leave()
+        admission.enter(now)  # the storm goes on: each is told to wait or taken on
+    assert admission.measured is not None and 5 <= admission.measured <= 15
+    assert admission.pending_bound() == max(10, int(admission.measured * 2))
+    assert admission.slot_rate() == admission.measured
+    # Slots now come at that rate (80 % of it), not at 300 a second.
+    first = admission.later(now)
+    waits = [admission.later(now) for _ in range(80)]
+    assert waits[-1] - first >= 7  # 80 phones at about 8 a second: about 10 s apart
+
+
+def test_a_quiet_window_forgets_the_measurement():
+    admission = Admission(rate=300, burst=300, max_pending=300)
+    admission.measured = 10.0
+    admission.window_start = 0.0
+    assert admission.enter(3.0) is None  # a window passed with nobody waiting
+    assert admission.measured is None and admission.pending_bound() == 300
