@@ -92,7 +92,7 @@ def _incoming(device: Device, sender: str, text: str, at: datetime, sim: int | N
 # The periodic checks of every phone connection of this process (devices/fleet.py).
 fleet = FleetScheduler(open_work=selectors.lists_with_open_work)
 # Who of this process's phones gets each message (devices/rounds.py).
-claims = ClaimRounds(try_claim=_claim, phones_of=fleet.phones_of)
+claims = ClaimRounds(try_claim=_claim, phones_of=fleet.phones_of, phones_online=fleet.phones_online)
 # Offers of messages pinned to one phone that a connection remembers (their claim rounds
 # need not wait for other phones).
 MAX_PINNED_REMEMBERED = 1000

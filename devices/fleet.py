@@ -10,7 +10,9 @@ Here one task per process does it for all of them, once per tick:
 - writes presence for every phone heard from since the last pass in one UPDATE;
 - reads which of the held phones are still enabled, with their own caps (one SELECT), and
   closes the others;
-- reloads the held phones' lists (one SELECT), shared by their connections;
+- reloads the held phones' lists (one SELECT), shared by their connections, and counts
+  their phones online and available in every process (one SELECT; the claim rounds'
+  pace between processes, devices/rounds.py);
 - asks once which lists and pinned phones have open work (the `open_work` function the
   consumer module gives it: that question is messaging's) and has only those phones read it.
 
@@ -73,6 +75,7 @@ class Sweep:
 
     allowed: dict[int, tuple[int | None, ...]]  # held phones still enabled and not removed: their own caps
     lists: dict[int, PhoneList]  # the held phones' lists, fresh
+    online: dict[int, int]  # of those lists: phones online and available, in every process
     work_lists: set[int]
     work_devices: set[int]
 
@@ -88,8 +91,9 @@ def _sweep(
     services.touch_devices(heard)
     allowed = services.enabled_device_caps(held)
     lists = services.phone_lists_by_id(list_ids)
+    online = services.available_phone_counts(list_ids)
     work_lists, work_devices = open_work(*available) if available[0] or available[1] else (set(), set())
-    return Sweep(allowed, lists, work_lists, work_devices)
+    return Sweep(allowed, lists, online, work_lists, work_devices)
 
 
 class FleetScheduler:
@@ -102,6 +106,8 @@ class FleetScheduler:
         self.by_list: dict[int, set[HeldConnection]] = {}
         # One instance of each list the held phones are in, shared by their connections.
         self.lists: dict[int, PhoneList] = {}
+        # Phones online and available per list, in every process (as of the last pass).
+        self.online: dict[int, int] = {}
         self.task: asyncio.Task[None] | None = None
         self.groups_renewed = time.monotonic()
         self.sweep_call: Callable[..., Awaitable[Sweep]] = orm(_sweep)
@@ -126,6 +132,10 @@ class FleetScheduler:
     def phones_of(self, phone_list_id: int) -> Iterable[HeldConnection]:
         """The held connections of phones of this list."""
         return self.by_list.get(phone_list_id, ())
+
+    def phones_online(self, phone_list_id: int) -> int:
+        """The list's phones online and available in every process, as of the last pass."""
+        return self.online.get(phone_list_id, 0)
 
     async def _run(self) -> None:
         while self.held:
@@ -164,6 +174,7 @@ class FleetScheduler:
 
     async def _apply(self, live: Iterable[HeldConnection], sweep: Sweep) -> None:
         self.lists = sweep.lists
+        self.online = sweep.online
         renew = time.monotonic() - self.groups_renewed > GROUP_RENEW_SECONDS
         if renew:
             self.groups_renewed = time.monotonic()

@@ -16,7 +16,12 @@ The database still decides every assignment: the chosen phone's claim is the one
 conditional UPDATE, and if it does not win (the phone became unavailable, reached a cap,
 or another server process's phone got there first) the next in order tries, unless the
 message is no longer open. Several server processes each run their own rounds for their
-own phones; between them, the UPDATE's row count decides.
+own phones; between them, the UPDATE's row count decides, and the first chosen phone to
+reach the database would win every time. So when some of a list's phones are held by
+other processes, a chosen phone that is ahead of its turn (it was assigned more recently
+than the list's pace gives each phone: online phones × the time between its messages)
+waits up to `DEFER_SECONDS` before its claim, and a phone elsewhere that is due gets
+there first. With all of a list's phones in one process, nobody waits.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ class Claimant(Protocol):
 
     device: Device
     closed: bool
+    available: bool
 
     def may_take_work(self) -> bool: ...
 
@@ -69,6 +75,8 @@ LOST = Lost()
 TryClaim = Callable[[Device, str], Awaitable[tuple[Outcome, bool]]]
 # The connections of this process held by phones of a list.
 PhonesOf = Callable[[int], Iterable[Claimant]]
+# How many phones of a list are online and available, in every server process.
+PhonesOnline = Callable[[int], int]
 
 
 @dataclass
@@ -86,12 +94,16 @@ class ClaimRounds:
     """The claim rounds of this process (see the module docstring)."""
 
     ROUND_SECONDS = 0.02
+    DEFER_SECONDS = 0.02  # the longest a chosen phone ahead of its turn waits (see above)
     TAKEN_SECONDS = 5.0  # below the shortest lease (devices.services.MIN_LEASE_SECONDS)
     MAX_REMEMBERED = 50_000
 
-    def __init__(self, try_claim: TryClaim, phones_of: PhonesOf) -> None:
+    def __init__(self, try_claim: TryClaim, phones_of: PhonesOf, phones_online: PhonesOnline = lambda _: 0) -> None:
         self.try_claim = try_claim
         self.phones_of = phones_of
+        self.phones_online = phones_online
+        # List id → (time its last round opened, mean seconds between its rounds).
+        self.pace: dict[int, tuple[float, float]] = {}
         self.rounds: dict[str, Round] = {}
         self.taken_until: dict[str, float] = {}
         # Phone id → time of its last assignment through this process (or of the round
@@ -123,6 +135,7 @@ class ClaimRounds:
         return await asyncio.shield(future)
 
     def _open(self, message_id: str, list_id: int, *, alone: bool) -> Round:
+        self._keep_pace(list_id)
         opened = Round(list_id, alone=alone)
         if not alone:
             opened.awaited = self._best_waiting(opened)
@@ -130,6 +143,25 @@ class ClaimRounds:
         opened.timer = loop.call_later(self.ROUND_SECONDS, self._time_up, message_id, opened)
         self.rounds[message_id] = opened
         return opened
+
+    def _keep_pace(self, list_id: int) -> None:
+        now = time.time()
+        last, mean = self.pace.get(list_id, (now, 0.0))
+        gap = min(now - last, 10.0)  # after a quiet spell the pace picks up again quickly
+        if last != now:
+            self.pace[list_id] = (now, gap if mean == 0.0 else mean * 0.8 + gap * 0.2)
+        else:
+            self.pace[list_id] = (now, 0.0)  # its first round: no pace yet, nobody waits
+
+    def _deferral(self, list_id: int, last_won: float | None) -> float:
+        """How long a chosen phone last assigned at `last_won` waits before its claim: a
+        phone ahead of its turn gives the list's phones in other processes a head start."""
+        here = sum(1 for c in self.phones_of(list_id) if not c.closed and c.available)
+        online = self.phones_online(list_id)
+        if online <= here or last_won is None:
+            return 0.0  # every phone of the list is here (the rounds are fair), or its first
+        turn = online * self.pace.get(list_id, (0.0, 0.0))[1]
+        return min(self.DEFER_SECONDS, max(0.0, turn - (time.time() - last_won)))
 
     def _priority(self, device_id: int) -> float:
         return self.last_won.get(device_id, 0.0)
@@ -178,7 +210,7 @@ class ClaimRounds:
 
     async def _run(self, message_id: str, current: Round) -> None:
         tried: set[int] = set()
-        won = False
+        won = gone = False
         try:
             while not won:
                 # Entrants may still arrive while a claim is in the database: they queue last.
@@ -193,6 +225,7 @@ class ClaimRounds:
                     continue
                 won, still_open = await self._try(message_id, current, claimant, future)
                 if not won and not still_open:
+                    gone = True  # another process's phone got it, or it ended
                     break
         finally:
             if self.rounds.get(message_id) is current:
@@ -200,7 +233,8 @@ class ClaimRounds:
             for _claimant, future in current.entrants.values():
                 if not future.done():
                     future.set_result(LOST)  # another phone got it, or it is no longer open
-            if won:
+            if won or gone:
+                # Late claims of it here are answered at once, and open no new round.
                 self._remember_taken(message_id)
 
     async def _try(
@@ -213,6 +247,9 @@ class ClaimRounds:
         self.last_won[pk] = time.time()
         self._rechoose_awaited(current.list_id, pk)
         try:
+            wait = self._deferral(current.list_id, before)
+            if wait > 0.0:
+                await asyncio.sleep(wait)
             outcome, still_open = await self.try_claim(claimant.device, message_id)
         except BaseException as exc:
             self._restore(pk, before)

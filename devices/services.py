@@ -11,7 +11,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, Count, F, Value, When
 from django.db.models.functions import Least
 from django.utils import timezone
 
@@ -470,6 +470,21 @@ def enabled_device_caps(device_ids: set[int]) -> dict[int, tuple[int | None, ...
         ).values_list("pk", *CAP_FIELDS.values())
         allowed.update((pk, tuple(caps)) for pk, *caps in rows)
     return allowed
+
+
+def available_phone_counts(list_ids: set[int]) -> dict[int, int]:
+    """How many phones of each of these lists are online and available, in any server process."""
+    counts: dict[int, int] = {}
+    for chunk in _chunks(sorted(list_ids)):
+        rows = (
+            Device.objects.online()
+            .filter(phone_list_id__in=chunk, is_available=True)
+            .values("phone_list_id")
+            .annotate(phones=Count("id"))
+            .values_list("phone_list_id", "phones")
+        )
+        counts.update(rows)
+    return counts
 
 
 def phone_lists_by_id(list_ids: set[int]) -> dict[int, PhoneList]:

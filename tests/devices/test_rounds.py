@@ -26,6 +26,7 @@ class Phone:
     delay: float = 0.0  # how long it takes to claim an offer
     silent: bool = False  # never claims
     closed: bool = False
+    available: bool = True
     device: SimpleNamespace = field(init=False)
 
     def __post_init__(self) -> None:
@@ -144,6 +145,8 @@ async def test_a_message_taken_elsewhere_ends_the_round_after_one_try():
     results = await offer(rounds, phones, "msg_0")
     assert all(r.message is None for r in results)
     assert len(database.tries) == 1
+    await offer(rounds, phones, "msg_0")  # late claims of it: answered at once, no new round
+    assert len(database.tries) == 1
 
 
 async def test_a_pinned_message_does_not_wait_for_the_lists_other_phones():
@@ -157,3 +160,23 @@ async def test_a_pinned_message_does_not_wait_for_the_lists_other_phones():
     result = await rounds.claim(cast(Any, phones[1]), "msg_pinned", alone=True)
     assert result.message == "msg_pinned"
     assert time.monotonic() - started < 1.0
+
+
+async def test_a_phone_ahead_of_its_turn_waits_only_when_phones_of_its_list_are_in_other_processes():
+    phones = [Phone(1), Phone(2)]
+    database = Database()
+    stand_ins: Any = phones
+    online = {"count": 4}  # two more phones of the list are held by another server process
+    rounds = ClaimRounds(cast(Any, database.try_claim), lambda list_id: stand_ins, lambda list_id: online["count"])
+    rounds.DEFER_SECONDS = 0.3
+    now = time.time()
+    rounds.pace[1] = (now, 1.0)  # a message a second: each of the 4 phones' turn comes every 4 s
+    rounds.last_won.update({1: now - 1.0, 2: now - 0.5})  # both were assigned since their turn
+    started = time.monotonic()
+    await offer(rounds, phones, "msg_0")
+    assert time.monotonic() - started >= 0.25  # a phone elsewhere that is due gets a head start
+    online["count"] = 2  # every phone of the list is here: the rounds alone are fair
+    started = time.monotonic()
+    await offer(rounds, phones, "msg_1")
+    assert time.monotonic() - started < 0.25
+    assert sorted(database.assigned.values()) == [1, 2]

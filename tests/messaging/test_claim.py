@@ -217,6 +217,7 @@ class Phone:
 
     device: Device
     closed: bool = False
+    available: bool = True
 
     def may_take_work(self) -> bool:
         return True

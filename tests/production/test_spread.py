@@ -76,21 +76,20 @@ def test_a_phone_that_never_claims_holds_no_message(stack, raw_phones):
 
 def test_phones_of_one_list_on_two_servers_share_the_work_and_send_each_message_once(stack, raw_phones):
     # Each server process runs its own rounds for its own phones; between the two chosen
-    # phones of a message the database decides. Exactly once is not weakened.
+    # phones of a message the database decides, and a phone ahead of its turn lets the
+    # other server's go first. Exactly once is not weakened.
     secret, tokens = fleet(5)
     server1, server2 = stack.daphne("daphne-1"), stack.daphne("daphne-2")
+    web = stack.gunicorn("gunicorn")  # the production layout: the API is not on the phones' servers
     raw_phones.start(server1.url, tokens[:3], mode="send")
     raw_phones.start(server2.url, tokens[3:], mode="send")
     wait_for(lambda: len(raw_phones.connected) == 5, timeout=60, what="five phones connected")
 
-    ids = send_all(server1.url, secret, MESSAGES)
+    ids = send_all(web.url, secret, MESSAGES)
     done = Message.objects.filter(public_id__in=ids, status="sent")
     wait_for(lambda: done.count() == MESSAGES, timeout=120, what="every message sent", every=0.3)
 
     assert set(raw_phones.radio) == set(ids) and max(raw_phones.radio.values()) == 1
     assert max(raw_phones.assigned.values()) == 1  # never assigned to two phones
     per_phone = [raw_phones.by_phone[token] for token in tokens]
-    assert min(per_phone) >= 1, per_phone
-    # Within each server the phones take turns; between the servers, speed decides.
-    for same_server in (per_phone[:3], per_phone[3:]):
-        assert max(same_server) - min(same_server) <= max(10, sum(same_server) // 4), per_phone
+    assert all(20 <= n <= 80 for n in per_phone), per_phone
