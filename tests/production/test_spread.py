@@ -92,4 +92,5 @@ def test_phones_of_one_list_on_two_servers_share_the_work_and_send_each_message_
     assert set(raw_phones.radio) == set(ids) and max(raw_phones.radio.values()) == 1
     assert max(raw_phones.assigned.values()) == 1  # never assigned to two phones
     per_phone = [raw_phones.by_phone[token] for token in tokens]
-    assert all(20 <= n <= 80 for n in per_phone), per_phone
+    # Runs here gave 34-45 each; asserted loosely, as which server is faster varies.
+    assert all(n >= 10 for n in per_phone), per_phone
