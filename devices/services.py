@@ -473,12 +473,14 @@ def enabled_device_caps(device_ids: set[int]) -> dict[int, tuple[int | None, ...
 
 
 def available_phone_counts(list_ids: set[int]) -> dict[int, int]:
-    """How many phones of each of these lists are online and available, in any server process."""
+    """How many phones of each of these lists are online, available and claiming offers
+    over a WebSocket (SMSGate phones fetch their work instead), in any server process."""
     counts: dict[int, int] = {}
     for chunk in _chunks(sorted(list_ids)):
         rows = (
             Device.objects.online()
             .filter(phone_list_id__in=chunk, is_available=True)
+            .exclude(kind=Device.Kind.SMSGATE)
             .values("phone_list_id")
             .annotate(phones=Count("id"))
             .values_list("phone_list_id", "phones")

@@ -82,3 +82,15 @@ def test_a_disconnect_of_a_replaced_connection_keeps_the_phone_online(phone):
     assert Device.objects.get(pk=device.pk).is_connected
     services.mark_disconnected(device_id=device.pk, channel_name="new")
     assert not Device.objects.get(pk=device.pk).is_connected
+
+
+def test_the_phones_that_claim_offers_are_counted_per_list_across_processes(alice_list, bob_list):
+    for name in ("on", "also on"):
+        factories.make_device(phone_list=alice_list, name=name, online=True)
+    factories.make_device(phone_list=alice_list, name="off", online=False)
+    busy = factories.make_device(phone_list=alice_list, name="busy", online=True)
+    fetching = factories.make_device(phone_list=alice_list, name="SMSGate", online=True)
+    Device.objects.filter(pk=busy.pk).update(is_available=False)
+    Device.objects.filter(pk=fetching.pk).update(kind=Device.Kind.SMSGATE)
+    factories.make_device(phone_list=bob_list, online=True)
+    assert services.available_phone_counts({alice_list.pk, bob_list.pk}) == {alice_list.pk: 2, bob_list.pk: 1}
