@@ -14,6 +14,9 @@ changes two things, both about a busy process (docs/benchmarks.md, "10,000 phone
   connection (an instance dictionary twice the size) and formats them with `pformat` for
   a debug line that is not logged; here they are read from the class, once, and the
   debug line is formatted only if it is logged.
+- **A frame to a phone that is leaving is dropped.** Between the phone's close and
+  Daphne hearing of it a `pong` or an offer raised "Attempt to send on a closed protocol"
+  (a traceback, then another for the error frame the consumer tried next).
 - **A late handshake is busy, not forbidden.** Daphne answers 403 to a handshake the
   application has not accepted within `--websocket_connect_timeout` (5 s by default): with
   a saturated event loop that refused valid tokens, and a phone must take 403 for "token
@@ -124,6 +127,11 @@ def install() -> None:
         def handle_reply(self, message: dict[str, Any]) -> None:
             if self.holding is not None and message.get("type") in ("websocket.send", "websocket.close"):
                 self._release()  # the handshake's work is done: its first frame, or a close
+            if message.get("type") == "websocket.send" and self.state in (self.STATE_CLOSING, self.STATE_CLOSED):
+                # The phone is leaving (its close is under way, Daphne has not been told
+                # yet): a frame has nowhere to go. Autobahn would raise, the consumer log
+                # the frame as failed and try an error frame, which raised again.
+                return
             super().handle_reply(message)
 
         def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:

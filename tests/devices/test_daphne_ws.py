@@ -87,3 +87,15 @@ def test_with_the_deployed_flags_a_handshake_held_back_past_5_s_still_gets_its_h
         (got,) = asyncio.run(answers(ws_url(server), [token]))
     assert isinstance(got, dict) and got["type"] == "hello", got
     assert got["device_id"] == device.public_id
+
+
+def test_a_frame_to_a_phone_whose_close_is_under_way_is_dropped_quietly():
+    from daphne.ws_protocol import WebSocketFactory
+
+    import config.asgi  # noqa: F401 - installs the protocol
+
+    protocol = WebSocketFactory.protocol.__new__(WebSocketFactory.protocol)
+    protocol.client_addr = None  # what Daphne logs
+    for state in (protocol.STATE_CLOSING, protocol.STATE_CLOSED):
+        protocol.state = state
+        protocol.handle_reply({"type": "websocket.send", "text": '{"type":"pong"}'})  # Daphne alone raises here
