@@ -130,6 +130,9 @@ class MessageEvent(models.Model):
             models.Index(
                 fields=["device", "at"], condition=models.Q(status="assigned"), name="msgevent_device_assigned"
             ),
+            # A claim's "not failed by this phone before" (failover): only failed rows, so the
+            # lookup is by message and never walks a phone's whole history.
+            models.Index(fields=["message", "device"], condition=models.Q(status="failed"), name="msgevent_failed"),
         ]
 
     def __str__(self) -> str:
