@@ -29,6 +29,15 @@ from harness import PY, ROOT, base_env, flush_redis, free_port, manage, reset_da
 from soak import DEFAULT_DB, DEFAULT_REDIS, LOGS, Clients, make_phones, open_sockets, raise_fd_limit, rss_kib, warm_up
 
 
+def start_traced_daphne(env: dict[str, str], daphne_args: list[str], *, log: str) -> tuple[int, subprocess.Popen]:
+    """A Daphne serving `bench/traced_asgi.py` (the app `PF_TRACE_APP` in `env` names) on a
+    free port, its output appended to `LOGS / log`; the port and the process."""
+    port = free_port()
+    command = [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *daphne_args, "bench.traced_asgi:application"]
+    output = (LOGS / log).open("ab")
+    return port, subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+
+
 def snapshot(process: subprocess.Popen, path: Path) -> tracemalloc.Snapshot:
     done = Path(f"{path}.done")
     done.unlink(missing_ok=True)
@@ -48,23 +57,9 @@ def site_name(stat: tracemalloc.StatisticDiff, args: argparse.Namespace) -> str:
 
 
 def measure(app: str, env: dict[str, str], tokens: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    port = free_port()
     snap = Path(f"/tmp/pf-conn-memory-{os.getpid()}")
     env = {**env, "PF_TRACE_APP": app, "PF_TRACE_SNAPSHOT": str(snap), "PF_TRACE_FRAMES": str(args.frames)}
-    command = [
-        PY,
-        "-m",
-        "daphne",
-        "-b",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        *args.daphne_args,
-        "bench.traced_asgi:application",
-    ]
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=(LOGS / "conn-memory.log").open("ab"), stderr=subprocess.STDOUT
-    )
+    port, process = start_traced_daphne(env, args.daphne_args, log="conn-memory.log")
     clients = None
     try:
         wait_http(port, process, app, timeout=60)

@@ -12,11 +12,11 @@ import json
 import os
 import pstats
 import signal
-import subprocess
 import time
 from pathlib import Path
 
-from harness import PY, ROOT, base_env, cpu_sample, flush_redis, free_port, manage, reset_database, stop, wait_http
+from conn_memory import start_traced_daphne
+from harness import base_env, cpu_sample, flush_redis, manage, reset_database, stop, wait_http
 from soak import DEFAULT_DB, DEFAULT_REDIS, LOGS, Clients, make_phones, open_sockets, raise_fd_limit, rss_kib, warm_up
 
 
@@ -49,21 +49,7 @@ def main() -> None:
         "PF_PROFILE": args.profile,
         "DEVICE_ACCEPT_RATE": args.accept_rate,
     }
-    port = free_port()
-    command = [
-        PY,
-        "-m",
-        "daphne",
-        "-b",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        *args.daphne_args,
-        "bench.traced_asgi:application",
-    ]
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=(LOGS / "connect-cost.log").open("ab"), stderr=subprocess.STDOUT
-    )
+    port, process = start_traced_daphne(env, args.daphne_args, log="connect-cost.log")
     clients = None
     try:
         wait_http(port, process, app, timeout=60)

@@ -225,3 +225,17 @@ def pct(values: list[float], p: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def django_in_process(db_url: str) -> None:
+    """For benches that call the code in this process: prints the machine's speed, gives
+    `db_url` a fresh migrated database, and sets Django up on it."""
+    print(f"loop yardstick: {machine_speed():.0f} ms; load average {os.getloadavg()[0]:.1f}")
+    reset_database(db_url)
+    os.environ.update(base_env(db_url, None))
+    manage(dict(os.environ), "migrate", "--noinput")
+    os.chdir(ROOT)
+
+    import django
+
+    django.setup()

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness import ROOT, base_env, cpu_sample, machine_speed, manage, reset_database
+from harness import cpu_sample, django_in_process
 
 DB_URL = os.environ.get("REPORTS_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/phonefleet_reports")
 
@@ -65,15 +65,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--batches", type=int, default=5)
     args = parser.parse_args()
-    print(f"loop yardstick: {machine_speed():.0f} ms; load average {os.getloadavg()[0]:.1f}")
-    reset_database(DB_URL)
-    os.environ.update(base_env(DB_URL, None))
-    manage(dict(os.environ), "migrate", "--noinput")
-    os.chdir(ROOT)
-
-    import django
-
-    django.setup()
+    django_in_process(DB_URL)
     from ipn.models import IpnEndpoint
     from messaging.services import dispatch
     from tests import factories

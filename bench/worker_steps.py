@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness import ROOT, base_env, machine_speed, manage, reset_database
+from harness import django_in_process
 from reports import measure
 
 DB_URL = os.environ.get("WORKER_STEPS_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/phonefleet_worker_steps")
@@ -29,15 +29,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--batches", type=int, default=5)
     args = parser.parse_args()
-    print(f"loop yardstick: {machine_speed():.0f} ms; load average {os.getloadavg()[0]:.1f}")
-    reset_database(DB_URL)
-    os.environ.update(base_env(DB_URL, None))
-    manage(dict(os.environ), "migrate", "--noinput")
-    os.chdir(ROOT)
-
-    import django
-
-    django.setup()
+    django_in_process(DB_URL)
     from messaging import worker
 
     for path, step in zip(worker.STEPS, worker.load_steps(), strict=True):
