@@ -6,7 +6,9 @@ attempt, logged.
 side by side: each claims different rows (SKIP LOCKED). One step claims up to
 CLAIM_BATCH due events, sends each account's one after the other on that account's
 keep-alive connection and different accounts' at once, and records the outcomes in one
-commit.
+commit. A receiver slower than STEP_WAIT_SECONDS does not hold the step: its attempt goes
+on in the background and a later step records it, while the other accounts' callbacks
+keep flowing (their account is not claimed again until then).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -52,6 +54,11 @@ PARALLEL_ACCOUNTS = 16
 # `lock_duration`) and a failing or slow receiver gets one attempt per step, as before
 # batching. The rest go back unattempted.
 ACCOUNT_TURN_SECONDS = 2.0
+# A step waits this long for the attempts it started; those still running then (a slow or
+# silent receiver, up to the timeout) are recorded by a later step, and their accounts are
+# not claimed meanwhile. Without this, one account's receiver that never answers held
+# every other account's next callbacks for the whole timeout, step after step.
+STEP_WAIT_SECONDS = 0.5
 # `last_success_at` is refreshed at most this often.
 SUCCESS_STAMP_EVERY = timedelta(minutes=1)
 SECRET_GRACE_PERIOD = timedelta(hours=24)
@@ -256,21 +263,25 @@ def _earlier_unsettled(now: datetime) -> QuerySet[IpnEvent]:
     )
 
 
-def _claim_due_events(now: datetime, limit: int) -> tuple[list[IpnEvent], bool]:
-    """(the claimed events, whether any was due): up to `limit` due events, oldest first.
+def _claim_due_events(
+    now: datetime, limit: int, busy: set[int] | frozenset[int] = frozenset()
+) -> tuple[list[IpnEvent], bool]:
+    """(the claimed events, whether any was due): up to `limit` due events, oldest first,
+    none of the `busy` accounts' (an attempt of theirs is still running here).
     SKIP LOCKED lets workers side by side take different rows, and only the rows taken are
     locked; the claim pushes `next_attempt_at` to the end of the lock, so a crashed
     worker's events become due again by themselves."""
     until = now + lock_duration()
     with _bookkeeping():
         if connection.vendor == "postgresql":
-            picked = _claim_in_one_statement(now, until, limit)
+            picked = _claim_in_one_statement(now, until, limit, busy)
         else:
             picked = list(
                 IpnEvent.objects.select_for_update(skip_locked=True)
                 .filter(status=IpnEvent.Status.PENDING, next_attempt_at__lte=now)
                 .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
                 .exclude(Exists(_earlier_unsettled(now)))
+                .exclude(account_id__in=busy)
                 .order_by("next_attempt_at", "id")
                 .values_list("pk", flat=True)[:limit]
             )
@@ -297,6 +308,7 @@ WITH picked AS (
     SELECT e.{IpnEvent.id} AS id, e.{IpnEvent.next_attempt_at} AS due FROM {IpnEvent} e
     WHERE e.{IpnEvent.status} = %(pending)s AND e.{IpnEvent.next_attempt_at} <= %(now)s
       AND (e.{IpnEvent.locked_until} IS NULL OR e.{IpnEvent.locked_until} <= %(now)s)
+      AND NOT (e.{IpnEvent.account} = ANY(%(busy)s))
       AND NOT EXISTS (
           SELECT 1 FROM {IpnEvent} p
           WHERE p.{IpnEvent.message} = e.{IpnEvent.message} AND p.{IpnEvent.id} < e.{IpnEvent.id}
@@ -318,9 +330,15 @@ def _claim_sql() -> str:
     return sqlnames.sql(_CLAIM_SQL, quote=connection.ops.quote_name, IpnEvent=IpnEvent)
 
 
-def _claim_in_one_statement(now: datetime, until: datetime, limit: int) -> list[int]:
+def _claim_in_one_statement(now: datetime, until: datetime, limit: int, busy: set[int] | frozenset[int]) -> list[int]:
     """The ids claimed, in the order they were due."""
-    params: dict[str, Any] = {"pending": IpnEvent.Status.PENDING, "now": now, "until": until, "limit": limit}
+    params: dict[str, Any] = {
+        "pending": IpnEvent.Status.PENDING,
+        "now": now,
+        "until": until,
+        "limit": limit,
+        "busy": sorted(busy),
+    }
     with connection.cursor() as cursor:
         cursor.execute(_claim_sql(), params)
         rows = cursor.fetchall()
@@ -407,17 +425,46 @@ def _senders() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=PARALLEL_ACCOUNTS, thread_name_prefix="ipn-send")
 
 
+Turn = list[tuple[IpnEvent, IpnEndpoint]]
+Outcomes = tuple[list[Attempted], list[IpnEvent]]
+
+
+class _InFlight(threading.local):
+    """This worker thread's attempts still running, by destination."""
+
+    def __init__(self) -> None:
+        self.turns: dict[tuple[int, int | None], Future[Outcomes]] = {}
+
+
+_in_flight = _InFlight()
+
+
+def _record_finished(futures: list[Future[Outcomes]]) -> bool:
+    """Records, in one commit, the turns among `futures` that have ended (and forgets
+    them); True if there were any."""
+    done = {future for future in futures if future.done()}
+    if not done:
+        return False
+    _in_flight.turns = {key: future for key, future in _in_flight.turns.items() if future not in done}
+    outcomes = [future.result() for future in done]
+    _finish_batch([made for made_here, _ in outcomes for made in made_here], [e for _, left in outcomes for e in left])
+    return True
+
+
 def deliver_one_due_event(stop: threading.Event | None = None) -> bool:
-    """Worker step: claims up to CLAIM_BATCH due events, attempts them (each account's in
-    turn, different accounts' in parallel: only the HTTP calls run in other threads, the
-    database stays on this one), and schedules what follows. One account's slow receiver
-    does not hold up the others' callbacks in the same step.
-    Once `stop` (the worker's graceful stop) is set, no further attempt starts: the one in
-    progress finishes and is recorded, the rest go back. Returns True when an event was
-    due (more may be waiting)."""
-    events, was_due = _claim_due_events(timezone.now(), CLAIM_BATCH)
+    """Worker step: records the attempts of earlier steps that ended meanwhile, claims up
+    to CLAIM_BATCH due events of the accounts with none in flight, attempts them (each
+    account's in turn, different accounts' in parallel: only the HTTP calls run in other
+    threads, the database stays on this one), and records within STEP_WAIT_SECONDS what
+    ended (the rest by a later step). Once `stop` (the worker's graceful stop) is set, no
+    further attempt starts: those in progress finish and are recorded, the rest go back.
+    Returns True when an event was due (more may be waiting)."""
+    _record_finished(list(_in_flight.turns.values()))
+    if stop is not None and stop.is_set():
+        finish_in_flight()
+    events, was_due = _claim_due_events(timezone.now(), CLAIM_BATCH, busy={key[0] for key in _in_flight.turns})
     until = time.monotonic() + ACCOUNT_TURN_SECONDS
-    turns: dict[tuple[int, int | None], list[tuple[IpnEvent, IpnEndpoint]]] = {}
+    turns: dict[tuple[int, int | None], Turn] = {}
     skipped: list[int] = []
     account_ids = {event.account_id for event in events}
     endpoints = (
@@ -435,15 +482,21 @@ def deliver_one_due_event(stop: threading.Event | None = None) -> bool:
         IpnEvent.objects.filter(pk__in=skipped, locked_until=events[0].locked_until).update(
             status=IpnEvent.Status.SKIPPED, locked_until=None
         )
-    if len(turns) == 1:
-        outcomes = [_take_turns(next(iter(turns.values())), until, stop)]
-    else:
-        outcomes = list(_senders().map(lambda turn: _take_turns(turn, until, stop), turns.values()))
-    if outcomes:
-        _finish_batch(
-            [made for done, _ in outcomes for made in done], [event for _, left in outcomes for event in left]
-        )
+    started = [_senders().submit(_take_turns, turn, until, stop) for turn in turns.values()]
+    _in_flight.turns.update(zip(turns, started, strict=True))
+    if started:
+        wait(started, timeout=None if stop is not None and stop.is_set() else STEP_WAIT_SECONDS)
+        _record_finished(started)
     return was_due
+
+
+def finish_in_flight() -> None:
+    """Waits for this thread's attempts still running and records them (the worker's
+    graceful stop: an attempt that started is recorded, never repeated)."""
+    running = list(_in_flight.turns.values())
+    if running:
+        wait(running)
+        _record_finished(running)
 
 
 # --- Immediate sends (test button, replay) ------------------------------------------

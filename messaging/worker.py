@@ -37,6 +37,9 @@ STEPS = [
     "ipn.delivery.deliver_one_due_event",
     "messaging.services.idempotency.purge_idempotency_records",
 ]
+# Run once when the loop stops: what a step left running in the background (an IPN
+# attempt to a slow receiver) is waited for and recorded, never abandoned mid-way.
+DRAINS = ["ipn.delivery.finish_in_flight"]
 # At most this many units of one step per tick, so one busy step cannot starve the others.
 BATCH = 50
 IDLE_SLEEP = 0.2
@@ -157,6 +160,11 @@ def run_forever(stop: threading.Event, idle_sleep: float | None = None) -> None:
         pause = min(resting_until) - time.monotonic()
         if pause > 0:
             stop.wait(pause)
+    for path in DRAINS:
+        try:
+            import_string(path)()
+        except Exception:
+            logger.exception("worker drain %s failed", path)
     close_old_connections()
 
 

@@ -394,10 +394,57 @@ def test_one_accounts_slow_receiver_does_not_hold_up_another_accounts_callback(
     started = time.monotonic()
     assert delivery.deliver_one_due_event() is True
     assert bobs_receiver.wait_for(1)[0].at - started < 1.0
-    for event in (slow, fast):
-        event.refresh_from_db()
-        assert event.status == IpnEvent.Status.DELIVERED
+    fast.refresh_from_db()
+    assert fast.status == IpnEvent.Status.DELIVERED
+    # Alice's receiver is still answering: a later step records it.
+    receiver.wait_for(1)
+    time.sleep(1.6)
+    delivery.deliver_one_due_event()
+    slow.refresh_from_db()
+    assert slow.status == IpnEvent.Status.DELIVERED
     assert bobs_receiver.requests[0].verified and receiver.requests[0].verified
+
+
+def test_a_receiver_that_never_answers_does_not_hold_other_accounts_next_callbacks(
+    alice, alice_list, bob, bob_list, endpoint, receiver, make_receiver, settings
+):
+    """Alice's receiver hangs until the timeout: Bob's callbacks that become due meanwhile
+    still go out at once, step after step; Alice's next event waits for her attempt."""
+    settings.IPN_TIMEOUT_SECONDS = 4
+    receiver.replies.append(Reply(200, delay=6))
+    bobs_receiver = make_receiver()
+    bobs_receiver.secret = ipn_services.update_endpoint(account=bob, url=bobs_receiver.url, enabled=True).secret
+    hung = sent_event(alice, alice_list)
+    started = time.monotonic()
+    assert delivery.deliver_one_due_event() is True
+    assert time.monotonic() - started < 2.0  # the step did not wait for the timeout
+    alices_next = sent_event(alice, alice_list)
+    for number in (1, 2):
+        sent_event(bob, bob_list)
+        asked = time.monotonic()
+        assert delivery.deliver_one_due_event() is True
+        assert bobs_receiver.wait_for(number)[-1].at - asked < 1.0
+    alices_next.refresh_from_db()
+    assert (alices_next.attempts, alices_next.locked_until) == (0, None)  # not claimed while hers runs
+    assert len(receiver.requests) == 1
+    # The timeout ends her attempt; a later step records it as a timeout and schedules the retry.
+    time.sleep(max(0.0, started + 4.5 - time.monotonic()))
+    delivery.deliver_one_due_event()
+    hung.refresh_from_db()
+    attempt = hung.attempts_log.get()
+    assert attempt.outcome == IpnAttempt.Outcome.RETRY and attempt.error.startswith("timeout:")
+    assert hung.locked_until is None and hung.status == IpnEvent.Status.PENDING
+
+
+def test_a_stopping_worker_records_the_attempt_still_running(alice, alice_list, endpoint, receiver):
+    receiver.replies.append(Reply(200, delay=1.0))
+    event = sent_event(alice, alice_list)
+    assert delivery.deliver_one_due_event() is True
+    event.refresh_from_db()
+    assert event.status == IpnEvent.Status.PENDING and event.locked_until is not None  # still running
+    delivery.finish_in_flight()
+    event.refresh_from_db()
+    assert (event.status, event.locked_until, event.attempts_log.count()) == (IpnEvent.Status.DELIVERED, None, 1)
 
 
 def test_the_attempt_log_keeps_the_url_without_its_credentials(alice, alice_list, receiver, private_ok):

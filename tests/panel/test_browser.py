@@ -64,6 +64,7 @@ def receiver():
     found = Receiver()
     yield found
     found.server.shutdown()
+    found.server.server_close()  # a listening socket left open would take calls and never answer
 
 
 def test_a_newcomer_sees_the_whole_flow_live(browser, live_phonefleet, receiver):
