@@ -25,6 +25,19 @@ def _fast_tests(settings):
 
 
 @pytest.fixture(autouse=True)
+def _no_ipn_attempt_outlives_its_test():
+    """An IPN attempt a test's worker step left running (a slow receiver) ends with the
+    test: the next test's step must not record it into a database it never saw."""
+    yield
+    from concurrent.futures import wait
+
+    from ipn import delivery
+
+    wait(list(delivery._in_flight.turns.values()))
+    delivery._in_flight.turns.clear()
+
+
+@pytest.fixture(autouse=True)
 def _close_async_test_connections():
     """Async tests reach the ORM in asgiref's shared sync thread and the phone consumer's ORM
     threads; close their connections afterwards so PostgreSQL can drop the test database."""
