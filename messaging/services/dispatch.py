@@ -26,7 +26,7 @@ from accounts import services as account_services
 from accounts.lib import sqlnames, tokens
 from accounts.models import Account
 from devices import services as device_services
-from devices.models import CAP_WINDOWS, Device
+from devices.models import CAP_WINDOWS, Device, PhoneList
 from ipn import services as ipn_services
 from ipn.models import IpnEndpoint, IpnEvent
 from messaging import metrics
@@ -166,6 +166,7 @@ def _sql(template: str, **arguments: str) -> str:
         "IpnEndpoint": IpnEndpoint,
         "Account": Account,
         "IpnEvent": IpnEvent,
+        "PhoneList": PhoneList,
     }
     return sqlnames.sql(template, quote=connection.ops.quote_name, **models, **arguments)
 
@@ -253,7 +254,7 @@ WHERE {lookup} = %(lookup)s AND {Message.status} = %(queued)s
   AND ({Message.pinned_device} = %(device)s
        OR ({Message.pinned_device} IS NULL AND {Message.phone_list} = %(list)s))
   AND EXISTS (SELECT 1 FROM {Device} WHERE {Device.id} = %(device)s
-              AND {Device.is_enabled} AND {Device.removed_at} IS NULL AND {Device.is_available}
+              AND {Device.is_enabled} AND {Device.removed_at} IS NULL AND {Device.is_available}{uncapped}
               AND {Device.account} IN (SELECT {Account.id} FROM {Account} WHERE {Account.is_active}))
   AND NOT EXISTS (SELECT 1 FROM {Device} WHERE {Device.id} = %(device)s AND {Device.paused_until} > %(now)s)
   AND NOT EXISTS (SELECT 1 FROM {MessageEvent} WHERE {MessageEvent.message} = {Message}.{Message.id}
@@ -261,6 +262,16 @@ WHERE {lookup} = %(lookup)s AND {Message.status} = %(queued)s
 RETURNING {Message.id}, {Message.public_id}, {Message.to}, {Message.text}, {Message.sealed_text},
     {Message.parts}, {Message.sim}, {Message.send_at}, {Message.attempts}
 """
+# A claim that skipped the cap count (the phone had no caps when its connection last
+# read them) also requires that it still has none, in the same statement: a cap set
+# since then refuses the claim until the connection has read it (the fleet's tick), so
+# a new cap is never passed, not even for one tick.
+_UNCAPPED_SQL = """
+              AND {Device.rate_limit_per_minute} IS NULL AND {Device.rate_limit_per_hour} IS NULL
+              AND {Device.rate_limit_per_day} IS NULL
+              AND {Device.phone_list} IN (SELECT {PhoneList.id} FROM {PhoneList}
+                  WHERE {PhoneList.rate_limit_per_minute} IS NULL AND {PhoneList.rate_limit_per_hour} IS NULL
+                    AND {PhoneList.rate_limit_per_day} IS NULL)"""
 # In the model's field order, as `_from_row` (Model.from_db) needs them.
 _CLAIMED_FIELDS = ("id", "public_id", "to", "text", "sealed_text", "parts", "sim", "send_at", "attempts")
 
@@ -285,7 +296,7 @@ def claim_for_phone(*, device: Device, message_id: str) -> ClaimResult:
     """`claim_message`, also saying whether the phone is now at one of its caps and until when."""
     now = timezone.now()
     if not may_be_capped(device):
-        return ClaimResult(_claim(device=device, lookup=("public_id", message_id), now=now))
+        return ClaimResult(_claim(device=device, lookup=("public_id", message_id), now=now, uncapped=True))
     with transaction.atomic():
         room = _cap_room(device=device, now=now)
         if room.left == 0:
@@ -305,12 +316,13 @@ def message_is_open(*, message_id: str) -> bool:
     ).exists()
 
 
-def _claim(*, device: Device, lookup: tuple[str, object], now: datetime) -> Message | None:
-    """The claim UPDATE and its timeline entry (atomic); the message, or None."""
+def _claim(*, device: Device, lookup: tuple[str, object], now: datetime, uncapped: bool = False) -> Message | None:
+    """The claim UPDATE and its timeline entry (atomic); the message, or None. `uncapped`:
+    the caller counted no caps, so the phone must (still) have none."""
     adapt = connection.ops.adapt_datetimefield_value
     column, value = lookup
     row = _change_with_event(
-        _sql(_CLAIM_SQL, lookup=_sql(f"{{Message.{column}}}")),  # `column` is "public_id" or "id", never input
+        _claim_sql(column, uncapped),
         {
             "assigned": Status.ASSIGNED,
             "queued": Status.QUEUED,
@@ -331,6 +343,12 @@ def _claim(*, device: Device, lookup: tuple[str, object], now: datetime) -> Mess
     message.status, message.device, message.assigned_at = Status.ASSIGNED, device, now
     metrics.count_assignment(due_at=message.send_at, assigned_at=now, attempt=message.attempts)
     return _for_phone(message)
+
+
+@functools.cache
+def _claim_sql(column: str, uncapped: bool) -> str:
+    # `column` is "public_id" or "id", never input.
+    return _sql(_CLAIM_SQL, lookup=_sql(f"{{Message.{column}}}"), uncapped=_sql(_UNCAPPED_SQL) if uncapped else "")
 
 
 def _for_phone(message: Message) -> Message:

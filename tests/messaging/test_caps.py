@@ -170,3 +170,31 @@ def test_concurrent_claims_never_pass_a_phones_own_day_cap_by_even_one(postgres_
     messages = [factories.make_message(phone_list=phone_list, cost=0).public_id for _ in range(16)]
     assert len(race(phone, messages)) == 2
     assert dispatch.cap_use(device_id=phone.pk, now=datetime.now(UTC))["day"] == 6
+
+
+@pytest.mark.parametrize("where", ["list", "phone"])
+def test_a_cap_set_after_the_connection_read_the_phone_is_never_passed(alice_list, where):
+    """A connection holds the phone as it read it (no caps) until the fleet's next tick; a
+    cap set meanwhile must still hold: the uncapped claim checks that none appeared."""
+    phone, _ = factories.make_enrolled_device(phone_list=alice_list)
+    as_connected = fresh(phone)  # what the phone's connection holds: no caps
+    assert not dispatch.may_be_capped(as_connected)
+    with time_machine.travel(CURRENT_TIME, tick=False):
+        past_assignments(phone, count=2, at=CURRENT_TIME - timedelta(minutes=30))
+        set_caps(alice_list if where == "list" else phone, hour=2)
+        message = factories.make_message(phone_list=alice_list)
+        refused = dispatch.claim_for_phone(device=as_connected, message_id=message.public_id)
+        assert refused.message is None
+        message.refresh_from_db()
+        assert message.status == Message.Status.QUEUED
+        # Read again (the tick), the phone is seen at its cap, with when it has room again.
+        assert claim(phone, message).capped_until == CURRENT_TIME + timedelta(minutes=30)
+        set_caps(alice_list if where == "list" else phone, hour=3)
+        assert claim(phone, message).message is not None
+
+
+def test_an_uncapped_phone_still_claims_in_one_statement(alice_list, django_assert_num_queries, postgres_only):
+    phone = fresh(factories.make_enrolled_device(phone_list=alice_list)[0])
+    message = factories.make_message(phone_list=alice_list)
+    with django_assert_num_queries(1):  # the claim, its timeline row and the "no caps" check
+        assert dispatch.claim_for_phone(device=phone, message_id=message.public_id).message is not None
