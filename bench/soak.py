@@ -52,6 +52,8 @@ from harness import (
     ROOT,
     at_rate,
     base_env,
+    cpu_sample,
+    cpu_used,
     flush_redis,
     free_port,
     manage,
@@ -361,6 +363,10 @@ DAPHNE_FLAGS += ("--access-log", "/dev/null")
 
 
 def start_daphne(app: str, port: int, env: dict[str, str], log_name: str) -> subprocess.Popen:
+    if env.get("PF_PROFILE") and app == "config.asgi:application":
+        # The project under bench/traced_asgi.py: SIGUSR2 starts and stops a cProfile.
+        env = {**env, "PF_TRACE_APP": "config.asgi", "PF_TRACE_FRAMES": "0"}
+        app = "bench.traced_asgi:application"
     process = subprocess.Popen(
         [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *DAPHNE_FLAGS, app],
         cwd=ROOT,
@@ -483,6 +489,10 @@ def main() -> None:
     parser.add_argument(
         "--restart", choices=("none", "kill", "term"), default="none", help="then restart Daphne (kill -9 or SIGTERM)"
     )
+    parser.add_argument(
+        "--profile", default="", help="write a cProfile of Daphne's event loop while messages flow to this path"
+    )
+    parser.add_argument("--profile-idle", action="store_true", help="profile the idle phones (one --tick) instead")
     args = parser.parse_args()
 
     limit = raise_fd_limit()
@@ -521,6 +531,7 @@ def main() -> None:
         "DEVICE_TICK_SECONDS": str(args.tick),
         "DEVICE_ACCEPT_RATE": str(args.accept_rate),
         "PGAPPNAME": "soak-daphne",
+        "PF_PROFILE": args.profile,
     }
     try:
         ws_port, api_port = free_port(), free_port()
@@ -559,9 +570,25 @@ def main() -> None:
                 summary["rss_kib_per_connection"] / summary["bare_rss_kib_per_connection"], 2
             )
         summary["held_before_messages"] = held_now
+        # Daphne's CPU with every phone connected and no message flowing (pings, ticks).
+        if args.profile and args.profile_idle:
+            daphne.send_signal(signal.SIGUSR2)
+        idle_cpu = cpu_sample({daphne.pid})
+        time.sleep(args.tick)  # one pass of the scheduler in it
+        summary["daphne_cpu_idle_percent"] = round(cpu_used(idle_cpu, cpu_sample({daphne.pid}))[0] * 100 / args.tick, 1)
+        if args.profile and args.profile_idle:
+            daphne.send_signal(signal.SIGUSR2)
         progress(summary)
         sampler.reset()
+        if args.profile and not args.profile_idle:
+            daphne.send_signal(signal.SIGUSR2)
+        busy_cpu, busy_started = cpu_sample({daphne.pid}), time.monotonic()
         answers = send_messages(api_port, creds["api_key"], target_lists, args.rate, args.seconds)
+        summary["daphne_cpu_messages_percent"] = round(
+            cpu_used(busy_cpu, cpu_sample({daphne.pid}))[0] * 100 / (time.monotonic() - busy_started), 1
+        )
+        if args.profile and not args.profile_idle:
+            daphne.send_signal(signal.SIGUSR2)
         wait_drained(db_url, 60)
         summary["held_after_messages"] = clients.connected()
         summary["online_in_db_after_messages"] = sql(
