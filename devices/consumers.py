@@ -3,7 +3,7 @@
 Async, because one process holds many idle phones and answers pings and offers without
 a thread hop; the ORM is reached only through the small helpers below (see
 `bench/consumer.py` for the measurement). The database is the truth: on connect,
-on every `state: available`, on `work.available` hints and on a periodic tick the phone
+on becoming available (`state`), on `work.available` hints and on a periodic tick the phone
 is offered the open work from the database, so nothing depends on a channel-layer
 message arriving. The periodic checks of all the connections of a process (idle, presence,
 disabled, open work) are one scheduler's (`devices/fleet.py`), not a timer per connection.
@@ -51,8 +51,11 @@ class FrameError(Exception):
 
 
 @orm
-def _mark_connected(device_id: int, channel_name: str) -> str:
-    return services.mark_connected(device_id=device_id, channel_name=channel_name)
+def _connected(device: Device, channel_name: str, with_work: bool) -> tuple[str, list[Message]]:
+    """A connect's database work in one trip: the phone marked connected (the channel of the
+    connection it replaces, "" if none), and its open work if it may take work."""
+    previous = services.mark_connected(device_id=device.pk, channel_name=channel_name)
+    return previous, dispatch.open_messages_for_device(device=device, limit=OFFER_BATCH) if with_work else []
 
 
 @orm
@@ -165,7 +168,9 @@ class DeviceConsumer(DrainingConsumer):
         self.last_frame_at = self.last_presence_write = timezone.now()
         await self.join_groups()
         await self.accept()
-        previous = await _mark_connected(self.device.pk, self.channel_name)
+        # Joined before its open work is read: what is queued after the read is offered
+        # through the groups.
+        previous, work = await _connected(self.device, self.channel_name, self.may_take_work())
         if previous and previous != self.channel_name:
             # The phone reconnected while its old socket still looked alive: close that one.
             with contextlib.suppress(Exception):  # a dead one needs no closing
@@ -181,7 +186,7 @@ class DeviceConsumer(DrainingConsumer):
                 "settings": {**self.device.phone_list.phone_settings(), "caps": self.device.caps},
             }
         )
-        await self.offer_open_work()
+        await self._offer_messages(work)
         if not self.closed:
             fleet.register(self)
 
@@ -364,9 +369,11 @@ class DeviceConsumer(DrainingConsumer):
             raise FrameError("`available` must be true or false.")
         battery, signal = _int(content, "battery", 0, 100), _int(content, "signal", -200, 100)
         await _set_state(self.device.pk, available, battery, signal)
-        self.available = available
+        was_available, self.available = self.available, available
         self.last_presence_write = timezone.now()
-        if available:
+        if available and not was_available:
+            # Only on becoming available: an available phone was offered its open work on
+            # connect and every offer since (every phone says `state` right after connecting).
             await self.offer_open_work()
 
     async def on_incoming(self, content: dict[str, Any]) -> None:
@@ -399,7 +406,12 @@ class DeviceConsumer(DrainingConsumer):
         """Offers this phone the open work the database holds for it (if it may take work)."""
         if not self.may_take_work():
             return
-        for message in await _open_work(self.device):
+        await self._offer_messages(await _open_work(self.device))
+
+    async def _offer_messages(self, messages: list[Message]) -> None:
+        if not self.may_take_work():
+            return
+        for message in messages:
             if message.pinned_device_id is not None:
                 self._remember_pinned(message.public_id)
             await self.send_frame(offer_frame(message))

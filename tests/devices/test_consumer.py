@@ -418,3 +418,44 @@ async def test_a_phone_side_failure_offers_the_message_to_the_other_phone_and_pa
     assert (await reload(a[0])).paused_until is not None
     await ws_a.disconnect()
     await ws_b.disconnect()
+
+
+async def test_a_connect_is_offered_its_open_work_once_and_state_offers_it_again_only_on_becoming_available(
+    phone, alice_list, monkeypatch
+):
+    """The connect reads the open work in the same trip that marks the phone connected; the
+    `state: available` every phone sends next does not read it again (docs/benchmarks.md,
+    "10,000 phones"); a phone that becomes available is offered it at once."""
+    from devices import consumers
+
+    message = await database_sync_to_async(factories.make_message)(phone_list=alice_list)
+    reads = []
+    read_open_work = consumers._open_work
+
+    async def counted(device):
+        reads.append(device.pk)
+        return await read_open_work(device)
+
+    monkeypatch.setattr(consumers, "_open_work", counted)
+    ws, _hello = await open_phone(phone[1])
+    assert (await ws.receive_json_from(timeout=5))["message_id"] == message.public_id
+    await ws.send_json_to({"type": "state", "available": True, "battery": 80})
+    await ws.send_json_to({"type": "ping"})
+    assert await ws.receive_json_from(timeout=5) == {"type": "pong"}  # no second offer
+    assert reads == []  # the connect's read was part of its one trip
+    await ws.send_json_to({"type": "state", "available": False})
+    await ws.send_json_to({"type": "state", "available": True})
+    assert (await ws.receive_json_from(timeout=5))["message_id"] == message.public_id
+    assert reads == [phone[0].pk]
+    assert (await reload(phone[0])).battery == 80
+    await ws.disconnect()
+
+
+async def test_a_phone_unavailable_when_it_connects_is_offered_its_work_when_it_says_it_is_available(phone, alice_list):
+    await database_sync_to_async(Device.objects.filter(pk=phone[0].pk).update)(is_available=False)
+    message = await database_sync_to_async(factories.make_message)(phone_list=alice_list)
+    ws, _hello = await open_phone(phone[1])
+    assert await ws.receive_nothing()
+    await ws.send_json_to({"type": "state", "available": True})
+    assert (await ws.receive_json_from(timeout=5))["message_id"] == message.public_id
+    await ws.disconnect()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from accounts import errors
+from accounts.models import Account
 from devices import services
 from devices.models import Device, PhoneList
 from tests import factories
@@ -72,6 +73,42 @@ def test_a_malformed_token_is_refused_without_a_query(phone, django_assert_num_q
         assert services.authenticate_device(token=token[:-1] + ("x" if token[-1] != "x" else "y")) is None
         assert services.authenticate_device(token="pf_live_notadevice") is None
         assert services.authenticate_device(token=None) is None
+
+
+def test_a_token_check_is_one_statement_and_reads_the_phone_and_its_list_as_the_orm_does(
+    phone, django_assert_num_queries
+):
+    device, token = phone
+    Device.objects.filter(pk=device.pk).update(sims=[{"slot": 0, "carrier": "Iliad"}], battery=40)
+    stored = Device.objects.select_related("phone_list").get(pk=device.pk)
+    with django_assert_num_queries(1):  # the phone and its list, and nothing loaded later
+        found = services.authenticate_device(token=token)
+        assert found is not None
+        fields = [f.attname for f in Device._meta.concrete_fields]
+        assert [getattr(found, name) for name in fields] == [getattr(stored, name) for name in fields]
+        list_fields = [f.attname for f in stored.phone_list._meta.concrete_fields]
+        assert [getattr(found.phone_list, n) for n in list_fields] == [
+            getattr(stored.phone_list, n) for n in list_fields
+        ]
+        assert found.sims == [{"slot": 0, "carrier": "Iliad"}] and found.created_at.tzinfo is not None
+    found.name = "renamed"
+    found.save(update_fields=["name"])  # an ordinary model instance
+    assert Device.objects.get(pk=device.pk).name == "renamed"
+
+
+def test_a_token_of_an_inactive_account_is_refused(phone):
+    device, token = phone
+    Account.objects.filter(pk=device.account_id).update(is_active=False)
+    assert services.authenticate_device(token=token) is None
+
+
+def test_marking_a_phone_connected_returns_the_connection_it_replaces(phone):
+    device, _ = phone
+    assert services.mark_connected(device_id=device.pk, channel_name="first") == ""
+    assert services.mark_connected(device_id=device.pk, channel_name="second") == "first"
+    stored = Device.objects.get(pk=device.pk)
+    assert stored.is_connected and stored.channel_name == "second" and stored.connected_at == stored.last_seen_at
+    assert services.mark_connected(device_id=-1, channel_name="nobody") == ""
 
 
 def test_a_disconnect_of_a_replaced_connection_keeps_the_phone_online(phone):
