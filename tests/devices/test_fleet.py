@@ -1,0 +1,165 @@
+"""The one scheduler per process that looks after its phone connections (devices/fleet.py):
+idle phones cost it no statement of their own, it keeps presence fresh for every phone
+heard from, and a pass over many phones does not hold the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pytest
+from channels.db import database_sync_to_async
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from devices import fleet as fleet_module
+from devices import services
+from devices.fleet import FleetScheduler
+from devices.models import Device
+from tests import factories
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@dataclass(eq=False)
+class Held:
+    """A phone's connection as the scheduler sees it (devices.consumers.DeviceConsumer)."""
+
+    device: Device
+    channel_name: str
+    available: bool = True
+    closed: bool = False
+    last_frame_at: datetime = field(default_factory=timezone.now)
+    last_presence_write: datetime = field(default_factory=timezone.now)
+    closed_with: int | None = None
+    offered: int = 0
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        self.closed, self.closed_with = True, code  # type: ignore[assignment]
+
+    async def join_groups(self) -> None:
+        return None
+
+    async def offer_open_work(self) -> None:
+        self.offered += 1
+
+    def caps_changed(self) -> None:
+        return None
+
+    def may_take_work(self) -> bool:
+        return self.available and not self.closed
+
+
+def no_open_work(lists: set[int], devices: set[int]) -> tuple[set[int], set[int]]:
+    return set(), set()
+
+
+@database_sync_to_async
+def make_phones(phone_list, count: int) -> list[Held]:
+    held = []
+    for n in range(count):
+        device = factories.make_device(phone_list=phone_list, name=f"phone {n}")
+        services.mark_connected(device_id=device.pk, channel_name=f"specific.{n}")
+        device = Device.objects.select_related("phone_list").get(pk=device.pk)
+        held.append(Held(device=device, channel_name=f"specific.{n}"))
+    return held
+
+
+class Counted:
+    """The scheduler's database side in a thread of its own, counting its statements."""
+
+    def __init__(self, scheduler: FleetScheduler) -> None:
+        self.passes: list[list[str]] = []
+
+        def sweep(*args):
+            with CaptureQueriesContext(connection) as queries:
+                result = fleet_module._sweep(*args)
+            self.passes.append([q["sql"] for q in queries.captured_queries])
+            return result
+
+        scheduler.sweep_call = database_sync_to_async(sweep)
+
+
+async def test_a_pass_runs_the_same_few_statements_for_ten_idle_phones_as_for_two_hundred(alice_list, bob_list):
+    counts = []
+    for phones, phone_list in ((10, alice_list), (200, bob_list)):
+        scheduler = FleetScheduler(open_work=no_open_work)
+        counted = Counted(scheduler)
+        for held in await make_phones(phone_list, phones):
+            held.last_presence_write = held.last_frame_at  # written already: nothing new to write
+            scheduler.register(held)
+        await scheduler.tick()
+        counts.append(len(counted.passes[-1]))
+        scheduler.held.clear()
+    assert counts[0] == counts[1] <= 3  # which are enabled, their lists, online counts (no presence, no work)
+
+
+async def test_a_pass_writes_presence_of_the_phones_heard_from_in_one_statement_and_not_of_the_silent(alice_list):
+    """R26's other half: a phone's presence is refreshed only by a process that hears it."""
+    scheduler = FleetScheduler(open_work=no_open_work)
+    counted = Counted(scheduler)
+    phones = await make_phones(alice_list, 30)
+    for held in phones:
+        scheduler.register(held)
+    before = timezone.now() - timedelta(seconds=60)
+    await database_sync_to_async(Device.objects.filter(pk__in=[h.device.pk for h in phones]).update)(
+        last_seen_at=before
+    )
+    heard, silent = phones[:20], phones[20:]
+    for held in heard:
+        held.last_frame_at = timezone.now()
+    for held in silent:
+        held.last_frame_at = held.last_presence_write = before
+    await scheduler.tick()
+    assert len([sql for sql in counted.passes[-1] if sql.startswith("UPDATE")]) == 1
+    seen = await database_sync_to_async(lambda: dict(Device.objects.values_list("pk", "last_seen_at")))()
+    assert all(seen[h.device.pk] > before for h in heard)
+    assert all(seen[h.device.pk] == before for h in silent)
+    await scheduler.tick()  # nobody heard from since: no presence write
+    assert not [sql for sql in counted.passes[-1] if sql.startswith("UPDATE")]
+
+
+async def test_a_pass_closes_silent_and_disabled_phones_and_offers_work_only_to_lists_that_have_some(alice_list):
+    phones = await make_phones(alice_list, 3)
+    quiet, disabled, busy = phones
+    scheduler = FleetScheduler(open_work=lambda lists, devices: ({alice_list.pk}, set()))
+    for held in phones:
+        scheduler.register(held)
+    quiet.last_frame_at = timezone.now() - timedelta(hours=1)
+    await database_sync_to_async(Device.objects.filter(pk=disabled.device.pk).update)(is_enabled=False)
+    await scheduler.tick()
+    assert quiet.closed_with == services.CLOSE_IDLE and disabled.closed_with == services.CLOSE_DISABLED
+    assert busy.offered == 1 and not busy.closed
+    assert scheduler.held == {busy}
+
+
+async def test_a_pass_over_many_phones_lets_the_event_loop_run_other_work_in_between(alice_list, monkeypatch):
+    monkeypatch.setattr(fleet_module, "PASS_SLICE", 5)
+    phones = await make_phones(alice_list, 40)
+    scheduler = FleetScheduler(open_work=no_open_work)
+    for held in phones:
+        scheduler.register(held)
+
+    async def sweep(heard, held, list_ids, available, open_work):  # the database side answered at once
+        caps: dict[int, tuple[int | None, ...]] = {pk: (None, None, None) for pk in held}
+        return fleet_module.Sweep(caps, {alice_list.pk: phones[0].device.phone_list}, {}, set(), set())
+
+    scheduler.sweep_call = sweep
+    turns = 0
+    done = False
+
+    async def other_work():
+        nonlocal turns
+        while not done:
+            turns += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    turns = 0
+    await scheduler.tick()
+    done = True
+    await other
+    assert turns >= 40 // 5  # at least once per slice of the idle check and of the apply
