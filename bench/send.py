@@ -46,6 +46,7 @@ import http.client
 import json
 import multiprocessing as mp
 import os
+import signal
 import statistics
 import subprocess
 import threading
@@ -53,6 +54,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from harness import (
@@ -99,13 +101,16 @@ class Running:
 
 
 @contextlib.contextmanager
-def server(kind: str, env: dict[str, str], workers: int | None = None, threads: int | None = None) -> Iterator[Running]:
+def server(
+    kind: str, env: dict[str, str], workers: int | None = None, threads: int | None = None, app: str = "config.asgi"
+) -> Iterator[Running]:
     """Runs the project under gunicorn (WSGI) or daphne (ASGI + psycopg pool).
 
     gunicorn runs with the production settings, docs/deploy/gunicorn.conf.py (gthread,
     2 × CPUs workers of 2 threads), with two exceptions: `workers`/`threads` when given,
     and no recycling of workers after `max_requests` (a restart in the middle of a round
-    would cost whichever load happened to be running)."""
+    would cost whichever load happened to be running). `app`: Daphne's ASGI module
+    (bench/dispatch_trace.py for --trace-dispatch)."""
     port = free_port()
     env = dict(env)
     if kind == "gunicorn":
@@ -116,7 +121,7 @@ def server(kind: str, env: dict[str, str], workers: int | None = None, threads: 
         cmd += ["--threads", str(threads)] if threads else []
     else:
         env["DATABASE_POOL"] = "true"
-        cmd = [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
+        cmd = [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), f"{app}:application"]
     process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_http(port, process, kind)
@@ -247,10 +252,17 @@ def enrol_phones(port: int, pin: str, count: int) -> list[str]:
 
 
 async def _phone(
-    url: str, token: str, index: int, assigns: list[tuple[str, float, int]], ready: asyncio.Event, delivered: bool
+    url: str,
+    token: str,
+    index: int,
+    assigns: list[tuple[str, float, int]],
+    ready: asyncio.Event,
+    delivered: bool,
+    offers: list[tuple[str, float, int]] | None = None,
 ) -> None:
     """Simulated phone number `index`: claims every offer, reports `sent` on assign and, with
-    `delivered`, `delivered` once the `sent` is acknowledged; runs until cancelled."""
+    `delivered`, `delivered` once the `sent` is acknowledged; runs until cancelled. With
+    `offers`, the time each offer arrived is recorded there (--trace-dispatch)."""
     import websockets
 
     async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}, max_queue=None) as ws:
@@ -260,6 +272,8 @@ async def _phone(
             frame = json.loads(raw)
             kind = frame.get("type")
             if kind == "offer":
+                if offers is not None:
+                    offers.append((frame["message_id"], time.time(), index))
                 await ws.send(json.dumps({"type": "claim", "message_id": frame["message_id"]}))
             elif kind == "assign":
                 assigns.append((frame["message_id"], time.time(), index))
@@ -271,12 +285,15 @@ async def _phone(
                 await ws.send(json.dumps({"type": "pong"}))
 
 
-def _phones_process(url: str, tokens: list[str], delivered: bool, ready: Any, stop: Any, out: Any) -> None:
+def _phones_process(
+    url: str, tokens: list[str], delivered: bool, ready: Any, stop: Any, out: Any, trace: bool = False
+) -> None:
     async def main() -> None:
         assigns: list[tuple[str, float, int]] = []
+        offers: list[tuple[str, float, int]] | None = [] if trace else None
         readies = [asyncio.Event() for _ in tokens]
         tasks = [
-            asyncio.create_task(_phone(url, t, n, assigns, r, delivered))
+            asyncio.create_task(_phone(url, t, n, assigns, r, delivered, offers))
             for n, (t, r) in enumerate(zip(tokens, readies, strict=True))
         ]
         await asyncio.gather(*(r.wait() for r in readies))
@@ -287,6 +304,8 @@ def _phones_process(url: str, tokens: list[str], delivered: bool, ready: Any, st
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         out.put(assigns)
+        if offers is not None:
+            out.put(offers)
 
     asyncio.run(main())
 
@@ -414,15 +433,18 @@ def dispatch_run(
     delivered: bool = False,
     worker_pid: int | None = None,
     callbacks: Receiver | None = None,
+    trace: str | None = None,
 ) -> dict[str, Any]:
     """Sends at `rate` msg/s for `seconds` with the phones attached; API answer → assign
     latency, and the CPU each role spent per message from the first send until every
     message was assigned (and, with `delivered`, reported delivered; with `callbacks`,
-    until both its callbacks reached the receiver)."""
+    until both its callbacks reached the receiver). `trace`: the file Daphne (started
+    with bench/dispatch_trace.py) writes its trace to; then the result has `trace`."""
     ctx = mp.get_context("spawn")
     ready, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
     phones = ctx.Process(
-        target=_phones_process, args=(f"ws://127.0.0.1:{ws.port}/ws/device/", tokens, delivered, ready, stop, out)
+        target=_phones_process,
+        args=(f"ws://127.0.0.1:{ws.port}/ws/device/", tokens, delivered, ready, stop, out, trace is not None),
     )
     phones.start()
     if not ready.wait(30):
@@ -474,6 +496,7 @@ def dispatch_run(
     window = time.perf_counter() - window
     stop.set()
     assigns: list[tuple[str, float, int]] = out.get(timeout=30)
+    offers: list[tuple[str, float, int]] = out.get(timeout=30) if trace is not None else []
     phones.join(10)
     first: dict[str, float] = {}
     duplicates = 0
@@ -508,7 +531,96 @@ def dispatch_run(
     }
     if callbacks is not None:
         result["callbacks"] = callback_summary(answers, requested, got)
+    if trace is not None:
+        result["trace"] = trace_summary(answers, assigns, offers, read_trace(ws.pid, trace))
     return result
+
+
+def read_trace(pid: int, path: str) -> dict[str, Any]:
+    """Has Daphne (bench/dispatch_trace.py) write its trace, and reads it."""
+    done = Path(f"{path}.done")
+    done.unlink(missing_ok=True)
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 30
+    while not done.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError("daphne wrote no trace")
+        time.sleep(0.1)
+    data: dict[str, Any] = json.loads(done.read_text())
+    done.unlink()
+    return data
+
+
+def trace_summary(
+    answers: dict[str, float],
+    assigns: list[tuple[str, float, int]],
+    offers: list[tuple[str, float, int]],
+    trace: dict[str, Any],
+) -> dict[str, Any]:
+    """Where the time of a message went (--trace-dispatch), ms from the API answer: the
+    median over all messages and the mean over the slowest 2 %; rounds ended by their timer;
+    the event loop's garbage-collection pauses."""
+    first_assign: dict[str, float] = {}
+    for message_id, at, _phone_index in assigns:
+        first_assign.setdefault(message_id, at)
+    first_offer: dict[str, float] = {}
+    for message_id, at, _phone_index in offers:
+        first_offer[message_id] = min(at, first_offer.get(message_id, at))
+    rows = []
+    for message_id, answered in answers.items():
+        entry = trace["messages"].get(message_id)
+        if entry is None or message_id not in first_assign:
+            continue
+        won = [db for db in entry["db"] if db[3]]
+        awaited = entry.get("awaited")
+        claims = entry["claims"]
+        row = {
+            "latency": first_assign[message_id] - answered,
+            # answer → the offer event reaches a consumer in Daphne (negative: before the answer)
+            "to_offer_event": entry.get("offer", answered) - answered,
+            # offer event → first offer frame written
+            "offer_written": min(entry["offered"].values(), default=answered) - entry.get("offer", answered),
+            # first offer frame written → first phone has it
+            "offer_to_phone": first_offer.get(message_id, answered) - min(entry["offered"].values(), default=answered),
+            # first phone has the offer → round opened (first claim in)
+            "to_round": entry.get("opened", answered) - first_offer.get(message_id, answered),
+            "round": entry.get("settled", answered) - entry.get("opened", answered),
+            # the awaited phone's claim after the round opened (its lateness; missing: never came)
+            "awaited_late": (float(claims[str(awaited)]) - entry["opened"])
+            if awaited is not None and str(awaited) in claims and "opened" in entry
+            else float("nan"),
+            "settled_to_db": (won[0][1] - entry["settled"]) if won and "settled" in entry else float("nan"),
+            "db": (won[0][2] - won[0][1]) if won else float("nan"),
+            "db_tries": len(entry["db"]),
+            "assign_to_phone": first_assign[message_id] - entry.get("assign", first_assign[message_id]),
+            "by_timer": bool(entry.get("by_timer")),
+            "offers_written": len(entry["offered"]),
+            "claims_in": len(claims),
+        }
+        rows.append(row)
+    rows.sort(key=lambda r: r["latency"])
+    slow = rows[-max(1, len(rows) // 50) :] if rows else []
+    keys = [k for k in rows[0] if k not in ("by_timer",)] if rows else []
+
+    def mean(values: list[float]) -> float:
+        real = [v for v in values if v == v]
+        return sum(real) / len(real) if real else float("nan")
+
+    median = {k: statistics.median([r[k] for r in rows if r[k] == r[k]] or [float("nan")]) for k in keys}
+    slow_mean = {k: mean([r[k] for r in slow]) for k in keys}
+    counts = ("db_tries", "offers_written", "claims_in")
+    pauses = sorted(seconds for _at, seconds, _gen in trace["gc"])
+    return {
+        "messages": len(rows),
+        "median": {k: (v if k in counts else round(v * 1000, 2)) for k, v in median.items()},
+        "slowest_2pct_mean": {k: (v if k in counts else round(v * 1000, 2)) for k, v in slow_mean.items()},
+        "rounds_by_timer": sum(r["by_timer"] for r in rows),
+        "slowest_2pct_by_timer": sum(r["by_timer"] for r in slow),
+        "gc_pauses": len(pauses),
+        "gc_max_ms": round(pauses[-1] * 1000, 2) if pauses else 0.0,
+        "gc_over_5ms": sum(1 for p in pauses if p > 0.005),
+        "gc_total_ms": round(sum(pauses) * 1000, 1),
+    }
 
 
 def callback_summary(
@@ -615,6 +727,11 @@ def main() -> None:
     parser.add_argument("--phones", type=int, default=10)
     parser.add_argument("--rate", type=float, default=100, help="msg/s during the dispatch and end-to-end runs")
     parser.add_argument("--dispatch-seconds", type=float, default=10)
+    parser.add_argument(
+        "--trace-dispatch",
+        action="store_true",
+        help="Daphne under bench/dispatch_trace.py: where each message's time went (dispatch phase)",
+    )
     parser.add_argument("--bulk-rows", type=int, default=10_000)
     parser.add_argument("--bulk-repeats", type=int, default=3)
     parser.add_argument("--e2e-servers", default="gunicorn", help="API servers the end-to-end run uses")
@@ -642,7 +759,10 @@ def main() -> None:
     tokens: list[str] = []
     for kind in args.servers.split(","):
         with contextlib.ExitStack() as stack:
-            ws = stack.enter_context(server("daphne", env, 1))
+            trace = f"/tmp/pf-dispatch-trace-{os.getpid()}.json" if args.trace_dispatch else None
+            traced_env = {**env, "PF_DISPATCH_TRACE": trace} if trace else env
+            app = "bench.dispatch_trace" if trace else "config.asgi"
+            ws = stack.enter_context(server("daphne", traced_env, 1, app=app))
             # daphne: one process serves the API and the phones, as `make run` does.
             api = (
                 ws
@@ -680,7 +800,9 @@ def main() -> None:
             if not tokens:
                 tokens = enrol_phones(ws.port, creds["pin"], args.phones)
             if "dispatch" in phases:
-                row["dispatch"] = dispatch_run(api, ws, db_url, secret, tokens, args.rate, args.dispatch_seconds)
+                row["dispatch"] = dispatch_run(
+                    api, ws, db_url, secret, tokens, args.rate, args.dispatch_seconds, trace=trace
+                )
                 sql(db_url, "UPDATE messaging_message SET status = 'cancelled' WHERE status IN ('queued', 'assigned')")
             if "e2e" in phases and kind in args.e2e_servers.split(","):
                 row["e2e"] = end_to_end(api, ws, env, db_url, secret, tokens, args)
@@ -729,6 +851,19 @@ def print_dispatch(d: dict[str, Any], args: argparse.Namespace) -> None:
         )
     print_spread(d)
     print_cpu(d)
+    if "trace" in d:
+        print_trace(d["trace"])
+
+
+def print_trace(t: dict[str, Any]) -> None:
+    print(f"  trace of {t['messages']} messages (ms; median of all, mean of the slowest 2 %):")
+    for key, value in t["median"].items():
+        print(f"    {key:18} {value:8.2f}  {t['slowest_2pct_mean'][key]:8.2f}")
+    print(
+        f"    rounds ended by their timer: {t['rounds_by_timer']} (of the slowest 2 %: {t['slowest_2pct_by_timer']}); "
+        f"GC pauses {t['gc_pauses']}, longest {t['gc_max_ms']} ms, over 5 ms {t['gc_over_5ms']}, "
+        f"total {t['gc_total_ms']} ms"
+    )
 
 
 def print_spread(d: dict[str, Any]) -> None:
