@@ -424,15 +424,26 @@ class DeviceConsumer(DrainingConsumer):
     # --- channel-layer events (handler names mirror the event types) ---
 
     async def message_offer(self, event: dict[str, Any]) -> None:
+        if not self.may_take_work():
+            return
+        frame = event["frame"]
+        # The frame as JSON text, serialised once by the sender for every phone.
+        text = event.get("text")
+        if not isinstance(text, str):
+            text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+        if event.get("pinned"):
+            self._remember_pinned(frame["message_id"])
+        elif self in fleet.held:
+            # Offered to the list: the claim rounds offer it to the phone here next in turn
+            # first, and to the others only if that one does not claim it in time.
+            await claims.offer(self, frame["message_id"], text)
+            return
+        await self.send(text_data=text)  # pinned to this phone, or not among the fleet's yet
+
+    async def send_offer(self, text: str) -> None:
+        """An offer the claim rounds give this phone (`offer` frame as JSON text)."""
         if self.may_take_work():
-            if event.get("pinned"):
-                self._remember_pinned(event["frame"]["message_id"])
-            # The frame as JSON text, serialised once by the sender for every phone.
-            text = event.get("text")
-            if isinstance(text, str):
-                await self.send(text_data=text)
-            else:
-                await self.send_frame(event["frame"])
+            await self.send(text_data=text)
 
     async def work_available(self, event: dict[str, Any]) -> None:
         await self.offer_open_work()

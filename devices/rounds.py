@@ -49,6 +49,8 @@ class Claimant(Protocol):
 
     def may_take_work(self) -> bool: ...
 
+    async def send_offer(self, text: str) -> None: ...
+
 
 class Outcome(Protocol):
     """A database claim's result (messaging.services.dispatch.ClaimResult)."""
@@ -80,8 +82,22 @@ PhonesOnline = Callable[[int], int]
 
 
 @dataclass
+class Direction:
+    """A message offered first to one phone of this process (`ClaimRounds.offer`)."""
+
+    list_id: int
+    chosen: int  # the phone it was offered to first
+    text: str  # the offer frame, as JSON text
+    sent_at: float  # time.monotonic() of the offer to the chosen phone
+    timer: asyncio.TimerHandle | None = None  # opens it to all, unless the chosen phone claims first
+    claimed: bool = False  # the chosen phone's claim came in
+    open_to_all: bool = False  # offered to the list's other phones here too
+
+
+@dataclass
 class Round:
     list_id: int
+    message_id: str
     # By phone id, in the order the claims arrived.
     entrants: dict[int, tuple[Claimant, asyncio.Future[Outcome]]] = field(default_factory=dict)
     awaited: int | None = None  # the phone whose claim ends the round at once
@@ -97,6 +113,14 @@ class ClaimRounds:
     DEFER_SECONDS = 0.02  # the longest a chosen phone ahead of its turn waits (see above)
     TAKEN_SECONDS = 5.0  # below the shortest lease (devices.services.MIN_LEASE_SECONDS)
     MAX_REMEMBERED = 50_000
+    # How long a directed offer waits for the chosen phone's claim before every phone of the
+    # list here has it: this many times the phone's usual time to claim, within the bounds.
+    OFFER_WAIT_FACTOR = 4.0
+    OFFER_WAIT_MIN = 0.005
+    OFFER_WAIT_MAX = 0.1  # also the wait for a phone not measured yet
+    # A direction is remembered this long (the other connections' copies of the offer
+    # event arrive within milliseconds): their copies are not offered a second time.
+    DIRECTION_SECONDS = 2.0
 
     def __init__(self, try_claim: TryClaim, phones_of: PhonesOf, phones_online: PhonesOnline = lambda _: 0) -> None:
         self.try_claim = try_claim
@@ -112,14 +136,127 @@ class ClaimRounds:
         self.last_won: dict[int, float] = {}
         # Phones that let a round that waited for them pass: not waited for until they claim.
         self.missed: set[int] = set()
+        # Directed offers (`offer`): by message, the phone each went to first.
+        self.directions: dict[str, Direction] = {}
+        # Phone id → time.time() it was last chosen for a directed offer (the next offers
+        # go to other phones, even before its claim is in).
+        self.chosen_at: dict[int, float] = {}
+        # Phone id → its usual time from a directed offer to its claim (a moving average).
+        self.claim_seconds: dict[int, float] = {}
+
+    # --- directed offers ---
+
+    async def offer(self, arrived: Claimant, message_id: str, text: str) -> None:
+        """A message of `arrived`'s list was offered to the list (the offer event reaches
+        each of its connections here): the first copy offers it to the phone of this process
+        that is next in turn only, and every other phone here has it if that one has not
+        claimed it within a short wait (`_offer_wait`); the other copies do nothing."""
+        if message_id in self.directions or self.taken_until.get(message_id, 0.0) > time.monotonic():
+            return
+        if message_id in self.rounds:
+            return  # claimed here already (offered with the open work): its round decides
+        list_id = arrived.device.phone_list_id
+        chosen = self._next_in_turn(list_id) or arrived
+        pk = chosen.device.pk
+        now = time.monotonic()
+        self._forget_old_directions(now)
+        direction = Direction(list_id, pk, text, now)
+        self.directions[message_id] = direction
+        self.chosen_at[pk] = time.time()
+        loop = asyncio.get_running_loop()
+        direction.timer = loop.call_later(self._offer_wait(pk), self._open_to_all, message_id, direction, True)
+        await chosen.send_offer(text)
+
+    def _next_in_turn(self, list_id: int) -> Claimant | None:
+        """The phone of the list here that may take work and was assigned (or offered a
+        message) the longest ago; phones that missed their last turn come last."""
+        best: tuple[bool, float, int] | None = None
+        found = None
+        for connection in self.phones_of(list_id):
+            if connection.closed or not connection.may_take_work():
+                continue
+            pk = connection.device.pk
+            rank = (pk in self.missed, max(self._priority(pk), self.chosen_at.get(pk, 0.0)), pk)
+            if best is None or rank < best:
+                best, found = rank, connection
+        return found
+
+    def _offer_wait(self, device_id: int) -> float:
+        usual = self.claim_seconds.get(device_id)
+        if usual is None:
+            return self.OFFER_WAIT_MAX
+        return min(self.OFFER_WAIT_MAX, max(self.OFFER_WAIT_MIN, self.OFFER_WAIT_FACTOR * usual))
+
+    def _chosen_claims(self, message_id: str, device_id: int) -> None:
+        """The phone a message was directed to claims it: no opening it to all (the round
+        and the database decide from here), and its time to claim is measured."""
+        direction = self.directions.get(message_id)
+        if direction is None or direction.chosen != device_id or direction.claimed:
+            return
+        direction.claimed = True
+        self.missed.discard(device_id)  # late maybe, but it answers: its next turn waits for it
+        if direction.timer is not None:
+            direction.timer.cancel()
+            direction.timer = None
+        took = time.monotonic() - direction.sent_at
+        usual = self.claim_seconds.get(device_id)
+        self.claim_seconds[device_id] = took if usual is None else usual * 0.8 + took * 0.2
+
+    def _open_to_all(self, message_id: str, direction: Direction, late: bool) -> None:
+        """Every phone of the list here that may take work has the message now: the chosen
+        phone was `late` with its claim (it loses its turn), or its claim did not win."""
+        if self.directions.get(message_id) is not direction or direction.open_to_all:
+            return
+        direction.open_to_all = True
+        if direction.timer is not None:
+            direction.timer.cancel()
+            direction.timer = None
+        if late:
+            self.missed.add(direction.chosen)
+        current = self.rounds.get(message_id)
+        if current is not None and current.entrants and not current.settling:
+            self._settle(message_id)  # claims came in from elsewhere (open work): no more waiting
+        task = asyncio.get_running_loop().create_task(self._offer_to_all(message_id, direction))
+        task.add_done_callback(_log_failure)
+
+    async def _offer_to_all(self, message_id: str, direction: Direction) -> None:
+        for connection in list(self.phones_of(direction.list_id)):
+            if self.taken_until.get(message_id, 0.0) > time.monotonic():
+                return  # taken meanwhile
+            if connection.device.pk != direction.chosen and not connection.closed and connection.may_take_work():
+                await connection.send_offer(direction.text)
+
+    def _forget_old_directions(self, now: float) -> None:
+        while self.directions:
+            oldest = next(iter(self.directions))
+            direction = self.directions[oldest]
+            if now - direction.sent_at < self.DIRECTION_SECONDS:
+                return
+            if direction.timer is not None:
+                direction.timer.cancel()
+            del self.directions[oldest]
+
+    def _stop_waiting(self, message_id: str) -> None:
+        """The message was assigned: it is not opened to all. (Its direction is remembered a
+        little longer: the other copies of its offer event offer nothing, and the chosen
+        phone's time to claim is measured even when it was late.)"""
+        direction = self.directions.get(message_id)
+        if direction is not None and direction.timer is not None:
+            direction.timer.cancel()
+            direction.timer = None
+
+    def _drop_direction(self, message_id: str) -> None:
+        self._stop_waiting(message_id)
+        self.directions.pop(message_id, None)
 
     # --- entering a round ---
 
     async def claim(self, claimant: Claimant, message_id: str, *, alone: bool = False) -> Outcome:
         """This phone's claim of the message: the outcome once its round is settled."""
+        device = claimant.device
+        self._chosen_claims(message_id, device.pk)
         if self.taken_until.get(message_id, 0.0) > time.monotonic():
             return LOST
-        device = claimant.device
         self.missed.discard(device.pk)
         current = self.rounds.get(message_id)
         if current is None:
@@ -136,7 +273,7 @@ class ClaimRounds:
 
     def _open(self, message_id: str, list_id: int, *, alone: bool) -> Round:
         self._keep_pace(list_id)
-        opened = Round(list_id, alone=alone)
+        opened = Round(list_id, message_id, alone=alone)
         if not alone:
             opened.awaited = self._best_waiting(opened)
         loop = asyncio.get_running_loop()
@@ -168,10 +305,15 @@ class ClaimRounds:
 
     def _best_waiting(self, current: Round) -> int | None:
         """The phone this round still waits for: the least recently assigned of the list's
-        phones here that may take work, have not entered, and did not miss their last turn."""
+        phones here that may take work, have not entered, and did not miss their last turn;
+        of a message directed to one phone and not yet open to all, only that phone."""
+        direction = self.directions.get(current.message_id)
+        only = direction.chosen if direction is not None and not direction.open_to_all else None
         best: tuple[float, int] | None = None
         for connection in self.phones_of(current.list_id):
             pk = connection.device.pk
+            if only is not None and pk != only:
+                continue
             if pk in current.entrants or pk in self.missed or connection.closed or not connection.may_take_work():
                 continue
             rank = (self._priority(pk), pk)
@@ -183,6 +325,9 @@ class ClaimRounds:
         """Whether no phone still to come could rank before those that entered."""
         if current.alone:
             return True
+        direction = self.directions.get(current.message_id)
+        if direction is not None and direction.open_to_all:
+            return True  # its chosen phone was late already: the first claim here decides
         if current.awaited is not None and current.awaited != arrived:
             return False
         current.awaited = self._best_waiting(current)
@@ -236,6 +381,9 @@ class ClaimRounds:
             if won or gone:
                 # Late claims of it here are answered at once, and open no new round.
                 self._remember_taken(message_id)
+                self._stop_waiting(message_id)
+            elif (direction := self.directions.get(message_id)) is not None:
+                self._open_to_all(message_id, direction, late=False)  # the chosen phone may not take it
 
     async def _try(
         self, message_id: str, current: Round, claimant: Claimant, future: asyncio.Future[Outcome]
@@ -283,6 +431,7 @@ class ClaimRounds:
         """The message is open again (its phone failed it over to the list's other phones):
         claims of it go to a round and the database again."""
         self.taken_until.pop(message_id, None)
+        self._drop_direction(message_id)
 
     def _remember_taken(self, message_id: str) -> None:
         now = time.monotonic()

@@ -38,6 +38,17 @@ def _no_ipn_attempt_outlives_its_test():
 
 
 @pytest.fixture(autouse=True)
+def _fresh_claim_rounds(monkeypatch):
+    """Each test starts with the claim rounds of a freshly started server process: tests
+    reuse message ids (msg_0…), which a real server never sees twice so close together."""
+    from devices import consumers
+    from devices.rounds import ClaimRounds
+
+    fresh = ClaimRounds(consumers._claim, consumers.fleet.phones_of, consumers.fleet.phones_online)
+    monkeypatch.setattr(consumers, "claims", fresh)
+
+
+@pytest.fixture(autouse=True)
 def _close_async_test_connections():
     """Async tests reach the ORM in asgiref's shared sync thread and the phone consumer's ORM
     threads; close their connections afterwards so PostgreSQL can drop the test database."""

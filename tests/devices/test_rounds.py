@@ -180,3 +180,135 @@ async def test_a_phone_ahead_of_its_turn_waits_only_when_phones_of_its_list_are_
     await offer(rounds, phones, "msg_1")
     assert time.monotonic() - started < 0.25
     assert sorted(database.assigned.values()) == [1, 2]
+
+
+# --- Directed offers: a message offered to the list goes to the phone next in turn first ---
+
+
+@dataclass(eq=False)
+class Listening(Phone):
+    """A phone that claims what it is offered (after its delay), as the bench's phones do."""
+
+    rounds: ClaimRounds | None = None
+    offered: list[str] = field(default_factory=list)
+    results: dict[str, Result] = field(default_factory=dict)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def send_offer(self, text: str) -> None:
+        self.offered.append(text)  # the text stands for the offer frame of message `text`
+        if not self.silent:
+            task = asyncio.get_running_loop().create_task(self._claim(text))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _claim(self, message_id: str) -> None:
+        await asyncio.sleep(self.delay)
+        assert self.rounds is not None
+        self.results[message_id] = cast(Result, await self.rounds.claim(cast(Any, self), message_id))
+
+
+def directed(database: Database, phones: list[Listening]) -> ClaimRounds:
+    rounds = make_rounds(database, cast(list[Phone], phones))
+    for phone in phones:
+        phone.rounds = rounds
+    return rounds
+
+
+async def offer_to_list(rounds: ClaimRounds, phones: list[Listening], message_id: str) -> None:
+    """The offer event reaches every connection of the list (each gets its copy), then the
+    message's fate is awaited: assigned, or every phone that claims it answered."""
+    for phone in phones:
+        await rounds.offer(cast(Any, phone), message_id, message_id)
+    for _ in range(500):
+        await asyncio.sleep(0.002)
+        if not any(p.tasks for p in phones) and message_id in rounds.taken_until:
+            return
+
+
+async def test_an_offer_goes_only_to_the_phone_next_in_turn_so_equal_phones_take_turns():
+    phones = [Listening(pk) for pk in range(1, 6)]
+    database = Database()
+    rounds = directed(database, phones)
+    for n in range(50):
+        await offer_to_list(rounds, phones, f"msg_{n}")
+    assert Counter(database.assigned.values()) == {pk: 10 for pk in range(1, 6)}
+    assert sum(len(p.offered) for p in phones) == 50  # one offer frame a message, not one per phone
+    assert len(database.tries) == 50
+
+
+async def test_offers_that_arrive_together_are_directed_to_different_phones():
+    phones = [Listening(pk, delay=0.005) for pk in range(1, 6)]
+    database = Database()
+    rounds = directed(database, phones)
+    for n in range(20):  # a burst: the next offer arrives before the last one's claim
+        for phone in phones:
+            await rounds.offer(cast(Any, phone), f"msg_{n}", f"msg_{n}")
+    await asyncio.sleep(0.3)
+    assert Counter(database.assigned.values()) == {pk: 4 for pk in range(1, 6)}
+    assert sum(len(p.offered) for p in phones) == 20
+
+
+async def test_a_late_phone_delays_a_message_by_at_most_the_bounded_wait_and_loses_its_turn():
+    phones = [Listening(1, delay=0.5), Listening(2), Listening(3)]
+    database = Database()
+    rounds = directed(database, phones)
+    rounds.OFFER_WAIT_MAX = 0.1
+    rounds.ROUND_SECONDS = 5.0  # never waited for: after the wait the first claim decides
+    started = time.monotonic()
+    await rounds.offer(cast(Any, phones[0]), "msg_0", "msg_0")  # phone 1 is next in turn
+    for _ in range(200):
+        await asyncio.sleep(0.005)
+        if "msg_0" in database.assigned:
+            break
+    took = time.monotonic() - started
+    assert database.assigned["msg_0"] in (2, 3)
+    assert 0.09 < took < 0.3  # the wait, and not the slow phone's 0.5 s nor a 5 s round
+    await asyncio.sleep(0.6)
+    assert phones[0].results["msg_0"].message is None  # its late claim: taken
+    assert rounds.claim_seconds[1] >= 0.5  # measured: the next wait for it is the longest
+
+
+async def test_a_silent_phone_costs_one_wait_in_all():
+    phones = [Listening(1, silent=True), Listening(2), Listening(3)]
+    database = Database()
+    rounds = directed(database, phones)
+    rounds.OFFER_WAIT_MAX = 0.2
+    started = time.monotonic()
+    for n in range(10):
+        await offer_to_list(rounds, phones, f"msg_{n}")
+    assert time.monotonic() - started < 0.2 * 2  # phone 1 is offered first only once
+    assert set(database.assigned.values()) == {2, 3}
+    assert phones[0].offered[0] == "msg_0"  # it was next in turn, then missed it
+
+
+async def test_the_wait_for_a_phone_follows_its_usual_time_to_claim_within_bounds():
+    rounds = make_rounds(Database(), [])
+    assert rounds._offer_wait(1) == rounds.OFFER_WAIT_MAX  # not measured yet
+    rounds.claim_seconds[1] = 0.0001
+    assert rounds._offer_wait(1) == rounds.OFFER_WAIT_MIN
+    rounds.claim_seconds[1] = 0.002
+    assert rounds._offer_wait(1) == rounds.OFFER_WAIT_FACTOR * 0.002
+    rounds.claim_seconds[1] = 1.0
+    assert rounds._offer_wait(1) == rounds.OFFER_WAIT_MAX
+
+
+async def test_when_the_chosen_phones_claim_is_refused_the_others_are_offered_at_once():
+    phones = [Listening(1), Listening(2), Listening(3)]
+    database = Database(refused={1})  # phone 1 reached a cap, say
+    rounds = directed(database, phones)
+    rounds.OFFER_WAIT_MAX = 5.0
+    started = time.monotonic()
+    await offer_to_list(rounds, phones, "msg_0")
+    assert time.monotonic() - started < 1.0
+    assert database.assigned["msg_0"] in (2, 3)
+
+
+async def test_a_message_taken_elsewhere_is_offered_to_nobody_else_here():
+    phones = [Listening(1), Listening(2), Listening(3)]
+    database = Database()
+    database.assigned["msg_0"] = 99  # another server process's phone won it
+    rounds = directed(database, phones)
+    await offer_to_list(rounds, phones, "msg_0")
+    await asyncio.sleep(rounds.OFFER_WAIT_MAX * 2)
+    assert sum(len(p.offered) for p in phones) == 1
+    assert len(database.tries) == 1

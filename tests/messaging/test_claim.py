@@ -222,6 +222,9 @@ class Phone:
     def may_take_work(self) -> bool:
         return True
 
+    async def send_offer(self, text: str) -> None:
+        return None
+
 
 def rounds_of(phones: list[Phone]) -> ClaimRounds:
     return ClaimRounds(try_claim=consumers._claim, phones_of=lambda list_id: phones)
