@@ -614,6 +614,9 @@ def trace_summary(
         "messages": len(rows),
         "median": {k: (v if k in counts else round(v * 1000, 2)) for k, v in median.items()},
         "slowest_2pct_mean": {k: (v if k in counts else round(v * 1000, 2)) for k, v in slow_mean.items()},
+        # offered to more than one phone (all phones before directed offers; after them, the
+        # messages whose chosen phone was late or refused)
+        "offered_to_several": sum(1 for r in rows if r["offers_written"] > 1),
         "rounds_by_timer": sum(r["by_timer"] for r in rows),
         "slowest_2pct_by_timer": sum(r["by_timer"] for r in slow),
         "gc_pauses": len(pauses),
@@ -860,7 +863,8 @@ def print_trace(t: dict[str, Any]) -> None:
     for key, value in t["median"].items():
         print(f"    {key:18} {value:8.2f}  {t['slowest_2pct_mean'][key]:8.2f}")
     print(
-        f"    rounds ended by their timer: {t['rounds_by_timer']} (of the slowest 2 %: {t['slowest_2pct_by_timer']}); "
+        f"    offered to several phones: {t['offered_to_several']}; "
+        f"rounds ended by their timer: {t['rounds_by_timer']} (of the slowest 2 %: {t['slowest_2pct_by_timer']}); "
         f"GC pauses {t['gc_pauses']}, longest {t['gc_max_ms']} ms, over 5 ms {t['gc_over_5ms']}, "
         f"total {t['gc_total_ms']} ms"
     )

@@ -436,7 +436,7 @@ class DeviceConsumer(DrainingConsumer):
         elif self in fleet.held:
             # Offered to the list: the claim rounds offer it to the phone here next in turn
             # first, and to the others only if that one does not claim it in time.
-            await claims.offer(self, frame["message_id"], text)
+            await claims.offer(self, frame["message_id"], text, event.get("offer_id"))
             return
         await self.send(text_data=text)  # pinned to this phone, or not among the fleet's yet
 

@@ -1,27 +1,40 @@
-"""Who of this process's phones gets a message: claim rounds (docs/device-protocol.md,
-"Who gets a message").
+"""Who of this process's phones gets a message: directed offers and claim rounds
+(docs/device-protocol.md, "Who gets a message").
 
-Every phone of a list is offered each message, and the first claim used to win: the
-fastest phone took nearly everything. Here the claims of one message are collected for a
-short round (`ROUND_SECONDS` from the first claim of it in this process); then the phone
-whose last assignment is the oldest goes to the database with its claim, and the others
-get `taken` without reaching the database. The round ends early once the phone it waits
-for has claimed: the least recently assigned of this process's phones of the list that
-may take work, so a round usually lasts as long as that one phone needs to answer. A
-phone that does not claim within the round loses its turn (and the next rounds stop
-waiting for it until it claims again): a slow or silent phone never delays a message by
-more than one round.
+**Directed offers.** A message offered to a list (the offer event reaches every connection
+of the list in each server process) is offered here first to one phone only: the one next
+in turn, the least recently assigned (or offered a message) of this process's phones of
+the list that may take work now. If that phone has not claimed it within a short wait
+(`OFFER_WAIT_FACTOR` × its own usual time from offer to claim, within `OFFER_WAIT_MIN` and
+`OFFER_WAIT_MAX`), every other phone of the list here is offered it too, the late phone
+loses its turn (and comes last for the next ones until it claims again), and the first
+claim decides. One offer frame and one claim a message instead of one per phone, and no
+`taken` answers: the fan-out cost nothing to spread the work, but most of the server's
+work per message was in it (docs/benchmarks.md).
+
+**Claim rounds.** Work offered to every phone at once (the open work a phone is offered
+when it connects, becomes available, or on the periodic tick: bulk sends, leases that
+lapsed) is claimed by several phones. The claims of one message are collected for a short
+round (`ROUND_SECONDS` from the first claim of it in this process); then the phone whose
+last assignment is the oldest goes to the database with its claim, and the others get
+`taken` without reaching the database. The round ends early once the phone it waits for
+has claimed: the least recently assigned of this process's phones of the list that may
+take work (of a directed message, only the phone it was offered to), so a round usually
+lasts as long as that one phone needs to answer. A phone that does not claim within the
+round loses its turn (and the next rounds stop waiting for it until it claims again): a
+slow or silent phone never delays a message by more than one round.
 
 The database still decides every assignment: the chosen phone's claim is the one
 conditional UPDATE, and if it does not win (the phone became unavailable, reached a cap,
 or another server process's phone got there first) the next in order tries, unless the
-message is no longer open. Several server processes each run their own rounds for their
-own phones; between them, the UPDATE's row count decides, and the first chosen phone to
-reach the database would win every time. So when some of a list's phones are held by
-other processes, a chosen phone that is ahead of its turn (it was assigned more recently
-than the list's pace gives each phone: online phones × the time between its messages)
-waits up to `DEFER_SECONDS` before its claim, and a phone elsewhere that is due gets
-there first. With all of a list's phones in one process, nobody waits.
+message is no longer open (a directed message is then offered to the others at once).
+Several server processes each direct and run rounds for their own phones; between them,
+the UPDATE's row count decides, and the first chosen phone to reach the database would
+win every time. So when some of a list's phones are held by other processes, a chosen
+phone that is ahead of its turn (it was assigned more recently than the list's pace gives
+each phone: online phones × the time between its messages) waits up to `DEFER_SECONDS`
+before its claim, and a phone elsewhere that is due gets there first. With all of a
+list's phones in one process, nobody waits.
 """
 
 from __future__ import annotations
@@ -86,6 +99,7 @@ class Direction:
     """A message offered first to one phone of this process (`ClaimRounds.offer`)."""
 
     list_id: int
+    offer_id: str | None  # the offer event's (its copies reach every connection of the list here)
     chosen: int  # the phone it was offered to first
     text: str  # the offer frame, as JSON text
     sent_at: float  # time.monotonic() of the offer to the chosen phone
@@ -116,7 +130,7 @@ class ClaimRounds:
     # How long a directed offer waits for the chosen phone's claim before every phone of the
     # list here has it: this many times the phone's usual time to claim, within the bounds.
     OFFER_WAIT_FACTOR = 4.0
-    OFFER_WAIT_MIN = 0.005
+    OFFER_WAIT_MIN = 0.015  # a machine-wide stall (GC, a busy CPU) is not taken for a late phone
     OFFER_WAIT_MAX = 0.1  # also the wait for a phone not measured yet
     # A direction is remembered this long (the other connections' copies of the offer
     # event arrive within milliseconds): their copies are not offered a second time.
@@ -146,21 +160,26 @@ class ClaimRounds:
 
     # --- directed offers ---
 
-    async def offer(self, arrived: Claimant, message_id: str, text: str) -> None:
-        """A message of `arrived`'s list was offered to the list (the offer event reaches
-        each of its connections here): the first copy offers it to the phone of this process
-        that is next in turn only, and every other phone here has it if that one has not
-        claimed it within a short wait (`_offer_wait`); the other copies do nothing."""
-        if message_id in self.directions or self.taken_until.get(message_id, 0.0) > time.monotonic():
-            return
+    async def offer(self, arrived: Claimant, message_id: str, text: str, offer_id: str | None = None) -> None:
+        """A message of `arrived`'s list was offered to the list (the offer event `offer_id`
+        reaches each of its connections here): the first copy offers it to the phone of this
+        process that is next in turn only, and every other phone here has it if that one has
+        not claimed it within a short wait (`_offer_wait`); the other copies do nothing."""
+        previous = self.directions.get(message_id)
+        if previous is not None and previous.offer_id == offer_id:
+            return  # another copy of the same event
         if message_id in self.rounds:
             return  # claimed here already (offered with the open work): its round decides
+        # A new offer of the message: it is open (again, after a failover or a lapsed lease).
+        self.taken_until.pop(message_id, None)
+        if previous is not None:
+            self._drop_direction(message_id)
         list_id = arrived.device.phone_list_id
         chosen = self._next_in_turn(list_id) or arrived
         pk = chosen.device.pk
         now = time.monotonic()
         self._forget_old_directions(now)
-        direction = Direction(list_id, pk, text, now)
+        direction = Direction(list_id, offer_id, pk, text, now)
         self.directions[message_id] = direction
         self.chosen_at[pk] = time.time()
         loop = asyncio.get_running_loop()
@@ -431,7 +450,6 @@ class ClaimRounds:
         """The message is open again (its phone failed it over to the list's other phones):
         claims of it go to a round and the database again."""
         self.taken_until.pop(message_id, None)
-        self._drop_direction(message_id)
 
     def _remember_taken(self, message_id: str) -> None:
         now = time.monotonic()

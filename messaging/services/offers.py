@@ -8,6 +8,7 @@ groups and the sending are the devices app's (`devices.services.notify_group`).
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Collection
 from typing import Protocol
 
@@ -45,7 +46,10 @@ def offer_message(*, message: Offerable) -> None:
     )
     frame = offer_frame(message)
     text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
-    event: dict[str, object] = {"type": "message.offer", "frame": frame, "text": text}
+    # `offer_id`: the connections of one server process each get a copy of the event, and
+    # the claim rounds there direct one offer per event (devices/rounds.py), also when the
+    # same message is offered again (after a failover or a lapsed lease).
+    event: dict[str, object] = {"type": "message.offer", "frame": frame, "text": text, "offer_id": uuid.uuid4().hex}
     if message.pinned_device_id:
         event["pinned"] = True  # only this phone may take it: its claim round waits for nobody
     notify_group(group, event)

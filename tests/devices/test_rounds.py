@@ -214,11 +214,11 @@ def directed(database: Database, phones: list[Listening]) -> ClaimRounds:
     return rounds
 
 
-async def offer_to_list(rounds: ClaimRounds, phones: list[Listening], message_id: str) -> None:
+async def offer_to_list(rounds: ClaimRounds, phones: list[Listening], message_id: str, offer_id: str = "") -> None:
     """The offer event reaches every connection of the list (each gets its copy), then the
     message's fate is awaited: assigned, or every phone that claims it answered."""
     for phone in phones:
-        await rounds.offer(cast(Any, phone), message_id, message_id)
+        await rounds.offer(cast(Any, phone), message_id, message_id, offer_id or f"offer of {message_id}")
     for _ in range(500):
         await asyncio.sleep(0.002)
         if not any(p.tasks for p in phones) and message_id in rounds.taken_until:
@@ -286,8 +286,8 @@ async def test_the_wait_for_a_phone_follows_its_usual_time_to_claim_within_bound
     assert rounds._offer_wait(1) == rounds.OFFER_WAIT_MAX  # not measured yet
     rounds.claim_seconds[1] = 0.0001
     assert rounds._offer_wait(1) == rounds.OFFER_WAIT_MIN
-    rounds.claim_seconds[1] = 0.002
-    assert rounds._offer_wait(1) == rounds.OFFER_WAIT_FACTOR * 0.002
+    rounds.claim_seconds[1] = 0.01
+    assert rounds._offer_wait(1) == rounds.OFFER_WAIT_FACTOR * 0.01
     rounds.claim_seconds[1] = 1.0
     assert rounds._offer_wait(1) == rounds.OFFER_WAIT_MAX
 
@@ -312,3 +312,17 @@ async def test_a_message_taken_elsewhere_is_offered_to_nobody_else_here():
     await asyncio.sleep(rounds.OFFER_WAIT_MAX * 2)
     assert sum(len(p.offered) for p in phones) == 1
     assert len(database.tries) == 1
+
+
+async def test_a_message_offered_again_is_directed_again_and_copies_of_one_offer_are_not():
+    phones = [Listening(1), Listening(2)]
+    database = Database()
+    rounds = directed(database, phones)
+    await offer_to_list(rounds, phones, "msg_0", "first offer")
+    assert database.assigned == {"msg_0": 1}
+    await offer_to_list(rounds, phones, "msg_0", "first offer")  # a copy arriving late: nothing
+    assert sum(len(p.offered) for p in phones) == 1
+    del database.assigned["msg_0"]  # phone 1 failed it over: queued again, offered again
+    await offer_to_list(rounds, phones, "msg_0", "second offer")
+    assert database.assigned == {"msg_0": 2}
+    assert phones[1].offered == ["msg_0"]
