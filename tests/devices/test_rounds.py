@@ -262,7 +262,7 @@ async def test_a_late_phone_delays_a_message_by_at_most_the_bounded_wait_and_los
             break
     took = time.monotonic() - started
     assert database.assigned["msg_0"] in (2, 3)
-    assert 0.09 < took < 0.3  # the wait, and not the slow phone's 0.5 s nor a 5 s round
+    assert 0.09 < took < 0.45  # the wait, and not the slow phone's 0.5 s nor a 5 s round
     await asyncio.sleep(0.6)
     assert phones[0].results["msg_0"].message is None  # its late claim: taken
     assert rounds.claim_seconds[1] >= 0.5  # measured: the next wait for it is the longest
@@ -272,11 +272,11 @@ async def test_a_silent_phone_costs_one_wait_in_all():
     phones = [Listening(1, silent=True), Listening(2), Listening(3)]
     database = Database()
     rounds = directed(database, phones)
-    rounds.OFFER_WAIT_MAX = 0.2
+    rounds.OFFER_WAIT_MAX = 0.3
     started = time.monotonic()
     for n in range(10):
         await offer_to_list(rounds, phones, f"msg_{n}")
-    assert time.monotonic() - started < 0.2 * 2  # phone 1 is offered first only once
+    assert time.monotonic() - started < 0.3 * 2  # phone 1 is offered first only once, not 10 times
     assert set(database.assigned.values()) == {2, 3}
     assert phones[0].offered[0] == "msg_0"  # it was next in turn, then missed it
 
