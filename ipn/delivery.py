@@ -269,8 +269,10 @@ def _claim_due_events(
     """(the claimed events, whether any was due): up to `limit` due events, oldest first,
     none of the `busy` accounts' (an attempt of theirs is still running here).
     SKIP LOCKED lets workers side by side take different rows, and only the rows taken are
-    locked; the claim pushes `next_attempt_at` to the end of the lock, so a crashed
-    worker's events become due again by themselves."""
+    locked; the claim sets only `locked_until` (a due event is one whose lock has ended
+    too), so a crashed worker's events become due again by themselves, and the claim
+    changes no indexed column: PostgreSQL can update the row in place (HOT), without an
+    entry in each of its indexes."""
     until = now + lock_duration()
     with _bookkeeping():
         if connection.vendor == "postgresql":
@@ -286,15 +288,13 @@ def _claim_due_events(
                 .values_list("pk", flat=True)[:limit]
             )
             if picked:
-                IpnEvent.objects.filter(pk__in=picked).update(
-                    next_attempt_at=until, locked_until=until, attempts=F("attempts") + 1
-                )
+                IpnEvent.objects.filter(pk__in=picked).update(locked_until=until, attempts=F("attempts") + 1)
         if not picked:
             return [], False
     # The events only: their accounts' IPN settings are read once per account by the step
     # (an Account and an IpnEndpoint built for every event row cost more).
     claimed = IpnEvent.objects.select_related("smsgate_webhook").in_bulk(picked)
-    # In the order they were due (the claim gave them all the same `next_attempt_at`).
+    # In the order they were due.
     return [claimed[pk] for pk in picked if pk in claimed and claimed[pk].locked_until == until], True
 
 
@@ -318,8 +318,7 @@ WITH picked AS (
     LIMIT %(limit)s
     FOR UPDATE OF e SKIP LOCKED
 )
-UPDATE {IpnEvent} u SET {IpnEvent.next_attempt_at} = %(until)s, {IpnEvent.locked_until} = %(until)s,
-    {IpnEvent.attempts} = u.{IpnEvent.attempts} + 1
+UPDATE {IpnEvent} u SET {IpnEvent.locked_until} = %(until)s, {IpnEvent.attempts} = u.{IpnEvent.attempts} + 1
 FROM picked WHERE u.{IpnEvent.id} = picked.id
 RETURNING u.{IpnEvent.id}, picked.due
 """
