@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import multiprocessing as mp
 import os
 import pstats
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -55,7 +56,8 @@ WITH m AS (
     FROM m, unnest(ARRAY['sent', 'delivered']) s
     RETURNING id, created_at
 )
-INSERT INTO ipn_ipnattempt (event_id, at, url, status_code, latency_ms, error, response_body, outcome, is_replay, is_test)
+INSERT INTO ipn_ipnattempt (event_id, at, url, status_code, latency_ms, error, response_body, outcome, is_replay,
+    is_test)
 SELECT id, created_at, 'http://127.0.0.1/ipn', 200, 1, '', '', 'success', false, false FROM ipn
 """
 
@@ -127,7 +129,7 @@ def main() -> None:
         time.sleep(1)
     results: dict[str, list[tuple[float, float]]] = {}
 
-    def stage(name: str, calls: list[Callable[[], object]], profile: bool) -> list[object]:
+    def stage(name: str, calls: Sequence[Callable[[], object]], profile: bool) -> list[object]:
         profiler = cProfile.Profile() if profile else None
         before_backend, before = backend_cpu(), time.process_time()
         if profiler:
@@ -151,21 +153,18 @@ def main() -> None:
             pass
 
     for batch in range(args.batches + 1):  # the first is a warm-up
-        last = batch == args.batches
-        def profiled(name: str) -> bool:
-            return last and args.profile == name
-        ids = stage("send", [send] * args.messages, profiled("send"))
+        profiled = args.profile if batch == args.batches else ""
+        ids = [str(m) for m in stage("send", [send] * args.messages, profiled == "send")]
         pairs = [(devices[n % PHONES], message_id) for n, message_id in enumerate(ids)]
-        stage("claim", [lambda d=d, m=m: dispatch.claim_message(device=d, message_id=m) for d, m in pairs], profiled("claim"))
+        claims = [functools.partial(dispatch.claim_message, device=d, message_id=m) for d, m in pairs]
+        stage("claim", claims, profiled == "claim")
         for status in ("sent", "delivered"):
-            stage(
-                status,
-                [lambda d=d, m=m, s=status: dispatch.report_message(device=d, message_id=m, status=s) for d, m in pairs],
-                profiled(status),
-            )
+            reports = [
+                functools.partial(dispatch.report_message, device=d, message_id=m, status=status) for d, m in pairs
+            ]
+            stage(status, reports, profiled == status)
         time.sleep(0.1)
-        stage("worker", [worker], profiled("worker"))
-        results["worker"][-1] = tuple(v for v in results["worker"][-1])  # per message, both callbacks
+        stage("worker", [worker], profiled == "worker")  # per message: both its callbacks
         pending = IpnEvent.objects.filter(status=IpnEvent.Status.PENDING).count()
         assert pending == 0, pending
         if batch == 0:
