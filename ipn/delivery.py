@@ -274,21 +274,21 @@ def _claim_due_events(
     changes no indexed column: PostgreSQL can update the row in place (HOT), without an
     entry in each of its indexes."""
     until = now + lock_duration()
+    if connection.vendor == "postgresql":
+        events = _claim_in_one_statement(now, until, limit, busy)
+        return events, bool(events)
     with _bookkeeping():
-        if connection.vendor == "postgresql":
-            picked = _claim_in_one_statement(now, until, limit, busy)
-        else:
-            picked = list(
-                IpnEvent.objects.select_for_update(skip_locked=True)
-                .filter(status=IpnEvent.Status.PENDING, next_attempt_at__lte=now)
-                .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
-                .exclude(Exists(_earlier_unsettled(now)))
-                .exclude(account_id__in=busy)
-                .order_by("next_attempt_at", "id")
-                .values_list("pk", flat=True)[:limit]
-            )
-            if picked:
-                IpnEvent.objects.filter(pk__in=picked).update(locked_until=until, attempts=F("attempts") + 1)
+        picked = list(
+            IpnEvent.objects.select_for_update(skip_locked=True)
+            .filter(status=IpnEvent.Status.PENDING, next_attempt_at__lte=now)
+            .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
+            .exclude(Exists(_earlier_unsettled(now)))
+            .exclude(account_id__in=busy)
+            .order_by("next_attempt_at", "id")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if picked:
+            IpnEvent.objects.filter(pk__in=picked).update(locked_until=until, attempts=F("attempts") + 1)
         if not picked:
             return [], False
     # The events only: their accounts' IPN settings are read once per account by the step
@@ -302,7 +302,10 @@ def _claim_due_events(
 # earlier event of the same message unsettled: `_earlier_unsettled`), locked and stamped
 # in one statement written once, instead of a SELECT … FOR UPDATE and an UPDATE the ORM
 # compiles on every step (about 5 ms of the worker's CPU per step, most of it when nothing
-# is due; docs/benchmarks.md).
+# is due; docs/benchmarks.md). It returns the claimed rows themselves, and commits on its
+# own without waiting for the disk (`_bookkeeping`'s reason; `set_config(…, true)` is
+# SET LOCAL inside the statement): one round trip instead of BEGIN, SET, the claim, a
+# read of the rows and COMMIT.
 _CLAIM_SQL = """
 WITH picked AS (
     SELECT e.{IpnEvent.id} AS id, e.{IpnEvent.next_attempt_at} AS due FROM {IpnEvent} e
@@ -319,18 +322,27 @@ WITH picked AS (
     FOR UPDATE OF e SKIP LOCKED
 )
 UPDATE {IpnEvent} u SET {IpnEvent.locked_until} = %(until)s, {IpnEvent.attempts} = u.{IpnEvent.attempts} + 1
-FROM picked WHERE u.{IpnEvent.id} = picked.id
-RETURNING u.{IpnEvent.id}, picked.due
+FROM picked, (SELECT set_config('synchronous_commit', 'off', true)) AS quick_commit
+WHERE u.{IpnEvent.id} = picked.id
+RETURNING picked.due, {columns}
 """
 
 
 @cache
+def _event_fields() -> tuple[str, ...]:
+    return tuple(field.attname for field in IpnEvent._meta.concrete_fields)
+
+
+@cache
 def _claim_sql() -> str:
-    return sqlnames.sql(_CLAIM_SQL, quote=connection.ops.quote_name, IpnEvent=IpnEvent)
+    columns = ", ".join(f"u.{{IpnEvent.{name}}}" for name in _event_fields())
+    return sqlnames.sql(_CLAIM_SQL.replace("{columns}", columns), quote=connection.ops.quote_name, IpnEvent=IpnEvent)
 
 
-def _claim_in_one_statement(now: datetime, until: datetime, limit: int, busy: set[int] | frozenset[int]) -> list[int]:
-    """The ids claimed, in the order they were due."""
+def _claim_in_one_statement(
+    now: datetime, until: datetime, limit: int, busy: set[int] | frozenset[int]
+) -> list[IpnEvent]:
+    """The events claimed, in the order they were due, with their SMSGate webhooks."""
     params: dict[str, Any] = {
         "pending": IpnEvent.Status.PENDING,
         "now": now,
@@ -341,7 +353,18 @@ def _claim_in_one_statement(now: datetime, until: datetime, limit: int, busy: se
     with connection.cursor() as cursor:
         cursor.execute(_claim_sql(), params)
         rows = cursor.fetchall()
-    return [pk for pk, _due in sorted(rows, key=lambda row: (row[1], row[0]))]
+    # PostgreSQL's values need no conversion for these fields (Model.from_db as a queryset).
+    fields = _event_fields()
+    events = [IpnEvent.from_db(connection.alias, fields, row[1:]) for row in sorted(rows, key=lambda r: (r[0], r[1]))]
+    hook_ids = {event.smsgate_webhook_id for event in events if event.smsgate_webhook_id is not None}
+    if not hook_ids:
+        return events
+    hooks = SmsGateWebhook.objects.in_bulk(hook_ids)
+    for event in events:
+        if event.smsgate_webhook_id in hooks:
+            event.smsgate_webhook = hooks[event.smsgate_webhook_id]
+    # A webhook deleted meanwhile takes its events with it (CASCADE).
+    return [event for event in events if event.smsgate_webhook_id is None or event.smsgate_webhook_id in hooks]
 
 
 Attempted = tuple[IpnEvent, IpnEndpoint, IpnAttempt]
@@ -352,10 +375,71 @@ def _destination_key(event: IpnEvent) -> tuple[int, int | None]:
     return event.account_id, event.smsgate_webhook_id
 
 
+# `_finish_batch` on PostgreSQL when every attempt succeeded and no destination's health
+# changes (the common case): the attempt rows and the events' `delivered`, as one
+# statement that commits on its own without waiting for the disk (`_bookkeeping`), instead
+# of BEGIN, SET, an INSERT and an UPDATE compiled by the ORM, and COMMIT. Each event
+# changes only while it is still this claim's (its `locked_until`), as below.
+_DELIVERED_SQL = """
+WITH quick_commit AS (SELECT set_config('synchronous_commit', 'off', true)),
+logged AS (
+    INSERT INTO {IpnAttempt} ({attempt_columns})
+    SELECT * FROM unnest({attempt_arrays})
+)
+UPDATE {IpnEvent} u SET {IpnEvent.status} = %(delivered)s, {IpnEvent.delivered_at} = %(finished)s,
+    {IpnEvent.locked_until} = NULL
+FROM unnest(%(ids)s::bigint[], %(locks)s::timestamptz[]) AS mine(id, locked_until), quick_commit
+WHERE u.{IpnEvent.id} = mine.id AND u.{IpnEvent.locked_until} = mine.locked_until
+"""
+
+
+@cache
+def _attempt_fields() -> tuple[str, ...]:
+    return tuple(field.attname for field in IpnAttempt._meta.concrete_fields if not field.primary_key)
+
+
+@cache
+def _delivered_sql() -> str:
+    fields = [field for field in IpnAttempt._meta.concrete_fields if not field.primary_key]
+    columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
+    arrays = ", ".join(f"%(a{n})s::{field.db_type(connection)}[]" for n, field in enumerate(fields))
+    template = _DELIVERED_SQL.replace("{attempt_columns}", columns).replace("{attempt_arrays}", arrays)
+    return sqlnames.sql(template, quote=connection.ops.quote_name, IpnEvent=IpnEvent, IpnAttempt=IpnAttempt)
+
+
+def _all_delivered_quietly(attempted: list[Attempted], returned: list[IpnEvent], now: datetime) -> bool:
+    """Whether every event was attempted, with success, and no destination needs its
+    success stamped (`_needs_success_stamp`)."""
+    if returned or any(log.outcome != IpnAttempt.Outcome.SUCCESS for _e, _p, log in attempted):
+        return False
+    targets = {
+        _destination_key(event): event.smsgate_webhook if event.smsgate_webhook_id is not None else endpoint
+        for event, endpoint, _log in attempted
+    }
+    return not any(target is not None and _needs_success_stamp(target, now) for target in targets.values())
+
+
+def _finish_delivered_in_one_statement(attempted: list[Attempted], finished: datetime) -> None:
+    params: dict[str, Any] = {
+        f"a{n}": [getattr(log, name) for _e, _p, log in attempted] for n, name in enumerate(_attempt_fields())
+    }
+    params.update(
+        delivered=IpnEvent.Status.DELIVERED,
+        finished=finished,
+        ids=[event.pk for event, _p, _l in attempted],
+        locks=[event.locked_until for event, _p, _l in attempted],
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(_delivered_sql(), params)
+
+
 def _finish_batch(attempted: list[Attempted], returned: list[IpnEvent]) -> None:
     """Logs the attempts and schedules what follows each, with the endpoints' health, and
     gives back the events that were claimed but not attempted, in one commit."""
     finished = timezone.now()
+    if connection.vendor == "postgresql" and attempted and _all_delivered_quietly(attempted, returned, finished):
+        _finish_delivered_in_one_statement(attempted, finished)
+        return
     delivered: list[IpnEvent] = []
     with _bookkeeping():
         IpnAttempt.objects.bulk_create([log for _event, _endpoint, log in attempted])
@@ -390,10 +474,17 @@ def _finish_batch(attempted: list[Attempted], returned: list[IpnEvent]) -> None:
             # Not attempted: due again at once, and this claim's count taken back.
             (returned, {"next_attempt_at": finished, "attempts": F("attempts") - 1}),
         ):
-            if events:
-                IpnEvent.objects.filter(
-                    pk__in=[event.pk for event in events], locked_until=events[0].locked_until
-                ).update(locked_until=None, **changes)
+            # By claim: the outcomes of several steps' claims may be recorded together.
+            for locked_until, ids in _by_lock(events).items():
+                IpnEvent.objects.filter(pk__in=ids, locked_until=locked_until).update(locked_until=None, **changes)
+
+
+def _by_lock(events: list[IpnEvent]) -> dict[datetime | None, list[int]]:
+    """The events' ids by the claim that holds them (their `locked_until`)."""
+    found: dict[datetime | None, list[int]] = {}
+    for event in events:
+        found.setdefault(event.locked_until, []).append(event.pk)
+    return found
 
 
 def _finish(event: IpnEvent, endpoint: IpnEndpoint, log: IpnAttempt) -> None:

@@ -436,6 +436,35 @@ def test_a_receiver_that_never_answers_does_not_hold_other_accounts_next_callbac
     assert hung.locked_until is None and hung.status == IpnEvent.Status.PENDING
 
 
+def test_attempts_of_two_steps_recorded_together_each_settle_their_own_claim(
+    alice, alice_list, bob, bob_list, endpoint, receiver, make_receiver
+):
+    """Alice's and Bob's attempts, claimed by two steps (two locks), both outlive their
+    step and are recorded by a third: each event is settled, whichever claim holds it.
+    The second round has the destinations' success already stamped (the one-statement
+    record on PostgreSQL)."""
+    bobs_receiver = make_receiver()
+    bobs_receiver.secret = ipn_services.update_endpoint(account=bob, url=bobs_receiver.url, enabled=True).secret
+    for number in (1, 2):
+        receiver.replies.append(Reply(200, delay=0.8))
+        bobs_receiver.replies.append(Reply(200, delay=0.8))
+        events = [sent_event(alice, alice_list)]
+        assert delivery.deliver_one_due_event() is True  # Alice's, still running
+        events.append(sent_event(bob, bob_list))
+        assert delivery.deliver_one_due_event() is True  # Bob's, still running
+        for event in events:
+            event.refresh_from_db()
+        assert events[0].locked_until != events[1].locked_until
+        receiver.wait_for(number)
+        bobs_receiver.wait_for(number)
+        time.sleep(0.9)
+        delivery.deliver_one_due_event()
+        for event in events:
+            event.refresh_from_db()
+            settled = (event.status, event.locked_until, event.attempts_log.count())
+            assert settled == (IpnEvent.Status.DELIVERED, None, 1)
+
+
 def test_a_stopping_worker_records_the_attempt_still_running(alice, alice_list, endpoint, receiver):
     receiver.replies.append(Reply(200, delay=1.0))
     event = sent_event(alice, alice_list)
