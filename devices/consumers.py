@@ -27,6 +27,7 @@ from accounts.lib import safejson
 from devices import services
 from devices.consumer_base import DrainingConsumer, decode_frame, orm
 from devices.fleet import FleetScheduler
+from devices.lib import daphne_ws
 from devices.models import Device
 from devices.rounds import ClaimRounds
 from messaging import selectors
@@ -143,8 +144,11 @@ class DeviceConsumer(DrainingConsumer):
     device: Device
     available: bool
     bad_frames: int
-    last_frame_at: datetime
+    # When this consumer last handled a frame of the phone (see `last_frame_at`).
+    frame_at: datetime
     last_presence_write: datetime
+    # Daphne's protocol of this connection, which answers the phone's pings itself.
+    heard: daphne_ws.Heard | None = None
     frame_tasks: set[asyncio.Task[None]]
     # The last frame task of each message with frames in flight (see `receive`).
     message_frames: dict[str, asyncio.Task[None]]
@@ -156,6 +160,14 @@ class DeviceConsumer(DrainingConsumer):
     # Made on first use: most phones are never offered a pinned message (memory per connection).
     pinned_offers: frozenset[str] | set[str] = frozenset()
 
+    @property
+    def last_frame_at(self) -> datetime:
+        """When the phone last sent a frame: one this consumer handled, or a ping Daphne's
+        protocol answered (devices/lib/daphne_ws.py)."""
+        if self.heard is not None and self.heard.heard_at > self.frame_at.timestamp():
+            return datetime.fromtimestamp(self.heard.heard_at, UTC)
+        return self.frame_at
+
     # --- connection lifecycle ---
 
     async def connect(self) -> None:
@@ -165,7 +177,10 @@ class DeviceConsumer(DrainingConsumer):
         self.frame_tasks = set()
         self.message_frames = {}
         self.frames_in_flight = asyncio.Semaphore(MAX_FRAMES_IN_FLIGHT)
-        self.last_frame_at = self.last_presence_write = timezone.now()
+        self.frame_at = self.last_presence_write = timezone.now()
+        heard = daphne_ws.heard_from(self.scope)
+        if heard is not None:  # under Daphne (the class says None otherwise)
+            self.heard = heard
         await self.join_groups()
         await self.accept()
         # Joined before its open work is read: what is queued after the read is offered
@@ -225,7 +240,7 @@ class DeviceConsumer(DrainingConsumer):
         except FrameError as exc:
             await self._bad_frame(str(exc))
             return
-        self.last_frame_at = timezone.now()  # alive: the scheduler writes presence (devices/fleet.py)
+        self.frame_at = timezone.now()  # alive: the scheduler writes presence (devices/fleet.py)
         if content["type"] not in self.CONCURRENT_FRAMES:
             await self._handle(handler, content)
             return

@@ -54,8 +54,10 @@ class HeldConnection(Protocol):
     channel_name: str
     available: bool
     closed: bool
-    last_frame_at: datetime
     last_presence_write: datetime
+
+    @property
+    def last_frame_at(self) -> datetime: ...
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None: ...
 

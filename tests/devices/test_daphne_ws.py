@@ -99,3 +99,72 @@ def test_a_frame_to_a_phone_whose_close_is_under_way_is_dropped_quietly():
     for state in (protocol.STATE_CLOSING, protocol.STATE_CLOSED):
         protocol.state = state
         protocol.handle_reply({"type": "websocket.send", "text": '{"type":"pong"}'})  # Daphne alone raises here
+
+
+def test_daphne_answers_a_phones_ping_itself_and_the_fleets_pass_still_keeps_its_presence(tmp_path, alice_list):
+    """The idle phone's only frame is answered by the protocol (no trip through the
+    application) with the consumer's own pong; the fleet's pass reads when the protocol
+    last heard the phone, so presence stays fresh and the phone is not closed as idle."""
+    from django.db import connection
+
+    from devices.models import Device
+
+    device, token = factories.make_enrolled_device(phone_list=alice_list)
+
+    def last_seen():
+        try:
+            return Device.objects.get(pk=device.pk).last_seen_at
+        finally:
+            connection.close()  # a thread of its own: its connection must not outlive the test
+
+    # A forged connection header must not give a phone another connection's protocol.
+    headers = {"Authorization": f"Bearer {token}", "X-Phonefleet-Connection": "1"}
+
+    async def phone(url: str) -> list[str | bytes]:
+        pongs = []
+        async with connect(url, additional_headers=headers, proxy=None, open_timeout=20) as ws:
+            assert json.loads(await asyncio.wait_for(ws.recv(), 20))["type"] == "hello"
+            await ws.send('{"type":"state","available":true}')
+            await asyncio.sleep(1.5)
+            connected_at = await asyncio.to_thread(last_seen)
+            for spelling in ('{"type":"ping"}', '{"type": "ping"}', '{"type":"ping"}'):
+                await ws.send(spelling)
+                pongs.append(await asyncio.wait_for(ws.recv(), 20))
+                await asyncio.sleep(1.2)  # a pass of the fleet (DEVICE_TICK_SECONDS=1), no frame to the consumer
+            seen = await asyncio.to_thread(last_seen)
+            assert seen > connected_at  # the pings kept the lease fresh
+            await ws.send('{"type":"state","available":false,"battery":33}')  # other frames: the consumer's
+            await ws.send('{"type": "ping"}')
+            pongs.append(await asyncio.wait_for(ws.recv(), 20))
+        return pongs
+
+    with PhoneDaphne(tmp_path, flags=PHONE_DAPHNE_FLAGS, DEVICE_TICK_SECONDS="1", DEVICE_IDLE_SECONDS="2.5") as server:
+        pongs = asyncio.run(phone(ws_url(server)))
+        log = server.log_path.read_text()
+    assert pongs == ['{"type":"pong"}'] * 4
+    stored = Device.objects.get(pk=device.pk)
+    assert stored.battery == 33 and not stored.is_available
+    assert "Traceback" not in log and "ERROR" not in log
+
+
+def test_the_protocol_answers_pings_once_open_and_hands_every_other_frame_to_daphne():
+    from daphne.ws_protocol import WebSocketFactory
+
+    import config.asgi  # noqa: F401 - installs the protocol
+
+    protocol = WebSocketFactory.protocol.__new__(WebSocketFactory.protocol)
+    protocol.client_addr = None
+    sent, queued = [], []
+    protocol.sendMessage = lambda payload, is_binary: sent.append((payload, is_binary))
+
+    class Queue:
+        def put_nowait(self, message):
+            queued.append(message)
+
+    protocol.application_queue = Queue()
+    protocol.onMessage(b'{"type": "ping"}', False)
+    assert sent == [(b'{"type":"pong"}', False)] and queued == [] and protocol.heard_at > 0
+    protocol.onMessage(b'{"type":"state","available":true}', False)
+    protocol.onMessage(b'{"type":"ping"}', True)  # binary: the consumer's to refuse
+    assert [m.get("text", m.get("bytes")) for m in queued] == ['{"type":"state","available":true}', b'{"type":"ping"}']
+    assert len(sent) == 1
