@@ -420,6 +420,49 @@ async def test_a_phone_side_failure_offers_the_message_to_the_other_phone_and_pa
     await ws_b.disconnect()
 
 
+async def offer_to_list(phone_list, message_id: str, offer_id: str) -> None:
+    """The offer event the send API sends after commit (messaging.services.offers)."""
+    frame = {"type": "offer", "message_id": message_id, "to": "+39333", "msg": "hi", "parts": 1, "sim": None}
+    event = {"type": "message.offer", "frame": frame, "offer_id": offer_id}
+    await get_channel_layer().group_send(f"list.{phone_list.pk}", event)
+
+
+async def test_a_list_offer_goes_to_the_phone_next_in_turn_only(alice_list, phones_a_and_b, settings):
+    settings.DEVICE_TICK_SECONDS = 3600  # no periodic offer of the open work
+    (_, token_a), (_, token_b) = phones_a_and_b
+    ws_a, _ = await open_phone(token_a)
+    ws_b, _ = await open_phone(token_b)
+    message_id = await queued_message(alice_list)
+    await offer_to_list(alice_list, message_id, "offer 1")
+    assert (await ws_a.receive_json_from(timeout=5))["message_id"] == message_id  # neither assigned yet: A
+    await ws_a.send_json_to({"type": "claim", "message_id": message_id})
+    assert (await ws_a.receive_json_from(timeout=5))["type"] == "assign"
+    assert await ws_b.receive_nothing(timeout=0.3)  # no offer, no `taken`: one frame each way
+    await ws_a.disconnect()
+    await ws_b.disconnect()
+
+
+async def test_a_list_offer_goes_to_the_other_phones_when_the_chosen_one_is_late(alice_list, phones_a_and_b, settings):
+    from devices import consumers
+
+    settings.DEVICE_TICK_SECONDS = 3600
+    consumers.claims.OFFER_WAIT_MAX = 0.3  # the wait for a phone not measured yet
+    (_, token_a), (_, token_b) = phones_a_and_b
+    ws_a, _ = await open_phone(token_a)
+    ws_b, _ = await open_phone(token_b)
+    message_id = await queued_message(alice_list)
+    await offer_to_list(alice_list, message_id, "offer 1")
+    assert (await ws_a.receive_json_from(timeout=5))["message_id"] == message_id  # A does not answer
+    assert await ws_b.receive_nothing(timeout=0.1)
+    assert (await ws_b.receive_json_from(timeout=5))["message_id"] == message_id  # after the wait
+    await ws_b.send_json_to({"type": "claim", "message_id": message_id})
+    assert (await ws_b.receive_json_from(timeout=5))["type"] == "assign"
+    await ws_a.send_json_to({"type": "claim", "message_id": message_id})  # too late
+    assert await ws_a.receive_json_from(timeout=5) == {"type": "taken", "message_id": message_id}
+    await ws_a.disconnect()
+    await ws_b.disconnect()
+
+
 async def test_a_connect_is_offered_its_open_work_once_and_state_offers_it_again_only_on_becoming_available(
     phone, alice_list, monkeypatch
 ):
