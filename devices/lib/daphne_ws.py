@@ -162,7 +162,7 @@ def install() -> None:
 
         def onMessage(self, payload: bytes, isBinary: bool) -> None:
             self.heard_at = time.time()
-            if not isBinary and payload in PINGS and not self.muted:
+            if not isBinary and payload in PINGS and self.state == self.STATE_OPEN and not self.muted:
                 self.last_ping = self.heard_at  # as Daphne's onMessage: no keep-alive ping due
                 self.sendMessage(PONG, False)
                 return

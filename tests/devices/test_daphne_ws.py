@@ -162,9 +162,13 @@ def test_the_protocol_answers_pings_once_open_and_hands_every_other_frame_to_dap
             queued.append(message)
 
     protocol.application_queue = Queue()
+    protocol.state = protocol.STATE_OPEN
     protocol.onMessage(b'{"type": "ping"}', False)
     assert sent == [(b'{"type":"pong"}', False)] and queued == [] and protocol.heard_at > 0
     protocol.onMessage(b'{"type":"state","available":true}', False)
     protocol.onMessage(b'{"type":"ping"}', True)  # binary: the consumer's to refuse
     assert [m.get("text", m.get("bytes")) for m in queued] == ['{"type":"state","available":true}', b'{"type":"ping"}']
+    assert len(sent) == 1
+    protocol.state = protocol.STATE_CLOSING  # its close under way: no pong (autobahn would raise)
+    protocol.onMessage(b'{"type":"ping"}', False)
     assert len(sent) == 1
