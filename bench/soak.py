@@ -367,8 +367,12 @@ def start_daphne(app: str, port: int, env: dict[str, str], log_name: str) -> sub
         # The project under bench/traced_asgi.py: SIGUSR2 starts and stops a cProfile.
         env = {**env, "PF_TRACE_APP": "config.asgi", "PF_TRACE_FRAMES": "0"}
         app = "bench.traced_asgi:application"
+    backlog = env.get("PF_LISTEN_BACKLOG")
+    # Daphne listens with Twisted's default backlog (50) unless given an endpoint string.
+    listen = ["-e", f"tcp:port={port}:interface=127.0.0.1:backlog={backlog}"] if backlog else ["-b", "127.0.0.1"]
+    listen += [] if backlog else ["-p", str(port)]
     process = subprocess.Popen(
-        [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *DAPHNE_FLAGS, app],
+        [PY, "-m", "daphne", *listen, *DAPHNE_FLAGS, app],
         cwd=ROOT,
         env=env,
         stdout=(LOGS / log_name).open("ab"),
@@ -492,6 +496,8 @@ def main() -> None:
     parser.add_argument(
         "--profile", default="", help="write a cProfile of Daphne's event loop while messages flow to this path"
     )
+    parser.add_argument("--storm-seconds", type=float, default=180, help="after a restart, wait this long for all")
+    parser.add_argument("--backlog", type=int, default=0, help="listen backlog of the phones' Daphne (0: Daphne's 50)")
     parser.add_argument("--profile-idle", action="store_true", help="profile the idle phones (one --tick) instead")
     args = parser.parse_args()
 
@@ -517,6 +523,7 @@ def main() -> None:
     target_lists = [fleet[0][0]] if args.one_list else [t for t, _ in fleet]
 
     summary: dict[str, Any] = {"phones": args.phones, "lists": len(fleet), "tick_s": args.tick}
+    summary["listen_backlog"] = args.backlog or 50
     summary["load_average_at_start"] = round(load_at_start, 1)
     if args.bare:
         summary.update(measure_bare(env, tokens, args))
@@ -532,6 +539,7 @@ def main() -> None:
         "DEVICE_ACCEPT_RATE": str(args.accept_rate),
         "PGAPPNAME": "soak-daphne",
         "PF_PROFILE": args.profile,
+        "PF_LISTEN_BACKLOG": str(args.backlog or ""),
     }
     try:
         ws_port, api_port = free_port(), free_port()
@@ -652,7 +660,7 @@ def storm(
     sender.start()
     procs.append(start_daphne("config.asgi:application", ws_port, daphne_env, "daphne.log"))
     serving_s = time.monotonic() - killed_at
-    while clients.connected() < args.phones and time.monotonic() - killed_at < 180:
+    while clients.connected() < args.phones and time.monotonic() - killed_at < args.storm_seconds:
         time.sleep(0.25)
     held = clients.connected()
     last_back = max(clients.ask("last_back"))
