@@ -69,6 +69,52 @@ def sql(db_url: str, statement: str) -> list[tuple[Any, ...]]:
         return cursor.fetchall() if cursor.description else []
 
 
+# `write_history`: delivered messages of the past for the database's first account, spread
+# over its first list's phones, each with its timeline (assigned, sent, delivered), its two
+# callbacks' outbox rows and one attempt row each, as a service in use has them.
+_HISTORY_SQL = """
+WITH target AS (
+    SELECT a.id AS account, l.id AS list,
+        ARRAY(SELECT d.id FROM devices_device d WHERE d.phone_list_id = l.id ORDER BY d.id) AS devices
+    FROM accounts_account a JOIN devices_phonelist l ON l.account_id = a.id ORDER BY a.id, l.id LIMIT 1
+), m AS (
+    INSERT INTO messaging_message (public_id, account_id, phone_list_id, device_id, "to", text, sealed_text, parts,
+        encoding, ref, batch_id, cost, status, error, send_at, expires_at, attempts, created_at, assigned_at,
+        sent_at, delivered_at)
+    SELECT 'msg_history' || g, target.account, target.list,
+        target.devices[1 + g % greatest(cardinality(target.devices), 1)], '+393331234567', 'History ' || g, '', 1,
+        'gsm7', '', '', 1, 'delivered', '', t, t + interval '1 day', 1, t, t, t, t
+    FROM target, generate_series(1, {messages}) g,
+        LATERAL (SELECT now() - interval '30 days' + g * interval '1 second' AS t) s
+    RETURNING id, account_id, device_id, created_at
+), ev AS (
+    INSERT INTO messaging_messageevent (message_id, status, device_id, detail, at)
+    SELECT id, s, device_id, '', created_at FROM m, unnest(ARRAY['assigned', 'sent', 'delivered']) s
+), ipn AS (
+    INSERT INTO ipn_ipnevent (webhook_id, account_id, type, message_id, body, content_type, status, attempts,
+        schedule_started_at, replays, next_attempt_at, occurred_at, created_at, delivered_at)
+    SELECT 'evt_history' || id || s, account_id, 'message.' || s, id, '{{}}', 'application/json', 'delivered', 1,
+        created_at, 0, created_at, created_at, created_at, created_at
+    FROM m, unnest(ARRAY['sent', 'delivered']) s
+    RETURNING id, created_at
+)
+INSERT INTO ipn_ipnattempt (event_id, at, url, status_code, latency_ms, error, response_body, outcome, is_replay,
+    is_test)
+SELECT id, created_at, 'http://127.0.0.1/ipn', 200, 1, '', '', 'success', false, false FROM ipn
+"""
+
+
+def write_history(db_url: str, messages: int) -> float:
+    """Writes `messages` delivered messages of the past (`_HISTORY_SQL`) and runs VACUUM
+    ANALYZE, so the planner sees tables of a service in use rather than a fresh database's
+    (whose statements, prepared in the first second, keep plans made for empty tables).
+    Returns the seconds it took."""
+    started = time.perf_counter()
+    sql(db_url, _HISTORY_SQL.format(messages=int(messages)))
+    sql(db_url, "VACUUM ANALYZE")
+    return time.perf_counter() - started
+
+
 def flush_redis(redis_url: str) -> None:
     import redis
 

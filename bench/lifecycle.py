@@ -30,36 +30,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness import cpu_sample, django_in_process
+from harness import cpu_sample, django_in_process, write_history
 from send import _receiver
 
 DB_URL = os.environ.get("LIFECYCLE_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/phonefleet_lifecycle")
 PHONES = 10
-
-HISTORY_SQL = """
-WITH m AS (
-    INSERT INTO messaging_message (public_id, account_id, phone_list_id, device_id, "to", text, sealed_text, parts,
-        encoding, ref, batch_id, cost, status, error, send_at, expires_at, attempts, created_at, assigned_at,
-        sent_at, delivered_at)
-    SELECT 'msg_hist' || g, %(account)s, %(list)s, (%(devices)s::bigint[])[1 + g %% {phones}], '+393331234567',
-        'History ' || g, '', 1, 'gsm7', '', '', 1, 'delivered', '', t, t + interval '1 day', 1, t, t, t, t
-    FROM generate_series(1, %(n)s) g, LATERAL (SELECT now() - interval '30 days' + g * interval '1 second' AS t) s
-    RETURNING id, device_id, created_at
-), ev AS (
-    INSERT INTO messaging_messageevent (message_id, status, device_id, detail, at)
-    SELECT id, s, device_id, '', created_at FROM m, unnest(ARRAY['assigned', 'sent', 'delivered']) s
-), ipn AS (
-    INSERT INTO ipn_ipnevent (webhook_id, account_id, type, message_id, body, content_type, status, attempts,
-        schedule_started_at, replays, next_attempt_at, occurred_at, created_at, delivered_at)
-    SELECT 'evt_hist' || id || s, %(account)s, 'message.' || s, id, '{{}}', 'application/json', 'delivered', 1,
-        created_at, 0, created_at, created_at, created_at, created_at
-    FROM m, unnest(ARRAY['sent', 'delivered']) s
-    RETURNING id, created_at
-)
-INSERT INTO ipn_ipnattempt (event_id, at, url, status_code, latency_ms, error, response_body, outcome, is_replay,
-    is_test)
-SELECT id, created_at, 'http://127.0.0.1/ipn', 200, 1, '', '', 'success', false, false FROM ipn
-"""
 
 
 def backend_cpu() -> float:
@@ -106,13 +81,8 @@ def main() -> None:
     )
     with connection.cursor() as cursor:
         cursor.execute("UPDATE accounts_apikey SET rate_limit_per_minute = 1000000000")
-        if args.history:
-            started = time.perf_counter()
-            cursor.execute(
-                HISTORY_SQL.format(phones=PHONES),
-                {"account": account.pk, "list": phone_list.pk, "devices": [d.pk for d in devices], "n": args.history},
-            )
-            print(f"history: {args.history} messages in {time.perf_counter() - started:.0f} s")
+    if args.history:
+        print(f"history: {args.history} messages in {write_history(DB_URL, args.history):.0f} s")
     with connection.cursor() as cursor:
         if os.environ.get("LIFECYCLE_SETUP_SQL"):
             cursor.execute(os.environ["LIFECYCLE_SETUP_SQL"])

@@ -33,6 +33,11 @@ figure is negative; a process that ends inside the window loses its last part (c
 and printed). Redis is shared with other sessions and not counted (0.1–0.2 ms a message
 when it was).
 
+`--e2e-history N` writes N delivered messages of the past before the end-to-end runs
+(bench/harness.py `write_history`): on a fresh database the statements the servers prepare
+in the first second keep plans made for empty tables (sequential scans) until autovacuum
+analyzes them, which a service in use does not see.
+
 Environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/phonefleet_bench;
 the database is dropped and re-created), BENCH_REDIS_URL (default redis://127.0.0.1:6379/15).
 """
@@ -74,6 +79,7 @@ from harness import (
     sql,
     stop,
     wait_http,
+    write_history,
 )
 
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/phonefleet_bench"
@@ -741,6 +747,13 @@ def main() -> None:
     parser.add_argument("--e2e-callbacks", default="off,on", help="end-to-end runs with callbacks off, on")
     parser.add_argument("--e2e-seconds", type=float, default=10)
     parser.add_argument("--e2e-runs", type=int, default=2, help="measured end-to-end runs per setting")
+    parser.add_argument(
+        "--e2e-history",
+        type=int,
+        default=0,
+        help="delivered messages of the past (with their timeline, callbacks and attempts) written before the"
+        " end-to-end runs, so PostgreSQL plans for tables of a service in use; default 0 (a fresh database)",
+    )
     args = parser.parse_args()
     phases = set(args.phases.split(","))
 
@@ -808,6 +821,9 @@ def main() -> None:
                 )
                 sql(db_url, "UPDATE messaging_message SET status = 'cancelled' WHERE status IN ('queued', 'assigned')")
             if "e2e" in phases and kind in args.e2e_servers.split(","):
+                if args.e2e_history:
+                    took = write_history(db_url, args.e2e_history)
+                    print(f"history: {args.e2e_history} delivered messages written in {took:.0f} s")
                 row["e2e"] = end_to_end(api, ws, env, db_url, secret, tokens, args)
             results[kind] = row
         print_row(kind, row, clients, args)
