@@ -12,24 +12,15 @@ The accept rate is a ceiling, not what a busy process manages: on a loaded machi
 Daphne finished 15–20 phone connects a second against an accept rate of 300 (docs/
 benchmarks.md), so a second's worth in progress waited 15 s and more (the agent gives up
 after 10) and the slots handed out were twenty times too early. So while the process is
-busy it measures how many handshakes it finishes a second; the handshakes in progress are
-then bounded to PENDING_SECONDS of that, and the slots are handed out at that rate.
-
-Busy means slow: the handshakes finished in a window waited SLOW_SECONDS on average, or
-one in progress has waited that long. (It used to mean "someone was told to wait", and
-then the measurement fed on itself: after a restart of 10,000 phones the process, told
-to hand out slots at the few handshakes a second it had finished, finished only what
-those slots brought, and stayed idle at that rate while thousands waited for their
-slots: 7,414 back after 180 s, docs/benchmarks.md.) A window whose handshakes were quick
-forgets the measurement, so the process takes on more until they slow down.
+busy (someone was told to wait, or the handshakes in progress reached their bound), it
+measures how many handshakes it finishes a second; the handshakes in progress are then
+bounded to PENDING_SECONDS of that, and the slots are handed out at that rate.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import math
-import time
 from dataclasses import dataclass, field
 
 logger = logging.getLogger(__name__)
@@ -45,9 +36,6 @@ SHED_LOG_SECONDS = 10.0
 PENDING_SECONDS = 2.0
 MIN_PENDING = 10
 MEASURE_SECONDS = 2.0
-# A handshake that waits this long (token check, groups, marking the phone connected,
-# normally a few milliseconds) means the process is not keeping up.
-SLOW_SECONDS = 0.5
 
 
 @dataclass
@@ -69,9 +57,7 @@ class Admission:
     measured: float | None = None
     window_start: float | None = None
     window_finished: int = 0
-    window_waited: float = 0.0  # seconds the handshakes finished in the window took, in all
-    # When the handshakes in progress were taken on, oldest first (they finish about in order).
-    started: collections.deque[float] = field(default_factory=collections.deque)
+    window_busy: bool = False
 
     def __post_init__(self) -> None:
         self.tokens = float(self.burst)
@@ -85,7 +71,6 @@ class Admission:
         if self.pending < self.pending_bound() and self.tokens >= 1:
             self.tokens -= 1
             self.pending += 1
-            self.started.append(now)
             return None
         return self.later(now)
 
@@ -104,35 +89,32 @@ class Admission:
         """Counts one phone told to try later; the whole seconds after which to come back
         (the next free slot)."""
         self.shed += 1
+        self.window_busy = True
         self.next_ticket = max(self.next_ticket, now) + 1 / (self.slot_rate() * TICKET_SHARE)
         return min(MAX_RETRY_AFTER, max(1, math.ceil(self.next_ticket - now)))
 
-    def leave(self, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
+    def leave(self) -> None:
         self.pending -= 1
         self.window_finished += 1
-        if self.started:
-            self.window_waited += max(0.0, now - self.started.popleft())
 
     def _measure(self, now: float) -> None:
         """Closes a measuring window every MEASURE_SECONDS: the rate it finished handshakes
-        at becomes (half of) `measured` if the process was busy (slow) in it; a window that
-        was not forgets the measurement (the process has room again)."""
+        at becomes (half of) `measured` if the process was busy in it; a window that was
+        not busy forgets the measurement (the process has room again)."""
+        if self.pending >= self.pending_bound():
+            self.window_busy = True
         if self.window_start is None:
             self.window_start = now
             return
         elapsed = now - self.window_start
         if elapsed < MEASURE_SECONDS:
             return
-        slow = bool(self.started) and now - self.started[0] >= SLOW_SECONDS
-        if self.window_finished:
-            slow = slow or self.window_waited / self.window_finished >= SLOW_SECONDS
-        if slow:
+        if self.window_busy:
             finished = self.window_finished / elapsed
             self.measured = finished if self.measured is None else (self.measured + finished) / 2
         else:
             self.measured = None
-        self.window_start, self.window_finished, self.window_waited = now, 0, 0.0
+        self.window_start, self.window_finished, self.window_busy = now, 0, False
 
     def shed_to_log(self, now: float) -> tuple[int, float] | None:
         """(phones told to try later, over how many seconds) once shedding starts and then
