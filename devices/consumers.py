@@ -159,6 +159,10 @@ class DeviceConsumer(DrainingConsumer):
     reoffer: asyncio.TimerHandle | None = None
     # Made on first use: most phones are never offered a pinned message (memory per connection).
     pinned_offers: frozenset[str] | set[str] = frozenset()
+    # The connect just offered the open work: the `state` every phone sends right after its
+    # `hello` need not read it again. Any later `state: available` does ("more, please":
+    # the connect offers at most OFFER_BATCH).
+    offered_on_connect: bool = False
 
     @property
     def last_frame_at(self) -> datetime:
@@ -202,6 +206,7 @@ class DeviceConsumer(DrainingConsumer):
             }
         )
         await self._offer_messages(work)
+        self.offered_on_connect = True
         if not self.closed:
             fleet.register(self)
 
@@ -386,9 +391,10 @@ class DeviceConsumer(DrainingConsumer):
         await _set_state(self.device.pk, available, battery, signal)
         was_available, self.available = self.available, available
         self.last_presence_write = timezone.now()
-        if available and not was_available:
-            # Only on becoming available: an available phone was offered its open work on
-            # connect and every offer since (every phone says `state` right after connecting).
+        just_offered, self.offered_on_connect = self.offered_on_connect, False
+        if available and not (was_available and just_offered):
+            # Not for the `state` right after connecting while it was available: the connect
+            # offered its open work a moment ago. Otherwise it asks for more, or became free.
             await self.offer_open_work()
 
     async def on_incoming(self, content: dict[str, Any]) -> None:

@@ -494,6 +494,30 @@ async def test_a_connect_is_offered_its_open_work_once_and_state_offers_it_again
     await ws.disconnect()
 
 
+async def test_an_available_phone_that_asks_for_more_is_offered_the_work_past_the_connects_batch(phone, alice_list):
+    """The connect offers at most OFFER_BATCH messages; a phone that has handled them says
+    `state: available` again ("more, please") and is offered the rest at once, not at the
+    fleet's next tick."""
+    from devices.consumers import OFFER_BATCH
+
+    def queue() -> list[str]:
+        return [factories.make_message(phone_list=alice_list).public_id for _ in range(OFFER_BATCH + 3)]
+
+    queued = await database_sync_to_async(queue)()
+    ws, _hello = await open_phone(phone[1])
+    first = [(await ws.receive_json_from(timeout=5))["message_id"] for _ in range(OFFER_BATCH)]
+    assert first == queued[:OFFER_BATCH]
+    await ws.send_json_to({"type": "state", "available": True})  # right after hello: no second read
+    for message_id in first:
+        await ws.send_json_to({"type": "claim", "message_id": message_id})
+    assigned = [await ws.receive_json_from(timeout=5) for _ in first]
+    assert {(frame["type"], frame["message_id"]) for frame in assigned} == {("assign", mid) for mid in first}
+    await ws.send_json_to({"type": "state", "available": True})  # more, please
+    rest = [(await ws.receive_json_from(timeout=5))["message_id"] for _ in queued[OFFER_BATCH:]]
+    assert rest == queued[OFFER_BATCH:]
+    await ws.disconnect()
+
+
 async def test_a_phone_unavailable_when_it_connects_is_offered_its_work_when_it_says_it_is_available(phone, alice_list):
     await database_sync_to_async(Device.objects.filter(pk=phone[0].pk).update)(is_available=False)
     message = await database_sync_to_async(factories.make_message)(phone_list=alice_list)
