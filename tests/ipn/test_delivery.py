@@ -5,6 +5,7 @@ import random
 import resource
 import threading
 import time
+from concurrent import futures
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -396,9 +397,10 @@ def test_one_accounts_slow_receiver_does_not_hold_up_another_accounts_callback(
     assert bobs_receiver.wait_for(1)[0].at - started < 1.0
     fast.refresh_from_db()
     assert fast.status == IpnEvent.Status.DELIVERED
-    # Alice's receiver is still answering: a later step records it.
-    receiver.wait_for(1)
-    time.sleep(1.6)
+    # Alice's receiver is still answering: a later step records it once it has answered.
+    slow.refresh_from_db()
+    assert slow.status == IpnEvent.Status.PENDING
+    futures.wait(list(delivery._in_flight.turns.values()))
     delivery.deliver_one_due_event()
     slow.refresh_from_db()
     assert slow.status == IpnEvent.Status.DELIVERED
@@ -428,7 +430,7 @@ def test_a_receiver_that_never_answers_does_not_hold_other_accounts_next_callbac
     assert (alices_next.attempts, alices_next.locked_until) == (0, None)  # not claimed while hers runs
     assert len(receiver.requests) == 1
     # The timeout ends her attempt; a later step records it as a timeout and schedules the retry.
-    time.sleep(max(0.0, started + 4.5 - time.monotonic()))
+    futures.wait(list(delivery._in_flight.turns.values()))
     delivery.deliver_one_due_event()
     hung.refresh_from_db()
     attempt = hung.attempts_log.get()
@@ -455,9 +457,7 @@ def test_attempts_of_two_steps_recorded_together_each_settle_their_own_claim(
         for event in events:
             event.refresh_from_db()
         assert events[0].locked_until != events[1].locked_until
-        receiver.wait_for(number)
-        bobs_receiver.wait_for(number)
-        time.sleep(0.9)
+        futures.wait(list(delivery._in_flight.turns.values()))  # both answered, neither recorded
         delivery.deliver_one_due_event()
         for event in events:
             event.refresh_from_db()
