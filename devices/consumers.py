@@ -3,7 +3,8 @@
 Async, because one process holds many idle phones and answers pings and offers without
 a thread hop; the ORM is reached only through the small helpers below (see
 `bench/consumer.py` for the measurement). The database is the truth: on connect,
-on becoming available (`state`), on `work.available` hints and on a periodic tick the phone
+on `state: available` (but the one right after the connect's own offers), on
+`work.available` hints and on a periodic tick the phone
 is offered the open work from the database, so nothing depends on a channel-layer
 message arriving. The periodic checks of all the connections of a process (idle, presence,
 disabled, open work) are one scheduler's (`devices/fleet.py`), not a timer per connection.
