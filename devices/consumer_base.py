@@ -20,13 +20,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import functools
 import logging
+import os
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from asgiref.sync import SyncToAsync
 from asgiref.typing import ASGIReceiveCallable as Receive
 from asgiref.typing import ASGISendCallable as Send
 from channels.consumer import get_handler_name
@@ -34,7 +37,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
-from django.db import connections
+from django.db import close_old_connections, connections
 
 from accounts import errors
 from accounts.lib import safejson
@@ -70,15 +73,36 @@ _orm_pool = ThreadPoolExecutor(
 )
 
 
+def _in_orm_thread(loop: asyncio.AbstractEventLoop, func: Callable[..., T], args: tuple[Any, ...]) -> T:
+    """In a pool thread: what Channels' `database_sync_to_async` does around a call (stale
+    connections closed before and after), and asgiref's note of the event loop, so that
+    `async_to_sync` inside the call (the in-memory channel layer) runs on the server's loop."""
+    local = SyncToAsync.threadlocal
+    local.main_event_loop, local.main_event_loop_pid, local.task_context = loop, os.getpid(), []
+    close_old_connections()
+    try:
+        return func(*args)
+    finally:
+        close_old_connections()
+
+
 def orm(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
-    """Runs a short ORM function off the event loop (closing stale connections around it)."""
-    pooled: Callable[..., Awaitable[T]] = database_sync_to_async(func, thread_sensitive=False, executor=_orm_pool)
+    """Runs a short ORM function off the event loop (closing stale connections around it).
+
+    Straight through `run_in_executor`, not asgiref's `SyncToAsync`: that one copies every
+    context variable into the thread and back on each call (`_restore_context`, twice) and
+    shields the future, about 0.4 ms of the event loop's CPU per call, and a phone connect
+    makes three calls, a message four (bench/connect_cost.py, docs/benchmarks.md). The
+    caller's context variables are still visible in the thread (a copy); what the call
+    sets in them stays there, as no caller reads it back. A cancelled caller does not stop
+    the call: it runs to its end in its thread, as with asgiref."""
 
     @functools.wraps(func)
     async def call(*args: Any) -> T:
         if ORM_THREAD_SENSITIVE:
             return await database_sync_to_async(func)(*args)  # type: ignore[no-any-return]
-        return await pooled(*args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_orm_pool, contextvars.copy_context().run, _in_orm_thread, loop, func, args)
 
     return call
 
