@@ -124,6 +124,37 @@ async def test_it_stores_availability_battery_and_signal_from_state(phone):
     await ws.disconnect()
 
 
+async def test_a_state_that_changes_nothing_is_not_written(phone, monkeypatch):
+    """Every phone repeats its state right after `hello`: written only when it changes
+    availability, battery or signal (one statement less per connect)."""
+    device, token = phone
+    writes = []
+    store = services.set_device_state
+    monkeypatch.setattr(services, "set_device_state", lambda **kwargs: (writes.append(kwargs), store(**kwargs)))
+    ws, _hello = await open_phone(token)
+
+    async def state(frame: dict) -> Device:
+        await ws.send_json_to({"type": "state", **frame})
+        await ws.send_json_to({"type": "ping"})
+        assert await ws.receive_json_from(timeout=5) == {"type": "pong"}
+        return await reload(device)
+
+    await state({"available": True})  # as it was
+    assert writes == []
+    stored = await state({"available": True, "battery": 80, "signal": -70})
+    assert len(writes) == 1 and (stored.battery, stored.signal) == (80, -70)
+    await state({"available": True, "battery": 80, "signal": -70})  # the same again
+    await state({"available": True, "battery": 80})
+    assert len(writes) == 1
+    stored = await state({"available": True, "battery": 79})
+    assert len(writes) == 2 and (stored.is_available, stored.battery, stored.signal) == (True, 79, -70)
+    stored = await state({"available": False, "battery": 79})
+    assert len(writes) == 3 and not stored.is_available
+    stored = await state({"available": True})
+    assert len(writes) == 4 and stored.is_available
+    await ws.disconnect()
+
+
 @pytest.mark.parametrize(
     "frame",
     [
