@@ -129,6 +129,42 @@ def test_open_messages_are_listed_oldest_first(alice_list, two_phones):
     assert [m.pk for m in dispatch.open_messages_for_device(device=a)] == [first.pk, second.pk]
 
 
+def test_the_open_work_statement_selects_what_the_queryset_does(alice_list, bob_list, two_phones):
+    """`open_messages_for_device` is a hand-written statement (every phone connect runs it);
+    each of its conditions against the ORM queryset it replaces, and the fields it loads."""
+    (a, _), (b, _) = two_phones
+    now = timezone.now()
+    past = factories.make_message(phone_list=alice_list, send_at=now - timedelta(minutes=3), text="oldest")
+    same_time = [factories.make_message(phone_list=alice_list, send_at=now - timedelta(minutes=2)) for _ in range(2)]
+    pinned_to_a = factories.make_message(pinned_device=a)
+    factories.make_message(pinned_device=b)  # pinned to the other phone
+    factories.make_message(phone_list=bob_list)  # another list
+    factories.make_message(phone_list=alice_list, send_at=now + timedelta(hours=1))  # not due
+    factories.make_message(phone_list=alice_list, ttl=timedelta(seconds=-1))  # expired
+    factories.make_message(phone_list=alice_list, status=Message.Status.ASSIGNED, device=b)  # taken
+    failed_by_a = factories.make_message(phone_list=alice_list)
+    MessageEvent.objects.create(message=failed_by_a, device=a, status="failed", at=now)
+
+    def both(device: Device, limit: int = 100) -> tuple[list, list]:
+        device = Device.objects.select_related("phone_list").get(pk=device.pk)
+        statement = dispatch.open_messages_for_device(device=device, limit=limit)
+        queryset = dispatch._open_messages_queryset(device=device, now=timezone.now())[:limit]
+        assert [m.get_deferred_fields() for m in statement] == [m.get_deferred_fields() for m in queryset]
+
+        def fields(m: Message) -> tuple:
+            return (m.public_id, m.to, m.text, m.parts, m.sim, m.phone_list_id, m.pinned_device_id)
+
+        assert [fields(m) for m in statement] == [fields(m) for m in queryset]
+        return [m.pk for m in statement], [m.pk for m in queryset]
+
+    got, expected = both(a)
+    assert got == expected == [past.pk, *sorted(m.pk for m in same_time), pinned_to_a.pk]
+    got, expected = both(b, limit=2)
+    assert got == expected == [past.pk, same_time[0].pk]
+    Device.objects.filter(pk=a.pk).update(paused_until=now + timedelta(minutes=1))
+    assert both(a) == ([], [])
+
+
 def test_claim_next_messages_refetches_held_work_and_claims_new(alice_list, two_phones):
     (a, _), (b, _) = two_phones
     messages = [factories.make_message(phone_list=alice_list) for _ in range(3)]
