@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from devices.lib.admission import MAX_RETRY_AFTER, Admission
+from devices.lib.admission import MAX_RETRY_AFTER, TICKET_SHARE, Admission
 
 
 def test_it_admits_a_burst_then_tells_the_rest_to_try_later():
@@ -33,10 +33,24 @@ def test_it_bounds_the_handshakes_in_progress():
 def test_the_times_to_come_back_spread_the_waiting_phones_over_the_accept_rate():
     admission = Admission(rate=100, burst=1, max_pending=10_000)
     admission.enter(now=0.0)
-    waits = [admission.enter(now=0.0) or 0 for _ in range(4000)]
-    assert waits[0] == 1 and 50 <= waits[-1] <= 51  # 4,000 phones at 80 a second
+    waits = [admission.enter(now=0.0) or 0 for _ in range(6000)]
+    assert waits[0] == 1 and 40 <= waits[-1] <= 41  # 6,000 phones at 150 a second (TICKET_SHARE 1.5)
     assert waits == sorted(waits)
-    assert max(admission.enter(now=0.0) or 0 for _ in range(4000)) == MAX_RETRY_AFTER
+    assert waits[-1] < MAX_RETRY_AFTER
+
+
+def test_past_the_last_slot_the_times_are_spread_over_the_windows_second_half_without_taking_slots():
+    admission = Admission(rate=100, burst=1, max_pending=10_000)
+    admission.enter(now=0.0)
+    slots = [admission.enter(now=0.0) or 0 for _ in range(int(100 * TICKET_SHARE * 58.5))]
+    assert slots[-1] == MAX_RETRY_AFTER - 1 and slots == sorted(slots)  # 58.5 s of slots handed out
+    beyond = [admission.enter(now=0.0) or 0 for _ in range(3000)]
+    assert all(MAX_RETRY_AFTER // 2 <= wait <= MAX_RETRY_AFTER for wait in beyond)
+    assert len(set(beyond)) > 20  # spread, not all 60 (they came back together, to be told 60 again)
+    # The first of them took the window's last slots (up to 60 s); the others took none:
+    # 10 s later the next free slot is 50 s away.
+    assert MAX_RETRY_AFTER - 0.01 < admission.next_ticket <= MAX_RETRY_AFTER
+    assert admission.later(10.0) in (50, 51)
 
 
 def test_while_busy_it_bounds_the_handshakes_in_progress_and_the_slots_to_what_it_finishes():
@@ -53,10 +67,10 @@ def test_while_busy_it_bounds_the_handshakes_in_progress_and_the_slots_to_what_i
     assert admission.measured is not None and 5 <= admission.measured <= 15
     assert admission.pending_bound() == max(10, int(admission.measured * 2))
     assert admission.slot_rate() == admission.measured
-    # Slots now come at that rate (80 % of it), not at 300 a second.
+    # Slots now come at about that rate (1.5 times it), not at 300 a second.
     first = admission.later(now)
     waits = [admission.later(now) for _ in range(80)]
-    assert waits[-1] - first >= 7  # 80 phones at about 8 a second: about 10 s apart
+    assert waits[-1] - first >= 4  # 80 phones at about 15 a second: about 5 s apart
 
 
 def test_a_quiet_window_forgets_the_measurement():
