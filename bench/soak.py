@@ -206,6 +206,13 @@ def phones_process(url: str, tokens: list[str], ramp: float, conn: Any) -> None:
         stats: dict[str, Any] = {"connected": 0, "reconnects": 0, "assigns": [], "errors": {}, "back_at": {}}
         stop = asyncio.Event()
         tasks = []
+        stall_log = os.environ.get("PF_STALL_LOG_CLIENTS")
+        if stall_log:  # bench/stall_probe.py, in each phones' process
+            import stall_probe
+
+            path = f"{stall_log}-{os.getpid()}.jsonl"
+            stall_probe.install_gc(path)
+            tasks.append(asyncio.create_task(stall_probe.watch_loop(path)))
         for token in tokens:
             tasks.append(asyncio.create_task(phone(url, token, stats, stop)))
             await asyncio.sleep(ramp)
@@ -363,8 +370,9 @@ DAPHNE_FLAGS += ("--access-log", "/dev/null")
 
 
 def start_daphne(app: str, port: int, env: dict[str, str], log_name: str) -> subprocess.Popen:
-    if env.get("PF_PROFILE") and app == "config.asgi:application":
-        # The project under bench/traced_asgi.py: SIGUSR2 starts and stops a cProfile.
+    if (env.get("PF_PROFILE") or env.get("PF_STALL_LOG")) and app == "config.asgi:application":
+        # The project under bench/traced_asgi.py: SIGUSR2 starts and stops a cProfile;
+        # PF_STALL_LOG: its full collections and loop lags (bench/stall_probe.py).
         env = {**env, "PF_TRACE_APP": "config.asgi", "PF_TRACE_FRAMES": "0"}
         app = "bench.traced_asgi:application"
     backlog = env.get("PF_LISTEN_BACKLOG")
@@ -469,6 +477,10 @@ def dispatch_figures(answers: dict[str, float], results: list[dict[str, Any]]) -
         "dispatch_p50_ms": round(pct(latencies, 50), 1),
         "dispatch_p99_ms": round(pct(latencies, 99), 1),
         "dispatch_max_ms": round(latencies[-1], 1) if latencies else None,
+        # When the slowest were answered by the API (wall time), to set beside stalls.
+        "slowest": sorted(
+            ((round(answers[m], 3), round((first[m] - answers[m]) * 1000)) for m in first), key=lambda x: -x[1]
+        )[:5],
     }
 
 
@@ -499,6 +511,11 @@ def main() -> None:
     parser.add_argument("--storm-seconds", type=float, default=180, help="after a restart, wait this long for all")
     parser.add_argument("--backlog", type=int, default=0, help="listen backlog of the phones' Daphne (0: Daphne's 50)")
     parser.add_argument("--profile-idle", action="store_true", help="profile the idle phones (one --tick) instead")
+    parser.add_argument(
+        "--stall-probe",
+        action="store_true",
+        help="log full garbage collections and event-loop lags of Daphne and the phones' processes",
+    )
     args = parser.parse_args()
 
     limit = raise_fd_limit()
@@ -541,6 +558,11 @@ def main() -> None:
         "PF_PROFILE": args.profile,
         "PF_LISTEN_BACKLOG": str(args.backlog or ""),
     }
+    if args.stall_probe:  # bench/stall_probe.py
+        for old_log in LOGS.glob("stalls-*.jsonl"):
+            old_log.unlink()
+        daphne_env["PF_STALL_LOG"] = str(LOGS / "stalls-daphne.jsonl")
+        os.environ["PF_STALL_LOG_CLIENTS"] = str(LOGS / "stalls-client")
     try:
         ws_port, api_port = free_port(), free_port()
         daphne = start_daphne("config.asgi:application", ws_port, daphne_env, "daphne.log")
@@ -625,6 +647,10 @@ def main() -> None:
     summary.update(dispatch_figures(answers, results))
     if "storm" in summary:
         summary["storm"].update(dispatch_figures(summary["storm"].pop("answers"), results))
+    if args.stall_probe:
+        import stall_probe
+
+        summary["stalls"] = stall_probe.summary(sorted(LOGS.glob("stalls-*.jsonl")))
     print(json.dumps(summary, indent=2))
 
 

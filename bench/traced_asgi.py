@@ -20,6 +20,23 @@ if FRAMES > 0:  # 0: no tracing (RSS only)
     tracemalloc.start(FRAMES)
 application: Any = importlib.import_module(os.environ.get("PF_TRACE_APP", "config.asgi")).application
 
+if os.environ.get("PF_STALL_LOG"):  # bench/stall_probe.py: full collections and loop lags
+    import asyncio
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import stall_probe
+
+    stall_probe.install_gc(os.environ["PF_STALL_LOG"])
+    _inner: Any = application
+    _watching: list[Any] = []
+
+    async def application(scope: Any, receive: Any, send: Any) -> Any:  # type: ignore[no-redef]
+        if not _watching:  # the first call: the server's loop runs now
+            _watching.append(asyncio.get_running_loop().create_task(stall_probe.watch_loop(os.environ["PF_STALL_LOG"])))
+        return await _inner(scope, receive, send)
+
 
 def _snapshot(_signum: int, _frame: Any) -> None:
     path = os.environ.get("PF_TRACE_SNAPSHOT", "/tmp/pf-trace.snapshot")

@@ -1,0 +1,67 @@
+"""Where a process stalls: full garbage collections and event-loop lags, written as JSON
+lines as they happen (bench/soak.py --stall-probe, in Daphne and in the phones' processes).
+
+    install_gc(path)            # at import: every generation-2 collection, with its length
+    await watch_loop(path)      # a task: every time the loop ran LAG_MS or more late
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+LAG_MS = 100.0
+TICK_S = 0.05
+
+
+def _write(path: str, record: dict[str, Any]) -> None:
+    with Path(path).open("a") as out:
+        out.write(json.dumps({"pid": os.getpid(), "at": round(time.time(), 3), **record}) + "\n")
+
+
+def install_gc(path: str) -> None:
+    started: list[float] = [0.0]
+
+    def callback(phase: str, info: dict[str, Any]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            ms = (time.perf_counter() - started[0]) * 1000
+            _write(path, {"kind": "gc2", "ms": round(ms, 1), "collected": info.get("collected", 0)})
+
+    gc.callbacks.append(callback)
+
+
+async def watch_loop(path: str) -> None:
+    while True:
+        before = time.perf_counter()
+        await asyncio.sleep(TICK_S)
+        late = (time.perf_counter() - before - TICK_S) * 1000
+        if late >= LAG_MS:
+            _write(path, {"kind": "lag", "ms": round(late, 1)})
+
+
+def summary(paths: list[Path]) -> dict[str, Any]:
+    """Per file: generation-2 collections (count, longest) and loop lags (count, longest, and
+    the five longest with their times)."""
+    out: dict[str, Any] = {}
+    for path in paths:
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        collections = [r["ms"] for r in records if r["kind"] == "gc2"]
+        lags = sorted((r for r in records if r["kind"] == "lag"), key=lambda r: -r["ms"])
+        out[path.stem] = {
+            "gc2": len(collections),
+            "gc2_max_ms": max(collections, default=0.0),
+            "gc2_total_ms": round(sum(collections), 1),
+            "lags": len(lags),
+            "lag_max_ms": lags[0]["ms"] if lags else 0.0,
+            "longest_lags": [(r["at"], r["ms"]) for r in lags[:5]],
+        }
+    return out
