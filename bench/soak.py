@@ -509,7 +509,9 @@ def main() -> None:
         "--profile", default="", help="write a cProfile of Daphne's event loop while messages flow to this path"
     )
     parser.add_argument("--storm-seconds", type=float, default=180, help="after a restart, wait this long for all")
-    parser.add_argument("--backlog", type=int, default=0, help="listen backlog of the phones' Daphne (0: Daphne's 50)")
+    parser.add_argument(
+        "--backlog", type=int, default=4096, help="listen backlog of the phones' Daphne (as deployed; 0: Twisted's 50)"
+    )
     parser.add_argument("--profile-idle", action="store_true", help="profile the idle phones (one --tick) instead")
     parser.add_argument(
         "--stall-probe",

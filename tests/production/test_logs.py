@@ -17,12 +17,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def unit_daphne_flags() -> tuple[str, ...]:
-    """The Daphne options of docs/deploy/phonefleet-ws@.service, between the port and the app."""
+    """The Daphne options of docs/deploy/phonefleet-ws@.service, between the listening
+    endpoint (the word with the port, `%i`) and the app."""
     unit = (ROOT / "docs" / "deploy" / "phonefleet-ws@.service").read_text()
     command = re.search(r"^ExecStart=(.*?config\.asgi:application)", unit, re.S | re.M)
     assert command is not None
     words = shlex.split(command.group(1).replace("\\\n", " "))
-    return tuple(words[words.index("%i") + 1 : -1])
+    port = next(n for n, word in enumerate(words) if "%i" in word)
+    return tuple(words[port + 1 : -1])
 
 
 def test_daphne_as_deployed_does_not_log_an_api_key_from_the_query_string(stack):
