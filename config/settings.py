@@ -250,6 +250,8 @@ SMSGATE_SSE_KEEPALIVE_SECONDS = env.float("SMSGATE_SSE_KEEPALIVE_SECONDS", defau
 DEVICE_TICK_SECONDS = env.float("DEVICE_TICK_SECONDS", default=15.0)
 DEVICE_IDLE_SECONDS = env.float("DEVICE_IDLE_SECONDS", default=90.0)
 DEVICE_ACCEPT_RATE = env.float("DEVICE_ACCEPT_RATE", default=300.0)
+# A process holding phones runs its own full garbage collections (devices/lib/gc_policy.py).
+DEVICE_GC_FREEZE = env.bool("DEVICE_GC_FREEZE", default=True)
 if DEVICE_ACCEPT_RATE <= 0:
     raise ImproperlyConfigured("DEVICE_ACCEPT_RATE must be a positive number of handshakes per second.")
 API_KEY_SECRET = env.str("API_KEY_SECRET", default=SECRET_KEY)

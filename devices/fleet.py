@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from devices import services
 from devices.consumer_base import orm
+from devices.lib.gc_policy import policy as gc_policy
 from devices.models import CAP_FIELDS, Device, PhoneList
 
 logger = logging.getLogger(__name__)
@@ -129,11 +130,15 @@ class FleetScheduler:
         device.phone_list = self.lists.setdefault(device.phone_list_id, device.phone_list)
         self.held.add(connection)
         self.by_list.setdefault(device.phone_list_id, set()).add(connection)
+        if settings.DEVICE_GC_FREEZE:
+            gc_policy.start()
         loop = asyncio.get_running_loop()
         if self.task is None or self.task.done() or self.task.get_loop() is not loop:
             self.task = loop.create_task(self._run())
 
     def unregister(self, connection: HeldConnection) -> None:
+        if connection in self.held:
+            gc_policy.phone_left()
         self.held.discard(connection)
         of_list = self.by_list.get(connection.device.phone_list_id)
         if of_list is not None:
@@ -156,6 +161,7 @@ class FleetScheduler:
                 await self.tick()
             except Exception:
                 logger.exception("phone connections: periodic check failed")
+            gc_policy.after_pass(len(self.held))
 
     async def tick(self) -> None:
         """One pass over every held connection (see the module docstring)."""
