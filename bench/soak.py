@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import http.client
 import json
 import multiprocessing as mp
@@ -216,6 +217,18 @@ def phones_process(url: str, tokens: list[str], ramp: float, conn: Any) -> None:
         for token in tokens:
             tasks.append(asyncio.create_task(phone(url, token, stats, stop)))
             await asyncio.sleep(ramp)
+        # Thousands of phones in one process: its full garbage collections would stall them
+        # all for a second or more (a real phone holds one connection), so as the server does
+        # (devices/lib/gc_policy.py): none automatic, what survived frozen every 15 s.
+        gc.set_threshold(gc.get_threshold()[0], gc.get_threshold()[1], 1_000_000_000)
+
+        async def freeze() -> None:
+            while True:
+                await asyncio.sleep(15)
+                gc.collect()
+                gc.freeze()
+
+        tasks.append(asyncio.create_task(freeze()))
         while True:
             command = await asyncio.to_thread(conn.recv)
             if command == "count":
