@@ -27,6 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models.lookups import IsNull
 from django.utils import timezone
 
 from accounts.lib import sqlnames
@@ -254,12 +255,31 @@ def _earlier_unsettled(now: datetime) -> QuerySet[IpnEvent]:
     first attempt yet, or is being attempted. Waiting for it makes a message's callbacks
     arrive in the order they happened (`message.sent` before `message.delivered`) at a
     receiver that answers, however many workers run; once that attempt has failed, later
-    events no longer wait for its retries (order is not promised then: R11)."""
+    events no longer wait for its retries (order is not promised then: R11).
+
+    Except one the same claim takes along (`_taken_along`): an earlier event that is free,
+    due no later and goes to the same destination is claimed with it and attempted first,
+    on the same connection, and the later one only if it succeeded (`_take_turns`)."""
     return IpnEvent.objects.filter(
         Q(attempts=0) | Q(locked_until__gt=now),
         message_id=OuterRef("message_id"),
         pk__lt=OuterRef("pk"),
         status=IpnEvent.Status.PENDING,
+    ).exclude(_taken_along(now))
+
+
+def _taken_along(now: datetime) -> Q:
+    """For an earlier event of the outer event's message: free, due no later than the
+    outer one, to the same destination (`_destination_key`). The claim that takes the
+    outer event takes this one too (it comes first in the claim's order) unless another
+    worker's claim holds it at that moment, which `_claim_in_one_statement` checks."""
+    same_hook = Q(smsgate_webhook_id=OuterRef("smsgate_webhook_id")) | Q(
+        IsNull(OuterRef("smsgate_webhook_id"), True), smsgate_webhook__isnull=True
+    )
+    return (
+        (Q(locked_until__isnull=True) | Q(locked_until__lte=now))
+        & Q(account_id=OuterRef("account_id"), next_attempt_at__lte=OuterRef("next_attempt_at"))
+        & same_hook
     )
 
 
@@ -305,7 +325,9 @@ def _claim_due_events(
 # is due; docs/benchmarks.md). It returns the claimed rows themselves, and commits on its
 # own without waiting for the disk (`_bookkeeping`'s reason; `set_config(…, true)` is
 # SET LOCAL inside the statement): one round trip instead of BEGIN, SET, the claim, a
-# read of the rows and COMMIT.
+# read of the rows and COMMIT. Each row comes with the earlier events of its message that
+# would have held it back (as of the statement's snapshot): an event taken along with them
+# (`_taken_along`) is kept only if this claim took them all.
 _CLAIM_SQL = """
 WITH picked AS (
     SELECT e.{IpnEvent.id} AS id, e.{IpnEvent.next_attempt_at} AS due FROM {IpnEvent} e
@@ -316,7 +338,12 @@ WITH picked AS (
           SELECT 1 FROM {IpnEvent} p
           WHERE p.{IpnEvent.message} = e.{IpnEvent.message} AND p.{IpnEvent.id} < e.{IpnEvent.id}
             AND p.{IpnEvent.status} = %(pending)s
-            AND (p.{IpnEvent.attempts} = 0 OR p.{IpnEvent.locked_until} > %(now)s))
+            AND (p.{IpnEvent.attempts} = 0 OR p.{IpnEvent.locked_until} > %(now)s)
+            AND NOT (
+                (p.{IpnEvent.locked_until} IS NULL OR p.{IpnEvent.locked_until} <= %(now)s)
+                AND p.{IpnEvent.account} = e.{IpnEvent.account}
+                AND p.{IpnEvent.next_attempt_at} <= e.{IpnEvent.next_attempt_at}
+                AND p.{IpnEvent.smsgate_webhook} IS NOT DISTINCT FROM e.{IpnEvent.smsgate_webhook}))
     ORDER BY e.{IpnEvent.next_attempt_at}, e.{IpnEvent.id}
     LIMIT %(limit)s
     FOR UPDATE OF e SKIP LOCKED
@@ -324,7 +351,12 @@ WITH picked AS (
 UPDATE {IpnEvent} u SET {IpnEvent.locked_until} = %(until)s, {IpnEvent.attempts} = u.{IpnEvent.attempts} + 1
 FROM picked, (SELECT set_config('synchronous_commit', 'off', true)) AS quick_commit
 WHERE u.{IpnEvent.id} = picked.id
-RETURNING picked.due, {columns}
+RETURNING picked.due, ARRAY(
+    SELECT p.{IpnEvent.id} FROM {IpnEvent} p
+    WHERE p.{IpnEvent.message} = u.{IpnEvent.message} AND p.{IpnEvent.id} < u.{IpnEvent.id}
+      AND p.{IpnEvent.status} = %(pending)s
+      AND (p.{IpnEvent.attempts} = 0 OR p.{IpnEvent.locked_until} > %(now)s)
+), {columns}
 """
 
 
@@ -355,7 +387,21 @@ def _claim_in_one_statement(
         rows = cursor.fetchall()
     # PostgreSQL's values need no conversion for these fields (Model.from_db as a queryset).
     fields = _event_fields()
-    events = [IpnEvent.from_db(connection.alias, fields, row[1:]) for row in sorted(rows, key=lambda r: (r[0], r[1]))]
+    events: list[IpnEvent] = []
+    kept: set[int] = set()
+    given_back: list[int] = []
+    for row in sorted(rows, key=lambda r: (r[0], r[2])):
+        # An event taken along with earlier ones of its message whose claim another worker
+        # won meanwhile (SKIP LOCKED passed them by) goes back: it waits for them.
+        if all(earlier in kept for earlier in row[1]):
+            events.append(IpnEvent.from_db(connection.alias, fields, row[2:]))
+            kept.add(row[2])
+        else:
+            given_back.append(row[2])
+    if given_back:
+        IpnEvent.objects.filter(pk__in=given_back, locked_until=until).update(
+            locked_until=None, attempts=F("attempts") - 1
+        )
     hook_ids = {event.smsgate_webhook_id for event in events if event.smsgate_webhook_id is not None}
     if not hook_ids:
         return events
@@ -548,7 +594,7 @@ def deliver_one_due_event(stop: threading.Event | None = None) -> bool:
     threads, the database stays on this one), and records within STEP_WAIT_SECONDS what
     ended (the rest by a later step). Once `stop` (the worker's graceful stop) is set, no
     further attempt starts: those in progress finish and are recorded, the rest go back.
-    Returns True when an event was due (more may be waiting)."""
+    Returns True when the claim was full (more may be waiting)."""
     _record_finished(list(_in_flight.turns.values()))
     if stop is not None and stop.is_set():
         finish_in_flight()
@@ -577,7 +623,10 @@ def deliver_one_due_event(stop: threading.Event | None = None) -> bool:
     if started:
         wait(started, timeout=None if stop is not None and stop.is_set() else STEP_WAIT_SECONDS)
         _record_finished(started)
-    return was_due
+    # More waiting only if the claim was full: otherwise it took everything due then, and
+    # what becomes due meanwhile waits for the next step (the worker's IDLE_SLEEP), a
+    # batch at a time, instead of a claim of a few events after every step.
+    return was_due and len(events) >= CLAIM_BATCH
 
 
 def finish_in_flight() -> None:

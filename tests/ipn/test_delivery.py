@@ -12,6 +12,7 @@ import pytest
 import standardwebhooks
 import time_machine
 from django.conf import settings as django_settings
+from django.db import connection, transaction
 from django.utils import timezone
 
 from ipn import delivery, selectors
@@ -41,7 +42,7 @@ def run_due(clock, event: IpnEvent) -> IpnAttempt:
     """Moves the clock to the event's next attempt and lets the worker step make it."""
     event.refresh_from_db()
     clock.move_to(event.next_attempt_at)
-    assert delivery.deliver_one_due_event() is True
+    delivery.deliver_one_due_event()
     made = event.attempts_log.order_by("-id").first()
     assert made is not None
     return made
@@ -49,7 +50,7 @@ def run_due(clock, event: IpnEvent) -> IpnAttempt:
 
 def test_an_event_arrives_signed_and_verifies_with_standardwebhooks_and_svix(alice, alice_list, endpoint, receiver):
     event = sent_event(alice, alice_list, ref="order-42")
-    assert delivery.deliver_one_due_event() is True
+    delivery.deliver_one_due_event()
     got = receiver.wait_for(1)[0]
     assert got.verified, (got.standardwebhooks_error, got.svix_error)
     assert got.headers["webhook-id"] == event.webhook_id and "." not in event.webhook_id
@@ -93,15 +94,91 @@ def test_a_messages_later_event_waits_while_its_earlier_one_is_being_attempted(
     assert [event.pk for event in after] == [delivered.pk]
 
 
+def test_the_step_says_more_is_waiting_only_after_a_full_claim(alice, alice_list, endpoint, receiver, monkeypatch):
+    """A claim short of CLAIM_BATCH took everything due: the worker rests before the next
+    step (what becomes due meanwhile goes as one batch) instead of claiming again at once."""
+    monkeypatch.setattr(delivery, "CLAIM_BATCH", 2)
+    events = [sent_event(alice, alice_list) for _ in range(3)]
+    assert delivery.deliver_one_due_event() is True
+    assert delivery.deliver_one_due_event() is False
+    assert [r.headers["webhook-id"] for r in receiver.wait_for(3)] == [e.webhook_id for e in events]
+
+
+def test_a_messages_sent_and_delivered_due_together_go_in_one_step_in_order(alice, alice_list, endpoint, receiver):
+    message = make_message(account=alice, phone_list=alice_list, status="delivered")
+    sent = callbacks.record_message_event(message=message, status="sent")
+    delivered = callbacks.record_message_event(message=message, status="delivered")
+    assert sent is not None and delivered is not None
+    delivery.deliver_one_due_event()
+    assert [r.headers["webhook-id"] for r in receiver.wait_for(2)] == [sent.webhook_id, delivered.webhook_id]
+    for event in (sent, delivered):
+        event.refresh_from_db()
+        assert (event.status, event.attempts) == (IpnEvent.Status.DELIVERED, 1)
+
+
+def test_a_delivered_taken_along_with_its_sent_waits_when_the_sent_fails(alice, alice_list, endpoint, receiver):
+    receiver.replies.append(Reply(500))
+    message = make_message(account=alice, phone_list=alice_list, status="delivered")
+    sent = callbacks.record_message_event(message=message, status="sent")
+    delivered = callbacks.record_message_event(message=message, status="delivered")
+    assert sent is not None and delivered is not None
+    delivery.deliver_one_due_event()
+    assert len(receiver.wait_for(1)) == 1
+    sent.refresh_from_db()
+    delivered.refresh_from_db()
+    assert (sent.status, sent.attempts) == (IpnEvent.Status.PENDING, 1)
+    # Not attempted: given back, due again at once (and, its sent failed, no longer held back: R11).
+    assert (delivered.status, delivered.attempts, delivered.locked_until) == (IpnEvent.Status.PENDING, 0, None)
+    assert len(receiver.requests) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delivered_whose_sent_another_worker_is_claiming_right_then_is_given_back(alice, alice_list, endpoint):
+    """The claim's snapshot shows the `message.sent` free, so its `message.delivered` may be
+    taken along; but another worker's claim holds the sent's row (SKIP LOCKED passes it
+    by): the delivered goes back instead of being sent beside, or before, its sent."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SKIP LOCKED: SQLite runs one writer at a time")
+    message = make_message(account=alice, phone_list=alice_list, status="delivered")
+    sent = callbacks.record_message_event(message=message, status="sent")
+    delivered = callbacks.record_message_event(message=message, status="delivered")
+    assert sent is not None and delivered is not None
+    locked, release = threading.Event(), threading.Event()
+
+    def other_worker() -> None:
+        try:
+            with transaction.atomic():
+                IpnEvent.objects.select_for_update().filter(pk=sent.pk).exists()
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=other_worker)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        claimed, _ = delivery._claim_due_events(timezone.now(), 16)
+    finally:
+        release.set()
+        holder.join(10)
+    assert claimed == []
+    delivered.refresh_from_db()
+    assert (delivered.attempts, delivered.locked_until) == (0, None)
+    after, _ = delivery._claim_due_events(timezone.now(), 16)
+    assert [event.pk for event in after] == [sent.pk, delivered.pk]
+
+
 def test_an_event_held_by_a_crashed_worker_is_delivered_later_with_the_same_id(
     alice, alice_list, endpoint, receiver, clock
 ):
     event = sent_event(alice, alice_list)
     claimed, _ = delivery._claim_due_events(CURRENT_TIME, 16)  # ...and the worker dies here
     assert [c.pk for c in claimed] == [event.pk]
-    assert delivery.deliver_one_due_event() is False
+    delivery.deliver_one_due_event()
+    assert receiver.requests == []
     clock.move_to(CURRENT_TIME + delivery.lock_duration())
-    assert delivery.deliver_one_due_event() is True
+    delivery.deliver_one_due_event()
     assert receiver.wait_for(1)[0].headers["webhook-id"] == event.webhook_id
     event.refresh_from_db()
     assert event.status == IpnEvent.Status.DELIVERED
@@ -151,7 +228,7 @@ def test_a_retry_six_minutes_later_is_signed_fresh_and_verifies(alice, alice_lis
     event = sent_event(alice, alice_list)
     run_due(clock, event)
     clock.move_to(CURRENT_TIME + timedelta(minutes=6))
-    assert delivery.deliver_one_due_event() is True
+    delivery.deliver_one_due_event()
     first, retry = receiver.wait_for(2)
     assert int(retry.headers["webhook-timestamp"]) - int(first.headers["webhook-timestamp"]) == 360
     assert retry.verified and first.headers["webhook-id"] == retry.headers["webhook-id"]
@@ -166,7 +243,7 @@ def test_a_receiver_that_does_not_answer_in_time_is_recorded_as_a_timeout(
     settings.IPN_TIMEOUT_SECONDS = 0.3  # production waits 10 s; see the next test
     receiver.replies.append(Reply(200, delay=1.1))
     event = sent_event(alice, alice_list)
-    assert delivery.deliver_one_due_event() is True
+    delivery.deliver_one_due_event()
     attempt = event.attempts_log.get()
     assert attempt.outcome == IpnAttempt.Outcome.RETRY and attempt.status_code is None
     assert attempt.error.startswith("timeout:")
@@ -219,7 +296,7 @@ def test_a_410_disables_the_endpoint_at_once(alice, alice_list, endpoint, receiv
     event.refresh_from_db()
     assert event.status == IpnEvent.Status.FAILED
     # Nothing more is attempted: the queued event is skipped, new ones are kept as skipped.
-    assert delivery.deliver_one_due_event() is True
+    delivery.deliver_one_due_event()
     later.refresh_from_db()
     assert later.status == IpnEvent.Status.SKIPPED
     assert sent_event(alice, alice_list).status == IpnEvent.Status.SKIPPED
@@ -393,7 +470,7 @@ def test_one_accounts_slow_receiver_does_not_hold_up_another_accounts_callback(
     slow = sent_event(alice, alice_list)
     fast = sent_event(bob, bob_list)
     started = time.monotonic()
-    assert delivery.deliver_one_due_event() is True
+    delivery.deliver_one_due_event()
     assert bobs_receiver.wait_for(1)[0].at - started < 1.0
     fast.refresh_from_db()
     assert fast.status == IpnEvent.Status.DELIVERED
@@ -418,13 +495,13 @@ def test_a_receiver_that_never_answers_does_not_hold_other_accounts_next_callbac
     bobs_receiver.secret = ipn_services.update_endpoint(account=bob, url=bobs_receiver.url, enabled=True).secret
     hung = sent_event(alice, alice_list)
     started = time.monotonic()
-    assert delivery.deliver_one_due_event() is True
+    delivery.deliver_one_due_event()
     assert time.monotonic() - started < 2.0  # the step did not wait for the timeout
     alices_next = sent_event(alice, alice_list)
     for number in (1, 2):
         sent_event(bob, bob_list)
         asked = time.monotonic()
-        assert delivery.deliver_one_due_event() is True
+        delivery.deliver_one_due_event()
         assert bobs_receiver.wait_for(number)[-1].at - asked < 1.0
     alices_next.refresh_from_db()
     assert (alices_next.attempts, alices_next.locked_until) == (0, None)  # not claimed while hers runs
@@ -451,9 +528,9 @@ def test_attempts_of_two_steps_recorded_together_each_settle_their_own_claim(
         receiver.replies.append(Reply(200, delay=0.8))
         bobs_receiver.replies.append(Reply(200, delay=0.8))
         events = [sent_event(alice, alice_list)]
-        assert delivery.deliver_one_due_event() is True  # Alice's, still running
+        delivery.deliver_one_due_event()  # Alice's, still running
         events.append(sent_event(bob, bob_list))
-        assert delivery.deliver_one_due_event() is True  # Bob's, still running
+        delivery.deliver_one_due_event()  # Bob's, still running
         for event in events:
             event.refresh_from_db()
         assert events[0].locked_until != events[1].locked_until
@@ -468,7 +545,7 @@ def test_attempts_of_two_steps_recorded_together_each_settle_their_own_claim(
 def test_a_stopping_worker_records_the_attempt_still_running(alice, alice_list, endpoint, receiver):
     receiver.replies.append(Reply(200, delay=1.0))
     event = sent_event(alice, alice_list)
-    assert delivery.deliver_one_due_event() is True
+    delivery.deliver_one_due_event()
     event.refresh_from_db()
     assert event.status == IpnEvent.Status.PENDING and event.locked_until is not None  # still running
     delivery.finish_in_flight()
@@ -481,7 +558,7 @@ def test_the_attempt_log_keeps_the_url_without_its_credentials(alice, alice_list
     found = ipn_services.update_endpoint(account=alice, url=url, enabled=True)
     receiver.secret = found.secret
     sent_event(alice, alice_list)
-    assert delivery.deliver_one_due_event() is True
+    delivery.deliver_one_due_event()
     assert receiver.wait_for(1)[0].headers["authorization"].startswith("Basic ")  # the credentials were used
     attempt = IpnAttempt.objects.get()
     assert attempt.url == receiver.url.replace("http://", "http://[redacted]@")
@@ -493,7 +570,7 @@ def test_one_step_sends_an_accounts_due_events_in_turn_and_stops_at_its_first_fa
 ):
     events = [sent_event(alice, alice_list) for _ in range(4)]
     receiver.replies.extend([Reply(200), Reply(200), Reply(500)])
-    assert delivery.deliver_one_due_event() is True
+    delivery.deliver_one_due_event()
     assert [r.headers["webhook-id"] for r in receiver.wait_for(3)] == [e.webhook_id for e in events[:3]]
     for event in events:
         event.refresh_from_db()

@@ -68,7 +68,7 @@ def deliver_sent_event(alice, phone_list, **fields):
         message=make_message(account=alice, phone_list=phone_list, **fields), status="sent"
     )
     assert event is not None
-    assert delivery.deliver_one_due_event()
+    delivery.deliver_one_due_event()
     return event.attempts_log.get()
 
 
