@@ -731,9 +731,12 @@ def storm(
     sender.start()
     procs.append(start_daphne("config.asgi:application", ws_port, daphne_env, "daphne.log"))
     serving_s = time.monotonic() - killed_at
-    while clients.connected() < args.phones and time.monotonic() - killed_at < args.storm_seconds:
+    curve: list[tuple[int, int]] = []  # (seconds after serving again, phones back), every 5 s
+    while (held := clients.connected()) < args.phones and time.monotonic() - killed_at < args.storm_seconds:
+        since = time.monotonic() - killed_at - serving_s
+        if not curve or since >= curve[-1][0] + 5:
+            curve.append((int(since), held))
         time.sleep(0.25)
-    held = clients.connected()
     last_back = max(clients.ask("last_back"))
     sender.join()
     wait_drained(db_url, 60)
@@ -750,6 +753,7 @@ def storm(
             "held": held,
             "all_back_s_after_stop": round(last_back - killed_wall, 1) if held >= args.phones else None,
             "all_back_s_after_serving": round(last_back - killed_wall - serving_s, 1) if held >= args.phones else None,
+            "back_every_5_s": curve,
             "client_errors": errors,
             "daphne_log": log_lines(LOGS / "daphne.log", log_start),
             "answers": sends.get("answers", {}),
