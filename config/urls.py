@@ -7,6 +7,10 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
+    # First: Django tries the patterns in order, and the send API is the busiest route (when
+    # it came last, matching the other apps' 65 patterns cost a tenth of a send's CPU).
+    # No pattern of another app matches one of messaging's paths (tests/test_urls.py).
+    path("", include("messaging.urls")),
     path("admin/", admin.site.urls),
     # Browsers ask for /favicon.ico on pages that name no icon (JSON answers, the admin).
     path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
@@ -20,7 +24,6 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("devices.urls")),
     path("", include("ipn.urls")),
-    path("", include("messaging.urls")),
 ]
 
 # Errors made outside the views answer the API's clients in their shape (accounts/envelope.py).
