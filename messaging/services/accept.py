@@ -9,6 +9,7 @@ hear about it only after commit.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -262,8 +263,14 @@ def _insert_columns() -> tuple[tuple[str, ...], str, list[Any], list[str]]:
     defaulted = [f for attname, f in fields.items() if attname not in names]
     columns = [connection.ops.quote_name(str(fields[name].column)) for name in names]
     columns += [connection.ops.quote_name(str(f.column)) for f in defaulted]
-    defaults = [f.get_default() for f in defaulted]
+    # Plain values (a status is a TextChoices member, which psycopg adapts slowly: it looks
+    # its dumper up through the enum's classes on every statement).
+    defaults = [_plain(f.get_default()) for f in defaulted]
     return names, ", ".join([*columns, "cost"]), defaults, [f"{fields[name].db_type(connection)}[]" for name in names]
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value
 
 
 def _charged_insert(
