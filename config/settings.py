@@ -96,11 +96,12 @@ MIDDLEWARE = [
     "accounts.middleware.ClientIpMiddleware",
     "accounts.middleware.InputErrorMiddleware",
     "accounts.middleware.ApiCorsMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's session, CSRF, user and message middlewares, not run on the public API's paths.
+    "accounts.middleware.PanelSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "accounts.middleware.PanelCsrfMiddleware",
+    "accounts.middleware.PanelAuthenticationMiddleware",
+    "accounts.middleware.PanelMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
