@@ -3,6 +3,9 @@ lines as they happen (bench/soak.py --stall-probe, in Daphne and in the phones' 
 
     install_gc(path)            # at import: every generation-2 collection, with its length
     await watch_loop(path)      # a task: every time the loop ran LAG_MS or more late
+
+With PF_GC_TYPES=<file>, each generation-2 collection also writes the 25 commonest types of
+the objects it kept (what survives between two passes of devices/lib/gc_policy.py).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ def _write(path: str, record: dict[str, Any]) -> None:
 
 def install_gc(path: str) -> None:
     started: list[float] = [0.0]
+    types_path = os.environ.get("PF_GC_TYPES")  # also: the types of what a collection kept
 
     def callback(phase: str, info: dict[str, Any]) -> None:
         if info.get("generation") != 2:
@@ -35,6 +39,13 @@ def install_gc(path: str) -> None:
         else:
             ms = (time.perf_counter() - started[0]) * 1000
             _write(path, {"kind": "gc2", "ms": round(ms, 1), "collected": info.get("collected", 0)})
+            if types_path:
+                counts: dict[str, int] = {}
+                for obj in gc.get_objects():  # not the frozen ones
+                    name = type(obj).__qualname__
+                    counts[name] = counts.get(name, 0) + 1
+                top = sorted(counts.items(), key=lambda kv: -kv[1])[:25]
+                _write(types_path, {"kind": "kept", "total": sum(counts.values()), "top": top})
 
     gc.callbacks.append(callback)
 
