@@ -71,7 +71,7 @@ def body_of(request: ApiRequest) -> Any:
 
 def api_key_from_request(request: ApiRequest) -> str | None:
     """The key from `Authorization: Bearer`, or the `api_key` / `api` parameter (query or body)."""
-    header = request.headers.get("Authorization", "")
+    header = request.META.get("HTTP_AUTHORIZATION", "")  # not `headers`: see ApiCorsMiddleware
     if header.lower().startswith("bearer "):
         return header[7:].strip() or None
     for name in ("api_key", "api"):

@@ -64,7 +64,8 @@ class ApiCorsMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        origin = request.headers.get("Origin")
+        # From META: `request.headers` copies every header into a new mapping on first use.
+        origin = request.META.get("HTTP_ORIGIN")
         if not origin or not request.path.startswith(self.PREFIXES):
             return self.get_response(request)
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:

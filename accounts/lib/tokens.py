@@ -42,7 +42,8 @@ def has_valid_checksum(token: str, prefix: str) -> bool:
     if not token.startswith(start):
         return False
     rest = token[len(start) :]
-    if len(rest) != BODY_LENGTH + CHECKSUM_LENGTH or any(c not in ALPHABET for c in rest):
+    # The alphabet is exactly ASCII's letters and digits.
+    if len(rest) != BODY_LENGTH + CHECKSUM_LENGTH or not (rest.isascii() and rest.isalnum()):
         return False
     body, tail = rest[:BODY_LENGTH], rest[BODY_LENGTH:]
     return hmac.compare_digest(_checksum(body), tail)
@@ -50,7 +51,7 @@ def has_valid_checksum(token: str, prefix: str) -> bool:
 
 def token_digest(token: str, secret: str) -> str:
     """The keyed digest that is stored instead of the token (hex HMAC-SHA256)."""
-    return hmac.new(secret.encode(), token.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(secret.encode(), token.encode(), hashlib.sha256).hex()
 
 
 # Random bytes to base-62 characters: the 248 values below 4 × 62 map evenly onto the

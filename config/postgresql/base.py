@@ -35,8 +35,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
 def is_quiet(connection: Any) -> bool:
     """Whether a psycopg connection is open, idle outside a transaction and has nothing
     waiting to be read (no message from the server since its last answer)."""
-    if connection.closed or connection.info.transaction_status != pq.TransactionStatus.IDLE:
+    pgconn = connection.pgconn  # libpq's own state (`connection.info` makes objects)
+    if pgconn.status != pq.ConnStatus.OK or pgconn.transaction_status != pq.TransactionStatus.IDLE:
         return False
     poller = select.poll()
-    poller.register(connection.fileno(), select.POLLIN)
+    poller.register(pgconn.socket, select.POLLIN)
     return not poller.poll(0)

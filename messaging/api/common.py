@@ -125,7 +125,7 @@ class IdempotentMixin:
     idempotency_endpoint = ""
 
     def run_idempotent(self, request: ApiRequest, params: dict[str, Any], execute: Callable[[], Response]) -> Response:
-        key = request.headers.get("Idempotency-Key")
+        key = request.META.get("HTTP_IDEMPOTENCY_KEY")  # the Idempotency-Key header
         if key is None:
             return execute()
         api_key = request.auth

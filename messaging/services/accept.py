@@ -283,39 +283,63 @@ def _charged_insert(
     `unnest` (the ORM's per-value preparation, and psycopg's per-element array dumping,
     cost more than the database work). RETURNING id, cost, public_id, and with
     `records_of` the online phones as a JSON array."""
-    names, columns, defaults, array_types = _insert_columns()
-    table = Message._meta.db_table
-    returning = "RETURNING id, cost, public_id"
-    params: dict[str, Any] = {f"d{i}": value for i, value in enumerate(defaults) if value is not None}
-    if records_of is not None:
-        online_sql, online_params = device_selectors.online_devices_query(
-            phone_list_id=records_of.phone_list.id, device_id=records_of.device_id
-        )
-        params.update(online_params)
-        returning += (
-            ", (SELECT coalesce(json_agg(json_build_array(o.public_id, o.name)), '[]')"  # noqa: S608
-            f" FROM ({online_sql}) AS o)"
-        )
-    values, arrays, aliases = [], [], []
+    names = _insert_columns()[0]
+    params: dict[str, Any] = dict(_insert_defaults())
+    shape = []
     for i, name in enumerate(names):
         column = [getattr(m, name) for m in messages]
         first = column[0]
         if column.count(first) == len(column):  # a single message's, or one value for all
             # NULL in the text rather than a parameter: still one prepared statement per shape.
-            values.append("NULL" if first is None else f"%(m{i})s")
+            shape.append(_NULL if first is None else _ONE)
             if first is not None:
                 params[f"m{i}"] = first
         else:
             params[f"m{i}"] = column
+            shape.append(_ARRAY)
+    online_sql = None
+    if records_of is not None:
+        online_sql, online_params = device_selectors.online_devices_query(
+            phone_list_id=records_of.phone_list.id, device_id=records_of.device_id
+        )
+        params.update(online_params)
+    return _insert_sql(tuple(shape), online_sql), params
+
+
+# How a column of `_charged_insert` gets its value: NULL, one parameter, or an array.
+_NULL, _ONE, _ARRAY = 0, 1, 2
+
+
+@functools.cache
+def _insert_defaults() -> tuple[tuple[str, Any], ...]:
+    return tuple((f"d{i}", value) for i, value in enumerate(_insert_columns()[2]) if value is not None)
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(shape: tuple[int, ...], online_sql: str | None) -> str:
+    """The text of `_charged_insert`'s statement for one shape of its columns (built once:
+    a single send always has the same few shapes)."""
+    names, columns, defaults, array_types = _insert_columns()
+    returning = "RETURNING id, cost, public_id"
+    if online_sql is not None:
+        returning += (
+            ", (SELECT coalesce(json_agg(json_build_array(o.public_id, o.name)), '[]')"  # noqa: S608
+            f" FROM ({online_sql}) AS o)"
+        )
+    values, arrays, aliases = [], [], []
+    for i, how in enumerate(shape):
+        if how == _ARRAY:
             arrays.append(f"%(m{i})s::{array_types[i]}")
             aliases.append(f"c{i}")
             values.append(f"c{i}")
+        else:
+            values.append("NULL" if how == _NULL else f"%(m{i})s")
     parts = values[names.index("parts")]
     values += ["NULL" if value is None else f"%(d{i})s" for i, value in enumerate(defaults)]
     selected = ", ".join([*values, f"{parts} * debit.price_per_part"])
     source = f"unnest({', '.join(arrays)}) AS u({', '.join(aliases)}), debit" if arrays else "debit"
-    sql = f"INSERT INTO {table} ({columns}) SELECT {selected} FROM {source} {returning}"  # noqa: S608 (model columns only)
-    return sql, params
+    table = Message._meta.db_table
+    return f"INSERT INTO {table} ({columns}) SELECT {selected} FROM {source} {returning}"  # noqa: S608 (model columns only)
 
 
 def _offer_after_commit(message: NewMessage) -> None:
