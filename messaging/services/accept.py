@@ -287,15 +287,18 @@ def _charged_insert(
     params: dict[str, Any] = dict(_insert_defaults())
     shape = []
     for i, name in enumerate(names):
-        column = [getattr(m, name) for m in messages]
+        if len(messages) == 1:
+            column = [getattr(messages[0], name)]
+        else:
+            column = [getattr(m, name) for m in messages]
         first = column[0]
-        if column.count(first) == len(column):  # a single message's, or one value for all
+        if len(column) == 1 or column.count(first) == len(column):  # one value for all rows
             # NULL in the text rather than a parameter: still one prepared statement per shape.
             shape.append(_NULL if first is None else _ONE)
             if first is not None:
-                params[f"m{i}"] = first
+                params[_PARAMS[i]] = first
         else:
-            params[f"m{i}"] = column
+            params[_PARAMS[i]] = column
             shape.append(_ARRAY)
     online_sql = None
     if records_of is not None:
@@ -308,6 +311,7 @@ def _charged_insert(
 
 # How a column of `_charged_insert` gets its value: NULL, one parameter, or an array.
 _NULL, _ONE, _ARRAY = 0, 1, 2
+_PARAMS = tuple(f"m{i}" for i in range(len(_new_message_fields())))
 
 
 @functools.cache
