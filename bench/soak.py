@@ -222,14 +222,16 @@ def phones_process(url: str, tokens: list[str], ramp: float, conn: Any) -> None:
             tasks.append(asyncio.create_task(phone(url, token, stats, stop)))
             await asyncio.sleep(ramp)
         # Thousands of phones in one process: its full garbage collections would stall them
-        # all for a second or more (a real phone holds one connection), so as the server does
-        # (devices/lib/gc_policy.py): none automatic, what survived frozen every 15 s.
+        # all for a second or more (a real phone holds one connection). None automatic, and
+        # what survived frozen every 15 s without collecting it first: the server's policy
+        # (devices/lib/gc_policy.py) collects first, which in these processes took 130-190
+        # ms each time and was most of the 10,000-phone dispatch tail; a bench run is short
+        # enough for the cycles this leaves uncollected.
         gc.set_threshold(gc.get_threshold()[0], gc.get_threshold()[1], 1_000_000_000)
 
         async def freeze() -> None:
             while True:
                 await asyncio.sleep(15)
-                gc.collect()
                 gc.freeze()
 
         tasks.append(asyncio.create_task(freeze()))
