@@ -29,6 +29,7 @@ from devices import services
 from devices.consumer_base import DrainingConsumer, decode_frame, orm
 from devices.fleet import FleetScheduler
 from devices.lib import daphne_ws
+from devices.list_offers import ListOffers
 from devices.models import Device
 from devices.rounds import ClaimRounds
 from messaging import selectors
@@ -98,6 +99,24 @@ def _incoming(device: Device, sender: str, text: str, at: datetime, sim: int | N
 fleet = FleetScheduler(open_work=selectors.lists_with_open_work)
 # Who of this process's phones gets each message (devices/rounds.py).
 claims = ClaimRounds(try_claim=_claim, phones_of=fleet.phones_of, phones_online=fleet.phones_online)
+
+
+async def _offer_to_list(list_id: int, event: dict[str, Any]) -> None:
+    await claims.offer(list_id, event["frame"]["message_id"], _offer_text(event), event.get("offer_id"))
+
+
+def _offer_text(event: dict[str, Any]) -> str:
+    """The offer frame as JSON text, serialised once by the sender for every phone."""
+    text = event.get("text")
+    return text if isinstance(text, str) else json.dumps(event["frame"], ensure_ascii=False, separators=(",", ":"))
+
+
+def _is_held(connection: object) -> bool:
+    return connection in fleet.held
+
+
+# The offers made to the lists of this process's phones: one copy a process (devices/list_offers.py).
+list_offers = ListOffers(on_offer=_offer_to_list, is_held=_is_held)
 # Offers of messages pinned to one phone that a connection remembers (their claim rounds
 # need not wait for other phones).
 MAX_PINNED_REMEMBERED = 1000
@@ -219,6 +238,8 @@ class DeviceConsumer(DrainingConsumer):
         if not hasattr(self, "device"):
             return
         with contextlib.suppress(Exception):  # membership expires on its own
+            await list_offers.leave(self)
+        with contextlib.suppress(Exception):
             for group in self._groups():
                 await self.channel_layer.group_discard(group, self.channel_name)
         await _mark_disconnected(self.device.pk, self.channel_name)
@@ -227,11 +248,13 @@ class DeviceConsumer(DrainingConsumer):
         return [services.list_group(self.device.phone_list_id), services.device_group(self.device.pk)]
 
     async def join_groups(self) -> None:
-        """Joins (or re-joins) the list and device groups. Offers through them are only
-        hints, so a channel layer that is down does not stop the phone."""
+        """Joins (or re-joins) the list and device groups, and the process's listener for
+        the list's offers. Offers through them are only hints, so a channel layer that is
+        down does not stop the phone."""
         try:
             for group in self._groups():
                 await self.channel_layer.group_add(group, self.channel_name)
+            await list_offers.join(self)
         except Exception:
             logger.warning("device %s: channel layer unavailable; relying on ticks", self.device.public_id)
 
@@ -452,19 +475,19 @@ class DeviceConsumer(DrainingConsumer):
     # --- channel-layer events (handler names mirror the event types) ---
 
     async def message_offer(self, event: dict[str, Any]) -> None:
+        """An offer pinned to this phone; one of its list's while it was connecting (the
+        process's listener passes it on, devices/list_offers.py); or one sent to the list's
+        group by a server of before the listener (a copy to every connection)."""
         if not self.may_take_work():
             return
         frame = event["frame"]
-        # The frame as JSON text, serialised once by the sender for every phone.
-        text = event.get("text")
-        if not isinstance(text, str):
-            text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+        text = _offer_text(event)
         if event.get("pinned"):
             self._remember_pinned(frame["message_id"])
         elif self in fleet.held:
             # Offered to the list: the claim rounds offer it to the phone here next in turn
             # first, and to the others only if that one does not claim it in time.
-            await claims.offer(self, frame["message_id"], text, event.get("offer_id"))
+            await claims.offer(self.device.phone_list_id, frame["message_id"], text, event.get("offer_id"))
             return
         await self.send(text_data=text)  # pinned to this phone, or not among the fleet's yet
 

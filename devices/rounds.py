@@ -160,22 +160,25 @@ class ClaimRounds:
 
     # --- directed offers ---
 
-    async def offer(self, arrived: Claimant, message_id: str, text: str, offer_id: str | None = None) -> None:
-        """A message of `arrived`'s list was offered to the list (the offer event `offer_id`
-        reaches each of its connections here): the first copy offers it to the phone of this
-        process that is next in turn only, and every other phone here has it if that one has
-        not claimed it within a short wait (`_offer_wait`); the other copies do nothing."""
+    async def offer(self, list_id: int, message_id: str, text: str, offer_id: str | None = None) -> None:
+        """A message was offered to the list (the offer event `offer_id`; this process's
+        listener gets one copy, devices/list_offers.py, and a sender of before gave one to
+        each connection of the list): the first copy offers it to the phone of this process
+        that is next in turn only, and every other phone here has it if that one has not
+        claimed it within a short wait (`_offer_wait`); other copies do nothing, and so does
+        an offer no phone here may take now (it reads its open work when it may)."""
         previous = self.directions.get(message_id)
         if previous is not None and previous.offer_id == offer_id:
             return  # another copy of the same event
         if message_id in self.rounds:
             return  # claimed here already (offered with the open work): its round decides
+        chosen = self._next_in_turn(list_id)
+        if chosen is None:
+            return
         # A new offer of the message: it is open (again, after a failover or a lapsed lease).
         self.taken_until.pop(message_id, None)
         if previous is not None:
             self._drop_direction(message_id)
-        list_id = arrived.device.phone_list_id
-        chosen = self._next_in_turn(list_id) or arrived
         pk = chosen.device.pk
         now = time.monotonic()
         self._forget_old_directions(now)

@@ -337,6 +337,12 @@ def device_group(device_id: int) -> str:
     return f"device.{device_id}"
 
 
+def offer_group(phone_list_id: int) -> str:
+    """The list's offers: one member per server process (devices/list_offers.py) and each
+    SMSGate event stream of its phones; every connection of the list is in `list_group`."""
+    return f"offers.{phone_list_id}"
+
+
 def notify_group(group: str, event: dict[str, object]) -> None:
     """Sends a channel-layer event to every member of `group`, in every server process,
     from synchronous code (API views, services, the worker). A hint: failures are logged.

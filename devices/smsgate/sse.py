@@ -1,7 +1,8 @@
 """`GET /events`: the Server-Sent Events stream that wakes SMSGate phones without Firebase.
 
-The stream joins the channel-layer groups of the phone's list and of the phone itself,
-so it hears the same `message.offer` / `work.available` hints as WebSocket phones and
+The stream joins the channel-layer groups of the phone's list (its hints, and its offers)
+and of the phone itself, so it hears the same `message.offer` / `work.available` hints as
+WebSocket phones and
 turns them into `MessageEnqueued`; the app then calls `GET /message`, where the claim
 happens. Events are hints: on every (re)connect the app fetches anyway.
 """
@@ -65,6 +66,7 @@ class _PhoneStream:
         self.layer = get_channel_layer()
         self.groups = [
             device_services.list_group(device.phone_list_id),
+            device_services.offer_group(device.phone_list_id),
             device_services.device_group(device.pk),
             device_services.stream_group(device.phone_list_id),
         ]

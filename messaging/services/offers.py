@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Collection
 from typing import Protocol
 
-from devices.services import device_group, list_group, notify_group
+from devices.services import device_group, list_group, notify_group, offer_group
 
 
 class Offerable(Protocol):
@@ -41,18 +41,19 @@ def offer_frame(message: Offerable) -> dict[str, object]:
 
 def offer_message(*, message: Offerable) -> None:
     """Offers one queued message to the phones that may send it (call after commit)."""
-    group = (
-        device_group(message.pinned_device_id) if message.pinned_device_id else list_group(message.phone_list_id or 0)
-    )
     frame = offer_frame(message)
     text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
-    # `offer_id`: the connections of one server process each get a copy of the event, and
-    # the claim rounds there direct one offer per event (devices/rounds.py), also when the
-    # same message is offered again (after a failover or a lapsed lease).
+    # `offer_id`: the claim rounds of a server process direct one offer per event
+    # (devices/rounds.py), also when the same message is offered again (after a failover
+    # or a lapsed lease), and ignore further copies of one event.
     event: dict[str, object] = {"type": "message.offer", "frame": frame, "text": text, "offer_id": uuid.uuid4().hex}
     if message.pinned_device_id:
         event["pinned"] = True  # only this phone may take it: its claim round waits for nobody
-    notify_group(group, event)
+        notify_group(device_group(message.pinned_device_id), event)
+        return
+    # One copy per server process, for its claim rounds (devices/list_offers.py).
+    event["list"] = message.phone_list_id or 0
+    notify_group(offer_group(message.phone_list_id or 0), event)
 
 
 def announce_work(*, phone_list_ids: Collection[int] = frozenset(), device_ids: Collection[int] = frozenset()) -> None:

@@ -19,6 +19,7 @@ from devices import services
 from devices.consumers import fleet
 from devices.models import Device
 from messaging.models import InboundSms
+from messaging.services import offers
 from tests import factories
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -459,8 +460,54 @@ async def test_a_phone_side_failure_offers_the_message_to_the_other_phone_and_pa
 async def offer_to_list(phone_list, message_id: str, offer_id: str) -> None:
     """The offer event the send API sends after commit (messaging.services.offers)."""
     frame = {"type": "offer", "message_id": message_id, "to": "+39333", "msg": "hi", "parts": 1, "sim": None}
-    event = {"type": "message.offer", "frame": frame, "offer_id": offer_id}
-    await get_channel_layer().group_send(f"list.{phone_list.pk}", event)
+    event = {"type": "message.offer", "frame": frame, "offer_id": offer_id, "list": phone_list.pk}
+    await get_channel_layer().group_send(services.offer_group(phone_list.pk), event)
+
+
+async def test_a_list_offer_reaches_the_claim_rounds_of_a_process_once(alice_list, settings, monkeypatch):
+    """Not a copy to every connection of the list, of which all but the first did nothing."""
+    from devices import consumers
+
+    settings.DEVICE_TICK_SECONDS = 3600
+    copies: list[str] = []
+    offer = consumers.claims.offer
+
+    async def counted(list_id: int, message_id: str, text: str, offer_id: str | None = None) -> None:
+        copies.append(message_id)
+        await offer(list_id, message_id, text, offer_id)
+
+    monkeypatch.setattr(consumers.claims, "offer", counted)
+    monkeypatch.setattr(consumers.claims, "OFFER_WAIT_MAX", 5.0)  # not opened to all while we look
+    enrol = database_sync_to_async(factories.make_enrolled_device)
+    tokens = [(await enrol(phone_list=alice_list, name=name))[1] for name in "ABC"]
+    sockets = [(await open_phone(token))[0] for token in tokens]
+    message = await database_sync_to_async(factories.make_message)(phone_list=alice_list)
+    await database_sync_to_async(offers.offer_message)(message=message)
+    frames = [await ws.receive_json_from() for ws in sockets if not await ws.receive_nothing(timeout=0.3)]
+    assert [frame["message_id"] for frame in frames] == [message.public_id]  # the phone next in turn
+    assert copies == [message.public_id]
+    for ws in sockets:
+        await ws.disconnect()
+
+
+async def test_an_offer_to_the_lists_group_from_a_server_of_before_still_reaches_the_phone_next_in_turn(
+    alice_list, phones_a_and_b, settings
+):
+    settings.DEVICE_TICK_SECONDS = 3600
+    (_, token_a), (_, token_b) = phones_a_and_b
+    ws_a, _ = await open_phone(token_a)
+    ws_b, _ = await open_phone(token_b)
+    message_id = await queued_message(alice_list)
+    frame = {"type": "offer", "message_id": message_id, "to": "+39333", "msg": "hi", "parts": 1, "sim": None}
+    await get_channel_layer().group_send(
+        services.list_group(alice_list.pk), {"type": "message.offer", "frame": frame, "offer_id": "old"}
+    )
+    assert (await ws_a.receive_json_from(timeout=5))["message_id"] == message_id
+    await ws_a.send_json_to({"type": "claim", "message_id": message_id})
+    assert (await ws_a.receive_json_from(timeout=5))["type"] == "assign"
+    assert await ws_b.receive_nothing(timeout=0.3)  # B's copy of the event did nothing
+    await ws_a.disconnect()
+    await ws_b.disconnect()
 
 
 async def test_a_list_offer_goes_to_the_phone_next_in_turn_only(alice_list, phones_a_and_b, settings):

@@ -218,7 +218,7 @@ async def offer_to_list(rounds: ClaimRounds, phones: list[Listening], message_id
     """The offer event reaches every connection of the list (each gets its copy), then the
     message's fate is awaited: assigned, or every phone that claims it answered."""
     for phone in phones:
-        await rounds.offer(cast(Any, phone), message_id, message_id, offer_id or f"offer of {message_id}")
+        await rounds.offer(phone.device.phone_list_id, message_id, message_id, offer_id or f"offer of {message_id}")
     for _ in range(500):
         await asyncio.sleep(0.002)
         if not any(p.tasks for p in phones) and message_id in rounds.taken_until:
@@ -242,7 +242,7 @@ async def test_offers_that_arrive_together_are_directed_to_different_phones():
     rounds = directed(database, phones)
     for n in range(20):  # a burst: the next offer arrives before the last one's claim
         for phone in phones:
-            await rounds.offer(cast(Any, phone), f"msg_{n}", f"msg_{n}")
+            await rounds.offer(phone.device.phone_list_id, f"msg_{n}", f"msg_{n}")
     await asyncio.sleep(0.3)
     assert Counter(database.assigned.values()) == {pk: 4 for pk in range(1, 6)}
     assert sum(len(p.offered) for p in phones) == 20
@@ -255,7 +255,7 @@ async def test_a_late_phone_delays_a_message_by_at_most_the_bounded_wait_and_los
     rounds.OFFER_WAIT_MAX = 0.1
     rounds.ROUND_SECONDS = 5.0  # never waited for: after the wait the first claim decides
     started = time.monotonic()
-    await rounds.offer(cast(Any, phones[0]), "msg_0", "msg_0")  # phone 1 is next in turn
+    await rounds.offer(phones[0].device.phone_list_id, "msg_0", "msg_0")  # phone 1 is next in turn
     for _ in range(200):
         await asyncio.sleep(0.005)
         if "msg_0" in database.assigned:

@@ -42,7 +42,7 @@ def test_a_lapsed_lease_goes_back_to_the_queue_and_is_offered_again(
     message = factories.make_message(phone_list=alice_list)
     dispatch.claim_message(device=phones[0], message_id=message.public_id)
     layer = in_memory_layer
-    async_to_sync(layer.group_add)(f"list.{alice_list.pk}", "listener")
+    async_to_sync(layer.group_add)(f"offers.{alice_list.pk}", "listener")
     with time_machine.travel(after_lease(alice_list), tick=False):
         with django_capture_on_commit_callbacks(execute=True):
             assert dispatch.requeue_one_expired_lease() is True

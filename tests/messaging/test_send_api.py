@@ -367,13 +367,13 @@ def test_with_no_phone_online_the_message_stays_queued_with_empty_records(send, 
     assert Message.objects.get(public_id=body["message_id"]).status == "queued"
 
 
-def test_the_offer_reaches_the_lists_group_after_commit(
+def test_the_offer_reaches_the_lists_offer_group_after_commit(
     send, alice_list, django_capture_on_commit_callbacks, in_memory_layer
 ):
     # What is sent to the group (tests/messaging/test_offers.py covers the Redis path).
     layer = in_memory_layer
     channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(device_services.list_group(alice_list.pk), channel)
+    async_to_sync(layer.group_add)(device_services.offer_group(alice_list.pk), channel)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         body = send(msg="Offer me").json()
     assert len(callbacks) == 1
@@ -388,6 +388,7 @@ def test_the_offer_reaches_the_lists_group_after_commit(
         "sim": None,
     }
     assert json.loads(event["text"]) == event["frame"]  # serialised once for every phone
+    assert event["list"] == alice_list.pk  # for the listener of each server process
 
 
 @time_machine.travel(CURRENT_TIME, tick=False)
