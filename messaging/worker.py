@@ -47,8 +47,15 @@ IDLE_SLEEP = 0.2
 # already late by its lease, an overdue message or verification by its TTL; old
 # idempotency records only take room) are asked again after this long when idle: each
 # idle ask is a query (1-2 ms of worker CPU and some of PostgreSQL's), five times a
-# second for nothing otherwise. Callbacks and scheduled sends keep IDLE_SLEEP.
+# second for nothing otherwise. Scheduled sends keep IDLE_SLEEP; callbacks, below.
 HOUSEKEEPING_IDLE_SLEEP = 1.0
+# The IPN step takes everything due in one claim (up to its batch) and says "more" only
+# after a full one, so under load this rest is also how long a callback waits for the
+# next claim: half of IDLE_SLEEP, for callbacks about as prompt as when the step was asked
+# again after every claim (docs/benchmarks.md, "Fourth pass"), at about five more idle
+# claims a second.
+CALLBACK_IDLE_SLEEP = 0.1
+CALLBACK_STEPS = frozenset({"ipn.delivery.deliver_one_due_event"})
 HOUSEKEEPING_STEPS = frozenset(
     {
         "messaging.services.dispatch.requeue_one_expired_lease",
@@ -127,7 +134,14 @@ def run_tick(
 
 def idle_sleeps() -> list[float]:
     """How long each of STEPS rests after finding nothing (more) to do."""
-    return [HOUSEKEEPING_IDLE_SLEEP if path in HOUSEKEEPING_STEPS else IDLE_SLEEP for path in STEPS]
+    return [
+        HOUSEKEEPING_IDLE_SLEEP
+        if path in HOUSEKEEPING_STEPS
+        else CALLBACK_IDLE_SLEEP
+        if path in CALLBACK_STEPS
+        else IDLE_SLEEP
+        for path in STEPS
+    ]
 
 
 def run_forever(stop: threading.Event, idle_sleep: float | None = None) -> None:
