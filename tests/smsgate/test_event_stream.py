@@ -56,6 +56,30 @@ async def test_every_new_stream_starts_by_making_the_app_fetch_settings_and_webh
         await stream.aclose()
 
 
+async def test_an_offer_of_the_list_as_the_send_api_makes_it_wakes_the_phone(transactional_db, stream_settings):
+    """Offers of a list have their own group (one listener per server process for the
+    WebSocket phones, devices/list_offers.py): the stream is in it too."""
+    from types import SimpleNamespace
+
+    from messaging.services import offers
+
+    device = await database_sync_to_async(make_phone)()
+    stream = sse._stream(device)
+    await opened(stream)
+    message = SimpleNamespace(
+        public_id="msg_1",
+        to="+393331234567",
+        text="Hi",
+        parts=1,
+        sim=None,
+        phone_list_id=device.phone_list_id,
+        pinned_device_id=None,
+    )
+    await database_sync_to_async(offers.offer_message)(message=message)
+    assert await next_chunk(stream) == ENQUEUED
+    await stream.aclose()
+
+
 async def test_a_burst_of_offers_wakes_the_phone_once_now_and_once_after_the_burst(transactional_db, stream_settings):
     device = await database_sync_to_async(make_phone)()
     stream = sse._stream(device)
