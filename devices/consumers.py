@@ -414,13 +414,13 @@ class DeviceConsumer(DrainingConsumer):
         battery, signal = _int(content, "battery", 0, 100), _int(content, "signal", -200, 100)
         device = self.device
         if available != self.available or battery not in (None, device.battery) or signal not in (None, device.signal):
-            await _set_state(device.pk, available, battery, signal)
+            await _set_state(device.pk, available, battery, signal)  # presence too
             device.battery = device.battery if battery is None else battery
             device.signal = device.signal if signal is None else signal
+            self.last_presence_write = timezone.now()
         # Else nothing to store: every phone repeats its state right after `hello`, mostly
         # as it was (a statement less per connect); the fleet's pass keeps presence fresh.
         was_available, self.available = self.available, available
-        self.last_presence_write = timezone.now()
         just_offered, self.offered_on_connect = self.offered_on_connect, False
         if available and not (was_available and just_offered):
             # Not for the `state` right after connecting while it was available: the connect

@@ -17,6 +17,7 @@ from django.utils import timezone
 from config.asgi import application
 from devices import services
 from devices.consumers import fleet
+from devices.fleet import presence_refresh
 from devices.models import Device
 from messaging.models import InboundSms
 from messaging.services import offers
@@ -101,14 +102,17 @@ async def test_it_treats_a_silent_phone_as_offline_after_the_presence_ttl(phone)
 
 
 async def test_it_answers_ping_with_pong_and_the_next_pass_refreshes_last_seen(phone):
+    """Once the connect's write is `presence_refresh()` old (half the TTL): the phone is still
+    online until then, and a pass writes it again (tests/devices/test_fleet.py)."""
     device, token = phone
     ws, _hello = await open_phone(token)
-    later = timezone.now() + timedelta(seconds=30)
+    later = timezone.now() + presence_refresh() + timedelta(seconds=1)
     with time_machine.travel(later, tick=False):
         await ws.send_json_to({"type": "ping"})
         assert await ws.receive_json_from(timeout=5) == {"type": "pong"}
         assert (await reload(device)).last_seen_at < later  # no write per frame
-        await fleet.tick()  # one UPDATE for every phone heard from
+        assert await is_online(device)
+        await fleet.tick()  # one UPDATE for every phone heard from whose write is due
         seen = (await reload(device)).last_seen_at
     assert seen == later
     await ws.disconnect()

@@ -17,7 +17,7 @@ from django.utils import timezone
 from devices import fleet as fleet_module
 from devices import services
 from devices.fleet import FleetScheduler
-from devices.models import Device
+from devices.models import PRESENCE_TTL, Device
 from tests import factories
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -109,6 +109,7 @@ async def test_a_pass_writes_presence_of_the_phones_heard_from_in_one_statement_
     )
     heard, silent = phones[:20], phones[20:]
     for held in heard:
+        held.last_presence_write = before
         held.last_frame_at = timezone.now()
     for held in silent:
         held.last_frame_at = held.last_presence_write = before
@@ -119,6 +120,36 @@ async def test_a_pass_writes_presence_of_the_phones_heard_from_in_one_statement_
     assert all(seen[h.device.pk] == before for h in silent)
     await scheduler.tick()  # nobody heard from since: no presence write
     assert not [sql for sql in counted.passes[-1] if sql.startswith("UPDATE")]
+
+
+async def test_a_phone_heard_from_is_written_again_only_once_its_last_write_is_half_the_ttl_old(alice_list):
+    """At 10,000 phones rewriting every phone heard from on every pass was an UPDATE of
+    thousands of rows each 15 s; each phone is rewritten once its write is
+    `presence_refresh()` old, so it stays online (within the TTL) with a write every few passes."""
+    assert fleet_module.presence_refresh() * 2 == PRESENCE_TTL
+    scheduler = FleetScheduler(open_work=no_open_work)
+    counted = Counted(scheduler)
+    phones = await make_phones(alice_list, 3)
+    for held in phones:
+        scheduler.register(held)
+    now = timezone.now()
+    fresh, due, at_the_edge = phones
+    fresh.last_presence_write = now - timedelta(seconds=20)
+    due.last_presence_write = now - fleet_module.presence_refresh() - timedelta(seconds=1)
+    at_the_edge.last_presence_write = now - PRESENCE_TTL + timedelta(seconds=5)
+    for held in phones:
+        held.last_frame_at = timezone.now()  # all three heard from since their last write
+        await database_sync_to_async(Device.objects.filter(pk=held.device.pk).update)(
+            last_seen_at=held.last_presence_write
+        )
+    await scheduler.tick()
+    updates = [sql for sql in counted.passes[-1] if sql.startswith("UPDATE")]
+    assert len(updates) == 1
+    seen = await database_sync_to_async(lambda: dict(Device.objects.values_list("pk", "last_seen_at")))()
+    assert seen[fresh.device.pk] == fresh.last_presence_write  # 20 s old: not yet
+    assert seen[due.device.pk] > now and seen[at_the_edge.device.pk] > now
+    online = await database_sync_to_async(lambda: set(Device.objects.online().values_list("pk", flat=True)))()
+    assert online == {held.device.pk for held in phones}  # the one not rewritten is still online
 
 
 async def test_a_pass_closes_silent_and_disabled_phones_and_offers_work_only_to_lists_that_have_some(alice_list):
