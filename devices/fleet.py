@@ -4,7 +4,9 @@ Each connection used to run its own timer: every `DEVICE_TICK_SECONDS` it re-rea
 phone, wrote its presence, re-joined its groups and asked for its open work, and every
 frame after 15 s of silence wrote presence again. At 10,000 phones that was about 2,000
 database statements a second before any message flowed (docs/benchmarks.md, "Soak").
-Here one task per process does it for all of them, once per tick:
+Here one task per process does it for all of them, once per tick (above PASS_PART_PHONES
+phones in parts, one part every tick / parts seconds, so the database work of 10,000 phones
+does not land on the claims all at once):
 
 - closes the connections silent for longer than `DEVICE_IDLE_SECONDS` (no database);
 - writes presence for every phone heard from since its last write, once that write is
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -47,6 +50,19 @@ GROUP_RENEW_SECONDS = 3600.0
 # Connections a pass looks at between two returns to the event loop: a pass over 10,000
 # phones (about 0.15 s of Python) must not hold back every phone's frames for its length.
 PASS_SLICE = 500
+
+
+# A process holding more phones than this runs its pass in parts, one every tick / parts
+# seconds, each over the phones whose id falls in it: at 10,000 phones one pass over all
+# of them every 15 s spent 0.8-2.1 s in the database (about 30 statements of 1,000 ids and
+# the presence UPDATE) and the claims made meanwhile waited up to 0.6 s, the whole
+# dispatch p99 of the soak (docs/benchmarks.md). Each phone is still looked at once a tick.
+PASS_PART_PHONES = 1000
+
+
+def pass_parts(held: int) -> int:
+    """In how many parts a pass over `held` phones runs (one up to PASS_PART_PHONES)."""
+    return max(1, math.ceil(held / PASS_PART_PHONES))
 
 
 def presence_refresh() -> timedelta:
@@ -168,16 +184,21 @@ class FleetScheduler:
         return self.online.get(phone_list_id, 0)
 
     async def _run(self) -> None:
+        part = 0
         while self.held:
-            await asyncio.sleep(settings.DEVICE_TICK_SECONDS)
+            parts = pass_parts(len(self.held))
+            await asyncio.sleep(settings.DEVICE_TICK_SECONDS / parts)
+            part %= parts
             try:
-                await self.tick()
+                await self.tick(part=part, parts=parts)
             except Exception:
                 logger.exception("phone connections: periodic check failed")
             gc_policy.after_pass(len(self.held))
+            part += 1
 
-    async def tick(self) -> None:
-        """One pass over every held connection (see the module docstring)."""
+    async def tick(self, *, part: int = 0, parts: int = 1) -> None:
+        """One pass over the held connections of phones whose id is `part` modulo `parts`
+        (all of them by default; see the module docstring and `pass_parts`)."""
         started = time.monotonic()
         now = timezone.now()
         idle_before = now - timedelta(seconds=settings.DEVICE_IDLE_SECONDS)
@@ -185,7 +206,7 @@ class FleetScheduler:
         for n, connection in enumerate(list(self.held), 1):
             if n % PASS_SLICE == 0:
                 await asyncio.sleep(0)
-            if connection.closed:
+            if connection.closed or (parts > 1 and connection.device.pk % parts != part):
                 continue
             if connection.last_frame_at < idle_before:
                 await self._close(connection, services.CLOSE_IDLE)
@@ -210,7 +231,7 @@ class FleetScheduler:
             self.open_work,
         )
         applied = time.monotonic()
-        await self._apply(live, sweep)
+        await self._apply(live, sweep, whole=parts == 1)
         done = time.monotonic()
         logger.debug(
             "pass over %d phones (%d presence writes): %.0f ms here, %.0f ms in the database, %.0f ms applying",
@@ -221,13 +242,19 @@ class FleetScheduler:
             (done - applied) * 1000,
         )
 
-    async def _apply(self, live: Iterable[HeldConnection], sweep: Sweep) -> None:
+    async def _apply(self, live: Iterable[HeldConnection], sweep: Sweep, *, whole: bool = True) -> None:
         # Lists whose caps changed since the last pass: their phones' caps may have.
         recapped = {
             pk for pk, fresh in sweep.lists.items() if pk in self.lists and _caps(self.lists[pk]) != _caps(fresh)
         }
-        self.lists = sweep.lists
-        self.online = sweep.online
+        if whole:  # every phone: the lists and counts as read now
+            self.lists, self.online = sweep.lists, sweep.online
+        else:  # a part's lists and counts (a list asked about with no phone found has none)
+            self.lists.update(sweep.lists)
+            self.online.update({pk: sweep.online.get(pk, 0) for pk in sweep.lists})
+            for pk in [pk for pk in self.lists if pk not in self.by_list]:
+                self.lists.pop(pk)
+                self.online.pop(pk, None)
         renew = time.monotonic() - self.groups_renewed > GROUP_RENEW_SECONDS
         if renew:
             self.groups_renewed = time.monotonic()
