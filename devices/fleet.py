@@ -152,6 +152,7 @@ class FleetScheduler:
         self.online: dict[int, int] = {}
         self.task: asyncio.Task[None] | None = None
         self.groups_renewed = time.monotonic()
+        self.renew_parts = 0  # passes still to renew their phones' groups (one per part)
         self.sweep_call: Callable[..., Awaitable[Sweep]] = orm(_sweep)
 
     def register(self, connection: HeldConnection) -> None:
@@ -231,7 +232,7 @@ class FleetScheduler:
             self.open_work,
         )
         applied = time.monotonic()
-        await self._apply(live, sweep, whole=parts == 1)
+        await self._apply(live, sweep, parts=parts)
         done = time.monotonic()
         logger.debug(
             "pass over %d phones (%d presence writes): %.0f ms here, %.0f ms in the database, %.0f ms applying",
@@ -242,12 +243,12 @@ class FleetScheduler:
             (done - applied) * 1000,
         )
 
-    async def _apply(self, live: Iterable[HeldConnection], sweep: Sweep, *, whole: bool = True) -> None:
+    async def _apply(self, live: Iterable[HeldConnection], sweep: Sweep, *, parts: int = 1) -> None:
         # Lists whose caps changed since the last pass: their phones' caps may have.
         recapped = {
             pk for pk, fresh in sweep.lists.items() if pk in self.lists and _caps(self.lists[pk]) != _caps(fresh)
         }
-        if whole:  # every phone: the lists and counts as read now
+        if parts == 1:  # every phone: the lists and counts as read now
             self.lists, self.online = sweep.lists, sweep.online
         else:  # a part's lists and counts (a list asked about with no phone found has none)
             self.lists.update(sweep.lists)
@@ -255,9 +256,11 @@ class FleetScheduler:
             for pk in [pk for pk in self.lists if pk not in self.by_list]:
                 self.lists.pop(pk)
                 self.online.pop(pk, None)
-        renew = time.monotonic() - self.groups_renewed > GROUP_RENEW_SECONDS
+        if not self.renew_parts and time.monotonic() - self.groups_renewed > GROUP_RENEW_SECONDS:
+            self.groups_renewed, self.renew_parts = time.monotonic(), parts  # the next `parts` passes
+        renew = self.renew_parts > 0
         if renew:
-            self.groups_renewed = time.monotonic()
+            self.renew_parts -= 1
         for n, connection in enumerate(live, 1):
             if n % PASS_SLICE == 0:
                 await asyncio.sleep(0)

@@ -5,6 +5,7 @@ heard from, and a pass over many phones does not hold the event loop."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -157,6 +158,29 @@ async def test_a_pass_in_parts_looks_at_its_part_only_and_every_phone_once_over_
         scheduler.unregister(held)
     await scheduler.tick(part=0, parts=2)
     assert set(scheduler.lists) == {alice_list.pk} and bob_list.pk not in scheduler.online
+
+
+async def test_groups_are_renewed_by_every_part_of_the_pass_that_falls_due(alice_list, monkeypatch):
+    """With a channel layer whose memberships expire, each phone re-joins its groups once
+    an hour: in parts, each part's pass renews its own phones."""
+    scheduler = FleetScheduler(open_work=no_open_work)
+    phones = await make_phones(alice_list, 6)
+    joined: list[int] = []
+    for held in phones:
+        held.join_groups = functools.partial(_count_join, joined, held)  # type: ignore[method-assign]
+        scheduler.register(held)
+    await scheduler.tick(part=0, parts=2)
+    assert joined == []  # not due yet
+    monkeypatch.setattr(scheduler, "groups_renewed", scheduler.groups_renewed - fleet_module.GROUP_RENEW_SECONDS - 1)
+    await scheduler.tick(part=1, parts=2)
+    await scheduler.tick(part=0, parts=2)
+    assert sorted(joined) == sorted(h.device.pk for h in phones)  # both parts, each phone once
+    await scheduler.tick(part=1, parts=2)
+    assert len(joined) == len(phones)  # renewed: not again for an hour
+
+
+async def _count_join(joined: list[int], held: Held) -> None:
+    joined.append(held.device.pk)
 
 
 async def test_a_phone_heard_from_is_written_again_only_once_its_last_write_is_half_the_ttl_old(alice_list):
