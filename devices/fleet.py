@@ -5,19 +5,25 @@ phone, wrote its presence, re-joined its groups and asked for its open work, and
 frame after 15 s of silence wrote presence again. At 10,000 phones that was about 2,000
 database statements a second before any message flowed (docs/benchmarks.md, "Soak").
 Here one task per process does it for all of them, once per tick (above PASS_PART_PHONES
-phones in parts, one part every tick / parts seconds, so the database work of 10,000 phones
-does not land on the claims all at once):
+phones in parts, one part every tick / parts seconds, each over the phones and the lists
+whose id falls in it, so the database work of 10,000 phones does not land on the claims all
+at once):
 
 - closes the connections silent for longer than `DEVICE_IDLE_SECONDS` (no database);
 - writes presence for every phone heard from since its last write, once that write is
   `presence_refresh()` old (half the presence TTL), in one UPDATE;
 - reads which of the held phones are still enabled, with their own caps (one SELECT), and
   closes the others;
-- reloads the held phones' lists (one SELECT), shared by their connections, and counts
-  their phones online and available in every process (one SELECT; the claim rounds'
-  pace between processes, devices/rounds.py);
+- reads the held phones' lists as rows (one SELECT) and changes the one instance of each
+  that their connections share where it differs, and counts their phones online and
+  available in every process (one SELECT; the claim rounds' pace between processes,
+  devices/rounds.py);
 - asks once which lists and pinned phones have open work (the `open_work` function the
   consumer module gives it: that question is messaging's) and has only those phones read it.
+
+Its statements bind their thousand ids as one array on PostgreSQL (`__any`,
+accounts/lookups.py) and read tuples, not models: the ORM thread that runs them shares the
+interpreter lock with the event loop, and the Python they cost was the claims' wait.
 
 Connections register when they are accepted and leave when they close.
 """
@@ -32,7 +38,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.utils import timezone
@@ -53,16 +59,21 @@ PASS_SLICE = 500
 
 
 # A process holding more phones than this runs its pass in parts, one every tick / parts
-# seconds, each over the phones whose id falls in it: at 10,000 phones one pass over all
-# of them every 15 s spent 0.8-2.1 s in the database (about 30 statements of 1,000 ids and
-# the presence UPDATE) and the claims made meanwhile waited up to 0.6 s, the whole
-# dispatch p99 of the soak (docs/benchmarks.md). Each phone is still looked at once a tick.
-PASS_PART_PHONES = 1000
+# seconds, each over the phones and lists whose id falls in it. At 10,000 phones one pass
+# over all of them every 15 s spent 0.8-2.1 s in the database and the claims made meanwhile
+# waited up to 0.6 s, the whole dispatch p99 of the soak; in parts of 1,000 each part still
+# held the claims up to 150 ms (p99 77-80 ms); in parts of 250, 15-30 ms (p99 42 ms,
+# docs/benchmarks.md, "The pass's statements"). Each phone and list is still looked at once a tick.
+PASS_PART_PHONES = 250
+# The held connections are kept in this many buckets by phone id: part k of n is the
+# buckets whose number is k modulo n (phones whose id is k modulo n, when n divides it), so
+# a part's pass finds its phones without walking all of them. Parts beyond it grow instead.
+PASS_BUCKETS = 240
 
 
 def pass_parts(held: int) -> int:
     """In how many parts a pass over `held` phones runs (one up to PASS_PART_PHONES)."""
-    return max(1, math.ceil(held / PASS_PART_PHONES))
+    return min(PASS_BUCKETS, max(1, math.ceil(held / PASS_PART_PHONES)))
 
 
 def presence_refresh() -> timedelta:
@@ -110,8 +121,8 @@ OpenWork = Callable[[set[int], set[int]], tuple[set[int], set[int]]]
 class Sweep:
     """What one pass found in the database."""
 
-    allowed: dict[int, tuple[int | None, ...]]  # held phones still enabled and not removed: their own caps
-    lists: dict[int, PhoneList]  # the held phones' lists, fresh
+    allowed: dict[int, tuple[int | None, ...]]  # the part's phones still enabled and not removed: their own caps
+    lists: dict[int, tuple[Any, ...]]  # the part's lists as they are now (services.PHONE_LIST_COLUMNS)
     online: dict[int, int]  # of those lists: phones online and available, in every process
     work_lists: set[int]
     work_devices: set[int]
@@ -127,7 +138,7 @@ def _sweep(
     """The database side of one pass, in one trip to an ORM thread."""
     services.touch_devices(heard)
     allowed = services.enabled_device_caps(held)
-    lists = services.phone_lists_by_id(list_ids)
+    lists = services.phone_list_rows(list_ids)
     online = services.available_phone_counts(list_ids)
     work_lists, work_devices = open_work(*available) if available[0] or available[1] else (set(), set())
     return Sweep(allowed, lists, online, work_lists, work_devices)
@@ -138,6 +149,16 @@ def _caps(holder: Device | PhoneList) -> tuple[int | None, ...]:
     return tuple(getattr(holder, name) for name in CAP_FIELDS.values())
 
 
+def _refresh(phone_list: PhoneList, row: tuple[Any, ...]) -> bool:
+    """Brings a held list up to its row (services.PHONE_LIST_COLUMNS); whether its caps changed."""
+    if tuple(getattr(phone_list, name) for name in services.PHONE_LIST_COLUMNS) == row:
+        return False
+    caps = _caps(phone_list)
+    for name, value in zip(services.PHONE_LIST_COLUMNS, row, strict=True):
+        setattr(phone_list, name, value)
+    return _caps(phone_list) != caps
+
+
 class FleetScheduler:
     """The process's phone connections and the one task that looks after them."""
 
@@ -146,6 +167,8 @@ class FleetScheduler:
         self.held: set[HeldConnection] = set()
         # The held connections by list (the claim rounds ask which phones of a list are here).
         self.by_list: dict[int, set[HeldConnection]] = {}
+        # The held connections by phone id modulo PASS_BUCKETS (a pass in parts reads these).
+        self.buckets: list[set[HeldConnection]] = [set() for _ in range(PASS_BUCKETS)]
         # One instance of each list the held phones are in, shared by their connections.
         self.lists: dict[int, PhoneList] = {}
         # Phones online and available per list, in every process (as of the last pass).
@@ -159,6 +182,7 @@ class FleetScheduler:
         device = connection.device
         device.phone_list = self.lists.setdefault(device.phone_list_id, device.phone_list)
         self.held.add(connection)
+        self.buckets[device.pk % PASS_BUCKETS].add(connection)
         self.by_list.setdefault(device.phone_list_id, set()).add(connection)
         if settings.DEVICE_GC_FREEZE:
             gc_policy.start()
@@ -170,6 +194,7 @@ class FleetScheduler:
         if connection in self.held:
             gc_policy.phone_left()
         self.held.discard(connection)
+        self.buckets[connection.device.pk % PASS_BUCKETS].discard(connection)
         of_list = self.by_list.get(connection.device.phone_list_id)
         if of_list is not None:
             of_list.discard(connection)
@@ -198,16 +223,22 @@ class FleetScheduler:
             part += 1
 
     async def tick(self, *, part: int = 0, parts: int = 1) -> None:
-        """One pass over the held connections of phones whose id is `part` modulo `parts`
-        (all of them by default; see the module docstring and `pass_parts`)."""
+        """One pass over the held connections of phones in the buckets `part` modulo `parts`
+        (whose id is `part` modulo `parts` when `parts` divides PASS_BUCKETS), and over the
+        held phones' lists whose id is (everything by default; see the module docstring and
+        `pass_parts`)."""
         started = time.monotonic()
         now = timezone.now()
         idle_before = now - timedelta(seconds=settings.DEVICE_IDLE_SECONDS)
         live = []
-        for n, connection in enumerate(list(self.held), 1):
+        if parts == 1:
+            mine = list(self.held)
+        else:
+            mine = [c for bucket in range(part, PASS_BUCKETS, parts) for c in self.buckets[bucket]]
+        for n, connection in enumerate(mine, 1):
             if n % PASS_SLICE == 0:
                 await asyncio.sleep(0)
-            if connection.closed or (parts > 1 and connection.device.pk % parts != part):
+            if connection.closed:
                 continue
             if connection.last_frame_at < idle_before:
                 await self._close(connection, services.CLOSE_IDLE)
@@ -222,40 +253,42 @@ class FleetScheduler:
             if written <= refresh_before and connection.last_frame_at > written:
                 connection.last_presence_write = now
                 heard.append((connection.device.pk, connection.channel_name))
-        available = [c for c in live if c.available]
+        list_ids = {pk for pk in self.by_list if pk % parts == part}
+        available_lists = {pk for pk in list_ids if any(c.available for c in self.by_list[pk])}
         swept = time.monotonic()
         sweep = await self.sweep_call(
             heard,
             {c.device.pk for c in live},
-            {c.device.phone_list_id for c in live},
-            ({c.device.phone_list_id for c in available}, {c.device.pk for c in available}),
+            list_ids,
+            (available_lists, {c.device.pk for c in live if c.available}),
             self.open_work,
         )
         applied = time.monotonic()
-        await self._apply(live, sweep, parts=parts)
+        await self._apply(live, list_ids, sweep, parts=parts)
         done = time.monotonic()
         logger.debug(
-            "pass over %d phones (%d presence writes): %.0f ms here, %.0f ms in the database, %.0f ms applying",
+            "pass over %d phones (%d presence writes) and %d lists: %.0f ms here, %.0f ms in the database, "
+            "%.0f ms applying",
             len(live),
             len(heard),
+            len(list_ids),
             (swept - started) * 1000,
             (applied - swept) * 1000,
             (done - applied) * 1000,
         )
 
-    async def _apply(self, live: Iterable[HeldConnection], sweep: Sweep, *, parts: int = 1) -> None:
-        # Lists whose caps changed since the last pass: their phones' caps may have.
-        recapped = {
-            pk for pk, fresh in sweep.lists.items() if pk in self.lists and _caps(self.lists[pk]) != _caps(fresh)
-        }
-        if parts == 1:  # every phone: the lists and counts as read now
-            self.lists, self.online = sweep.lists, sweep.online
-        else:  # a part's lists and counts (a list asked about with no phone found has none)
-            self.lists.update(sweep.lists)
-            self.online.update({pk: sweep.online.get(pk, 0) for pk in sweep.lists})
-            for pk in [pk for pk in self.lists if pk not in self.by_list]:
-                self.lists.pop(pk)
-                self.online.pop(pk, None)
+    async def _apply(self, live: list[HeldConnection], list_ids: set[int], sweep: Sweep, *, parts: int) -> None:
+        # The part's lists, brought up to date in place: their phones share them (`register`).
+        recapped = set()
+        for pk in list_ids:
+            row, held_list = sweep.lists.get(pk), self.lists.get(pk)
+            if row is not None and held_list is not None and _refresh(held_list, row):
+                recapped.add(pk)
+            self.online[pk] = sweep.online.get(pk, 0)
+        for pk in [pk for pk in self.lists if pk not in self.by_list]:  # no phone of it held any more
+            del self.lists[pk]
+        for pk in [pk for pk in self.online if pk not in self.by_list]:
+            del self.online[pk]
         if not self.renew_parts and time.monotonic() - self.groups_renewed > GROUP_RENEW_SECONDS:
             self.groups_renewed, self.renew_parts = time.monotonic(), parts  # the next `parts` passes
         renew = self.renew_parts > 0
@@ -271,18 +304,22 @@ class FleetScheduler:
             if own_caps is None:
                 await self._close(connection, services.CLOSE_DISABLED)
                 continue
-            changed = own_caps != _caps(device)
-            if changed:
+            if own_caps != _caps(device):
                 for name, value in zip(CAP_FIELDS.values(), own_caps, strict=True):
                     setattr(device, name, value)
-            fresh_list = sweep.lists.get(device.phone_list_id)
-            if fresh_list is not None:
-                device.phone_list = fresh_list
-            if changed or device.phone_list_id in recapped:
                 connection.caps_changed()
             if renew:
                 await connection.join_groups()
-            if connection.available and (device.phone_list_id in sweep.work_lists or device.pk in sweep.work_devices):
+        for pk in recapped:  # a list's caps apply to its phones that have none of their own
+            for connection in list(self.by_list.get(pk, ())):
+                connection.caps_changed()
+        # Open work: the part's lists' available phones, and the part's phones with pinned work.
+        waiting = [c for pk in sweep.work_lists for c in self.by_list.get(pk, ())]
+        waiting += [c for c in live if c.device.pk in sweep.work_devices]
+        offered: set[HeldConnection] = set()
+        for connection in waiting:
+            if connection.available and not connection.closed and connection not in offered:
+                offered.add(connection)
                 await self._offer(connection)
 
     async def _offer(self, connection: HeldConnection) -> None:

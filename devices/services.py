@@ -523,10 +523,12 @@ def touch_devices(connections: list[tuple[int, str]]) -> None:
     """Refreshes the presence lease of these (phone id, channel name) connections at once:
     one UPDATE per thousand. A channel name belongs to one connection of one phone, so
     matching both lists matches the pairs (a phone whose newer connection took over is left
-    alone, as in `touch_device`)."""
+    alone, as in `touch_device`). The fleet's pass (devices/fleet.py) calls this and the
+    three below with a thousand ids each: `__any` binds them as one array on PostgreSQL
+    (accounts/lookups.py), and rows come back as tuples, not models."""
     now = timezone.now()
     for chunk in _chunks(connections):
-        Device.objects.filter(pk__in=[pk for pk, _ in chunk], channel_name__in=[name for _, name in chunk]).update(
+        Device.objects.filter(pk__any=[pk for pk, _ in chunk], channel_name__any=[name for _, name in chunk]).update(
             last_seen_at=now, is_connected=True
         )
 
@@ -535,10 +537,12 @@ def enabled_device_caps(device_ids: set[int]) -> dict[int, tuple[int | None, ...
     """Which of these phones are still enabled, not removed, and of an active account, with
     their own caps (per minute, hour, day: None where the list's apply)."""
     allowed: dict[int, tuple[int | None, ...]] = {}
-    for chunk in _chunks(sorted(device_ids)):
-        rows = Device.objects.filter(
-            pk__in=chunk, is_enabled=True, removed_at__isnull=True, account__is_active=True
-        ).values_list("pk", *CAP_FIELDS.values())
+    for chunk in _chunks(list(device_ids)):
+        rows = (
+            Device.objects.filter(pk__any=chunk, is_enabled=True, removed_at__isnull=True, account__is_active=True)
+            .order_by()
+            .values_list("pk", *CAP_FIELDS.values())
+        )
         allowed.update((pk, tuple(caps)) for pk, *caps in rows)
     return allowed
 
@@ -547,11 +551,12 @@ def available_phone_counts(list_ids: set[int]) -> dict[int, int]:
     """How many phones of each of these lists are online, available and claiming offers
     over a WebSocket (SMSGate phones fetch their work instead), in any server process."""
     counts: dict[int, int] = {}
-    for chunk in _chunks(sorted(list_ids)):
+    for chunk in _chunks(list(list_ids)):
         rows = (
             Device.objects.online()
-            .filter(phone_list_id__in=chunk, is_available=True)
+            .filter(phone_list_id__any=chunk, is_available=True)
             .exclude(kind=Device.Kind.SMSGATE)
+            .order_by()
             .values("phone_list_id")
             .annotate(phones=Count("id"))
             .values_list("phone_list_id", "phones")
@@ -560,11 +565,17 @@ def available_phone_counts(list_ids: set[int]) -> dict[int, int]:
     return counts
 
 
-def phone_lists_by_id(list_ids: set[int]) -> dict[int, PhoneList]:
-    """These lists as they are now, by id."""
-    found: dict[int, PhoneList] = {}
-    for chunk in _chunks(sorted(list_ids)):
-        found.update((phone_list.pk, phone_list) for phone_list in PhoneList.objects.filter(pk__in=chunk))
+# A list's columns in the order `phone_list_rows` reads them (its model's concrete fields).
+PHONE_LIST_COLUMNS: tuple[str, ...] = tuple(field.attname for field in PhoneList._meta.concrete_fields)
+
+
+def phone_list_rows(list_ids: set[int]) -> dict[int, tuple[Any, ...]]:
+    """These lists as they are now, by id: each one's values in PHONE_LIST_COLUMNS order
+    (the fleet compares them with the list it holds and changes only what changed)."""
+    found: dict[int, tuple[Any, ...]] = {}
+    for chunk in _chunks(list(list_ids)):
+        rows = PhoneList.objects.filter(pk__any=chunk).order_by().values_list(*PHONE_LIST_COLUMNS)
+        found.update((row[0], row) for row in rows)  # the first column is the id
     return found
 
 

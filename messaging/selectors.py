@@ -297,18 +297,19 @@ def lists_with_open_work(list_ids: set[int], device_ids: set[int]) -> tuple[set[
     waiting (the lists' unpinned ones, the phones' pinned ones): the same messages as
     `dispatch.open_messages_for_device`, asked once for a whole server's phones."""
     now = timezone.now()
-    waiting = Message.objects.filter(status=Message.Status.QUEUED, send_at__lte=now, expires_at__gt=now)
+    waiting = Message.objects.filter(status=Message.Status.QUEUED, send_at__lte=now, expires_at__gt=now).order_by()
     lists: set[int] = set()
     devices: set[int] = set()
-    ordered_lists, ordered_devices = sorted(list_ids), sorted(device_ids)
-    for n in range(0, len(ordered_lists), 1000):
+    ordered_lists, ordered_devices = list(list_ids), list(device_ids)
+    for n in range(0, len(ordered_lists), 1000):  # `__any`: one array parameter (accounts/lookups.py)
         chunk = ordered_lists[n : n + 1000]
         lists.update(
-            waiting.filter(pinned_device__isnull=True, phone_list_id__in=chunk)
+            waiting.filter(pinned_device__isnull=True, phone_list_id__any=chunk)
             .values_list("phone_list_id", flat=True)
             .distinct()
         )
     for n in range(0, len(ordered_devices), 1000):
         chunk = ordered_devices[n : n + 1000]
-        devices.update(waiting.filter(pinned_device_id__in=chunk).values_list("pinned_device_id", flat=True).distinct())
+        pinned = waiting.filter(pinned_device_id__any=chunk).values_list("pinned_device_id", flat=True)
+        devices.update(pinned.distinct())
     return lists, devices

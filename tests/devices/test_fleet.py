@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from channels.db import database_sync_to_async
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -123,8 +123,37 @@ async def test_a_pass_writes_presence_of_the_phones_heard_from_in_one_statement_
     assert not [sql for sql in counted.passes[-1] if sql.startswith("UPDATE")]
 
 
-def test_a_pass_over_thousands_of_phones_runs_in_parts_of_a_thousand():
-    assert [fleet_module.pass_parts(n) for n in (0, 1, 1000, 1001, 10_000)] == [1, 1, 1, 2, 10]
+def test_a_pass_over_thousands_of_phones_runs_in_parts_of_a_quarter_thousand():
+    assert fleet_module.PASS_PART_PHONES == 250
+    assert [fleet_module.pass_parts(n) for n in (0, 1, 250, 251, 10_000)] == [1, 1, 1, 2, 40]
+    assert fleet_module.pass_parts(10**6) == fleet_module.PASS_BUCKETS  # then the parts grow
+
+
+async def test_a_part_finds_its_phones_in_its_buckets_without_walking_the_others(alice_list):
+    """Part k of n is the buckets k modulo n: the phones whose id is k modulo n when n
+    divides PASS_BUCKETS, and over n parts every bucket once when it does not."""
+    phones = await make_phones(alice_list, 12)
+    scheduler = FleetScheduler(open_work=no_open_work)
+    for held in phones:
+        scheduler.register(held)
+    seen: list[set[int]] = []
+
+    async def sweep(heard, held, list_ids, available, open_work):
+        seen.append(set(held))
+        return fleet_module.Sweep({pk: (None, None, None) for pk in held}, {}, {}, set(), set())
+
+    scheduler.sweep_call = sweep
+    for part in range(4):
+        await scheduler.tick(part=part, parts=4)
+    assert seen == [{h.device.pk for h in phones if h.device.pk % 4 == part} for part in range(4)]
+    seen.clear()
+    for part in range(7):  # 7 does not divide 240: buckets k, k + 7, … (ids modulo 240)
+        await scheduler.tick(part=part, parts=7)
+    expected = [{h.device.pk for h in phones if h.device.pk % fleet_module.PASS_BUCKETS % 7 == p} for p in range(7)]
+    assert seen == expected
+    assert set().union(*seen) == {h.device.pk for h in phones}
+    scheduler.unregister(phones[0])
+    assert all(phones[0] not in bucket for bucket in scheduler.buckets)
 
 
 async def test_a_pass_in_parts_looks_at_its_part_only_and_every_phone_once_over_all_parts(alice_list, bob_list):
@@ -145,13 +174,17 @@ async def test_a_pass_in_parts_looks_at_its_part_only_and_every_phone_once_over_
         rows = await database_sync_to_async(lambda: list(Device.objects.values_list("pk", "last_seen_at")))()
         return {pk for pk, seen in rows if seen > long_ago}
 
+    lists = {alice_list.pk, bob_list.pk}
     await scheduler.tick(part=0, parts=2)
     even = {h.device.pk for h in phones if h.device.pk % 2 == 0}
     assert await written() == even
-    assert set(scheduler.lists) == {alice_list.pk, bob_list.pk}  # both lists have even phones
+    assert set(scheduler.lists) == lists  # held: both lists have phones here
+    assert set(scheduler.online) == {pk for pk in lists if pk % 2 == 0}  # counted: the part's lists only
     await scheduler.tick(part=1, parts=2)
     assert await written() == {h.device.pk for h in phones}
     assert len(counted.passes) == 2
+    assert set(scheduler.online) == lists
+    await scheduler.tick(part=0, parts=2)  # the even list counted again, now that every phone has written
     assert scheduler.online == {alice_list.pk: 4, bob_list.pk: 4}
     # A list none of whose phones is held any more leaves the scheduler's lists.
     for held in phones[4:]:
@@ -236,7 +269,7 @@ async def test_a_pass_over_many_phones_lets_the_event_loop_run_other_work_in_bet
 
     async def sweep(heard, held, list_ids, available, open_work):  # the database side answered at once
         caps: dict[int, tuple[int | None, ...]] = {pk: (None, None, None) for pk in held}
-        return fleet_module.Sweep(caps, {alice_list.pk: phones[0].device.phone_list}, {}, set(), set())
+        return fleet_module.Sweep(caps, {}, {}, set(), set())
 
     scheduler.sweep_call = sweep
     turns = 0
@@ -255,3 +288,84 @@ async def test_a_pass_over_many_phones_lets_the_event_loop_run_other_work_in_bet
     done = True
     await other
     assert turns >= 40 // 5  # at least once per slice of the idle check and of the apply
+
+
+async def test_a_list_changed_in_the_database_is_changed_in_place_for_all_its_phones_by_its_part(alice_list):
+    """The part whose id a list's falls in reads it as a row and changes the one instance its
+    phones share; a list whose caps changed tells every phone of it, whatever its part."""
+    phones = await make_phones(alice_list, 4)
+    scheduler = FleetScheduler(open_work=no_open_work)
+    told: list[int] = []
+    for held in phones:
+        held.caps_changed = functools.partial(told.append, held.device.pk)  # type: ignore[method-assign]
+        scheduler.register(held)
+    shared = scheduler.lists[alice_list.pk]
+    assert all(held.device.phone_list is shared for held in phones)
+    mine, other = alice_list.pk % 2, 1 - alice_list.pk % 2
+    await scheduler.tick(part=mine, parts=2)
+    assert told == []  # nothing changed
+    await database_sync_to_async(type(alice_list).objects.filter(pk=alice_list.pk).update)(
+        rate_limit_per_minute=3, name="Renamed"
+    )
+    await scheduler.tick(part=other, parts=2)
+    assert shared.rate_limit_per_minute is None  # not this part's list
+    await scheduler.tick(part=mine, parts=2)
+    assert scheduler.lists[alice_list.pk] is shared
+    assert (shared.rate_limit_per_minute, shared.name) == (3, "Renamed")
+    assert sorted(told) == sorted(held.device.pk for held in phones)  # every phone, each once
+    await database_sync_to_async(type(alice_list).objects.filter(pk=alice_list.pk).update)(name="Again")
+    await scheduler.tick(part=mine, parts=2)
+    assert shared.name == "Again" and len(told) == len(phones)  # not its caps: nobody told
+
+
+async def test_open_work_of_a_list_is_offered_to_its_available_phones_in_every_part(alice_list):
+    phones = await make_phones(alice_list, 4)
+    phones[0].available = False
+    scheduler = FleetScheduler(open_work=lambda lists, devices: (lists, set()))
+    for held in phones:
+        scheduler.register(held)
+    await scheduler.tick(part=1 - alice_list.pk % 2, parts=2)
+    assert [held.offered for held in phones] == [0, 0, 0, 0]  # the list is not this part's
+    await scheduler.tick(part=alice_list.pk % 2, parts=2)
+    assert [held.offered for held in phones] == [0, 1, 1, 1]
+
+
+async def test_pinned_work_is_offered_by_the_part_of_its_phone(alice_list):
+    phones = await make_phones(alice_list, 2)
+    pinned = phones[0].device.pk
+    scheduler = FleetScheduler(open_work=lambda lists, devices: (set(), devices & {pinned}))
+    for held in phones:
+        scheduler.register(held)
+    await scheduler.tick(part=(pinned + 1) % 2, parts=2)
+    await scheduler.tick(part=pinned % 2, parts=2)
+    assert [held.offered for held in phones] == [1, 0]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="HOT updates are PostgreSQL's")
+def test_presence_writes_are_hot_updates_that_write_no_index(alice_list):
+    """Every connected phone's row is rewritten every 37.5 s: `last_seen_at` is in no index
+    and the table leaves room in its pages (migration 0005), so each write stays in its page
+    and adds no index entry (pg_stat_xact_user_tables counts the transaction's updates)."""
+    phones = [factories.make_device(phone_list=alice_list, name=f"p{n}") for n in range(40)]
+    for n, device in enumerate(phones):
+        services.mark_connected(device_id=device.pk, channel_name=f"specific.{n}")
+
+    def counts() -> tuple[int, int]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = %s",
+                [Device._meta.db_table],
+            )
+            return cursor.fetchone()
+
+    hot_writes = []
+    for _ in range(4):  # as the passes do, each write its own transaction
+        with transaction.atomic():
+            updated, hot = counts()
+            services.touch_devices([(device.pk, f"specific.{n}") for n, device in enumerate(phones)])
+            after = counts()
+        assert after[0] == updated + 40
+        hot_writes.append(after[1] - hot)
+    # Once the page holds no more versions left by the phones' creation and connects (its
+    # first writes prune them), every write is HOT; with `last_seen_at` indexed, none is.
+    assert hot_writes[-2:] == [40, 40], hot_writes

@@ -89,7 +89,7 @@ async def test_a_fleet_holding_phones_starts_it_and_counts_the_phones_that_leave
     fleet = FleetScheduler(open_work=lambda lists, devices: (set(), set()))
 
     class Phone:  # hashable, as a consumer is
-        device = SimpleNamespace(phone_list_id=1, phone_list=object())
+        device = SimpleNamespace(pk=7, phone_list_id=1, phone_list=object())
 
     phone: Any = Phone()
     settings.DEVICE_GC_FREEZE = False  # as in every test (tests/conftest.py)
