@@ -111,7 +111,11 @@ class Device(models.Model):
     is_enabled = models.BooleanField(default=True)
     removed_at = models.DateTimeField(null=True, blank=True)
     # Presence: a lease, refreshed by pings and frames.
-    last_seen_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Not indexed, so that presence writes (this and `is_connected`, every 37.5 s a phone)
+    # are HOT updates: no index entry written, the row rewritten in its own page, which
+    # the table's fillfactor leaves room for (migration 0005, docs/benchmarks.md). Phones
+    # are found by list, account or id; `online()` filters those few rows.
+    last_seen_at = models.DateTimeField(null=True, blank=True)
     connected_at = models.DateTimeField(null=True, blank=True)
     is_connected = models.BooleanField(default=False)
     # The channel-layer name of the current WebSocket connection, if any.
@@ -136,7 +140,6 @@ class Device(models.Model):
 
     class Meta:
         ordering = ["created_at"]
-        indexes = [models.Index(fields=["phone_list", "is_enabled", "last_seen_at"])]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.public_id})"
