@@ -200,12 +200,14 @@ async def phone(url: str, token: str, stats: dict[str, Any], stop: asyncio.Event
             attempt += 1
 
 
-def phones_process(url: str, tokens: list[str], ramp: float, conn: Any) -> None:
+def phones_process(url: str, tokens: list[str], ramp: float, conn: Any, nice: bool = True) -> None:
     raise_fd_limit()
     # Below the servers: on a real deployment the phones are other machines, here they
     # share its two cores, and a server starved by its own test load shows a tail that is
-    # the bench's (PF_PHONES_NICE=0 to give them the same priority).
-    os.nice(int(os.environ.get("PF_PHONES_NICE", "10")))
+    # the bench's (PF_PHONES_NICE=0 to give them the same priority). The claiming phones'
+    # own process (`Clients`, `claimers`) is not lowered: what it measures is theirs.
+    if nice:
+        os.nice(int(os.environ.get("PF_PHONES_NICE", "10")))
 
     async def main() -> None:
         stats: dict[str, Any] = {"connected": 0, "reconnects": 0, "assigns": [], "errors": {}, "back_at": {}}
@@ -266,15 +268,27 @@ def phones_process(url: str, tokens: list[str], ramp: float, conn: Any) -> None:
 
 
 class Clients:
-    """The simulated phones, spread over `processes` processes."""
+    """The simulated phones, spread over `processes` processes; `claimers` (the phones of the
+    lists messages go to, with --one-list) in one more process of their own at the servers'
+    priority. A real phone holds one connection on its own CPU: in a process of 5,000 phones
+    its `assign` waited behind the others' frames and, lowered below the servers, behind
+    every process on the machine (loop lags of 100-190 ms in bench/stall_probe.py, the
+    slowest messages of the run); the phones that claim are what dispatch latency is read at."""
 
-    def __init__(self, url: str, tokens: list[str], processes: int, ramp: float) -> None:
+    def __init__(
+        self, url: str, tokens: list[str], processes: int, ramp: float, claimers: list[str] | None = None
+    ) -> None:
         ctx = mp.get_context("spawn")
-        share = (len(tokens) + processes - 1) // processes
+        claiming = set(claimers or ())
+        rest = [token for token in tokens if token not in claiming]
+        share = (len(rest) + processes - 1) // processes
         self.procs: list[tuple[Any, Any]] = []
-        for n in range(processes):
+        groups = [(rest[n * share : (n + 1) * share], True) for n in range(processes)]
+        if claiming:
+            groups.append(([token for token in tokens if token in claiming], False))
+        for group, nice in groups:
             parent, child = ctx.Pipe()
-            process = ctx.Process(target=phones_process, args=(url, tokens[n * share : (n + 1) * share], ramp, child))
+            process = ctx.Process(target=phones_process, args=(url, group, ramp, child, nice))
             process.start()
             self.procs.append((process, parent))
 
@@ -494,7 +508,7 @@ def wait_drained(db_url: str, timeout: float) -> None:
         time.sleep(0.5)
 
 
-def dispatch_figures(answers: dict[str, float], results: list[dict[str, Any]]) -> dict[str, Any]:
+def dispatch_figures(answers: dict[str, float], results: list[dict[str, Any]], name: str = "") -> dict[str, Any]:
     first: dict[str, float] = {}
     duplicates = 0
     for result in results:
@@ -505,6 +519,9 @@ def dispatch_figures(answers: dict[str, float], results: list[dict[str, Any]]) -
                 duplicates += 1
             first[message_id] = min(at, first.get(message_id, at))
     latencies = sorted((first[m] - answers[m]) * 1000 for m in answers if m in first)
+    if name:  # every message's API answer (wall time) and dispatch latency, to set beside logs
+        rows = sorted((round(answers[m], 3), round((first[m] - answers[m]) * 1000, 1)) for m in first)
+        (LOGS / f"latencies-{name}.json").write_text(json.dumps(rows))
     return {
         "messages_accepted": len(answers),
         "assigned": len(latencies),
@@ -547,6 +564,12 @@ def main() -> None:
     parser.add_argument("--storm-seconds", type=float, default=180, help="after a restart, wait this long for all")
     parser.add_argument(
         "--backlog", type=int, default=4096, help="listen backlog of the phones' Daphne (as deployed; 0: Twisted's 50)"
+    )
+    parser.add_argument(
+        "--claimers-apart",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --one-list: hold the claiming list's phones in their own client process, not lowered",
     )
     parser.add_argument("--profile-idle", action="store_true", help="profile the idle phones (one --tick) instead")
     parser.add_argument(
@@ -623,7 +646,9 @@ def main() -> None:
         warm_up(ws_port, tokens[0])
         rss_idle = rss_kib(daphne.pid)
 
-        clients = Clients(f"ws://127.0.0.1:{ws_port}/ws/device/", tokens, args.client_processes, args.ramp)
+        claimers = fleet[0][1] if args.one_list and args.claimers_apart else None
+        clients = Clients(f"ws://127.0.0.1:{ws_port}/ws/device/", tokens, args.client_processes, args.ramp, claimers)
+        summary["claimers_apart"] = claimers is not None
         summary["connected_in_s"] = round(clients.wait_connected(args.phones, timeout=600), 1)
         time.sleep(args.settle)  # let the connect burst settle before measuring memory
         rss_connected = rss_kib(daphne.pid)
@@ -691,9 +716,9 @@ def main() -> None:
     summary["held_at_end"] = sum(r["held"] for r in results)
     summary["reconnects_after_soak"] = sum(r["reconnects"] for r in results)
     summary["client_errors_after_soak"] = {k: v for r in results for k, v in r["errors"].items()}
-    summary.update(dispatch_figures(answers, results))
+    summary.update(dispatch_figures(answers, results, "soak"))
     if "storm" in summary:
-        summary["storm"].update(dispatch_figures(summary["storm"].pop("answers"), results))
+        summary["storm"].update(dispatch_figures(summary["storm"].pop("answers"), results, "storm"))
     if args.stall_probe:
         import stall_probe
 

@@ -3,6 +3,9 @@ lines as they happen (bench/soak.py --stall-probe, in Daphne and in the phones' 
 
     install_gc(path)            # at import: every generation-2 collection, with its length
     await watch_loop(path)      # a task: every time the loop ran LAG_MS or more late
+    install_log(path, "devices.fleet")  # that logger's records, DEBUG up, with their time
+
+PF_LAG_MS sets LAG_MS (default 100).
 
 With PF_GC_TYPES=<file>, each generation-2 collection also writes the 25 commonest types of
 the objects it kept (what survives between two passes of devices/lib/gc_policy.py).
@@ -13,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-LAG_MS = 100.0
+LAG_MS = float(os.environ.get("PF_LAG_MS", "100"))
 TICK_S = 0.05
 
 
@@ -48,6 +52,21 @@ def install_gc(path: str) -> None:
                 _write(types_path, {"kind": "kept", "total": sum(counts.values()), "top": top})
 
     gc.callbacks.append(callback)
+
+
+class _LogRecords(logging.Handler):
+    def __init__(self, path: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.path = path
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _write(self.path, {"kind": "log", "logger": record.name, "msg": record.getMessage()})
+
+
+def install_log(path: str, name: str) -> None:
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(_LogRecords(path))
 
 
 async def watch_loop(path: str) -> None:

@@ -29,6 +29,7 @@ if os.environ.get("PF_STALL_LOG"):  # bench/stall_probe.py: full collections and
     import stall_probe
 
     stall_probe.install_gc(os.environ["PF_STALL_LOG"])
+    stall_probe.install_log(os.environ["PF_STALL_LOG"], "devices.fleet")  # each pass's timings
     _inner: Any = application
     _watching: list[Any] = []
 
