@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from devices.lib.admission import MAX_RETRY_AFTER, TICKET_SHARE, Admission
+from devices.lib.admission import ANSWER_SHARE, MAX_RETRY_AFTER, TICKET_SHARE, Admission
 
 
 def test_it_admits_a_burst_then_tells_the_rest_to_try_later():
@@ -79,3 +79,24 @@ def test_a_quiet_window_forgets_the_measurement():
     admission.window_start = 0.0
     assert admission.enter(3.0) is None  # a window passed with nobody waiting
     assert admission.measured is None and admission.pending_bound() == 300
+
+
+def test_the_answers_of_a_wave_count_in_what_the_process_is_measured_to_do():
+    """Right after a restart the whole fleet's first attempts arrive in a few seconds; the
+    process spends them answering "try later", finishes few handshakes, and the slots it
+    hands out meanwhile (most of the fleet's) were as slow as that: 10,000 phones all back
+    after 69 s. Each answer counts as ANSWER_SHARE of a handshake: 37 s (bench/soak.py)."""
+    admission = Admission(rate=300, burst=300, max_pending=300)
+    now = 0.0
+    for _ in range(300):
+        admission.enter(now)
+    for _ in range(40):  # two windows: 2 handshakes finished and 200 answered each 0.1 s
+        now += 0.1
+        admission.leave()
+        admission.leave()
+        for _ in range(200):
+            admission.enter(now)
+    finished_only = 20.0
+    assert admission.measured is not None
+    assert admission.measured >= 0.9 * (finished_only + ANSWER_SHARE * 2000)
+    assert admission.slot_rate() > 10 * finished_only
