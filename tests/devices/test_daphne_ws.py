@@ -172,3 +172,167 @@ def test_the_protocol_answers_pings_once_open_and_hands_every_other_frame_to_dap
     protocol.state = protocol.STATE_CLOSING  # its close under way: no pong (autobahn would raise)
     protocol.onMessage(b'{"type":"ping"}', False)
     assert len(sent) == 1
+
+
+class FakeReactor:
+    """Twisted's reactor as the periodic checks use it: `callLater` is recorded, not run."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, Any, tuple[Any, ...]]] = []
+
+    def callLater(self, delay: float, func: Any, *args: Any) -> None:
+        self.calls.append((delay, func, args))
+
+    def run_soon(self) -> None:
+        """Runs the calls due at once (the next slices) until only a later one is left."""
+        while self.calls and self.calls[-1][0] == 0:
+            _delay, func, args = self.calls.pop()
+            func(*args)
+
+
+class Task:
+    """An application instance as Daphne's checker sees it (an asyncio future)."""
+
+    def __init__(self, *, done: bool = False, error: BaseException | None = None) -> None:
+        self._done, self.error, self.cancelled = done, error, False
+
+    def done(self) -> bool:
+        return self._done
+
+    def exception(self) -> BaseException | None:
+        return self.error
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Connection:
+    def __init__(self) -> None:
+        self.checked = 0
+        self.handled: list[BaseException] = []
+
+    def check_timeouts(self) -> None:
+        self.checked += 1
+
+    def handle_exception(self, exception: BaseException) -> None:
+        self.handled.append(exception)
+
+
+class FakeServer:
+    application_close_timeout = 10
+
+    def __init__(self, connections: dict[Connection, dict[str, Any]], checkers: dict[str, Any]) -> None:
+        self.connections = connections
+        self.checkers = checkers
+
+    def timeout_checker(self) -> None:
+        self.checkers["timeout_checker"](self)
+
+    def application_checker(self) -> None:
+        self.checkers["application_checker"](self)
+
+    def stop(self) -> None:
+        raise AssertionError("not in these cases")
+
+
+def _connections(count: int) -> dict[Connection, dict[str, Any]]:
+    """Every case of Daphne's application check, over and over: running, done and reaped,
+    done with an error, disconnected and gone, disconnected too long and still running."""
+    import time
+
+    now = time.time()
+    cases = [
+        lambda: {"application_instance": Task()},
+        lambda: {"application_instance": Task(done=True)},
+        lambda: {"application_instance": Task(done=True, error=ValueError("boom"))},
+        lambda: {"application_instance": Task(done=True), "disconnected": now},
+        lambda: {"application_instance": Task(), "disconnected": now - 60},
+        lambda: {"disconnected": now},
+    ]
+    return {Connection(): cases[n % len(cases)]() for n in range(count)}
+
+
+def _outcome(connections: dict[Connection, dict[str, Any]], order: list[Connection]) -> list[Any]:
+    out = []
+    for connection in order:
+        details = connections.get(connection)
+        task = details.get("application_instance") if details is not None else None
+        out.append(
+            (
+                details is not None,
+                task is not None,
+                task.cancelled if task else None,
+                [repr(e) for e in connection.handled],
+            )
+        )
+    return out
+
+
+@pytest.mark.django_db(transaction=False)
+def test_daphnes_application_check_in_slices_does_what_daphnes_does_to_every_connection(monkeypatch, caplog):
+    """At 10,000 phones Daphne's walk reaping applications every second blocked the event
+    loop 10-60 ms: here the same per-connection code (Daphne's, DAPHNE_VERSION), in slices."""
+    import twisted.internet
+
+    from devices.lib import daphne_ws
+
+    daphne_ws.install()
+    reactor = FakeReactor()
+    monkeypatch.setattr(twisted.internet, "reactor", reactor)
+    monkeypatch.setattr("daphne.server.reactor", reactor)
+    count = 2 * daphne_ws.CHECK_SLICE + 7
+    theirs = FakeServer(_connections(count), daphne_ws.DAPHNE_CHECKERS)
+    ours = FakeServer(_connections(count), {"application_checker": daphne_ws.application_checker_in_slices})
+    order_theirs, order_ours = list(theirs.connections), list(ours.connections)
+    theirs.application_checker()
+    assert [delay for delay, _f, _a in reactor.calls] == [daphne_ws.APPLICATION_CHECK_SECONDS]  # one walk
+    reactor.calls.clear()
+    theirs_logged = [(r.levelname, r.getMessage().split(" for connection")[0][:40]) for r in caplog.records]
+    caplog.clear()
+    ours.application_checker()
+    assert sum(1 for c in order_ours if c in ours.connections) > count - daphne_ws.CHECK_SLICE  # one slice so far
+    assert [delay for delay, _f, _a in reactor.calls] == [0]
+    reactor.run_soon()
+    delay, func, _args = reactor.calls.pop()
+    assert (delay, func) == (daphne_ws.APPLICATION_CHECK_SECONDS, ours.application_checker)
+    assert _outcome(ours.connections, order_ours) == _outcome(theirs.connections, order_theirs)
+    ours_logged = [(r.levelname, r.getMessage().split(" for connection")[0][:40]) for r in caplog.records]
+    assert sorted(ours_logged) == sorted(theirs_logged) and ours_logged  # the same warnings and errors
+
+
+def test_the_copied_application_check_is_of_the_installed_daphne():
+    import daphne
+
+    from devices.lib.daphne_ws import DAPHNE_VERSION
+
+    assert daphne.__version__ == DAPHNE_VERSION, "read _check_application against Daphne's application_checker"
+
+
+@pytest.mark.django_db(transaction=False)
+def test_daphnes_timeout_check_runs_in_slices_with_the_event_loop_free_in_between(monkeypatch):
+    """At 10,000 phones Daphne's walk over every connection every 2 s blocked the event
+    loop 22-37 ms (offers and claims behind it): here the same check of each connection,
+    CHECK_SLICE at a time, and the next walk 2 s after the last slice."""
+    import twisted.internet
+
+    from devices.lib import daphne_ws
+
+    reactor = FakeReactor()
+    monkeypatch.setattr(twisted.internet, "reactor", reactor)
+    server = FakeServer({Connection(): {} for _ in range(2 * daphne_ws.CHECK_SLICE + 500)}, {})
+    server.checkers["timeout_checker"] = daphne_ws.timeout_checker_in_slices
+    protocols = list(server.connections)
+    server.timeout_checker()
+    assert sum(p.checked for p in protocols) == daphne_ws.CHECK_SLICE
+    assert [delay for delay, _func, _args in reactor.calls] == [0]  # the rest after the loop ran
+    gone = protocols[-1]
+    del server.connections[gone]  # disconnected meanwhile: not checked
+    reactor.run_soon()
+    assert all(p.checked == 1 for p in protocols if p is not gone) and gone.checked == 0
+    delay, func, _args = reactor.calls.pop()
+    assert (delay, func) == (daphne_ws.TIMEOUT_CHECK_SECONDS, server.timeout_checker) and not reactor.calls
+    from daphne.server import Server as DaphneServer
+
+    daphne_ws.install()
+    assert DaphneServer.timeout_checker is daphne_ws.timeout_checker_in_slices
+    assert DaphneServer.application_checker is daphne_ws.application_checker_in_slices
