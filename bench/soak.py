@@ -17,7 +17,8 @@ docs/device-protocol.md (state, claim every offer, report `sent` on assign, ping
 - connections held: phones with a `hello` at the end / phones started, and reconnects;
 - Daphne's RSS before the phones (after one phone came and went), with them, and per
   connection, and that against the bare consumer's;
-- dispatch latency: API answer → `assign` frame at a phone, p50/p99/max, lost, duplicates;
+- dispatch latency: API answer → `assign` frame at a phone, p50/p99/max, lost, duplicates
+  (after `--warmup` seconds of messages at the same rate, whose figures are given apart);
 - PostgreSQL connections at their peak, Daphne's (PGAPPNAME soak-daphne) and in all;
 - with `--restart kill|term`: Daphne killed (or stopped) and started again on the same
   port while messages keep coming: seconds until every phone has its `hello` again,
@@ -170,6 +171,7 @@ async def phone(url: str, token: str, stats: dict[str, Any], stop: asyncio.Event
                                 stats["reconnects"] += 1
                             first = False
                         elif kind == "offer":
+                            stats["offers"].append((frame["message_id"], time.time()))
                             await ws.send(json.dumps({"type": "claim", "message_id": frame["message_id"]}))
                         elif kind == "assign":
                             stats["assigns"].append((frame["message_id"], time.time()))
@@ -210,7 +212,14 @@ def phones_process(url: str, tokens: list[str], ramp: float, conn: Any, nice: bo
         os.nice(int(os.environ.get("PF_PHONES_NICE", "10")))
 
     async def main() -> None:
-        stats: dict[str, Any] = {"connected": 0, "reconnects": 0, "assigns": [], "errors": {}, "back_at": {}}
+        stats: dict[str, Any] = {
+            "connected": 0,
+            "reconnects": 0,
+            "assigns": [],
+            "offers": [],
+            "errors": {},
+            "back_at": {},
+        }
         stop = asyncio.Event()
         tasks = []
         stall_log = os.environ.get("PF_STALL_LOG_CLIENTS")
@@ -259,6 +268,7 @@ def phones_process(url: str, tokens: list[str], ramp: float, conn: Any, nice: bo
                         "held": held,
                         "reconnects": stats["reconnects"],
                         "assigns": stats["assigns"],
+                        "offers": stats["offers"],
                         "errors": stats["errors"],
                     }
                 )
@@ -519,8 +529,19 @@ def dispatch_figures(answers: dict[str, float], results: list[dict[str, Any]], n
                 duplicates += 1
             first[message_id] = min(at, first.get(message_id, at))
     latencies = sorted((first[m] - answers[m]) * 1000 for m in answers if m in first)
-    if name:  # every message's API answer (wall time) and dispatch latency, to set beside logs
-        rows = sorted((round(answers[m], 3), round((first[m] - answers[m]) * 1000, 1)) for m in first)
+    offered: dict[str, float] = {}
+    for result in results:
+        for message_id, at in result.get("offers", ()):
+            offered[message_id] = min(at, offered.get(message_id, at))
+    if name:  # every message's API answer (wall time), dispatch latency and of it until the first offer
+        rows = sorted(
+            (
+                round(answers[m], 3),
+                round((first[m] - answers[m]) * 1000, 1),
+                round((offered[m] - answers[m]) * 1000, 1) if m in offered else None,
+            )
+            for m in first
+        )
         (LOGS / f"latencies-{name}.json").write_text(json.dumps(rows))
     return {
         "messages_accepted": len(answers),
@@ -551,6 +572,9 @@ def main() -> None:
     parser.add_argument("--ramp", type=float, default=0.02, help="seconds between two connects in a client process")
     parser.add_argument("--rate", type=float, default=20, help="messages per second through the API")
     parser.add_argument("--seconds", type=float, default=60, help="how long messages flow")
+    parser.add_argument(
+        "--warmup", type=float, default=5, help="messages flow this long first, at the same rate, counted apart"
+    )
     parser.add_argument("--tick", type=float, default=15, help="DEVICE_TICK_SECONDS of the server (its default: 15)")
     parser.add_argument("--accept-rate", type=float, default=300, help="DEVICE_ACCEPT_RATE of the server")
     parser.add_argument("--settle", type=float, default=20, help="seconds after the last connect before RSS is read")
@@ -678,6 +702,9 @@ def main() -> None:
         phone_pids = {process.pid for process, _pipe in clients.procs}
         busy_cpu, busy_started = cpu_sample({daphne.pid}), time.monotonic()
         phones_cpu, machine_busy = cpu_sample(phone_pids), MachineCpu()
+        # The first messages meet a cold path (statements prepared, plans made on an empty
+        # messages table, pools filled): sent and counted apart, at the same rate.
+        warm_answers = send_messages(api_port, creds["api_key"], target_lists, args.rate, args.warmup)
         answers = send_messages(api_port, creds["api_key"], target_lists, args.rate, args.seconds)
         seconds = time.monotonic() - busy_started
         summary["daphne_cpu_messages_percent"] = round(
@@ -716,6 +743,9 @@ def main() -> None:
     summary["held_at_end"] = sum(r["held"] for r in results)
     summary["reconnects_after_soak"] = sum(r["reconnects"] for r in results)
     summary["client_errors_after_soak"] = {k: v for r in results for k, v in r["errors"].items()}
+    if warm_answers:
+        summary["warmup"] = dispatch_figures(warm_answers, results, "warmup") | {"seconds": args.warmup}
+        summary["warmup"].pop("slowest")
     summary.update(dispatch_figures(answers, results, "soak"))
     if "storm" in summary:
         summary["storm"].update(dispatch_figures(summary["storm"].pop("answers"), results, "storm"))

@@ -4,6 +4,7 @@ lines as they happen (bench/soak.py --stall-probe, in Daphne and in the phones' 
     install_gc(path)            # at import: every generation-2 collection, with its length
     await watch_loop(path)      # a task: every time the loop ran LAG_MS or more late
     install_log(path, "devices.fleet")  # that logger's records, DEBUG up, with their time
+    install_daphne_checks(path)  # Daphne's periodic walks over every connection, 5 ms or more
 
 PF_LAG_MS sets LAG_MS (default 100).
 
@@ -67,6 +68,24 @@ def install_log(path: str, name: str) -> None:
     logger = logging.getLogger(name)
     logger.setLevel(logging.DEBUG)
     logger.addHandler(_LogRecords(path))
+
+
+def install_daphne_checks(path: str) -> None:
+    """Times Daphne's `application_checker` (every 1 s) and `timeout_checker` (every 2 s),
+    each a walk over every connection of the process."""
+    from daphne.server import Server
+
+    for name in ("application_checker", "timeout_checker"):
+        original = getattr(Server, name)
+
+        def timed(self: Any, _original: Any = original, _name: str = name) -> None:
+            started = time.perf_counter()
+            _original(self)
+            ms = (time.perf_counter() - started) * 1000
+            if ms >= 5:
+                _write(path, {"kind": "daphne", "check": _name, "ms": round(ms, 1)})
+
+        setattr(Server, name, timed)
 
 
 async def watch_loop(path: str) -> None:

@@ -30,6 +30,7 @@ if os.environ.get("PF_STALL_LOG"):  # bench/stall_probe.py: full collections and
 
     stall_probe.install_gc(os.environ["PF_STALL_LOG"])
     stall_probe.install_log(os.environ["PF_STALL_LOG"], "devices.fleet")  # each pass's timings
+    stall_probe.install_daphne_checks(os.environ["PF_STALL_LOG"])
     _inner: Any = application
     _watching: list[Any] = []
 
