@@ -34,8 +34,8 @@ changes two things, both about a busy process (docs/benchmarks.md, "10,000 phone
   and every second to reap finished applications (`application_checker`), each in one
   go: at 10,000 phones 22–37 ms and 10–60 ms of a blocked event loop, offers and claims
   included (bench/soak.py --stall-probe). Here the same check of each connection is made
-  in slices of CHECK_SLICE with the event loop free in between, and the next walk is due
-  after the last slice, as Daphne's is after its walk. The reaping is Daphne's code for
+  in slices of CHECK_SLICE spread over the first half of the period (`slice_gap`), and the
+  next walk begins a period after this one began, as Daphne's does. The reaping is Daphne's code for
   one connection (`_check_application`, copied from DAPHNE_VERSION; a test fails when
   Daphne's version changes, so an upgrade is read against it first).
 
@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import pprint
 import secrets
 import time
@@ -168,6 +169,14 @@ def _check_application(server: Any, protocol: Any) -> None:
         del server.connections[protocol]
 
 
+def slice_gap(connections: int, period: float) -> float:
+    """Seconds between two slices of a walk over `connections`: the slices spread over
+    half the walk's period. Back to back, each turn of a message's way through the event
+    loop (offer, claim, answer) could wait behind a slice; spread, it meets one at most."""
+    slices = math.ceil(connections / CHECK_SLICE)
+    return period / 2 / slices if slices > 1 else 0.0
+
+
 def _check_slice(server: Any, protocols: list[Any], start: int, check: Any, period: float, again: str) -> None:
     from twisted.internet import reactor as installed
 
@@ -176,9 +185,11 @@ def _check_slice(server: Any, protocols: list[Any], start: int, check: Any, peri
         if protocol in server.connections:  # not gone since the walk began
             check(server, protocol)
     if start + CHECK_SLICE < len(protocols):
-        reactor.callLater(0, _check_slice, server, protocols, start + CHECK_SLICE, check, period, again)
-    else:
-        reactor.callLater(period, getattr(server, again))
+        gap = slice_gap(len(protocols), period)
+        reactor.callLater(gap, _check_slice, server, protocols, start + CHECK_SLICE, check, period, again)
+    else:  # the next walk a period after this one began (its slices took half of it at most)
+        slices = math.ceil(len(protocols) / CHECK_SLICE)
+        reactor.callLater(period - slice_gap(len(protocols), period) * (slices - 1), getattr(server, again))
 
 
 class LazyPformat:

@@ -183,11 +183,15 @@ class FakeReactor:
     def callLater(self, delay: float, func: Any, *args: Any) -> None:
         self.calls.append((delay, func, args))
 
-    def run_soon(self) -> None:
-        """Runs the calls due at once (the next slices) until only a later one is left."""
-        while self.calls and self.calls[-1][0] == 0:
-            _delay, func, args = self.calls.pop()
+    def run_slices(self, period: float) -> list[float]:
+        """Runs the next slices of a walk (calls due within half its period) until only the
+        next walk is left; the gaps they were due after."""
+        gaps = []
+        while self.calls and self.calls[-1][0] < period / 2:
+            delay, func, args = self.calls.pop()
+            gaps.append(delay)
             func(*args)
+        return gaps
 
 
 class Task:
@@ -291,10 +295,12 @@ def test_daphnes_application_check_in_slices_does_what_daphnes_does_to_every_con
     caplog.clear()
     ours.application_checker()
     assert sum(1 for c in order_ours if c in ours.connections) > count - daphne_ws.CHECK_SLICE  # one slice so far
-    assert [delay for delay, _f, _a in reactor.calls] == [0]
-    reactor.run_soon()
+    assert len(reactor.calls) == 1
+    gaps = reactor.run_slices(daphne_ws.APPLICATION_CHECK_SECONDS)
+    assert gaps == [daphne_ws.APPLICATION_CHECK_SECONDS / 2 / 3] * 2  # 3 slices over half a second
     delay, func, _args = reactor.calls.pop()
-    assert (delay, func) == (daphne_ws.APPLICATION_CHECK_SECONDS, ours.application_checker)
+    assert func == ours.application_checker  # a second after the walk began
+    assert delay == pytest.approx(daphne_ws.APPLICATION_CHECK_SECONDS - sum(gaps))
     assert _outcome(ours.connections, order_ours) == _outcome(theirs.connections, order_theirs)
     ours_logged = [(r.levelname, r.getMessage().split(" for connection")[0][:40]) for r in caplog.records]
     assert sorted(ours_logged) == sorted(theirs_logged) and ours_logged  # the same warnings and errors
@@ -312,7 +318,8 @@ def test_the_copied_application_check_is_of_the_installed_daphne():
 def test_daphnes_timeout_check_runs_in_slices_with_the_event_loop_free_in_between(monkeypatch):
     """At 10,000 phones Daphne's walk over every connection every 2 s blocked the event
     loop 22-37 ms (offers and claims behind it): here the same check of each connection,
-    CHECK_SLICE at a time, and the next walk 2 s after the last slice."""
+    CHECK_SLICE at a time spread over the first second, and the next walk 2 s after this
+    one began."""
     import twisted.internet
 
     from devices.lib import daphne_ws
@@ -324,13 +331,14 @@ def test_daphnes_timeout_check_runs_in_slices_with_the_event_loop_free_in_betwee
     protocols = list(server.connections)
     server.timeout_checker()
     assert sum(p.checked for p in protocols) == daphne_ws.CHECK_SLICE
-    assert [delay for delay, _func, _args in reactor.calls] == [0]  # the rest after the loop ran
+    assert [delay for delay, _func, _args in reactor.calls] == [daphne_ws.TIMEOUT_CHECK_SECONDS / 2 / 3]
     gone = protocols[-1]
     del server.connections[gone]  # disconnected meanwhile: not checked
-    reactor.run_soon()
+    reactor.run_slices(daphne_ws.TIMEOUT_CHECK_SECONDS)
     assert all(p.checked == 1 for p in protocols if p is not gone) and gone.checked == 0
     delay, func, _args = reactor.calls.pop()
-    assert (delay, func) == (daphne_ws.TIMEOUT_CHECK_SECONDS, server.timeout_checker) and not reactor.calls
+    assert func == server.timeout_checker and not reactor.calls
+    assert delay == pytest.approx(daphne_ws.TIMEOUT_CHECK_SECONDS * (1 - 2 / 6))  # 2 s after the walk began
     from daphne.server import Server as DaphneServer
 
     daphne_ws.install()
