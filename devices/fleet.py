@@ -62,8 +62,9 @@ PASS_SLICE = 500
 # seconds, each over the phones and lists whose id falls in it. At 10,000 phones one pass
 # over all of them every 15 s spent 0.8-2.1 s in the database and the claims made meanwhile
 # waited up to 0.6 s, the whole dispatch p99 of the soak; in parts of 1,000 each part still
-# held the claims up to 150 ms (p99 77-80 ms); in parts of 250, 15-30 ms (p99 42 ms,
-# docs/benchmarks.md, "The pass's statements"). Each phone and list is still looked at once a tick.
+# held the claims up to 150 ms (p99 77-80 ms); in parts of 250, 15-30 ms (p99 21-78 ms over
+# twelve runs, docs/benchmarks.md, "10,000 phones on one Daphne", the night session). Each
+# phone and list is still looked at once a tick.
 PASS_PART_PHONES = 250
 # The held connections are kept in this many buckets by phone id: part k of n is the
 # buckets whose number is k modulo n (phones whose id is k modulo n, when n divides it), so

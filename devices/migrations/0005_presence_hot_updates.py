@@ -1,6 +1,7 @@
-# Presence writes become HOT updates (docs/benchmarks.md, "The pass's statements"): the two
-# indexes that hold `last_seen_at` go, and on PostgreSQL the phones' table keeps a fifth of
-# each page free for the new version of a row (new pages only; old ones as rows move).
+# Presence writes become HOT updates (docs/benchmarks.md, "10,000 phones on one Daphne",
+# the night session): the two indexes that hold `last_seen_at` go, and on PostgreSQL the
+# phones' table keeps a fifth of each page free for the new version of a row (new pages
+# only; old ones as rows move).
 # Every 37.5 s each connected phone's row is rewritten: at 10,000 phones each UPDATE of 500
 # rows wrote nine index entries a row. On PostgreSQL the indexes are dropped CONCURRENTLY.
 
