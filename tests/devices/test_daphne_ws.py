@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -245,7 +246,7 @@ def _connections(count: int) -> dict[Connection, dict[str, Any]]:
     import time
 
     now = time.time()
-    cases = [
+    cases: list[Callable[[], dict[str, Any]]] = [
         lambda: {"application_instance": Task()},
         lambda: {"application_instance": Task(done=True)},
         lambda: {"application_instance": Task(done=True, error=ValueError("boom"))},
