@@ -300,16 +300,16 @@ def lists_with_open_work(list_ids: set[int], device_ids: set[int]) -> tuple[set[
     waiting = Message.objects.filter(status=Message.Status.QUEUED, send_at__lte=now, expires_at__gt=now).order_by()
     lists: set[int] = set()
     devices: set[int] = set()
-    ordered_lists, ordered_devices = list(list_ids), list(device_ids)
-    for n in range(0, len(ordered_lists), 1000):  # `__any`: one array parameter (accounts/lookups.py)
-        chunk = ordered_lists[n : n + 1000]
+    asked_lists, asked_devices = list(list_ids), list(device_ids)
+    for n in range(0, len(asked_lists), 1000):  # `__any`: one array parameter (accounts/lookups.py)
+        chunk = asked_lists[n : n + 1000]
         lists.update(
             waiting.filter(pinned_device__isnull=True, phone_list_id__any=chunk)
             .values_list("phone_list_id", flat=True)
             .distinct()
         )
-    for n in range(0, len(ordered_devices), 1000):
-        chunk = ordered_devices[n : n + 1000]
+    for n in range(0, len(asked_devices), 1000):
+        chunk = asked_devices[n : n + 1000]
         pinned = waiting.filter(pinned_device_id__any=chunk).values_list("pinned_device_id", flat=True)
         devices.update(pinned.distinct())
     return lists, devices
