@@ -21,9 +21,10 @@ at once):
 - asks once which lists and pinned phones have open work (the `open_work` function the
   consumer module gives it: that question is messaging's) and has only those phones read it.
 
-Its statements bind their thousand ids as one array on PostgreSQL (`__any`,
-accounts/lookups.py) and read tuples, not models: the ORM thread that runs them shares the
-interpreter lock with the event loop, and the Python they cost was the claims' wait.
+Its statements are written by hand, bind each id list as one parameter (accounts/rawsql.py)
+and read tuples, not models: the ORM thread that runs them shares the interpreter lock with
+the event loop, and the Python they cost was the claims' wait (built by the ORM, 6-7 ms of
+Python a part of 250 phones; by hand, 2 ms).
 
 Connections register when they are accepted and leave when they close.
 """

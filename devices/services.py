@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -13,17 +12,17 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, Count, F, Model, Value, When
+from django.db.models import Case, F, Model, Value, When
 from django.db.models.functions import Least
 from django.utils import timezone
 
-from accounts import columns, errors
+from accounts import columns, errors, rawsql
 from accounts import services as account_services
 from accounts.lib import sqlnames, tokens
 from accounts.models import Account
 from accounts.services import ThrottlePolicy
 from devices.lib.channel_layer import FanoutChannelLayer
-from devices.models import CAP_FIELDS, Device, PhoneList
+from devices.models import CAP_FIELDS, PRESENCE_TTL, Device, PhoneList
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=Model)
@@ -309,20 +308,10 @@ def _authenticate_statement(vendor: str) -> tuple[str, tuple[str, ...], tuple[st
     return statement, device_fields, list_fields
 
 
-@functools.cache
-def _converters(model: type[Model], names: tuple[str, ...], vendor: str) -> list[tuple[Any, list[Callable[..., Any]]]]:
-    columns = [model._meta.get_field(name).get_col(model._meta.db_table) for name in names]  # type: ignore[union-attr]
-    return [(col, [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]) for col in columns]
-
-
 def _from_row(model: type[M], names: tuple[str, ...], row: tuple[Any, ...]) -> M:
     """A model instance from a plain query's row of the fields `names`, converted as the
     ORM would (SQLite returns times and JSON as text)."""
-    values = list(row)
-    for index, (col, converters) in enumerate(_converters(model, names, connection.vendor)):
-        for convert in converters:
-            values[index] = convert(values[index], col, connection)
-    return model.from_db(connection.alias, names, values)
+    return model.from_db(connection.alias, names, rawsql.convert_rows(model, names, [row])[0])
 
 
 # --- Telling phones (through the channel layer) -----------------------------------------
@@ -511,72 +500,92 @@ def touch_device(*, device_id: int, channel_name: str) -> None:
     )
 
 
-# Ids per statement in the batched presence writes (SQLite allows 32,766 variables at most).
-PRESENCE_BATCH = 1000
+# The fleet's pass (devices/fleet.py) runs the four statements below over the phones and
+# lists of one part, each id list bound as one parameter (accounts/rawsql.py): written by
+# hand, as the ORM built each anew every time (about 1 ms of Python each) in a thread that
+# shares the event loop's interpreter lock with the claims. Their conditions are the ORM's
+# (`Device.objects.online()` and the rest); tests/devices/test_services.py compares them.
+_TOUCH_SQL = (
+    "UPDATE {Device} SET {Device.last_seen_at} = %(now)s, {Device.is_connected} = %(yes)s"
+    " WHERE {Device.id} {ids} AND {Device.channel_name} {channels}"
+)
+_ENABLED_CAPS_SQL = (
+    "SELECT d.{Device.id}, {caps} FROM {Device} d"
+    " WHERE d.{Device.id} {ids} AND d.{Device.is_enabled} AND d.{Device.removed_at} IS NULL"
+    " AND d.{Device.account} IN (SELECT a.{Account.id} FROM {Account} a WHERE a.{Account.is_active})"
+)
+_AVAILABLE_COUNTS_SQL = (
+    "SELECT {Device.phone_list}, COUNT(*) FROM {Device}"
+    " WHERE {Device.phone_list} {ids} AND {Device.is_available} AND {Device.kind} <> %(smsgate)s"
+    " AND {Device.is_enabled} AND {Device.removed_at} IS NULL AND {Device.is_connected}"
+    " AND {Device.last_seen_at} >= %(since)s"
+    " GROUP BY {Device.phone_list}"
+)
+# A list's columns in the order `phone_list_rows` reads them (its model's concrete fields).
+PHONE_LIST_COLUMNS: tuple[str, ...] = tuple(field.attname for field in PhoneList._meta.concrete_fields)
+_LIST_ROWS_SQL = "SELECT {columns} FROM {PhoneList} WHERE {PhoneList.id} {ids}"
 
 
-def _chunks(values: list[Any]) -> list[list[Any]]:
-    return [values[n : n + PRESENCE_BATCH] for n in range(0, len(values), PRESENCE_BATCH)]
+@functools.cache
+def _pass_sql(template: str, vendor: str) -> str:
+    """One of the pass's statements on this database (formatted once)."""
+    quote = connection.ops.quote_name
+    device_columns = {field.attname: str(field.column) for field in Device._meta.concrete_fields}
+    caps = ", ".join(f"d.{quote(device_columns[name])}" for name in CAP_FIELDS.values())
+    columns = ", ".join(quote(str(field.column)) for field in PhoneList._meta.concrete_fields)  # PHONE_LIST_COLUMNS
+    return sqlnames.sql(
+        template,
+        quote=quote,
+        Device=Device,
+        PhoneList=PhoneList,
+        Account=Account,
+        ids=rawsql.in_list("ids"),
+        channels=rawsql.in_list("channels"),
+        caps=caps,
+        columns=columns,
+    )
+
+
+def _pass_rows(template: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        cursor.execute(_pass_sql(template, connection.vendor), params)
+        return cursor.fetchall() if cursor.description else []
 
 
 def touch_devices(connections: list[tuple[int, str]]) -> None:
-    """Refreshes the presence lease of these (phone id, channel name) connections at once:
-    one UPDATE per thousand. A channel name belongs to one connection of one phone, so
-    matching both lists matches the pairs (a phone whose newer connection took over is left
-    alone, as in `touch_device`). The fleet's pass (devices/fleet.py) calls this and the
-    three below with a thousand ids each: `__any` binds them as one array on PostgreSQL
-    (accounts/lookups.py), and rows come back as tuples, not models."""
-    now = timezone.now()
-    for chunk in _chunks(connections):
-        Device.objects.filter(pk__any=[pk for pk, _ in chunk], channel_name__any=[name for _, name in chunk]).update(
-            last_seen_at=now, is_connected=True
-        )
+    """Refreshes the presence lease of these (phone id, channel name) connections at once,
+    in one UPDATE. A channel name belongs to one connection of one phone, so matching both
+    lists matches the pairs (a phone whose newer connection took over is left alone, as in
+    `touch_device`)."""
+    if not connections:
+        return
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    ids = rawsql.list_value(pk for pk, _ in connections)
+    channels = rawsql.list_value(name for _, name in connections)
+    _pass_rows(_TOUCH_SQL, {"now": now, "yes": True, "ids": ids, "channels": channels})
 
 
 def enabled_device_caps(device_ids: set[int]) -> dict[int, tuple[int | None, ...]]:
     """Which of these phones are still enabled, not removed, and of an active account, with
     their own caps (per minute, hour, day: None where the list's apply)."""
-    allowed: dict[int, tuple[int | None, ...]] = {}
-    for chunk in _chunks(list(device_ids)):
-        rows = (
-            Device.objects.filter(pk__any=chunk, is_enabled=True, removed_at__isnull=True, account__is_active=True)
-            .order_by()
-            .values_list("pk", *CAP_FIELDS.values())
-        )
-        allowed.update((pk, tuple(caps)) for pk, *caps in rows)
-    return allowed
+    rows = _pass_rows(_ENABLED_CAPS_SQL, {"ids": rawsql.list_value(device_ids)})
+    return {pk: tuple(caps) for pk, *caps in rows}
 
 
 def available_phone_counts(list_ids: set[int]) -> dict[int, int]:
-    """How many phones of each of these lists are online, available and claiming offers
-    over a WebSocket (SMSGate phones fetch their work instead), in any server process."""
-    counts: dict[int, int] = {}
-    for chunk in _chunks(list(list_ids)):
-        rows = (
-            Device.objects.online()
-            .filter(phone_list_id__any=chunk, is_available=True)
-            .exclude(kind=Device.Kind.SMSGATE)
-            .order_by()
-            .values("phone_list_id")
-            .annotate(phones=Count("id"))
-            .values_list("phone_list_id", "phones")
-        )
-        counts.update(rows)
-    return counts
-
-
-# A list's columns in the order `phone_list_rows` reads them (its model's concrete fields).
-PHONE_LIST_COLUMNS: tuple[str, ...] = tuple(field.attname for field in PhoneList._meta.concrete_fields)
+    """How many phones of each of these lists are online (`Device.objects.online()`),
+    available and claiming offers over a WebSocket (SMSGate phones fetch their work
+    instead), in any server process."""
+    since = connection.ops.adapt_datetimefield_value(timezone.now() - PRESENCE_TTL)
+    params = {"ids": rawsql.list_value(list_ids), "smsgate": Device.Kind.SMSGATE.value, "since": since}
+    return {pk: phones for pk, phones in _pass_rows(_AVAILABLE_COUNTS_SQL, params)}
 
 
 def phone_list_rows(list_ids: set[int]) -> dict[int, tuple[Any, ...]]:
     """These lists as they are now, by id: each one's values in PHONE_LIST_COLUMNS order
     (the fleet compares them with the list it holds and changes only what changed)."""
-    found: dict[int, tuple[Any, ...]] = {}
-    for chunk in _chunks(list(list_ids)):
-        rows = PhoneList.objects.filter(pk__any=chunk).order_by().values_list(*PHONE_LIST_COLUMNS)
-        found.update((row[0], row) for row in rows)  # the first column is the id
-    return found
+    rows = _pass_rows(_LIST_ROWS_SQL, {"ids": rawsql.list_value(list_ids)})
+    return {row[0]: tuple(row) for row in rawsql.convert_rows(PhoneList, PHONE_LIST_COLUMNS, rows)}
 
 
 def set_device_state(*, device_id: int, available: bool, battery: int | None = None, signal: int | None = None) -> None:

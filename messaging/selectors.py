@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from accounts import errors
+from accounts import errors, rawsql
 from accounts import services as account_services
+from accounts.lib import sqlnames
 from accounts.models import ApiKey
 from accounts.services import AuthenticatedKey
 from devices import selectors as device_selectors
@@ -292,24 +295,37 @@ def caps_of_devices(devices: list[Device]) -> dict[int, dict[str, dict[str, int 
 # --- Open work for the phones a server process holds ---------------------------------
 
 
+# Open messages (`dispatch.open_messages_for_device`'s conditions) of some lists (not
+# pinned) and of some phones (pinned to them): written by hand, with each id list as one
+# parameter, for the fleet's pass (accounts/rawsql.py says why).
+_OPEN_WORK_SQL = (
+    "SELECT DISTINCT {column} FROM {Message} WHERE {Message.status} = %(queued)s"
+    " AND {Message.send_at} <= %(now)s AND {Message.expires_at} > %(now)s AND {condition}"
+)
+_OPEN_WORK_OF = {  # by list, by phone: the column read, and the condition
+    True: ("{Message.phone_list}", "{Message.pinned_device} IS NULL AND {Message.phone_list} {ids}"),
+    False: ("{Message.pinned_device}", "{Message.pinned_device} {ids}"),
+}
+
+
+@functools.cache
+def _open_work_sql(by_list: bool, vendor: str) -> str:
+    column, condition = _OPEN_WORK_OF[by_list]
+    template = _OPEN_WORK_SQL.replace("{column}", column).replace("{condition}", condition)
+    return sqlnames.sql(template, quote=connection.ops.quote_name, Message=Message, ids=rawsql.in_list("ids"))
+
+
 def lists_with_open_work(list_ids: set[int], device_ids: set[int]) -> tuple[set[int], set[int]]:
     """Which of these lists, and which of these phones, have queued, due, unexpired messages
     waiting (the lists' unpinned ones, the phones' pinned ones): the same messages as
     `dispatch.open_messages_for_device`, asked once for a whole server's phones."""
-    now = timezone.now()
-    waiting = Message.objects.filter(status=Message.Status.QUEUED, send_at__lte=now, expires_at__gt=now).order_by()
-    lists: set[int] = set()
-    devices: set[int] = set()
-    asked_lists, asked_devices = list(list_ids), list(device_ids)
-    for n in range(0, len(asked_lists), 1000):  # `__any`: one array parameter (accounts/lookups.py)
-        chunk = asked_lists[n : n + 1000]
-        lists.update(
-            waiting.filter(pinned_device__isnull=True, phone_list_id__any=chunk)
-            .values_list("phone_list_id", flat=True)
-            .distinct()
-        )
-    for n in range(0, len(asked_devices), 1000):
-        chunk = asked_devices[n : n + 1000]
-        pinned = waiting.filter(pinned_device_id__any=chunk).values_list("pinned_device_id", flat=True)
-        devices.update(pinned.distinct())
-    return lists, devices
+    params = {"queued": Message.Status.QUEUED.value, "now": connection.ops.adapt_datetimefield_value(timezone.now())}
+    found: list[set[int]] = []
+    with connection.cursor() as cursor:
+        for by_list, ids in ((True, list_ids), (False, device_ids)):
+            if not ids:
+                found.append(set())
+                continue
+            cursor.execute(_open_work_sql(by_list, connection.vendor), {**params, "ids": rawsql.list_value(ids)})
+            found.append({pk for (pk,) in cursor.fetchall()})
+    return found[0], found[1]

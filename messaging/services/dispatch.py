@@ -12,7 +12,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -22,6 +22,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, F, Model, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from accounts import rawsql
 from accounts import services as account_services
 from accounts.lib import sqlnames, tokens
 from accounts.models import Account
@@ -214,12 +215,6 @@ def _sql(template: str, **arguments: str) -> str:
     return sqlnames.sql(template, quote=connection.ops.quote_name, **models, **arguments)
 
 
-@functools.cache
-def _converters(model: type[Model], names: tuple[str, ...], vendor: str) -> list[tuple[Any, list[Callable[..., Any]]]]:
-    columns = [model._meta.get_field(name).get_col(model._meta.db_table) for name in names]  # type: ignore[union-attr]
-    return [(col, [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]) for col in columns]
-
-
 def _from_row(model: type[M], names: tuple[str, ...], row: tuple[Any, ...]) -> M:
     """A model instance from a plain query's row of the fields `names`, converted as the
     ORM would (SQLite returns times as text, JSON as text); its other fields load on use."""
@@ -228,15 +223,7 @@ def _from_row(model: type[M], names: tuple[str, ...], row: tuple[Any, ...]) -> M
 
 def _from_rows(model: type[M], names: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> list[M]:
     """`_from_row` of each row (the converters looked up once)."""
-    converters = _converters(model, names, connection.vendor)
-    instances = []
-    for row in rows:
-        values = list(row)
-        for index, (col, converting) in enumerate(converters):
-            for convert in converting:
-                values[index] = convert(values[index], col, connection)
-        instances.append(model.from_db(connection.alias, names, values))
-    return instances
+    return [model.from_db(connection.alias, names, values) for values in rawsql.convert_rows(model, names, rows)]
 
 
 # A `sent` shows the phone's radio works: its pause after failed sends, if any, ends

@@ -131,3 +131,63 @@ def test_the_phones_that_claim_offers_are_counted_per_list_across_processes(alic
     Device.objects.filter(pk=fetching.pk).update(kind=Device.Kind.SMSGATE)
     factories.make_device(phone_list=bob_list, online=True)
     assert services.available_phone_counts({alice_list.pk, bob_list.pk}) == {alice_list.pk: 2, bob_list.pk: 1}
+
+
+def test_the_fleets_hand_written_statements_agree_with_the_orm(alice_list, bob_list):
+    """The pass's statements (devices/services.py) are written by hand for speed: each gives
+    what the ORM's own definition gives, over phones in every state that matters."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from devices.models import PRESENCE_TTL
+
+    phones = {name: factories.make_device(phone_list=alice_list, name=name, online=True) for name in "abcdefgh"}
+    phones["i"] = factories.make_device(phone_list=bob_list, name="i", online=True)
+    phones["j"] = factories.make_device(phone_list=bob_list, name="j", online=False)
+    stale = timezone.now() - PRESENCE_TTL - timedelta(seconds=1)
+    Device.objects.filter(pk=phones["a"].pk).update(is_enabled=False)
+    Device.objects.filter(pk=phones["b"].pk).update(removed_at=timezone.now())
+    Device.objects.filter(pk=phones["c"].pk).update(last_seen_at=stale)
+    Device.objects.filter(pk=phones["d"].pk).update(is_connected=False)
+    Device.objects.filter(pk=phones["e"].pk).update(is_available=False, rate_limit_per_hour=7)
+    Device.objects.filter(pk=phones["f"].pk).update(kind=Device.Kind.SMSGATE, rate_limit_per_minute=2)
+    other = factories.make_account(email="carol@example.com")
+    carol_list = factories.make_list(account=other, name="Carol")
+    phones["k"] = factories.make_device(phone_list=carol_list, name="k", online=True)
+    Account.objects.filter(pk=other.pk).update(is_active=False)
+    ids = {device.pk for device in phones.values()} | {10**9}
+    lists = {alice_list.pk, bob_list.pk, carol_list.pk, 10**9}
+
+    expected_caps = {
+        pk: tuple(caps)
+        for pk, *caps in Device.objects.filter(pk__in=ids, is_enabled=True, removed_at__isnull=True)
+        .filter(account__is_active=True)
+        .values_list("pk", "rate_limit_per_minute", "rate_limit_per_hour", "rate_limit_per_day")
+    }
+    assert services.enabled_device_caps(ids) == expected_caps
+    assert expected_caps[phones["e"].pk] == (None, 7, None) and phones["k"].pk not in expected_caps
+    assert services.enabled_device_caps(set()) == {}
+
+    online = Device.objects.online().filter(phone_list_id__in=lists, is_available=True)
+    expected_counts: dict[int, int] = {}
+    for list_id in online.exclude(kind=Device.Kind.SMSGATE).values_list("phone_list_id", flat=True):
+        expected_counts[list_id] = expected_counts.get(list_id, 0) + 1
+    assert (
+        services.available_phone_counts(lists)
+        == expected_counts
+        == {alice_list.pk: 2, bob_list.pk: 1, carol_list.pk: 1}
+    )
+
+    rows = services.phone_list_rows(lists)
+    assert rows == {
+        row[0]: row for row in PhoneList.objects.filter(pk__in=lists).values_list(*services.PHONE_LIST_COLUMNS)
+    }
+    assert set(rows) == {alice_list.pk, bob_list.pk, carol_list.pk}
+
+    Device.objects.filter(pk=phones["g"].pk).update(channel_name="g.1", is_connected=False, last_seen_at=stale)
+    Device.objects.filter(pk=phones["h"].pk).update(channel_name="h.2", is_connected=False, last_seen_at=stale)
+    services.touch_devices([(phones["g"].pk, "g.1"), (phones["h"].pk, "h.1")])  # h has a newer connection
+    services.touch_devices([])
+    touched = Device.objects.online().filter(pk__in=[phones["g"].pk, phones["h"].pk])
+    assert dict(touched.values_list("pk", "channel_name")) == {phones["g"].pk: "g.1"}
