@@ -16,6 +16,7 @@ from config.asgi import application
 from devices import consumers
 from devices.models import Device
 from devices.rounds import ClaimRounds
+from messaging import selectors
 from messaging.models import Message, MessageEvent
 from messaging.services import dispatch, offers
 from tests import factories
@@ -163,6 +164,37 @@ def test_the_open_work_statement_selects_what_the_queryset_does(alice_list, bob_
     assert got == expected == [past.pk, same_time[0].pk]
     Device.objects.filter(pk=a.pk).update(paused_until=now + timedelta(minutes=1))
     assert both(a) == ([], [])
+
+
+def test_the_fleets_open_work_question_finds_what_the_queryset_does(alice_list, bob_list, two_phones):
+    """`selectors.lists_with_open_work` (hand-written, the fleet's pass asks it for every
+    part) against the ORM: lists with queued, due, unexpired unpinned messages, and phones
+    with such messages pinned to them."""
+    (a, _), (b, _) = two_phones
+    now = timezone.now()
+    carol_list = factories.make_list(account=alice_list.account, name="Empty")
+    factories.make_message(pinned_device=a)
+    factories.make_message(phone_list=bob_list, send_at=now + timedelta(hours=1))  # not due
+    factories.make_message(phone_list=bob_list, ttl=timedelta(seconds=-1))  # expired
+    factories.make_message(phone_list=bob_list, status=Message.Status.ASSIGNED, device=b)  # taken
+    factories.make_message(pinned_device=b, send_at=now + timedelta(hours=1))  # pinned, not due
+    lists, devices = {alice_list.pk, bob_list.pk, carol_list.pk, 10**9}, {a.pk, b.pk, 10**9}
+
+    def by_orm() -> tuple[set[int], set[int]]:
+        waiting = Message.objects.filter(status=Message.Status.QUEUED, send_at__lte=timezone.now())
+        waiting = waiting.filter(expires_at__gt=timezone.now())
+        of_lists = waiting.filter(pinned_device__isnull=True, phone_list_id__in=lists)
+        of_devices = waiting.filter(pinned_device_id__in=devices)
+        return set(of_lists.values_list("phone_list_id", flat=True)), set(
+            of_devices.values_list("pinned_device_id", flat=True)
+        )
+
+    assert selectors.lists_with_open_work(lists, devices) == by_orm() == (set(), {a.pk})
+    factories.make_message(phone_list=alice_list)
+    factories.make_message(phone_list=alice_list)
+    assert selectors.lists_with_open_work(lists, devices) == by_orm() == ({alice_list.pk}, {a.pk})
+    assert selectors.lists_with_open_work(set(), set()) == (set(), set())
+    assert selectors.lists_with_open_work({bob_list.pk}, {b.pk}) == (set(), set())
 
 
 def test_claim_next_messages_refetches_held_work_and_claims_new(alice_list, two_phones):
