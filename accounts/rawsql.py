@@ -3,7 +3,8 @@ converted as the ORM would.
 
 - `in_list("ids")` is `= ANY(%(ids)s)` on PostgreSQL (an array) and
   `IN (SELECT value FROM json_each(%(ids)s))` on SQLite (a JSON array); `list_value` gives
-  the parameter. One statement text for any number of values, so it is prepared once.
+  the parameter. One statement text for any number of values (PostgreSQL can prepare it
+  once, `prepare_threshold` in config/settings.py).
 - `converters` and `convert_rows`: SQLite returns times as text and booleans as 0/1; the
   ORM's own converters make the values the same as a queryset's.
 
