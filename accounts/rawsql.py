@@ -6,7 +6,8 @@ converted as the ORM would.
   the parameter. One statement text for any number of values (PostgreSQL can prepare it
   once, `prepare_threshold` in config/settings.py).
 - `converters` and `convert_rows`: SQLite returns times as text and booleans as 0/1; the
-  ORM's own converters make the values the same as a queryset's.
+  ORM's own converters make the values the same as a queryset's. `instances` and `instance` make
+  model instances of such rows (the fields not read load on use).
 
 The fleet's pass (devices/fleet.py) runs its statements as these: the ORM built each
 statement anew every time (about 1 ms of Python each), in a thread that shares the event
@@ -19,10 +20,12 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import connection
 from django.db.models import Model
+
+M = TypeVar("M", bound=Model)
 
 
 def in_list(param: str) -> str:
@@ -63,3 +66,14 @@ def convert_rows(model: type[Model], names: tuple[str, ...], rows: Iterable[tupl
                 values[index] = convert(values[index], col, connection)
         converted.append(values)
     return converted
+
+
+def instances(model: type[M], names: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> list[M]:
+    """A model instance of each row of the fields `names` (in the model's field order, as
+    `Model.from_db` needs them), converted as the ORM would."""
+    return [model.from_db(connection.alias, names, values) for values in convert_rows(model, names, rows)]
+
+
+def instance(model: type[M], names: tuple[str, ...], row: tuple[Any, ...]) -> M:
+    """`instances` of one row."""
+    return instances(model, names, [row])[0]

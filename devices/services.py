@@ -5,14 +5,14 @@ from __future__ import annotations
 import functools
 import logging
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import phonenumbers
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, F, Model, Value, When
+from django.db.models import Case, F, Value, When
 from django.db.models.functions import Least
 from django.utils import timezone
 
@@ -25,7 +25,6 @@ from devices.lib.channel_layer import FanoutChannelLayer
 from devices.models import CAP_FIELDS, PRESENCE_TTL, Device, PhoneList
 
 logger = logging.getLogger(__name__)
-M = TypeVar("M", bound=Model)
 
 LIST_TOKEN_PREFIX = "lst"
 PIN_DIGITS = 8
@@ -282,8 +281,8 @@ def authenticate_device(*, token: str | None) -> Device | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    device = _from_row(Device, device_fields, row[: len(device_fields)])
-    phone_list = _from_row(PhoneList, list_fields, row[len(device_fields) :])
+    device = rawsql.instance(Device, device_fields, row[: len(device_fields)])
+    phone_list = rawsql.instance(PhoneList, list_fields, row[len(device_fields) :])
     Device.phone_list.field.set_cached_value(device, phone_list)
     return device
 
@@ -306,12 +305,6 @@ def _authenticate_statement(vendor: str) -> tuple[str, tuple[str, ...], tuple[st
     )
     statement = sqlnames.sql(template, quote=quote, Device=Device, PhoneList=PhoneList, Account=Account)
     return statement, device_fields, list_fields
-
-
-def _from_row(model: type[M], names: tuple[str, ...], row: tuple[Any, ...]) -> M:
-    """A model instance from a plain query's row of the fields `names`, converted as the
-    ORM would (SQLite returns times and JSON as text)."""
-    return model.from_db(connection.alias, names, rawsql.convert_rows(model, names, [row])[0])
 
 
 # --- Telling phones (through the channel layer) -----------------------------------------

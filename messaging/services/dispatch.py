@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from django.core.cache import cache
 from django.db import connection, transaction
@@ -36,7 +36,6 @@ from messaging.models import Message, MessageEvent
 from messaging.services import callbacks, offers, verify
 
 logger = logging.getLogger(__name__)
-M = TypeVar("M", bound=Model)
 
 Status = Message.Status
 
@@ -101,7 +100,7 @@ def open_messages_for_device(*, device: Device, limit: int = 100) -> list[Messag
     with connection.cursor() as cursor:
         cursor.execute(_open_work_sql(), params)
         rows = cursor.fetchall()
-    return _from_rows(Message, _OPEN_WORK_FIELDS, rows)
+    return rawsql.instances(Message, _OPEN_WORK_FIELDS, rows)
 
 
 # `open_messages_for_device`'s statement: the queryset below, as Django writes it.
@@ -117,7 +116,7 @@ WHERE ({Message.pinned_device} = %(device)s OR ({Message.phone_list} = %(list)s 
 ORDER BY {Message.send_at}, {Message.created_at}, {Message.id}
 LIMIT %(limit)s
 """
-# In the model's field order, as `_from_row` (Model.from_db) needs them.
+# In the model's field order, as `rawsql.instance` (Model.from_db) needs them.
 _OPEN_WORK_FIELDS = ("id", "public_id", "phone_list_id", "pinned_device_id", "to", "text", "parts", "sim")
 
 
@@ -215,17 +214,6 @@ def _sql(template: str, **arguments: str) -> str:
     return sqlnames.sql(template, quote=connection.ops.quote_name, **models, **arguments)
 
 
-def _from_row(model: type[M], names: tuple[str, ...], row: tuple[Any, ...]) -> M:
-    """A model instance from a plain query's row of the fields `names`, converted as the
-    ORM would (SQLite returns times as text, JSON as text); its other fields load on use."""
-    return _from_rows(model, names, [row])[0]
-
-
-def _from_rows(model: type[M], names: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> list[M]:
-    """`_from_row` of each row (the converters looked up once)."""
-    return [model.from_db(connection.alias, names, values) for values in rawsql.convert_rows(model, names, rows)]
-
-
 # A `sent` shows the phone's radio works: its pause after failed sends, if any, ends
 # (devices.services.end_pause, as part of a report's one statement on PostgreSQL).
 _END_PAUSE_CTE = """
@@ -311,7 +299,7 @@ _UNCAPPED_SQL = """
               AND {Device.phone_list} IN (SELECT {PhoneList.id} FROM {PhoneList}
                   WHERE {PhoneList.rate_limit_per_minute} IS NULL AND {PhoneList.rate_limit_per_hour} IS NULL
                     AND {PhoneList.rate_limit_per_day} IS NULL)"""
-# In the model's field order, as `_from_row` (Model.from_db) needs them.
+# In the model's field order, as `rawsql.instance` (Model.from_db) needs them.
 _CLAIMED_FIELDS = ("id", "public_id", "to", "text", "sealed_text", "parts", "sim", "send_at", "attempts")
 
 
@@ -378,7 +366,7 @@ def _claim(*, device: Device, lookup: tuple[str, object], now: datetime, uncappe
     )
     if row is None:
         return None  # another phone got there first, or it is not open for this phone
-    message = _from_row(Message, _CLAIMED_FIELDS, row)
+    message = rawsql.instance(Message, _CLAIMED_FIELDS, row)
     message.status, message.device, message.assigned_at = Status.ASSIGNED, device, now
     metrics.count_assignment(due_at=message.send_at, assigned_at=now, attempt=message.attempts)
     return _for_phone(message)
@@ -486,9 +474,9 @@ def _reporting_message(*, device: Device, message_id: str) -> tuple[Message, Ipn
         row = cursor.fetchone()
     if row is None:
         return None
-    message = _from_row(Message, message_fields, row[: len(message_fields)])
+    message = rawsql.instance(Message, message_fields, row[: len(message_fields)])
     endpoint_row = row[len(message_fields) :]
-    endpoint = _from_row(IpnEndpoint, endpoint_fields, endpoint_row) if endpoint_row[0] is not None else None
+    endpoint = rawsql.instance(IpnEndpoint, endpoint_fields, endpoint_row) if endpoint_row[0] is not None else None
     if message.device_id == device.pk:
         return message, endpoint
     held_before = MessageEvent.objects.filter(message=message, device=device, status=Status.ASSIGNED).exists()
@@ -706,7 +694,7 @@ def _report_in_one_statement(*, device: Device, message_id: str, status: str, at
         row = cursor.fetchone()
     if row is None:
         return None
-    message = _from_row(Message, ("id", "public_id", "status"), row[:3])
+    message = rawsql.instance(Message, ("id", "public_id", "status"), row[:3])
     message.device = device
     if status == Status.SENT:
         device.paused_until, device.failures_in_a_row = None, 0  # as the statement left its row
